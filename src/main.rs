@@ -1,0 +1,5 @@
+//! The `text2img` command line.
+
+fn main() {
+    println!("text2img");
+}
