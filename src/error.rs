@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::weights::WeightsError;
+
 /// Result with the library's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -15,7 +17,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A weights file that is malformed or does not fit the model.
+    #[error("{path}: {source}")]
+    Weights {
+        path: PathBuf,
+        #[source]
+        source: WeightsError,
+    },
+    /// A model config that cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// Shapes that do not fit together while a graph is built.
+    #[error("shape error in {0}")]
+    Shape(String),
     /// Input the user gave that cannot be used (captions, sizes, flags).
     #[error("{0}")]
     Input(String),
+    /// A device that was asked for and is not there.
+    #[error("{0}")]
+    Device(String),
 }

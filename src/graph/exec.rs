@@ -1,0 +1,442 @@
+//! Running a planned graph. `Session::run` allocates nothing: values live in one arena at the
+//! offsets of the plan, ops borrow disjoint slices of it, and the thread pool is the session's.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::ThreadPool;
+
+use super::builder::{Graph, Node, Op};
+use super::plan::Plan;
+use crate::error::{Error, Result};
+use crate::ops::conv1d::{conv1d, conv1d_ref};
+use crate::ops::conv2d::{conv2d, conv2d_ref};
+use crate::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, ConvTranspose2dGeom};
+use crate::ops::elementwise::{add, concat_channels, replicate_spatial};
+use crate::ops::linear::{linear, linear_ref};
+use crate::ops::pool::{maxpool1d, mean_time};
+use crate::ops::rnn::{gru, gru_ref, rnn_relu, rnn_relu_ref, RnnDims, RnnParams};
+use crate::ops::{activation::activation_ref, Epilogue};
+
+/// Which implementation of every op a session runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The plain loops (the oracle; slow, allocates).
+    Reference,
+    /// The fast CPU path.
+    Cpu,
+}
+
+/// A graph, planned for one batch size, with its arena, scratch and thread pool.
+pub struct Session {
+    graph: Arc<Graph>,
+    plan: Plan,
+    arena: Vec<f32>,
+    scratch: Vec<f32>,
+    pool: Arc<ThreadPool>,
+    threads: usize,
+    backend: Backend,
+}
+
+/// Builds a thread pool of `threads` workers (0: one per available core).
+pub fn thread_pool(threads: usize) -> Result<Arc<ThreadPool>> {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("text2img-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::Input(format!("cannot start {n} threads: {e}")))
+}
+
+impl Session {
+    /// Plans `graph` for `batch` samples on `pool`.
+    pub fn new(
+        graph: Arc<Graph>,
+        batch: usize,
+        pool: Arc<ThreadPool>,
+        backend: Backend,
+    ) -> Session {
+        let plan = Plan::new(&graph, batch.max(1));
+        let threads = pool.current_num_threads();
+        Session {
+            arena: vec![0.0; plan.arena_len],
+            scratch: vec![0.0; plan.scratch_len],
+            graph,
+            plan,
+            pool,
+            threads,
+            backend,
+        }
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn batch(&self) -> usize {
+        self.plan.batch
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Re-plans for another batch size (allocates only when the size changes).
+    pub fn set_batch(&mut self, batch: usize) {
+        if batch.max(1) != self.plan.batch {
+            self.plan = Plan::new(&self.graph, batch.max(1));
+            self.arena = vec![0.0; self.plan.arena_len];
+            self.scratch = vec![0.0; self.plan.scratch_len];
+        }
+    }
+
+    fn range(&self, v: usize) -> std::ops::Range<usize> {
+        let start = self.plan.offsets[v];
+        start..start + self.graph.values[v].len() * self.plan.batch
+    }
+
+    /// The buffer of graph input `i` ([batch, per-sample shape]), to be filled before `run`.
+    pub fn input_mut(&mut self, i: usize) -> &mut [f32] {
+        let r = self.range(self.graph.inputs[i]);
+        &mut self.arena[r]
+    }
+
+    /// The buffer of graph output `i` after `run`.
+    pub fn output(&self, i: usize) -> &[f32] {
+        &self.arena[self.range(self.graph.outputs[i])]
+    }
+
+    /// Runs every node in order.
+    pub fn run(&mut self) {
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| {
+            for i in 0..self.graph.nodes.len() {
+                self.run_node(i);
+            }
+        });
+    }
+
+    /// Runs every node, returning each node's wall time in seconds (same order as the nodes).
+    pub fn run_profiled(&mut self, times: &mut Vec<f64>) {
+        times.clear();
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| {
+            for i in 0..self.graph.nodes.len() {
+                let t = Instant::now();
+                self.run_node(i);
+                times.push(t.elapsed().as_secs_f64());
+            }
+        });
+    }
+
+    fn run_node(&mut self, i: usize) {
+        let graph = Arc::clone(&self.graph);
+        let node = &graph.nodes[i];
+        let out_range = self.range(node.output);
+        let in_ranges: [Option<std::ops::Range<usize>>; 2] = [
+            node.inputs.first().map(|&v| self.range(v)),
+            node.inputs.get(1).map(|&v| self.range(v)),
+        ];
+        // The plan gives an output space disjoint from its inputs: split the arena around it.
+        let (lo, rest) = self.arena.split_at_mut(out_range.start);
+        let (out, hi) = rest.split_at_mut(out_range.len());
+        let hi_start = out_range.end;
+        let get = |r: &Option<std::ops::Range<usize>>| -> &[f32] {
+            match r {
+                None => &[],
+                Some(r) if r.end <= out_range.start => &lo[r.clone()],
+                Some(r) => &hi[r.start - hi_start..r.end - hi_start],
+            }
+        };
+        let (x, y) = (get(&in_ranges[0]), get(&in_ranges[1]));
+        let ctx = Ctx {
+            graph: &graph,
+            batch: self.plan.batch,
+            threads: self.threads,
+            scratch: &mut self.scratch,
+        };
+        match self.backend {
+            Backend::Cpu => ctx.fast(node, x, y, out),
+            Backend::Reference => ctx.reference(node, x, y, out),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    graph: &'a Graph,
+    batch: usize,
+    threads: usize,
+    scratch: &'a mut [f32],
+}
+
+impl Ctx<'_> {
+    fn p(&self, id: usize) -> &[f32] {
+        self.graph.params[id].data()
+    }
+
+    fn opt(&self, id: Option<usize>) -> Option<&[f32]> {
+        id.map(|i| self.p(i))
+    }
+
+    fn epi<'b>(
+        &'b self,
+        scale: Option<usize>,
+        shift: Option<usize>,
+        act: crate::ops::Activation,
+        res: Option<&'b [f32]>,
+    ) -> Epilogue<'b> {
+        Epilogue {
+            scale: self.opt(scale),
+            shift: self.opt(shift),
+            residual: res,
+            act,
+        }
+    }
+
+    fn rnn_params(&self, p: [usize; 4]) -> RnnParams<'_> {
+        RnnParams {
+            w_ih: self.p(p[0]),
+            b_ih: self.p(p[1]),
+            w_hh: self.p(p[2]),
+            b_hh: self.p(p[3]),
+        }
+    }
+
+    fn fast(self, node: &Node, x: &[f32], y: &[f32], out: &mut [f32]) {
+        let Ctx {
+            graph,
+            batch: b,
+            threads: t,
+            scratch,
+        } = self;
+        let p = |id: usize| graph.params[id].data();
+        let epi = |scale: Option<usize>, shift: Option<usize>, act, residual| Epilogue {
+            scale: scale.map(p),
+            shift: shift.map(p),
+            residual,
+            act,
+        };
+        match node.op {
+            Op::Linear {
+                w,
+                scale,
+                shift,
+                in_f,
+                out_f,
+                act,
+            } => linear(
+                x,
+                p(w),
+                b,
+                in_f,
+                out_f,
+                &epi(scale, shift, act, None),
+                out,
+                t,
+            ),
+            Op::Conv2d {
+                w,
+                scale,
+                shift,
+                geom,
+                act,
+                residual,
+            } => conv2d(
+                x,
+                p(w),
+                b,
+                &geom,
+                &epi(scale, shift, act, residual.then_some(y)),
+                scratch,
+                out,
+                t,
+            ),
+            Op::ConvTranspose2d {
+                w,
+                scale,
+                shift,
+                geom,
+                act,
+            } => conv_transpose2d(
+                x,
+                p(w),
+                b,
+                &geom,
+                &epi(scale, shift, act, None),
+                scratch,
+                out,
+                t,
+            ),
+            Op::Conv1d {
+                w,
+                shift,
+                cin,
+                t: steps,
+                cout,
+                k,
+                act,
+            } => conv1d(
+                x,
+                p(w),
+                b,
+                cin,
+                steps,
+                cout,
+                k,
+                &epi(None, shift, act, None),
+                scratch,
+                out,
+                t,
+            ),
+            Op::Rnn {
+                gru: is_gru,
+                params,
+                cin,
+                t: steps,
+                hidden,
+            } => {
+                let d = RnnDims {
+                    batch: b,
+                    cin,
+                    t: steps,
+                    hidden,
+                };
+                let rp = RnnParams {
+                    w_ih: p(params[0]),
+                    b_ih: p(params[1]),
+                    w_hh: p(params[2]),
+                    b_hh: p(params[3]),
+                };
+                if is_gru {
+                    gru(x, &rp, d, scratch, out, t)
+                } else {
+                    rnn_relu(x, &rp, d, scratch, out, t)
+                }
+            }
+            _ => movement(&node.op, b, x, y, out),
+        }
+    }
+
+    fn reference(self, node: &Node, x: &[f32], y: &[f32], out: &mut [f32]) {
+        let b = self.batch;
+        match node.op {
+            Op::Linear {
+                w,
+                scale,
+                shift,
+                in_f,
+                out_f,
+                act,
+            } => linear_ref(
+                x,
+                self.p(w),
+                b,
+                in_f,
+                out_f,
+                &self.epi(scale, shift, act, None),
+                out,
+            ),
+            Op::Conv2d {
+                w,
+                scale,
+                shift,
+                geom,
+                act,
+                residual,
+            } => conv2d_ref(
+                x,
+                self.p(w),
+                b,
+                &geom,
+                &self.epi(scale, shift, act, residual.then_some(y)),
+                out,
+            ),
+            Op::ConvTranspose2d {
+                w,
+                scale,
+                shift,
+                geom,
+                act,
+            } => {
+                let unpacked = unpack_weight(self.p(w), &geom);
+                conv_transpose2d_ref(
+                    x,
+                    &unpacked,
+                    b,
+                    &geom,
+                    &self.epi(scale, shift, act, None),
+                    out,
+                )
+            }
+            Op::Conv1d {
+                w,
+                shift,
+                cin,
+                t,
+                cout,
+                k,
+                act,
+            } => conv1d_ref(
+                x,
+                self.p(w),
+                b,
+                cin,
+                t,
+                cout,
+                k,
+                &self.epi(None, shift, act, None),
+                out,
+            ),
+            Op::Rnn {
+                gru: is_gru,
+                params,
+                cin,
+                t,
+                hidden,
+            } => {
+                let d = RnnDims {
+                    batch: b,
+                    cin,
+                    t,
+                    hidden,
+                };
+                if is_gru {
+                    gru_ref(x, &self.rnn_params(params), d, out)
+                } else {
+                    rnn_relu_ref(x, &self.rnn_params(params), d, out)
+                }
+            }
+            _ => movement(&node.op, b, x, y, out),
+        }
+    }
+}
+
+/// Ops whose one implementation serves both backends (memory-bound data movement).
+fn movement(op: &Op, b: usize, x: &[f32], y: &[f32], out: &mut [f32]) {
+    match *op {
+        Op::MaxPool1d { channels, t, k, s } => maxpool1d(x, b * channels, t, k, s, out),
+        Op::MeanTime { t, h } => mean_time(x, b, t, h, out),
+        Op::Concat => concat_channels(x, x.len() / b, y, y.len() / b, b, out),
+        Op::Replicate { c, hw } => replicate_spatial(x, b, c, hw, out),
+        Op::Add => add(x, y, out),
+        Op::Act(a) => activation_ref(a, x, out),
+        _ => unreachable!("compute ops are dispatched by fast() and reference()"),
+    }
+}
+
+/// Inverse of `pack_weight`: [Cout·k·k, Cin] → PyTorch's [Cin, Cout, k, k].
+fn unpack_weight(packed: &[f32], g: &ConvTranspose2dGeom) -> Vec<f32> {
+    let rows = g.rows();
+    let mut w = vec![0.0; rows * g.cin];
+    for ci in 0..g.cin {
+        for r in 0..rows {
+            w[ci * rows + r] = packed[r * g.cin + ci];
+        }
+    }
+    w
+}

@@ -1,0 +1,240 @@
+//! Model configs: every size of the three networks. A weights file carries its config in its
+//! metadata; the built-in ones are the paper's ("reed-cub", "reed-flowers") and our "shapes".
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The 70-character alphabet of Reed's char-CNN-RNN ('-' appears twice; see text.rs).
+pub const ALPHABET: &str =
+    "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"/\\|_@#$%^&*~`+-=<>()[]{} ";
+
+/// Text input settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    pub alphabet: String,
+    pub doc_length: usize,
+}
+
+/// Recurrent cell of the char-CNN-RNN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RnnKind {
+    /// Reed's FixedGRU (CUB).
+    Gru,
+    /// Plain ReLU RNN (flowers).
+    Relu,
+}
+
+/// A max-pool window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub kernel: usize,
+    pub stride: usize,
+}
+
+/// char-CNN-RNN sizes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderConfig {
+    pub conv_channels: [usize; 3],
+    pub kernel_size: usize,
+    pub pool_size: usize,
+    pub final_pool: Option<Pool>,
+    pub rnn: RnnKind,
+    pub rnn_hidden: usize,
+    pub embed_dim: usize,
+}
+
+/// Generator sizes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    pub nz: usize,
+    pub nt: usize,
+    pub ngf: usize,
+}
+
+/// Discriminator sizes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscriminatorConfig {
+    pub ndf: usize,
+    pub nt: usize,
+    /// LeakyReLU after the 8×8 and 4×4 convolutions (the original has none there).
+    pub act_after_deep: bool,
+}
+
+/// A whole model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    pub text: TextConfig,
+    pub encoder: EncoderConfig,
+    pub generator: GeneratorConfig,
+    pub discriminator: DiscriminatorConfig,
+}
+
+/// Image side of every config (the networks' strides fix it).
+pub const IMAGE_SIZE: usize = 64;
+
+/// Largest channel count accepted from a file (guards plans against absurd sizes).
+const MAX_CHANNELS: usize = 1 << 14;
+
+impl ModelConfig {
+    /// The built-in config names.
+    pub const BUILTIN: [&'static str; 3] = ["reed-cub", "reed-flowers", "shapes"];
+
+    /// A built-in config by name.
+    pub fn builtin(name: &str) -> Result<ModelConfig> {
+        let text = TextConfig {
+            alphabet: ALPHABET.to_string(),
+            doc_length: 201,
+        };
+        let reed_encoder = EncoderConfig {
+            conv_channels: [384, 512, 512],
+            kernel_size: 4,
+            pool_size: 3,
+            final_pool: None,
+            rnn: RnnKind::Gru,
+            rnn_hidden: 512,
+            embed_dim: 1024,
+        };
+        let reed_g = GeneratorConfig {
+            nz: 100,
+            nt: 128,
+            ngf: 128,
+        };
+        let d = DiscriminatorConfig {
+            ndf: 64,
+            nt: 128,
+            act_after_deep: false,
+        };
+        let cfg = match name {
+            "reed-cub" => ModelConfig {
+                name: name.into(),
+                text,
+                encoder: reed_encoder,
+                generator: reed_g,
+                discriminator: d,
+            },
+            "reed-flowers" => ModelConfig {
+                name: name.into(),
+                text,
+                encoder: EncoderConfig {
+                    final_pool: Some(Pool {
+                        kernel: 3,
+                        stride: 2,
+                    }),
+                    rnn: RnnKind::Relu,
+                    ..reed_encoder
+                },
+                generator: reed_g,
+                discriminator: d,
+            },
+            "shapes" => ModelConfig {
+                name: name.into(),
+                text,
+                encoder: EncoderConfig {
+                    conv_channels: [128, 256, 256],
+                    rnn_hidden: 256,
+                    embed_dim: 256,
+                    ..reed_encoder
+                },
+                generator: GeneratorConfig {
+                    nz: 100,
+                    nt: 128,
+                    ngf: 64,
+                },
+                discriminator: d,
+            },
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown model config '{other}' (built in: {})",
+                    Self::BUILTIN.join(", ")
+                )))
+            }
+        };
+        Ok(cfg)
+    }
+
+    /// Parses a config from JSON and checks it.
+    pub fn from_json(s: &str) -> Result<ModelConfig> {
+        let cfg: ModelConfig =
+            serde_json::from_str(s).map_err(|e| Error::Config(format!("config JSON: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of strings and integers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks every size is usable: alphabet, positive and bounded channels, enough time steps.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("config '{}': {m}", self.name)));
+        if self.text.alphabet != ALPHABET {
+            return bad("alphabet differs from Reed's 70-character alphabet".into());
+        }
+        if self.text.doc_length == 0 || self.text.doc_length > 4096 {
+            return bad(format!(
+                "doc_length {} outside 1..=4096",
+                self.text.doc_length
+            ));
+        }
+        let e = &self.encoder;
+        let g = &self.generator;
+        let d = &self.discriminator;
+        let sizes = [
+            ("encoder.conv_channels[0]", e.conv_channels[0]),
+            ("encoder.conv_channels[1]", e.conv_channels[1]),
+            ("encoder.conv_channels[2]", e.conv_channels[2]),
+            ("encoder.rnn_hidden", e.rnn_hidden),
+            ("encoder.embed_dim", e.embed_dim),
+            ("encoder.kernel_size", e.kernel_size),
+            ("encoder.pool_size", e.pool_size),
+            ("generator.nz", g.nz),
+            ("generator.nt", g.nt),
+            ("generator.ngf", g.ngf),
+            ("discriminator.ndf", d.ndf),
+            ("discriminator.nt", d.nt),
+        ];
+        for (name, v) in sizes {
+            if v == 0 || v > MAX_CHANNELS {
+                return bad(format!("{name} = {v} outside 1..={MAX_CHANNELS}"));
+            }
+        }
+        if let Some(p) = e.final_pool {
+            if p.kernel == 0 || p.stride == 0 || p.kernel > 64 || p.stride > 64 {
+                return bad("final_pool kernel and stride must be in 1..=64".into());
+            }
+        }
+        if self.encoder_steps().is_none() {
+            return bad(format!(
+                "doc_length {} leaves no time steps for the RNN",
+                self.text.doc_length
+            ));
+        }
+        Ok(())
+    }
+
+    /// Time steps left after the conv/pool stack, or None if the text is too short.
+    pub fn encoder_steps(&self) -> Option<usize> {
+        let e = &self.encoder;
+        let conv = |t: usize| t.checked_sub(e.kernel_size - 1).filter(|&t| t > 0);
+        let pool = |t: usize, k: usize, s: usize| t.checked_sub(k).map(|x| x / s + 1);
+        let t = conv(self.text.doc_length)?;
+        let t = pool(t, e.pool_size, e.pool_size)?;
+        let t = conv(t)?;
+        let t = pool(t, e.pool_size, e.pool_size)?;
+        let mut t = conv(t)?;
+        if let Some(p) = e.final_pool {
+            t = pool(t, p.kernel, p.stride)?;
+        }
+        (t > 0).then_some(t)
+    }
+}

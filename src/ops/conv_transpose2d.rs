@@ -1,0 +1,217 @@
+//! Transposed 2-D convolution (no bias). PyTorch weight layout [Cin, Cout, k, k]. Fast path:
+//! one GEMM cols[Cout·k·k, B·HW] = Wᵀ · x, then a gather (col2im written as a gather, so every
+//! output element is written exactly once and the epilogue is fused), per chunk of the batch.
+
+use rayon::prelude::*;
+
+use super::gemm::{matmul, Mat};
+use super::Epilogue;
+
+/// Shape of a transposed convolution (square kernel, stride and padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dGeom {
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+const CHUNK_ELEMS: usize = 1 << 22;
+
+impl ConvTranspose2dGeom {
+    /// Output height and width, or None when the padding swallows the output.
+    pub fn out_hw(&self) -> Option<(usize, usize)> {
+        let f = |n: usize| {
+            ((n.checked_sub(1)? * self.stride + self.k).checked_sub(2 * self.pad))
+                .filter(|&o| o > 0)
+        };
+        Some((f(self.h)?, f(self.w)?))
+    }
+
+    fn out_hw_checked(&self) -> (usize, usize) {
+        self.out_hw()
+            .expect("conv_transpose2d geometry was checked when the graph was built")
+    }
+
+    pub fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    pub fn out_len(&self) -> usize {
+        let (ho, wo) = self.out_hw_checked();
+        self.cout * ho * wo
+    }
+
+    /// Rows of the packed weight: Cout·k·k.
+    pub fn rows(&self) -> usize {
+        self.cout * self.k * self.k
+    }
+
+    /// Samples per chunk of the fast path.
+    pub fn chunk(&self, batch: usize) -> usize {
+        let per = (self.rows() + self.cin) * self.h * self.w;
+        (CHUNK_ELEMS / per.max(1)).clamp(1, batch.max(1))
+    }
+
+    /// Scratch elements the fast path needs at this batch size.
+    pub fn scratch_len(&self, batch: usize) -> usize {
+        (self.rows() + self.cin) * self.chunk(batch) * self.h * self.w
+    }
+
+    /// Multiply-accumulates per sample.
+    pub fn macs(&self) -> usize {
+        self.cin * self.h * self.w * self.rows()
+    }
+}
+
+/// Packs a PyTorch weight [Cin, Cout, k, k] into the GEMM's [Cout·k·k, Cin].
+pub fn pack_weight(w: &[f32], g: &ConvTranspose2dGeom) -> Vec<f32> {
+    let rows = g.rows();
+    let mut packed = vec![0.0; rows * g.cin];
+    for ci in 0..g.cin {
+        for r in 0..rows {
+            packed[r * g.cin + ci] = w[ci * rows + r];
+        }
+    }
+    packed
+}
+
+/// Reference: scatter form, out[b, co, iy·s − p + ky, ix·s − p + kx] += x[b, ci, iy, ix] ·
+/// w[ci, co, ky, kx], f64 accumulation. `w` in PyTorch layout.
+pub fn conv_transpose2d_ref(
+    x: &[f32],
+    w: &[f32],
+    batch: usize,
+    g: &ConvTranspose2dGeom,
+    epi: &Epilogue,
+    out: &mut [f32],
+) {
+    let (ho, wo) = g.out_hw_checked();
+    let mut acc = vec![0.0f64; g.cout * ho * wo];
+    for b in 0..batch {
+        acc.fill(0.0);
+        for ci in 0..g.cin {
+            for iy in 0..g.h {
+                for ix in 0..g.w {
+                    let xv = x[((b * g.cin + ci) * g.h + iy) * g.w + ix] as f64;
+                    for co in 0..g.cout {
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let oy = (iy * g.stride + ky) as isize - g.pad as isize;
+                                let ox = (ix * g.stride + kx) as isize - g.pad as isize;
+                                if oy < 0 || ox < 0 || oy >= ho as isize || ox >= wo as isize {
+                                    continue;
+                                }
+                                let wv = w[((ci * g.cout + co) * g.k + ky) * g.k + kx] as f64;
+                                acc[(co * ho + oy as usize) * wo + ox as usize] += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let base = b * g.cout * ho * wo;
+        for co in 0..g.cout {
+            let plane = &mut out[base + co * ho * wo..base + (co + 1) * ho * wo];
+            for (o, &a) in plane.iter_mut().zip(&acc[co * ho * wo..]) {
+                *o = a as f32;
+            }
+            let res = epi.residual.map(|r| &r[base + co * ho * wo..][..ho * wo]);
+            epi.apply_channel(co, plane, res);
+        }
+    }
+}
+
+/// Input index contributing to output coordinate `o` through tap `kk`, if any.
+#[inline]
+fn source(o: usize, kk: usize, g: &ConvTranspose2dGeom, n: usize) -> Option<usize> {
+    let t = (o + g.pad).checked_sub(kk)?;
+    (t % g.stride == 0 && t / g.stride < n).then_some(t / g.stride)
+}
+
+/// Gathers one output plane (sample `bi` of the chunk, channel `co`) from cols.
+fn gather_plane(
+    cols: &[f32],
+    ncols: usize,
+    bi: usize,
+    co: usize,
+    g: &ConvTranspose2dGeom,
+    plane: &mut [f32],
+) {
+    let (_, wo) = g.out_hw_checked();
+    let hw = g.h * g.w;
+    for (oy, row) in plane.chunks_mut(wo).enumerate() {
+        row.fill(0.0);
+        for ky in 0..g.k {
+            let Some(iy) = source(oy, ky, g, g.h) else {
+                continue;
+            };
+            for kx in 0..g.k {
+                let r = (co * g.k + ky) * g.k + kx;
+                let src = &cols[r * ncols + bi * hw + iy * g.w..][..g.w];
+                for (ox, v) in row.iter_mut().enumerate() {
+                    if let Some(ix) = source(ox, kx, g, g.w) {
+                        *v += src[ix];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Fast transposed convolution. `wt` is the packed weight ([Cout·k·k, Cin], see `pack_weight`);
+/// `scratch` holds at least `g.scratch_len(batch)`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d(
+    x: &[f32],
+    wt: &[f32],
+    batch: usize,
+    g: &ConvTranspose2dGeom,
+    epi: &Epilogue,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    threads: usize,
+) {
+    let hw = g.h * g.w;
+    let (in_len, out_len) = (g.in_len(), g.out_len());
+    let (ho, wo) = g.out_hw_checked();
+    let plane_len = ho * wo;
+    let wmat = Mat::row_major(wt, g.rows(), g.cin);
+    let chunk = g.chunk(batch);
+    let mut b0 = 0;
+    while b0 < batch {
+        let nb = chunk.min(batch - b0);
+        let ncols = nb * hw;
+        let (cols, rest) = scratch.split_at_mut(g.rows() * ncols);
+        let rhs = if nb == 1 {
+            Mat::row_major(&x[b0 * in_len..(b0 + 1) * in_len], g.cin, hw)
+        } else {
+            let xt = &mut rest[..g.cin * ncols];
+            xt.par_chunks_mut(ncols).enumerate().for_each(|(ci, row)| {
+                for bi in 0..nb {
+                    row[bi * hw..(bi + 1) * hw]
+                        .copy_from_slice(&x[((b0 + bi) * g.cin + ci) * hw..][..hw]);
+                }
+            });
+            Mat::row_major(xt, g.cin, ncols)
+        };
+        let cols = &mut cols[..];
+        matmul(wmat, rhs, cols, ncols, threads);
+        let cols = &*cols;
+        let dst = &mut out[b0 * out_len..(b0 + nb) * out_len];
+        dst.par_chunks_mut(plane_len)
+            .enumerate()
+            .for_each(|(i, plane)| {
+                let (bi, co) = (i / g.cout, i % g.cout);
+                gather_plane(cols, ncols, bi, co, g, plane);
+                let res = epi
+                    .residual
+                    .map(|r| &r[(b0 * g.cout + i) * plane_len..][..plane_len]);
+                epi.apply_channel(co, plane, res);
+            });
+        b0 += nb;
+    }
+}

@@ -1,0 +1,44 @@
+//! Forward ops. Each file holds one op family: a plain reference (loops, the oracle the tests
+//! trust) and the fast CPU path (GEMM-based, multi-threaded through the caller's rayon pool).
+//! Layouts are row-major NCHW; conv1d data is [B, C, T].
+
+pub mod activation;
+pub mod batch_norm;
+pub mod conv1d;
+pub mod conv2d;
+pub mod conv_transpose2d;
+pub mod elementwise;
+pub mod gemm;
+pub mod linear;
+pub mod pool;
+pub mod rnn;
+
+pub use activation::Activation;
+
+/// What is applied to an accumulator before it is stored: `act(acc·scale + shift + residual)`,
+/// per output channel for scale and shift. This is where batch norm (folded), biases,
+/// activations and residual adds are fused into convolutions and linears.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    pub scale: Option<&'a [f32]>,
+    pub shift: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
+    pub act: Activation,
+}
+
+impl Epilogue<'_> {
+    /// Applies the epilogue to one channel's values `v` (channel `c`), whose residual, if any,
+    /// is `res` (same length).
+    #[inline]
+    pub fn apply_channel(&self, c: usize, v: &mut [f32], res: Option<&[f32]>) {
+        let s = self.scale.map_or(1.0, |s| s[c]);
+        let b = self.shift.map_or(0.0, |b| b[c]);
+        match res {
+            Some(r) => v
+                .iter_mut()
+                .zip(r)
+                .for_each(|(x, &r)| *x = self.act.apply(*x * s + b + r)),
+            None => v.iter_mut().for_each(|x| *x = self.act.apply(*x * s + b)),
+        }
+    }
+}

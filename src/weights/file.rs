@@ -1,0 +1,156 @@
+//! A weights file opened for reading: memory-mapped (zero-copy) or read into memory
+//! (`--no-mmap`), with its header validated before any tensor is touched.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::safetensors::{self, Header, TensorInfo};
+use super::WeightsError;
+use crate::error::{Error, Result};
+use crate::tensor::{decode_le, DType};
+
+/// The format version this build reads and writes.
+pub const FORMAT: &str = "text2img/1";
+
+/// How the file's bytes are held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Map the file; f32 tensors are used in place when aligned.
+    Mmap,
+    /// Read the whole file into memory (safe against the file changing underneath).
+    Read,
+}
+
+enum Backing {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+/// An open, validated weights file.
+pub struct WeightFile {
+    path: PathBuf,
+    backing: Backing,
+    header: Header,
+}
+
+impl WeightFile {
+    /// Opens and validates `path`.
+    pub fn open(path: &Path, mode: LoadMode) -> Result<WeightFile> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let backing = match mode {
+            LoadMode::Mmap => {
+                let file = File::open(path).map_err(io)?;
+                // SAFETY: the map is read-only and private to this process. If another process
+                // truncates or rewrites the file while it is mapped, reads may fault or see new
+                // bytes; this is documented (README) and `--no-mmap` avoids it.
+                let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+                Backing::Mapped(map)
+            }
+            LoadMode::Read => Backing::Owned(std::fs::read(path).map_err(io)?),
+        };
+        let bytes: &[u8] = match &backing {
+            Backing::Mapped(m) => m,
+            Backing::Owned(v) => v,
+        };
+        let header = safetensors::parse(bytes).map_err(|source| Error::Weights {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(WeightFile {
+            path: path.to_path_buf(),
+            backing,
+            header,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Mapped(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+
+    /// Whether tensors are served from a memory map.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.backing, Backing::Mapped(_))
+    }
+
+    /// A metadata value.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.header.metadata.get(key).map(String::as_str)
+    }
+
+    /// Checks the `format` metadata.
+    pub fn check_format(&self) -> Result<()> {
+        match self.metadata("format") {
+            Some(FORMAT) => Ok(()),
+            found => Err(self.error(WeightsError::Format {
+                found: found.unwrap_or("(none)").to_string(),
+                expected: FORMAT.to_string(),
+            })),
+        }
+    }
+
+    /// Wraps a weights error with this file's path.
+    pub fn error(&self, source: WeightsError) -> Error {
+        Error::Weights {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The entry of tensor `name`.
+    pub fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.header
+            .get(name)
+            .ok_or_else(|| self.error(WeightsError::Missing(name.to_string())))
+    }
+
+    /// The raw little-endian bytes of a tensor.
+    pub fn raw(&self, info: &TensorInfo) -> &[u8] {
+        let start = self.header.data_start;
+        // In bounds: the parser checked every tensor lies inside the data region.
+        &self.bytes()[start + info.begin..start + info.end]
+    }
+
+    /// A tensor as f32: borrowed from the file when it is f32 and 4-byte aligned, else converted.
+    pub fn f32_data(&self, name: &str) -> Result<Cow<'_, [f32]>> {
+        let info = self.info(name)?;
+        let raw = self.raw(info);
+        if info.dtype == DType::F32 {
+            if let Ok(s) = bytemuck::try_cast_slice::<u8, f32>(raw) {
+                return Ok(Cow::Borrowed(s));
+            }
+        }
+        Ok(Cow::Owned(decode_le(info.dtype, raw)))
+    }
+
+    /// Byte range (absolute) of an f32 tensor usable in place, if it is one.
+    pub fn zero_copy_range(&self, name: &str) -> Option<std::ops::Range<usize>> {
+        let info = self.header.get(name)?;
+        let start = self.header.data_start + info.begin;
+        let end = self.header.data_start + info.end;
+        let ok = info.dtype == DType::F32
+            && bytemuck::try_cast_slice::<u8, f32>(&self.bytes()[start..end]).is_ok();
+        ok.then_some(start..end)
+    }
+}
+
+// Tensors are little-endian on disk and read in place: refuse to build where that is wrong.
+#[cfg(target_endian = "big")]
+compile_error!("text2img reads little-endian weights in place and needs a little-endian target");

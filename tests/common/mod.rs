@@ -1,0 +1,59 @@
+//! Shared test helpers: seeded random data, poisoned buffers, relative-error checks.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Deterministic uniform values in [-1, 1) (xorshift64*), fresh per seed.
+pub fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            ((r >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A buffer of NaNs: any element an op forgets to write stays NaN and fails `assert_close`.
+pub fn poisoned(n: usize) -> Vec<f32> {
+    vec![f32::NAN; n]
+}
+
+/// Max |a−b| / (max|b| + floor): error relative to the reference's scale.
+pub fn rel_error(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let scale = b
+        .iter()
+        .fold(0.0f64, |m, &x| m.max(x.abs() as f64))
+        .max(1e-6);
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// Asserts every element is finite and the relative error is within `tol`.
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    if let Some(i) = got.iter().position(|x| !x.is_finite()) {
+        panic!(
+            "{what}: element {i} is {} (not written, or overflow)",
+            got[i]
+        );
+    }
+    let e = rel_error(got, want);
+    assert!(e <= tol, "{what}: relative error {e:.3e} > {tol:.1e}");
+}
+
+/// The repository root: $CARGO_MANIFEST_DIR when run by cargo, else the working directory (so
+/// test executables can run from a copy of the tree).
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
