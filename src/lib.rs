@@ -5,8 +5,10 @@
 //! kernels), `graph` (construct / plan / run), `weights` (safetensors, mapped), `model` (the
 //! three networks as graphs, configs, text encoding), `rng` (Philox noise), `image` (PNG out).
 
+pub mod device;
 pub mod error;
 pub mod graph;
+pub mod image;
 pub mod model;
 pub mod ops;
 pub mod rng;

@@ -33,6 +33,7 @@ fn bn_scale_shift(ws: &WeightSet, bn: &str) -> Result<(Vec<f32>, Vec<f32>)> {
 
 /// A convolution `w` (PyTorch layout) with an optional batch norm folded in and an optional
 /// residual added before `act`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv(
     b: &mut GraphBuilder,
     ws: &WeightSet,

@@ -200,3 +200,32 @@ pub fn check_tensors(
         problems,
     })
 }
+
+/// Writes `tensors` of `networks` under `cfg` as a text2img weights file (atomically), in
+/// `dtype`, after checking they fit the config.
+pub fn save_weights(
+    path: &Path,
+    cfg: &ModelConfig,
+    networks: &[Network],
+    tensors: &[(String, Tensor)],
+    dtype: crate::tensor::DType,
+) -> Result<()> {
+    let present: Vec<(&str, &[usize])> = tensors
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shape()))
+        .collect();
+    check_tensors(cfg, networks, &present).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let converted: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.to_dtype(dtype)))
+        .collect();
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("format".to_string(), crate::weights::FORMAT.to_string());
+    meta.insert("config".to_string(), cfg.to_json());
+    let names: Vec<&str> = networks.iter().map(|n| n.name()).collect();
+    meta.insert("networks".to_string(), names.join(","));
+    crate::weights::writer::write(path, &converted, &meta)
+}

@@ -95,16 +95,19 @@ impl TextToImage {
     ) -> Result<(Vec<f32>, Vec<CaptionReport>)> {
         let reports = self.load_captions(captions)?;
         self.encoder.run();
-        self.generate_from_loaded(seed, first_index);
+        let indices: Vec<u64> = (0..captions.len() as u64)
+            .map(|j| first_index + j)
+            .collect();
+        self.generate_loaded(seed, &indices);
         Ok((self.generator.output(0).to_vec(), reports))
     }
 
-    /// Runs the generator on the encoder's current output with fresh Philox noise. Allocates
-    /// nothing (the benchmark's inner loop).
-    pub fn generate_from_loaded(&mut self, seed: u64, first_index: u64) {
+    /// Runs the generator on the encoder's current output, row j with the noise of
+    /// `indices[j]` for `seed`. Allocates nothing (the benchmark's inner loop).
+    pub fn generate_loaded(&mut self, seed: u64, indices: &[u64]) {
         let nz = self.config.generator.nz;
-        for (j, z) in self.generator.input_mut(0).chunks_mut(nz).enumerate() {
-            normal_noise(seed, first_index + j as u64, z);
+        for (z, &i) in self.generator.input_mut(0).chunks_mut(nz).zip(indices) {
+            normal_noise(seed, i, z);
         }
         let emb = self.encoder.output(0);
         self.generator.input_mut(1).copy_from_slice(emb);

@@ -15,10 +15,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// SplitMix64's output function applied to seed + (i + 1)·γ, mapped to [-1, 1).
 pub fn unit_hash(seed: u64, i: u64) -> f64 {
-    let mut x = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
+    let x = crate::rng::mix64(seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
     2.0 * ((x >> 40) as f64) / 16_777_216.0 - 1.0
 }
 

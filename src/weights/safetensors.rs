@@ -212,7 +212,7 @@ fn parse_entry(name: String, value: serde_json::Value) -> Result<TensorInfo, Wei
 
 /// Sorts by offset and checks the tensors tile `[0, data_len)` exactly.
 fn check_tiling(tensors: &mut [TensorInfo], data_len: usize) -> Result<(), WeightsError> {
-    tensors.sort_by(|a, b| (a.begin, a.end).cmp(&(b.begin, b.end)));
+    tensors.sort_by_key(|t| (t.begin, t.end));
     let mut pos = 0usize;
     let mut prev: Option<&TensorInfo> = None;
     for t in tensors.iter() {

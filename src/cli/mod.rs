@@ -1,0 +1,86 @@
+//! Command-line verbs (clap) and the mapping of errors to exit codes.
+
+mod generate;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes.
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_BAD_INPUT: u8 = 3;
+pub const EXIT_OUTPUT: u8 = 4;
+pub const EXIT_DEVICE: u8 = 5;
+const EXIT_OTHER: u8 = 1;
+
+/// A failed command: the message and the exit code.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl From<text2img::Error> for Failure {
+    fn from(e: text2img::Error) -> Failure {
+        use text2img::Error as E;
+        let code = match &e {
+            E::Weights { .. } | E::Config(_) | E::Io { .. } => EXIT_BAD_INPUT,
+            E::Input(_) => EXIT_USAGE,
+            E::Device(_) => EXIT_DEVICE,
+            E::Shape(_) => EXIT_OTHER,
+        };
+        Failure {
+            code,
+            error: e.into(),
+        }
+    }
+}
+
+/// Builds a failure with an explicit code.
+pub fn fail(code: u8, msg: impl std::fmt::Display) -> Failure {
+    Failure {
+        code,
+        error: anyhow::anyhow!("{msg}"),
+    }
+}
+
+/// text2img: text to 64×64 images with GAN-INT-CLS (Reed et al. 2016).
+#[derive(Parser)]
+#[command(name = "text2img", version, about, long_about = None)]
+pub struct Cli {
+    /// More detail on stderr (timings, weights).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Generate images from captions.
+    Generate(generate::GenerateArgs),
+    /// Print a weights file's config, networks and tensors, and check it.
+    Inspect(inspect::InspectArgs),
+}
+
+/// How chatty to be.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let v = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    match cli.command {
+        Command::Generate(a) => generate::run(a, v),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}
