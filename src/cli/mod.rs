@@ -1,5 +1,6 @@
 //! Command-line verbs (clap) and the mapping of errors to exit codes.
 
+mod bench;
 mod generate;
 mod inspect;
 
@@ -62,6 +63,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Print a weights file's config, networks and tensors, and check it.
     Inspect(inspect::InspectArgs),
+    /// Time caption → image and the generator (llama-bench style rows).
+    Bench(bench::BenchArgs),
 }
 
 /// How chatty to be.
@@ -82,5 +85,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Generate(a) => generate::run(a, v),
         Command::Inspect(a) => inspect::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -58,6 +58,11 @@ impl TextToImage {
         &mut self.generator
     }
 
+    /// Both sessions, encoder first.
+    pub fn sessions_mut(&mut self) -> [&mut Session; 2] {
+        [&mut self.encoder, &mut self.generator]
+    }
+
     /// Re-plans both sessions for `batch` images.
     pub fn set_batch(&mut self, batch: usize) {
         self.encoder.set_batch(batch);
