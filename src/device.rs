@@ -25,9 +25,7 @@ impl FromStr for DeviceRequest {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(DeviceRequest::Cuda)
-                .ok_or_else(|| {
-                    format!("unknown device '{s}' (expected auto, cpu, cuda or cuda:N)")
-                }),
+                .ok_or_else(|| format!("unknown device '{s}' (expected auto, cpu, cuda or cuda:N)")),
         }
     }
 }

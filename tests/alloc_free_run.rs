@@ -39,22 +39,13 @@ static GLOBAL: Counting = Counting;
 fn repeated_runs_allocate_nothing() {
     let cfg = ModelConfig::builtin("shapes").expect("config");
     let nets = Network::ALL;
-    let ws = WeightSet::from_tensors(cfg.clone(), &nets, synthetic_weights(&cfg, &nets))
-        .expect("weights");
+    let ws = WeightSet::from_tensors(cfg.clone(), &nets, synthetic_weights(&cfg, &nets)).expect("weights");
     for threads in [1, 2] {
         for batch in [1, 3] {
             let pool = thread_pool(threads).expect("pool");
-            let captions: Vec<String> = (0..batch)
-                .map(|i| format!("a small red circle number {i}"))
-                .collect();
-            let mut t2i =
-                TextToImage::new(&ws, batch, Arc::clone(&pool), Backend::Cpu).expect("pipeline");
-            let mut d = Session::new(
-                Arc::new(build_discriminator(&ws).expect("D")),
-                batch,
-                pool,
-                Backend::Cpu,
-            );
+            let captions: Vec<String> = (0..batch).map(|i| format!("a small red circle number {i}")).collect();
+            let mut t2i = TextToImage::new(&ws, batch, Arc::clone(&pool), Backend::Cpu).expect("pipeline");
+            let mut d = Session::new(Arc::new(build_discriminator(&ws).expect("D")), batch, pool, Backend::Cpu);
             let indices: Vec<u64> = (0..batch as u64).collect();
             t2i.embed(&captions).expect("embed");
             // Warm-up: thread-local buffers of the pool and GEMM are created here.
@@ -70,10 +61,7 @@ fn repeated_runs_allocate_nothing() {
                 d.run();
             }
             let n = ALLOCS.load(Ordering::SeqCst) - before;
-            assert_eq!(
-                n, 0,
-                "{n} allocations in 3 runs at batch {batch}, {threads} threads"
-            );
+            assert_eq!(n, 0, "{n} allocations in 3 runs at batch {batch}, {threads} threads");
         }
     }
 }

@@ -24,36 +24,19 @@ fn weights(dir: &Path, dtype: DType) -> PathBuf {
 }
 
 fn run(c: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("run text2img");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into(),
-        String::from_utf8_lossy(&stderr).into(),
-    )
+    let Output { status, stdout, stderr } = c.output().expect("run text2img");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
 }
 
 fn png_text(path: &Path) -> (Vec<u8>, Vec<(String, String)>) {
-    let dec = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(path).expect("png"),
-    ));
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).expect("png")));
     let mut reader = dec.read_info().expect("png header");
     let mut buf = vec![0; reader.output_buffer_size().expect("size")];
     reader.next_frame(&mut buf).expect("png data");
     let info = reader.info();
-    let mut text: Vec<(String, String)> = info
-        .uncompressed_latin1_text
-        .iter()
-        .map(|t| (t.keyword.clone(), t.text.clone()))
-        .collect();
-    text.extend(
-        info.utf8_text
-            .iter()
-            .map(|t| (t.keyword.clone(), t.get_text().expect("itxt"))),
-    );
+    let mut text: Vec<(String, String)> =
+        info.uncompressed_latin1_text.iter().map(|t| (t.keyword.clone(), t.text.clone())).collect();
+    text.extend(info.utf8_text.iter().map(|t| (t.keyword.clone(), t.get_text().expect("itxt"))));
     (buf, text)
 }
 
@@ -63,47 +46,20 @@ fn generate_writes_pngs_with_metadata_and_is_deterministic() {
     let w = weights(dir.path(), DType::F32);
     let out = dir.path().join("img%d.png");
     let (code, _, err) = run(bin()
-        .args([
-            "generate",
-            "a red circle",
-            "-p",
-            "a blue star é",
-            "-b",
-            "2",
-            "-s",
-            "7",
-            "-t",
-            "1",
-        ])
+        .args(["generate", "a red circle", "-p", "a blue star é", "-b", "2", "-s", "7", "-t", "1"])
         .arg("-m")
         .arg(&w)
         .arg("-o")
         .arg(&out));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("outside the alphabet"), "warns about é: {err}");
-    let files: Vec<PathBuf> = (0..4)
-        .map(|i| dir.path().join(format!("img{i}.png")))
-        .collect();
+    let files: Vec<PathBuf> = (0..4).map(|i| dir.path().join(format!("img{i}.png"))).collect();
     let (pixels, text) = png_text(&files[2]);
     assert_eq!(pixels.len(), 64 * 64 * 3);
-    let params = &text
-        .iter()
-        .find(|(k, _)| k == "parameters")
-        .expect("parameters chunk")
-        .1;
-    assert!(
-        params.contains("Seed: 7") && params.contains("Index: 0"),
-        "{params}"
-    );
-    let json = &text
-        .iter()
-        .find(|(k, _)| k == "text2img")
-        .expect("json chunk")
-        .1;
-    assert!(
-        json.contains("a blue star é"),
-        "UTF-8 caption in iTXt: {json}"
-    );
+    let params = &text.iter().find(|(k, _)| k == "parameters").expect("parameters chunk").1;
+    assert!(params.contains("Seed: 7") && params.contains("Index: 0"), "{params}");
+    let json = &text.iter().find(|(k, _)| k == "text2img").expect("json chunk").1;
+    assert!(json.contains("a blue star é"), "UTF-8 caption in iTXt: {json}");
     // Same seed, other threads and batching: identical pixels.
     let out2 = dir.path().join("again%d.png");
     let (code, _, err) = run(bin()
@@ -134,28 +90,15 @@ fn generate_writes_pngs_with_metadata_and_is_deterministic() {
         let b = png_text(&dir.path().join(format!("again{i}.png"))).0;
         assert_eq!(a, b, "image {i} differs across threads/batching");
     }
-    assert_ne!(
-        png_text(&files[0]).0,
-        png_text(&files[1]).0,
-        "different noise, different image"
-    );
+    assert_ne!(png_text(&files[0]).0, png_text(&files[1]).0, "different noise, different image");
     // f16 weights load and give nearly the same image.
     let w16 = weights(dir.path(), DType::F16);
     let out3 = dir.path().join("half.png");
-    let (code, _, err) = run(bin()
-        .args(["generate", "a red circle", "-s", "7"])
-        .arg("-m")
-        .arg(&w16)
-        .arg("-o")
-        .arg(&out3));
+    let (code, _, err) =
+        run(bin().args(["generate", "a red circle", "-s", "7"]).arg("-m").arg(&w16).arg("-o").arg(&out3));
     assert_eq!(code, 0, "{err}");
     let (a, b) = (png_text(&files[0]).0, png_text(&out3).0);
-    let max_diff = a
-        .iter()
-        .zip(&b)
-        .map(|(&x, &y)| (x as i32 - y as i32).abs())
-        .max()
-        .unwrap_or(0);
+    let max_diff = a.iter().zip(&b).map(|(&x, &y)| (x as i32 - y as i32).abs()).max().unwrap_or(0);
     assert!(max_diff <= 8, "f16 weights moved a pixel by {max_diff}/255");
 }
 
@@ -164,16 +107,10 @@ fn grid_is_one_png() {
     let dir = tempfile::tempdir().expect("tmp");
     let w = weights(dir.path(), DType::F32);
     let out = dir.path().join("grid.png");
-    let (code, _, err) = run(bin()
-        .args(["generate", "a", "b", "-b", "3", "--grid", "-s", "1"])
-        .arg("-m")
-        .arg(&w)
-        .arg("-o")
-        .arg(&out));
+    let (code, _, err) =
+        run(bin().args(["generate", "a", "b", "-b", "3", "--grid", "-s", "1"]).arg("-m").arg(&w).arg("-o").arg(&out));
     assert_eq!(code, 0, "{err}");
-    let dec = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(&out).expect("grid"),
-    ));
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).expect("grid")));
     let info = dec.read_info().expect("header").info().clone();
     assert_eq!((info.width, info.height), (3 * 64 + 4 * 2, 2 * 64 + 3 * 2));
 }
@@ -185,35 +122,10 @@ fn errors_are_one_line_with_exit_codes() {
     let bad = text2img_root().join("tests/data/bad_weights/overlap.safetensors");
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
         (vec!["generate".into(), "x".into()], 3, "no weights"),
+        (vec!["generate".into(), "x".into(), "-m".into(), bad.display().to_string()], 3, "overlap"),
+        (vec!["generate".into(), "   ".into(), "-m".into(), w.display().to_string()], 2, "empty"),
         (
-            vec![
-                "generate".into(),
-                "x".into(),
-                "-m".into(),
-                bad.display().to_string(),
-            ],
-            3,
-            "overlap",
-        ),
-        (
-            vec![
-                "generate".into(),
-                "   ".into(),
-                "-m".into(),
-                w.display().to_string(),
-            ],
-            2,
-            "empty",
-        ),
-        (
-            vec![
-                "generate".into(),
-                "x".into(),
-                "--device".into(),
-                "cuda".into(),
-                "-m".into(),
-                w.display().to_string(),
-            ],
+            vec!["generate".into(), "x".into(), "--device".into(), "cuda".into(), "-m".into(), w.display().to_string()],
             5,
             "CUDA",
         ),
@@ -241,21 +153,13 @@ fn errors_are_one_line_with_exit_codes() {
             3,
             "prompts.txt",
         ),
-        (
-            vec!["inspect".into(), bad.display().to_string()],
-            3,
-            "overlap",
-        ),
+        (vec!["inspect".into(), bad.display().to_string()], 3, "overlap"),
     ];
     for (args, want, phrase) in cases {
         let (code, _, err) = run(bin().current_dir(dir.path()).args(&args));
         assert_eq!(code, want, "{args:?}: {err}");
         assert!(err.contains(phrase), "{args:?}: '{err}' lacks '{phrase}'");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{args:?}: not one line: {err}"
-        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
     // clap's own usage errors exit 2 too.
@@ -268,26 +172,18 @@ fn long_captions_warn_and_inspect_reports() {
     let dir = tempfile::tempdir().expect("tmp");
     let w = weights(dir.path(), DType::F32);
     let long = "a very long caption ".repeat(20);
-    let (code, _, err) = run(bin()
-        .args(["generate", &long, "-s", "3"])
-        .arg("-m")
-        .arg(&w)
-        .arg("-o")
-        .arg(dir.path().join("l.png")));
+    let (code, _, err) =
+        run(bin().args(["generate", &long, "-s", "3"]).arg("-m").arg(&w).arg("-o").arg(dir.path().join("l.png")));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("longer than 201"), "{err}");
     let (code, out, err) = run(bin().arg("inspect").arg(&w));
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("config:   shapes")
-            && out.contains("check:    ok")
-            && out.contains("generator.deconv0.weight"),
+        out.contains("config:   shapes") && out.contains("check:    ok") && out.contains("generator.deconv0.weight"),
         "{out}"
     );
 }
 
 fn text2img_root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }

@@ -11,138 +11,54 @@ mod common;
 use common::{assert_close, poisoned, random};
 use text2img::ops::conv1d::{conv1d, conv1d_ref};
 use text2img::ops::conv2d::{conv2d, conv2d_ref, Conv2dGeom};
-use text2img::ops::conv_transpose2d::{
-    conv_transpose2d, conv_transpose2d_ref, pack_weight, ConvTranspose2dGeom,
-};
-use text2img::ops::gemm::{matmul, matmul_ref, Mat};
+use text2img::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, pack_weight, ConvTranspose2dGeom};
+use text2img::ops::gemm::{matmul, matmul_packed, matmul_ref, Mat, Out, PackedA};
 use text2img::ops::linear::{linear, linear_ref};
-use text2img::ops::rnn::{gru, gru_ref, rnn_relu, rnn_relu_ref, scratch_len, RnnDims, RnnParams};
+use text2img::ops::rnn::{gru, gru_ref, pack_w_hh, rnn_relu, rnn_relu_ref, scratch_len, RnnDims, RnnPacked, RnnParams};
 use text2img::ops::{Activation, Epilogue};
 
 const TOL: f64 = 1e-5;
 
 fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool")
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool")
 }
 
 #[test]
 fn matmul_cpu_vs_reference_strided() {
-    for &(m, k, n) in &[(1, 1, 1), (7, 13, 5), (64, 300, 33), (128, 1024, 16)] {
+    // Edge sizes around the tile (6×16/32), the k block (256) and the row block (96).
+    for &(m, k, n) in &[(1, 1, 1), (7, 13, 5), (64, 300, 33), (128, 1024, 16), (97, 257, 65), (1, 1536, 3)] {
         let a = random(m * k, 1);
         let b = random(k * n, 2);
         let mut want = vec![0.0; m * n];
-        matmul_ref(
-            Mat::row_major(&a, m, k),
-            Mat::transposed(&b, k, n),
-            &mut want,
-            n,
-        );
+        matmul_ref(Mat::row_major(&a, m, k), Mat::transposed(&b, k, n), &mut want, Out::rows(n));
         let mut got = poisoned(m * n);
-        pool(2).install(|| {
-            matmul(
-                Mat::row_major(&a, m, k),
-                Mat::transposed(&b, k, n),
-                &mut got,
-                n,
-                2,
-            )
-        });
+        pool(2).install(|| matmul(Mat::row_major(&a, m, k), Mat::transposed(&b, k, n), &mut got, Out::rows(n), 2));
         assert_close(&format!("matmul {m}x{k}x{n}"), &got, &want, TOL);
+        // Packed left operand, transposed destination (how linear layers call it).
+        let packed = PackedA::from_row_major(&a, m, k);
+        assert_eq!(packed.unpack(), a, "pack/unpack round trip");
+        let mut want_t = vec![0.0; m * n];
+        matmul_ref(Mat::row_major(&a, m, k), Mat::row_major(&b, k, n), &mut want_t, Out::cols(m));
+        let mut got_t = poisoned(m * n);
+        pool(2).install(|| matmul_packed(&packed, Mat::row_major(&b, k, n), &mut got_t, Out::cols(m), 2));
+        assert_close(&format!("matmul_packed {m}x{k}x{n}"), &got_t, &want_t, TOL);
     }
 }
 
 fn epilogue_params(c: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
-    (
-        random(c, seed).iter().map(|x| 1.0 + 0.5 * x).collect(),
-        random(c, seed + 1),
-    )
+    (random(c, seed).iter().map(|x| 1.0 + 0.5 * x).collect(), random(c, seed + 1))
 }
 
 #[test]
 fn conv2d_cpu_vs_reference() {
     // (geometry, batch): G's residual convs, D's strided convs, D's 1×1 and valid 4×4, odd sizes.
     let cases = [
-        (
-            Conv2dGeom {
-                cin: 64,
-                h: 4,
-                w: 4,
-                cout: 16,
-                kh: 1,
-                kw: 1,
-                stride: 1,
-                pad: 0,
-            },
-            1,
-        ),
-        (
-            Conv2dGeom {
-                cin: 16,
-                h: 4,
-                w: 4,
-                cout: 16,
-                kh: 3,
-                kw: 3,
-                stride: 1,
-                pad: 1,
-            },
-            3,
-        ),
-        (
-            Conv2dGeom {
-                cin: 3,
-                h: 64,
-                w: 64,
-                cout: 8,
-                kh: 4,
-                kw: 4,
-                stride: 2,
-                pad: 1,
-            },
-            2,
-        ),
-        (
-            Conv2dGeom {
-                cin: 24,
-                h: 8,
-                w: 8,
-                cout: 32,
-                kh: 4,
-                kw: 4,
-                stride: 2,
-                pad: 1,
-            },
-            5,
-        ),
-        (
-            Conv2dGeom {
-                cin: 40,
-                h: 4,
-                w: 4,
-                cout: 1,
-                kh: 4,
-                kw: 4,
-                stride: 1,
-                pad: 0,
-            },
-            4,
-        ),
-        (
-            Conv2dGeom {
-                cin: 5,
-                h: 7,
-                w: 9,
-                cout: 6,
-                kh: 3,
-                kw: 2,
-                stride: 2,
-                pad: 1,
-            },
-            2,
-        ),
+        (Conv2dGeom { cin: 64, h: 4, w: 4, cout: 16, kh: 1, kw: 1, stride: 1, pad: 0 }, 1),
+        (Conv2dGeom { cin: 16, h: 4, w: 4, cout: 16, kh: 3, kw: 3, stride: 1, pad: 1 }, 3),
+        (Conv2dGeom { cin: 3, h: 64, w: 64, cout: 8, kh: 4, kw: 4, stride: 2, pad: 1 }, 2),
+        (Conv2dGeom { cin: 24, h: 8, w: 8, cout: 32, kh: 4, kw: 4, stride: 2, pad: 1 }, 5),
+        (Conv2dGeom { cin: 40, h: 4, w: 4, cout: 1, kh: 4, kw: 4, stride: 1, pad: 0 }, 4),
+        (Conv2dGeom { cin: 5, h: 7, w: 9, cout: 6, kh: 3, kw: 2, stride: 2, pad: 1 }, 2),
     ];
     for (i, (g, batch)) in cases.into_iter().enumerate() {
         let (ho, wo) = g.out_hw().expect("geometry");
@@ -150,22 +66,16 @@ fn conv2d_cpu_vs_reference() {
         let w = random(g.cout * g.kdim(), 20 + i as u64);
         let res = random(batch * g.cout * ho * wo, 30 + i as u64);
         let (scale, shift) = epilogue_params(g.cout, 40 + i as u64);
-        for (act, residual) in [
-            (Activation::None, None),
-            (Activation::LeakyRelu(0.2), Some(&res[..])),
-            (Activation::Relu, None),
-        ] {
-            let epi = Epilogue {
-                scale: Some(&scale),
-                shift: Some(&shift),
-                residual,
-                act,
-            };
+        for (act, residual) in
+            [(Activation::None, None), (Activation::LeakyRelu(0.2), Some(&res[..])), (Activation::Relu, None)]
+        {
+            let epi = Epilogue { scale: Some(&scale), shift: Some(&shift), residual, act };
             let mut want = vec![0.0; batch * g.out_len()];
             conv2d_ref(&x, &w, batch, &g, &epi, &mut want);
             let mut got = poisoned(batch * g.out_len());
             let mut scratch = poisoned(g.scratch_len(batch));
-            pool(2).install(|| conv2d(&x, &w, batch, &g, &epi, &mut scratch, &mut got, 2));
+            let wp = PackedA::from_row_major(&w, g.cout, g.kdim());
+            pool(2).install(|| conv2d(&x, &wp, batch, &g, &epi, &mut scratch, &mut got, 2));
             assert_close(&format!("conv2d case {i} {act:?}"), &got, &want, TOL);
         }
     }
@@ -174,92 +84,25 @@ fn conv2d_cpu_vs_reference() {
 #[test]
 fn conv_transpose2d_cpu_vs_reference() {
     let cases = [
-        (
-            ConvTranspose2dGeom {
-                cin: 20,
-                h: 1,
-                w: 1,
-                cout: 32,
-                k: 4,
-                stride: 1,
-                pad: 0,
-            },
-            3,
-        ),
-        (
-            ConvTranspose2dGeom {
-                cin: 32,
-                h: 4,
-                w: 4,
-                cout: 16,
-                k: 4,
-                stride: 2,
-                pad: 1,
-            },
-            1,
-        ),
-        (
-            ConvTranspose2dGeom {
-                cin: 16,
-                h: 8,
-                w: 8,
-                cout: 8,
-                k: 4,
-                stride: 2,
-                pad: 1,
-            },
-            4,
-        ),
-        (
-            ConvTranspose2dGeom {
-                cin: 8,
-                h: 32,
-                w: 32,
-                cout: 3,
-                k: 4,
-                stride: 2,
-                pad: 1,
-            },
-            2,
-        ),
-        (
-            ConvTranspose2dGeom {
-                cin: 3,
-                h: 5,
-                w: 3,
-                cout: 4,
-                k: 3,
-                stride: 2,
-                pad: 0,
-            },
-            2,
-        ),
+        (ConvTranspose2dGeom { cin: 20, h: 1, w: 1, cout: 32, k: 4, stride: 1, pad: 0 }, 3),
+        (ConvTranspose2dGeom { cin: 32, h: 4, w: 4, cout: 16, k: 4, stride: 2, pad: 1 }, 1),
+        (ConvTranspose2dGeom { cin: 16, h: 8, w: 8, cout: 8, k: 4, stride: 2, pad: 1 }, 4),
+        (ConvTranspose2dGeom { cin: 8, h: 32, w: 32, cout: 3, k: 4, stride: 2, pad: 1 }, 2),
+        (ConvTranspose2dGeom { cin: 3, h: 5, w: 3, cout: 4, k: 3, stride: 2, pad: 0 }, 2),
     ];
     for (i, (g, batch)) in cases.into_iter().enumerate() {
         let x = random(batch * g.in_len(), 50 + i as u64);
         let w = random(g.cin * g.rows(), 60 + i as u64);
         let (scale, shift) = epilogue_params(g.cout, 70 + i as u64);
         for act in [Activation::None, Activation::Relu, Activation::Tanh] {
-            let epi = Epilogue {
-                scale: Some(&scale),
-                shift: Some(&shift),
-                residual: None,
-                act,
-            };
+            let epi = Epilogue { scale: Some(&scale), shift: Some(&shift), residual: None, act };
             let mut want = vec![0.0; batch * g.out_len()];
             conv_transpose2d_ref(&x, &w, batch, &g, &epi, &mut want);
-            let packed = pack_weight(&w, &g);
+            let packed = PackedA::from_row_major(&pack_weight(&w, &g), g.rows(), g.cin);
             let mut got = poisoned(batch * g.out_len());
             let mut scratch = poisoned(g.scratch_len(batch));
-            pool(2).install(|| {
-                conv_transpose2d(&x, &packed, batch, &g, &epi, &mut scratch, &mut got, 2)
-            });
-            assert_close(
-                &format!("conv_transpose2d case {i} {act:?}"),
-                &got,
-                &want,
-                TOL,
-            );
+            pool(2).install(|| conv_transpose2d(&x, &packed, batch, &g, &epi, &mut scratch, &mut got, 2));
+            assert_close(&format!("conv_transpose2d case {i} {act:?}"), &got, &want, TOL);
         }
     }
 }
@@ -267,39 +110,18 @@ fn conv_transpose2d_cpu_vs_reference() {
 #[test]
 fn conv_transpose2d_large_batch_uses_chunks() {
     // Large enough that the batch is split into several chunks.
-    let g = ConvTranspose2dGeom {
-        cin: 64,
-        h: 16,
-        w: 16,
-        cout: 64,
-        k: 4,
-        stride: 2,
-        pad: 1,
-    };
+    let g = ConvTranspose2dGeom { cin: 64, h: 16, w: 16, cout: 64, k: 4, stride: 2, pad: 1 };
     let batch = 30;
     assert!(g.chunk(batch) < batch, "test must exercise chunking");
     let x = random(batch * g.in_len(), 80);
     let w = random(g.cin * g.rows(), 81);
-    let epi = Epilogue {
-        act: Activation::Relu,
-        ..Default::default()
-    };
+    let epi = Epilogue { act: Activation::Relu, ..Default::default() };
     let mut want = vec![0.0; batch * g.out_len()];
     conv_transpose2d_ref(&x, &w, batch, &g, &epi, &mut want);
     let mut got = poisoned(batch * g.out_len());
     let mut scratch = poisoned(g.scratch_len(batch));
-    pool(2).install(|| {
-        conv_transpose2d(
-            &x,
-            &pack_weight(&w, &g),
-            batch,
-            &g,
-            &epi,
-            &mut scratch,
-            &mut got,
-            2,
-        )
-    });
+    let packed = PackedA::from_row_major(&pack_weight(&w, &g), g.rows(), g.cin);
+    pool(2).install(|| conv_transpose2d(&x, &packed, batch, &g, &epi, &mut scratch, &mut got, 2));
     assert_close("conv_transpose2d chunked", &got, &want, TOL);
 }
 
@@ -309,16 +131,13 @@ fn linear_cpu_vs_reference() {
         let x = random(batch * in_f, 90);
         let w = random(in_f * out_f, 91);
         let (scale, shift) = epilogue_params(out_f, 92);
-        let epi = Epilogue {
-            scale: Some(&scale),
-            shift: Some(&shift),
-            residual: None,
-            act: Activation::LeakyRelu(0.2),
-        };
+        let epi =
+            Epilogue { scale: Some(&scale), shift: Some(&shift), residual: None, act: Activation::LeakyRelu(0.2) };
         let mut want = vec![0.0; batch * out_f];
         linear_ref(&x, &w, batch, in_f, out_f, &epi, &mut want);
         let mut got = poisoned(batch * out_f);
-        pool(2).install(|| linear(&x, &w, batch, in_f, out_f, &epi, &mut got, 2));
+        let wp = PackedA::from_row_major(&w, out_f, in_f);
+        pool(2).install(|| linear(&x, &wp, batch, in_f, out_f, &epi, &mut got, 2));
         assert_close(&format!("linear {batch}x{in_f}->{out_f}"), &got, &want, TOL);
     }
 }
@@ -329,38 +148,16 @@ fn conv1d_cpu_vs_reference() {
         let x = random(batch * cin * t, 100);
         let w = random(cout * cin * k, 101);
         let bias = random(cout, 102);
-        let epi = Epilogue {
-            shift: Some(&bias),
-            act: Activation::Relu,
-            ..Default::default()
-        };
+        let epi = Epilogue { shift: Some(&bias), act: Activation::Relu, ..Default::default() };
         let to = t + 1 - k;
         let mut want = vec![0.0; batch * cout * to];
         conv1d_ref(&x, &w, batch, cin, t, cout, k, &epi, &mut want);
         let g = text2img::ops::conv1d::as_conv2d(cin, t, cout, k);
         let mut got = poisoned(batch * cout * to);
         let mut scratch = poisoned(g.scratch_len(batch));
-        pool(2).install(|| {
-            conv1d(
-                &x,
-                &w,
-                batch,
-                cin,
-                t,
-                cout,
-                k,
-                &epi,
-                &mut scratch,
-                &mut got,
-                2,
-            )
-        });
-        assert_close(
-            &format!("conv1d b{batch} {cin}x{t}->{cout}"),
-            &got,
-            &want,
-            TOL,
-        );
+        let wp = PackedA::from_row_major(&w, cout, cin * k);
+        pool(2).install(|| conv1d(&x, &wp, batch, cin, t, cout, k, &epi, &mut scratch, &mut got, 2));
+        assert_close(&format!("conv1d b{batch} {cin}x{t}->{cout}"), &got, &want, TOL);
     }
 }
 
@@ -370,37 +167,24 @@ fn gru_and_rnn_cpu_vs_reference() {
         for is_gru in [true, false] {
             let g = if is_gru { 3 } else { 1 };
             let x = random(batch * cin * t, 110);
-            let w_ih: Vec<f32> = random(g * hidden * cin, 111)
-                .iter()
-                .map(|v| v * 0.3)
-                .collect();
+            let w_ih: Vec<f32> = random(g * hidden * cin, 111).iter().map(|v| v * 0.3).collect();
             let b_ih = random(g * hidden, 112);
-            let w_hh: Vec<f32> = random(g * hidden * hidden, 113)
-                .iter()
-                .map(|v| v * 0.3)
-                .collect();
+            let w_hh: Vec<f32> = random(g * hidden * hidden, 113).iter().map(|v| v * 0.3).collect();
             let b_hh = random(g * hidden, 114);
-            let p = RnnParams {
-                w_ih: &w_ih,
-                b_ih: &b_ih,
-                w_hh: &w_hh,
-                b_hh: &b_hh,
-            };
-            let d = RnnDims {
-                batch,
-                cin,
-                t,
-                hidden,
-            };
+            let p = RnnParams { w_ih: &w_ih, b_ih: &b_ih, w_hh: &w_hh, b_hh: &b_hh };
+            let d = RnnDims { batch, cin, t, hidden };
             let mut want = vec![0.0; batch * t * hidden];
             let mut got = poisoned(batch * t * hidden);
             let mut scratch = poisoned(scratch_len(is_gru, d));
+            let w_ih_p = PackedA::from_row_major(&w_ih, g * hidden, cin);
+            let (w_hh_p, w_n_p) = pack_w_hh(&w_hh, is_gru, hidden);
+            let pp = RnnPacked { w_ih: &w_ih_p, b_ih: &b_ih, w_hh: &w_hh_p, w_hh_n: w_n_p.as_ref(), b_hh: &b_hh };
             if is_gru {
                 gru_ref(&x, &p, d, &mut want);
-                pool(2).install(|| gru(&x, &p, d, &mut scratch, &mut got, 2));
+                pool(2).install(|| gru(&x, &pp, d, &mut scratch, &mut got, 2));
             } else {
                 rnn_relu_ref(&x, &p, d, &mut want);
-                pool(2).install(|| rnn_relu(&x, &p, d, &mut scratch, &mut got, 2));
+                pool(2).install(|| rnn_relu(&x, &pp, d, &mut scratch, &mut got, 2));
             }
             assert_close(&format!("rnn gru={is_gru} {d:?}"), &got, &want, TOL);
         }

@@ -34,20 +34,10 @@ impl Golden {
         let path = repo_root().join(format!("tests/data/golden/{name}.safetensors"));
         let file = WeightFile::open(&path, LoadMode::Read).expect("golden file");
         let captions: Vec<String> =
-            serde_json::from_str(file.metadata("captions").expect("captions"))
-                .expect("captions JSON");
-        let config =
-            ModelConfig::from_json(file.metadata("config").expect("config")).expect("config");
-        assert_eq!(
-            config,
-            ModelConfig::builtin(name).expect("builtin"),
-            "golden config differs from the built-in"
-        );
-        Golden {
-            file,
-            captions,
-            config,
-        }
+            serde_json::from_str(file.metadata("captions").expect("captions")).expect("captions JSON");
+        let config = ModelConfig::from_json(file.metadata("config").expect("config")).expect("config");
+        assert_eq!(config, ModelConfig::builtin(name).expect("builtin"), "golden config differs from the built-in");
+        Golden { file, captions, config }
     }
 
     fn tensor(&self, name: &str) -> Vec<f32> {
@@ -55,23 +45,14 @@ impl Golden {
     }
 
     fn weights(&self, nets: &[Network]) -> WeightSet {
-        WeightSet::from_tensors(
-            self.config.clone(),
-            nets,
-            synthetic_weights(&self.config, nets),
-        )
-        .expect("weights")
+        WeightSet::from_tensors(self.config.clone(), nets, synthetic_weights(&self.config, nets)).expect("weights")
     }
 }
 
 fn check_encoder(name: &str, backend: Backend) {
     let g = Golden::load(name);
     let (onehot, _) = encode_batch(&g.captions, g.config.text.doc_length);
-    assert_eq!(
-        onehot,
-        g.tensor("onehot"),
-        "{name}: one-hot differs from PyTorch's"
-    );
+    assert_eq!(onehot, g.tensor("onehot"), "{name}: one-hot differs from PyTorch's");
     let ws = g.weights(&[Network::Encoder]);
     let mut s = Session::new(
         Arc::new(build_encoder(&ws).expect("encoder")),
@@ -81,12 +62,7 @@ fn check_encoder(name: &str, backend: Backend) {
     );
     s.input_mut(0).copy_from_slice(&onehot);
     s.run();
-    assert_close(
-        &format!("{name} embedding ({backend:?})"),
-        s.output(0),
-        &g.tensor("embedding"),
-        TOL,
-    );
+    assert_close(&format!("{name} embedding ({backend:?})"), s.output(0), &g.tensor("embedding"), TOL);
 }
 
 #[test]
@@ -105,12 +81,7 @@ fn encoder_rnn8_matches_pytorch() {
 fn noise_matches_pytorch_philox() {
     for name in ["reed-cub", "shapes"] {
         let g = Golden::load(name);
-        let seed: u64 = g
-            .file
-            .metadata("seed")
-            .expect("seed")
-            .parse()
-            .expect("seed number");
+        let seed: u64 = g.file.metadata("seed").expect("seed").parse().expect("seed number");
         let nz = g.config.generator.nz;
         let mut z = vec![0.0; nz * g.captions.len()];
         for (i, c) in z.chunks_mut(nz).enumerate() {
@@ -125,34 +96,16 @@ fn check_end_to_end(name: &str) {
     let ws = g.weights(&[Network::Encoder, Network::Generator, Network::Discriminator]);
     let pool = thread_pool(2).expect("pool");
     let mut t2i = TextToImage::new(&ws, 1, Arc::clone(&pool), Backend::Cpu).expect("pipeline");
-    let seed: u64 = g
-        .file
-        .metadata("seed")
-        .expect("seed")
-        .parse()
-        .expect("seed number");
+    let seed: u64 = g.file.metadata("seed").expect("seed").parse().expect("seed number");
     // Caption → embedding → image, all ours: only the captions and the seed come from PyTorch.
     let (image, reports) = t2i.generate(&g.captions, seed, 0).expect("generate");
-    assert!(
-        reports.iter().any(|r| r.truncated_chars > 0),
-        "a golden caption is longer than doc_length"
-    );
+    assert!(reports.iter().any(|r| r.truncated_chars > 0), "a golden caption is longer than doc_length");
     assert_close(&format!("{name} image"), &image, &g.tensor("image"), TOL);
-    let mut d = Session::new(
-        Arc::new(build_discriminator(&ws).expect("D")),
-        g.captions.len(),
-        pool,
-        Backend::Cpu,
-    );
+    let mut d = Session::new(Arc::new(build_discriminator(&ws).expect("D")), g.captions.len(), pool, Backend::Cpu);
     d.input_mut(0).copy_from_slice(&g.tensor("image"));
     d.input_mut(1).copy_from_slice(&g.tensor("embedding"));
     d.run();
-    assert_close(
-        &format!("{name} d_logits"),
-        d.output(0),
-        &g.tensor("d_logits"),
-        TOL,
-    );
+    assert_close(&format!("{name} d_logits"), d.output(0), &g.tensor("d_logits"), TOL);
 }
 
 #[test]

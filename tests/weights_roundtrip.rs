@@ -15,14 +15,12 @@ fn dtype() -> impl Strategy<Value = DType> {
 fn tensor() -> impl Strategy<Value = Tensor> {
     (prop::collection::vec(0usize..5, 0..4), dtype()).prop_flat_map(|(shape, dt)| {
         let n: usize = shape.iter().product();
-        prop::collection::vec(-1e3f32..1e3, n)
-            .prop_map(move |v| Tensor::from_f32(&shape, v).to_dtype(dt))
+        prop::collection::vec(-1e3f32..1e3, n).prop_map(move |v| Tensor::from_f32(&shape, v).to_dtype(dt))
     })
 }
 
 fn tensors() -> impl Strategy<Value = Vec<(String, Tensor)>> {
-    prop::collection::btree_map("[a-z][a-z0-9_.]{0,12}", tensor(), 0..6)
-        .prop_map(|m| m.into_iter().collect())
+    prop::collection::btree_map("[a-z][a-z0-9_.]{0,12}", tensor(), 0..6).prop_map(|m| m.into_iter().collect())
 }
 
 proptest! {

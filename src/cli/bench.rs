@@ -110,7 +110,8 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
 }
 
 fn measure(t2i: &mut TextToImage, batch: usize, threads: usize, a: &BenchArgs) -> Result<Row, Failure> {
-    let captions: Vec<String> = (0..batch).map(|i| format!("this bird is red with a black crown and a short beak {i}")).collect();
+    let captions: Vec<String> =
+        (0..batch).map(|i| format!("this bird is red with a black crown and a short beak {i}")).collect();
     let indices: Vec<u64> = (0..batch as u64).collect();
     let t = Instant::now();
     t2i.generate(&captions, 42, 0)?;
@@ -182,7 +183,14 @@ fn print_rows(a: &BenchArgs, model: &str, load_ms: f64, rows: &[Row]) {
             for r in rows {
                 println!(
                     "{model},cpu,{},{},{load_ms:.3},{:.3},{:.4},{:.4},{:.4},{:.4},{:.2},{rss:.1}",
-                    r.batch, r.threads, r.first_ms, r.median_ms, r.p10_ms, r.p90_ms, r.g_median_ms, images_per_s(r)
+                    r.batch,
+                    r.threads,
+                    r.first_ms,
+                    r.median_ms,
+                    r.p10_ms,
+                    r.p90_ms,
+                    r.g_median_ms,
+                    images_per_s(r)
                 );
             }
         }

@@ -91,25 +91,14 @@ fn collect_captions(a: &GenerateArgs) -> Result<Vec<String>, Failure> {
     if let Some(f) = &a.prompt_file {
         let text = std::fs::read_to_string(f)
             .map_err(|e| fail(EXIT_BAD_INPUT, format!("prompt file {}: {e}", f.display())))?;
-        caps.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from),
-        );
+        caps.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
     }
     if caps.is_empty() {
-        return Err(fail(
-            EXIT_USAGE,
-            "no caption: give one as an argument, with -p, or with --prompt-file",
-        ));
+        return Err(fail(EXIT_USAGE, "no caption: give one as an argument, with -p, or with --prompt-file"));
     }
     for (i, c) in caps.iter().enumerate() {
         if c.trim().is_empty() {
-            return Err(fail(
-                EXIT_USAGE,
-                format!("caption {} is empty or only whitespace", i + 1),
-            ));
+            return Err(fail(EXIT_USAGE, format!("caption {} is empty or only whitespace", i + 1)));
         }
     }
     Ok(caps)
@@ -124,34 +113,21 @@ pub fn numbered(path: &Path, n: usize, total: usize) -> PathBuf {
     if total == 1 {
         return path.to_path_buf();
     }
-    let stem = path
-        .file_stem()
-        .map_or("output".into(), |s| s.to_string_lossy().into_owned());
-    let ext = path
-        .extension()
-        .map_or("png".into(), |e| e.to_string_lossy().into_owned());
+    let stem = path.file_stem().map_or("output".into(), |s| s.to_string_lossy().into_owned());
+    let ext = path.extension().map_or("png".into(), |e| e.to_string_lossy().into_owned());
     path.with_file_name(format!("{stem}_{n}.{ext}"))
 }
 
 /// Fails early when the output's folder does not exist or is not writable.
 fn check_output_dir(path: &Path) -> Result<(), Failure> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| fail(EXIT_OUTPUT, format!("output folder {}: {e}", dir.display())))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let meta =
+        std::fs::metadata(dir).map_err(|e| fail(EXIT_OUTPUT, format!("output folder {}: {e}", dir.display())))?;
     if !meta.is_dir() {
-        return Err(fail(
-            EXIT_OUTPUT,
-            format!("output folder {} is not a folder", dir.display()),
-        ));
+        return Err(fail(EXIT_OUTPUT, format!("output folder {} is not a folder", dir.display())));
     }
     if meta.permissions().readonly() {
-        return Err(fail(
-            EXIT_OUTPUT,
-            format!("output folder {} is read-only", dir.display()),
-        ));
+        return Err(fail(EXIT_OUTPUT, format!("output folder {} is read-only", dir.display())));
     }
     Ok(())
 }
@@ -169,11 +145,7 @@ fn warn_caption(i: usize, r: &CaptionReport, doc_length: usize, v: Verbosity) {
     }
     if !r.unknown.is_empty() {
         let list: Vec<String> = r.unknown.iter().map(|c| format!("{c:?}")).collect();
-        eprintln!(
-            "warning: caption {}: characters outside the alphabet are read as blanks: {}",
-            i + 1,
-            list.join(" ")
-        );
+        eprintln!("warning: caption {}: characters outside the alphabet are read as blanks: {}", i + 1, list.join(" "));
     }
 }
 
@@ -190,37 +162,20 @@ fn metadata(caption: &str, seed: u64, index: usize, model: &str) -> Vec<PngText>
         env!("CARGO_PKG_VERSION")
     );
     let json = serde_json::json!({ "caption": caption, "seed": seed, "index": index, "model": model, "engine": format!("text2img {}", env!("CARGO_PKG_VERSION")) });
-    vec![
-        ("parameters".into(), params),
-        ("text2img".into(), json.to_string()),
-    ]
+    vec![("parameters".into(), params), ("text2img".into(), json.to_string())]
 }
 
 pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
     let captions = collect_captions(&a)?;
     let per = a.batch_count as usize;
-    let total = captions
-        .len()
-        .checked_mul(per)
-        .filter(|&t| t <= MAX_IMAGES)
-        .ok_or_else(|| {
-            fail(
-                EXIT_USAGE,
-                format!(
-                    "{} captions × {per} images is more than {MAX_IMAGES} images",
-                    captions.len()
-                ),
-            )
-        })?;
+    let total = captions.len().checked_mul(per).filter(|&t| t <= MAX_IMAGES).ok_or_else(|| {
+        fail(EXIT_USAGE, format!("{} captions × {per} images is more than {MAX_IMAGES} images", captions.len()))
+    })?;
     check_output_dir(&a.output)?;
     a.device.resolve()?;
     let path = weights_path(&a.model)?;
     let start = Instant::now();
-    let mode = if a.no_mmap {
-        LoadMode::Read
-    } else {
-        LoadMode::Mmap
-    };
+    let mode = if a.no_mmap { LoadMode::Read } else { LoadMode::Mmap };
     let ws = WeightSet::open(&path, mode)?;
     let model = ws.config().name.clone();
     let pool = thread_pool(a.threads as usize)?;
@@ -231,22 +186,14 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
         eprintln!("seed: {seed}");
     }
     if v == Verbosity::Verbose {
-        eprintln!(
-            "loaded {} ({model}) in {:.1} ms",
-            path.display(),
-            start.elapsed().as_secs_f64() * 1e3
-        );
+        eprintln!("loaded {} ({model}) in {:.1} ms", path.display(), start.elapsed().as_secs_f64() * 1e3);
     }
     // Work list: (caption, index); run in forward batches of --batch-size.
-    let jobs: Vec<(usize, usize)> = (0..captions.len())
-        .flat_map(|c| (0..per).map(move |j| (c, j)))
-        .collect();
+    let jobs: Vec<(usize, usize)> = (0..captions.len()).flat_map(|c| (0..per).map(move |j| (c, j))).collect();
     let mut made = Vec::with_capacity(total);
     let gen_start = Instant::now();
     for chunk in jobs.chunks(a.batch_size as usize) {
-        made.extend(generate_chunk(
-            &mut t2i, &captions, chunk, seed, doc_length, v,
-        )?);
+        made.extend(generate_chunk(&mut t2i, &captions, chunk, seed, doc_length, v)?);
     }
     if v == Verbosity::Verbose {
         let ms = gen_start.elapsed().as_secs_f64() * 1e3;
@@ -282,11 +229,7 @@ fn generate_chunk(
     Ok(chunk
         .iter()
         .zip(out.chunks(IMAGE_LEN))
-        .map(|(&(caption, index), img)| Made {
-            caption,
-            index,
-            image: Rgb8::from_chw(img, IMAGE_SIZE, IMAGE_SIZE),
-        })
+        .map(|(&(caption, index), img)| Made { caption, index, image: Rgb8::from_chw(img, IMAGE_SIZE, IMAGE_SIZE) })
         .collect())
 }
 
@@ -298,36 +241,21 @@ fn write_outputs(
     model: &str,
     v: Verbosity,
 ) -> Result<(), Failure> {
-    let out_err = |p: &Path, e: text2img::Error| {
-        fail(EXIT_OUTPUT, format!("cannot write {}: {e}", p.display()))
-    };
+    let out_err = |p: &Path, e: text2img::Error| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", p.display()));
     if a.grid {
         let images: Vec<Rgb8> = made.iter().map(|m| m.image.clone()).collect();
         let grid = Rgb8::grid(&images, a.batch_count as usize, 2);
-        let text = if a.no_metadata {
-            vec![]
-        } else {
-            metadata(&captions.join(" | "), seed, 0, model)
-        };
+        let text = if a.no_metadata { vec![] } else { metadata(&captions.join(" | "), seed, 0, model) };
         let path = numbered(&a.output, 0, 1);
         write_png(&path, &grid, &text).map_err(|e| out_err(&path, e))?;
         if v > Verbosity::Quiet {
-            eprintln!(
-                "wrote {} ({} captions × {} images)",
-                path.display(),
-                captions.len(),
-                a.batch_count
-            );
+            eprintln!("wrote {} ({} captions × {} images)", path.display(), captions.len(), a.batch_count);
         }
         return Ok(());
     }
     for (n, m) in made.iter().enumerate() {
         let path = numbered(&a.output, n, made.len());
-        let text = if a.no_metadata {
-            vec![]
-        } else {
-            metadata(&captions[m.caption], seed, m.index, model)
-        };
+        let text = if a.no_metadata { vec![] } else { metadata(&captions[m.caption], seed, m.index, model) };
         write_png(&path, &m.image, &text).map_err(|e| out_err(&path, e))?;
         if v > Verbosity::Quiet {
             eprintln!("wrote {}", path.display());
@@ -338,8 +266,6 @@ fn write_outputs(
 
 /// A seed from the clock and the process id (printed, so a result can be reproduced).
 fn random_seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     text2img::rng::mix64(t ^ ((std::process::id() as u64) << 32))
 }

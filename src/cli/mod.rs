@@ -28,19 +28,13 @@ impl From<text2img::Error> for Failure {
             E::Device(_) => EXIT_DEVICE,
             E::Shape(_) => EXIT_OTHER,
         };
-        Failure {
-            code,
-            error: e.into(),
-        }
+        Failure { code, error: e.into() }
     }
 }
 
 /// Builds a failure with an explicit code.
 pub fn fail(code: u8, msg: impl std::fmt::Display) -> Failure {
-    Failure {
-        code,
-        error: anyhow::anyhow!("{msg}"),
-    }
+    Failure { code, error: anyhow::anyhow!("{msg}") }
 }
 
 /// text2img: text to 64×64 images with GAN-INT-CLS (Reed et al. 2016).

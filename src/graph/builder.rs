@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
+use crate::ops::gemm::PackedA;
 use crate::ops::pool::maxpool1d_len;
 use crate::ops::Activation;
 use crate::weights::WeightFile;
@@ -18,13 +19,12 @@ pub type ParamId = usize;
 
 /// Where a parameter's f32 data lives.
 pub enum ParamData {
-    /// Computed at load (folded, packed or converted).
+    /// Computed at load (folded or converted).
     Owned(Vec<f32>),
+    /// A GEMM's left operand, packed once at load into the fast path's panel order.
+    Packed(PackedA),
     /// In place in a mapped weights file (f32, aligned: checked when created).
-    Mapped {
-        file: Arc<WeightFile>,
-        range: Range<usize>,
-    },
+    Mapped { file: Arc<WeightFile>, range: Range<usize> },
 }
 
 /// A named parameter tensor.
@@ -35,12 +35,38 @@ pub struct Param {
 }
 
 impl Param {
-    /// The elements.
+    /// The elements of a plain (unpacked) parameter. Packed weights are only read through
+    /// `packed` (fast path) or `unpacked` (reference); asking otherwise is a programmer's bug.
     pub fn data(&self) -> &[f32] {
         match &self.data {
             ParamData::Owned(v) => v,
             // Alignment and length were checked by `WeightFile::zero_copy_range`.
             ParamData::Mapped { file, range } => bytemuck::cast_slice(&file.bytes()[range.clone()]),
+            ParamData::Packed(_) => panic!("parameter '{}' is packed", self.name),
+        }
+    }
+
+    /// The packed form of a GEMM weight (programmer's bug if it was not packed at build).
+    pub fn packed(&self) -> &PackedA {
+        match &self.data {
+            ParamData::Packed(p) => p,
+            _ => panic!("parameter '{}' is not packed", self.name),
+        }
+    }
+
+    /// The elements in their logical row-major order, whatever the storage.
+    pub fn unpacked(&self) -> std::borrow::Cow<'_, [f32]> {
+        match &self.data {
+            ParamData::Packed(p) => std::borrow::Cow::Owned(p.unpack()),
+            _ => std::borrow::Cow::Borrowed(self.data()),
+        }
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        match &self.data {
+            ParamData::Packed(p) => p.rows() * p.cols(),
+            _ => self.data().len(),
         }
     }
 
@@ -53,14 +79,7 @@ impl Param {
 #[derive(Clone, Debug)]
 pub enum Op {
     /// y = act(x·Wᵀ·scale + shift).
-    Linear {
-        w: ParamId,
-        scale: Option<ParamId>,
-        shift: Option<ParamId>,
-        in_f: usize,
-        out_f: usize,
-        act: Activation,
-    },
+    Linear { w: ParamId, scale: Option<ParamId>, shift: Option<ParamId>, in_f: usize, out_f: usize, act: Activation },
     /// Conv with fused epilogue; with `residual` the second input is added before `act`.
     Conv2d {
         w: ParamId,
@@ -79,26 +98,18 @@ pub enum Op {
         act: Activation,
     },
     /// Conv1d [C, T] → [Cout, T−k+1], bias as shift.
-    Conv1d {
-        w: ParamId,
-        shift: Option<ParamId>,
-        cin: usize,
-        t: usize,
-        cout: usize,
-        k: usize,
-        act: Activation,
-    },
+    Conv1d { w: ParamId, shift: Option<ParamId>, cin: usize, t: usize, cout: usize, k: usize, act: Activation },
     /// Max-pool over time.
-    MaxPool1d {
-        channels: usize,
-        t: usize,
-        k: usize,
-        s: usize,
-    },
-    /// Recurrence [C, T] → hidden states [T, H]; params w_ih, b_ih, w_hh, b_hh.
+    MaxPool1d { channels: usize, t: usize, k: usize, s: usize },
+    /// Recurrence [C, T] → hidden states [T, H]. W_hh is split: `w_hh` holds the rows that
+    /// multiply h (GRU: r, z; RNN: all), `w_hh_n` the GRU's candidate rows.
     Rnn {
         gru: bool,
-        params: [ParamId; 4],
+        w_ih: ParamId,
+        b_ih: ParamId,
+        w_hh: ParamId,
+        w_hh_n: Option<ParamId>,
+        b_hh: ParamId,
         cin: usize,
         t: usize,
         hidden: usize,
@@ -122,16 +133,8 @@ impl Op {
             Op::Linear { in_f, out_f, .. } => in_f * out_f,
             Op::Conv2d { geom, .. } => geom.macs(),
             Op::ConvTranspose2d { geom, .. } => geom.macs(),
-            Op::Conv1d {
-                cin, t, cout, k, ..
-            } => cin * k * cout * (t + 1 - k),
-            Op::Rnn {
-                gru,
-                cin,
-                t,
-                hidden,
-                ..
-            } => {
+            Op::Conv1d { cin, t, cout, k, .. } => cin * k * cout * (t + 1 - k),
+            Op::Rnn { gru, cin, t, hidden, .. } => {
                 let g = if *gru { 3 } else { 1 };
                 t * g * hidden * (cin + hidden)
             }
@@ -196,7 +199,7 @@ impl Graph {
 
     /// Total parameter elements.
     pub fn param_count(&self) -> usize {
-        self.params.iter().map(|p| p.data().len()).sum()
+        self.params.iter().map(Param::numel).sum()
     }
 
     /// Multiply-accumulates per sample.
@@ -237,19 +240,11 @@ impl GraphBuilder {
 
     /// Adds a parameter; its length must match its shape.
     pub fn param(&mut self, name: &str, shape: &[usize], data: ParamData) -> Result<ParamId> {
-        let p = Param {
-            name: name.to_string(),
-            shape: shape.to_vec(),
-            data,
-        };
-        if p.data().len() != shape.iter().product::<usize>() {
+        let p = Param { name: name.to_string(), shape: shape.to_vec(), data };
+        if p.numel() != shape.iter().product::<usize>() {
             return Err(shape_err(
                 name,
-                format!(
-                    "has {} elements, shape {shape:?} needs {}",
-                    p.data().len(),
-                    shape.iter().product::<usize>()
-                ),
+                format!("has {} elements, shape {shape:?} needs {}", p.numel(), shape.iter().product::<usize>()),
             ));
         }
         self.params.push(p);
@@ -266,19 +261,20 @@ impl GraphBuilder {
         &self.values[v].shape
     }
 
+    /// A GEMM weight packed at load.
+    pub fn packed(&mut self, name: &str, shape: &[usize], data: PackedA) -> Result<ParamId> {
+        self.param(name, shape, ParamData::Packed(data))
+    }
+
     fn len(&self, v: ValueId) -> usize {
         self.values[v].len()
     }
 
     fn check_param(&self, node: &str, p: Option<ParamId>, n: usize) -> Result<()> {
         match p {
-            Some(id) if self.params[id].data().len() != n => Err(shape_err(
+            Some(id) if self.params[id].numel() != n => Err(shape_err(
                 node,
-                format!(
-                    "parameter '{}' has {} elements, expected {n}",
-                    self.params[id].name,
-                    self.params[id].data().len()
-                ),
+                format!("parameter '{}' has {} elements, expected {n}", self.params[id].name, self.params[id].numel()),
             )),
             _ => Ok(()),
         }
@@ -286,13 +282,7 @@ impl GraphBuilder {
 
     fn check_input(&self, node: &str, x: ValueId, n: usize) -> Result<()> {
         if self.len(x) != n {
-            return Err(shape_err(
-                node,
-                format!(
-                    "input has {} elements per sample, expected {n}",
-                    self.len(x)
-                ),
-            ));
+            return Err(shape_err(node, format!("input has {} elements per sample, expected {n}", self.len(x))));
         }
         Ok(())
     }
@@ -301,12 +291,7 @@ impl GraphBuilder {
     pub fn node(&mut self, name: &str, op: Op, inputs: &[ValueId]) -> Result<ValueId> {
         let shape = self.infer(name, &op, inputs)?;
         let output = self.value(shape);
-        self.nodes.push(Node {
-            name: name.to_string(),
-            op,
-            inputs: inputs.to_vec(),
-            output,
-        });
+        self.nodes.push(Node { name: name.to_string(), op, inputs: inputs.to_vec(), output });
         Ok(output)
     }
 
@@ -318,35 +303,18 @@ impl GraphBuilder {
             _ => 1,
         };
         if inputs.len() != arity {
-            return Err(shape_err(
-                name,
-                format!("takes {arity} inputs, got {}", inputs.len()),
-            ));
+            return Err(shape_err(name, format!("takes {arity} inputs, got {}", inputs.len())));
         }
         let x = inputs[0];
         Ok(match *op {
-            Op::Linear {
-                w,
-                scale,
-                shift,
-                in_f,
-                out_f,
-                ..
-            } => {
+            Op::Linear { w, scale, shift, in_f, out_f, .. } => {
                 self.check_input(name, x, in_f)?;
                 self.check_param(name, Some(w), in_f * out_f)?;
                 self.check_param(name, scale, out_f)?;
                 self.check_param(name, shift, out_f)?;
                 vec![out_f]
             }
-            Op::Conv2d {
-                w,
-                scale,
-                shift,
-                geom: g,
-                residual,
-                ..
-            } => {
+            Op::Conv2d { w, scale, shift, geom: g, residual, .. } => {
                 let (ho, wo) = g
                     .out_hw()
                     .filter(|_| g.stride > 0)
@@ -360,13 +328,7 @@ impl GraphBuilder {
                 }
                 vec![g.cout, ho, wo]
             }
-            Op::ConvTranspose2d {
-                w,
-                scale,
-                shift,
-                geom: g,
-                ..
-            } => {
+            Op::ConvTranspose2d { w, scale, shift, geom: g, .. } => {
                 let (ho, wo) = g
                     .out_hw()
                     .filter(|_| g.stride > 0)
@@ -377,20 +339,9 @@ impl GraphBuilder {
                 self.check_param(name, shift, g.cout)?;
                 vec![g.cout, ho, wo]
             }
-            Op::Conv1d {
-                w,
-                shift,
-                cin,
-                t,
-                cout,
-                k,
-                ..
-            } => {
+            Op::Conv1d { w, shift, cin, t, cout, k, .. } => {
                 if k == 0 || k > t {
-                    return Err(shape_err(
-                        name,
-                        format!("kernel {k} does not fit {t} steps"),
-                    ));
+                    return Err(shape_err(name, format!("kernel {k} does not fit {t} steps")));
                 }
                 self.check_input(name, x, cin * t)?;
                 self.check_param(name, Some(w), cout * cin * k)?;
@@ -401,24 +352,21 @@ impl GraphBuilder {
                 self.check_input(name, x, channels * t)?;
                 let to = maxpool1d_len(t, k, s)
                     .filter(|_| k > 0 && s > 0)
-                    .ok_or_else(|| {
-                        shape_err(name, format!("window {k}/{s} does not fit {t} steps"))
-                    })?;
+                    .ok_or_else(|| shape_err(name, format!("window {k}/{s} does not fit {t} steps")))?;
                 vec![channels, to]
             }
-            Op::Rnn {
-                gru,
-                params,
-                cin,
-                t,
-                hidden,
-            } => {
+            Op::Rnn { gru, w_ih, b_ih, w_hh, w_hh_n, b_hh, cin, t, hidden } => {
                 let g = if gru { 3 } else { 1 };
                 self.check_input(name, x, cin * t)?;
-                self.check_param(name, Some(params[0]), g * hidden * cin)?;
-                self.check_param(name, Some(params[1]), g * hidden)?;
-                self.check_param(name, Some(params[2]), g * hidden * hidden)?;
-                self.check_param(name, Some(params[3]), g * hidden)?;
+                let (rows, n_rows) = if gru { (2 * hidden, hidden) } else { (hidden, 0) };
+                if gru != w_hh_n.is_some() {
+                    return Err(shape_err(name, "a GRU needs candidate rows w_hh_n, a ReLU RNN none".into()));
+                }
+                self.check_param(name, Some(w_ih), g * hidden * cin)?;
+                self.check_param(name, Some(b_ih), g * hidden)?;
+                self.check_param(name, Some(w_hh), rows * hidden)?;
+                self.check_param(name, w_hh_n, n_rows * hidden)?;
+                self.check_param(name, Some(b_hh), g * hidden)?;
                 vec![t, hidden]
             }
             Op::MeanTime { t, h } => {
@@ -428,10 +376,7 @@ impl GraphBuilder {
             Op::Concat => {
                 let (a, b) = (&self.values[x].shape, &self.values[inputs[1]].shape);
                 if a.len() != b.len() || a[1..] != b[1..] {
-                    return Err(shape_err(
-                        name,
-                        format!("cannot concat {a:?} and {b:?} on channels"),
-                    ));
+                    return Err(shape_err(name, format!("cannot concat {a:?} and {b:?} on channels")));
                 }
                 let mut s = a.clone();
                 s[0] += b[0];
@@ -441,10 +386,7 @@ impl GraphBuilder {
                 self.check_input(name, x, c)?;
                 let side = (hw as f64).sqrt() as usize;
                 if side * side != hw {
-                    return Err(shape_err(
-                        name,
-                        format!("replicate grid {hw} is not square"),
-                    ));
+                    return Err(shape_err(name, format!("replicate grid {hw} is not square")));
                 }
                 vec![c, side, side]
             }

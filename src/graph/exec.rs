@@ -15,7 +15,7 @@ use crate::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, ConvT
 use crate::ops::elementwise::{add, concat_channels, replicate_spatial};
 use crate::ops::linear::{linear, linear_ref};
 use crate::ops::pool::{maxpool1d, mean_time};
-use crate::ops::rnn::{gru, gru_ref, rnn_relu, rnn_relu_ref, RnnDims, RnnParams};
+use crate::ops::rnn::{gru, gru_ref, rnn_relu, rnn_relu_ref, RnnDims, RnnPacked, RnnParams};
 use crate::ops::{activation::activation_ref, Epilogue};
 
 /// Which implementation of every op a session runs.
@@ -40,11 +40,7 @@ pub struct Session {
 
 /// Builds a thread pool of `threads` workers (0: one per available core).
 pub fn thread_pool(threads: usize) -> Result<Arc<ThreadPool>> {
-    let n = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let n = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("text2img-{i}"))
@@ -55,12 +51,7 @@ pub fn thread_pool(threads: usize) -> Result<Arc<ThreadPool>> {
 
 impl Session {
     /// Plans `graph` for `batch` samples on `pool`.
-    pub fn new(
-        graph: Arc<Graph>,
-        batch: usize,
-        pool: Arc<ThreadPool>,
-        backend: Backend,
-    ) -> Session {
+    pub fn new(graph: Arc<Graph>, batch: usize, pool: Arc<ThreadPool>, backend: Backend) -> Session {
         let plan = Plan::new(&graph, batch.max(1));
         let threads = pool.current_num_threads();
         Session {
@@ -138,10 +129,8 @@ impl Session {
         let graph = Arc::clone(&self.graph);
         let node = &graph.nodes[i];
         let out_range = self.range(node.output);
-        let in_ranges: [Option<std::ops::Range<usize>>; 2] = [
-            node.inputs.first().map(|&v| self.range(v)),
-            node.inputs.get(1).map(|&v| self.range(v)),
-        ];
+        let in_ranges: [Option<std::ops::Range<usize>>; 2] =
+            [node.inputs.first().map(|&v| self.range(v)), node.inputs.get(1).map(|&v| self.range(v))];
         // The plan gives an output space disjoint from its inputs: split the arena around it.
         let (lo, rest) = self.arena.split_at_mut(out_range.start);
         let (out, hi) = rest.split_at_mut(out_range.len());
@@ -154,12 +143,7 @@ impl Session {
             }
         };
         let (x, y) = (get(&in_ranges[0]), get(&in_ranges[1]));
-        let ctx = Ctx {
-            graph: &graph,
-            batch: self.plan.batch,
-            threads: self.threads,
-            scratch: &mut self.scratch,
-        };
+        let ctx = Ctx { graph: &graph, batch: self.plan.batch, threads: self.threads, scratch: &mut self.scratch };
         match self.backend {
             Backend::Cpu => ctx.fast(node, x, y, out),
             Backend::Reference => ctx.reference(node, x, y, out),
@@ -183,6 +167,11 @@ impl Ctx<'_> {
         id.map(|i| self.p(i))
     }
 
+    /// A weight in its logical row-major layout (unpacked for the reference).
+    fn w(&self, id: usize) -> std::borrow::Cow<'_, [f32]> {
+        self.graph.params[id].unpacked()
+    }
+
     fn epi<'b>(
         &'b self,
         scale: Option<usize>,
@@ -190,31 +179,13 @@ impl Ctx<'_> {
         act: crate::ops::Activation,
         res: Option<&'b [f32]>,
     ) -> Epilogue<'b> {
-        Epilogue {
-            scale: self.opt(scale),
-            shift: self.opt(shift),
-            residual: res,
-            act,
-        }
-    }
-
-    fn rnn_params(&self, p: [usize; 4]) -> RnnParams<'_> {
-        RnnParams {
-            w_ih: self.p(p[0]),
-            b_ih: self.p(p[1]),
-            w_hh: self.p(p[2]),
-            b_hh: self.p(p[3]),
-        }
+        Epilogue { scale: self.opt(scale), shift: self.opt(shift), residual: res, act }
     }
 
     fn fast(self, node: &Node, x: &[f32], y: &[f32], out: &mut [f32]) {
-        let Ctx {
-            graph,
-            batch: b,
-            threads: t,
-            scratch,
-        } = self;
+        let Ctx { graph, batch: b, threads: t, scratch } = self;
         let p = |id: usize| graph.params[id].data();
+        let pk = |id: usize| graph.params[id].packed();
         let epi = |scale: Option<usize>, shift: Option<usize>, act, residual| Epilogue {
             scale: scale.map(p),
             shift: shift.map(p),
@@ -222,96 +193,22 @@ impl Ctx<'_> {
             act,
         };
         match node.op {
-            Op::Linear {
-                w,
-                scale,
-                shift,
-                in_f,
-                out_f,
-                act,
-            } => linear(
-                x,
-                p(w),
-                b,
-                in_f,
-                out_f,
-                &epi(scale, shift, act, None),
-                out,
-                t,
-            ),
-            Op::Conv2d {
-                w,
-                scale,
-                shift,
-                geom,
-                act,
-                residual,
-            } => conv2d(
-                x,
-                p(w),
-                b,
-                &geom,
-                &epi(scale, shift, act, residual.then_some(y)),
-                scratch,
-                out,
-                t,
-            ),
-            Op::ConvTranspose2d {
-                w,
-                scale,
-                shift,
-                geom,
-                act,
-            } => conv_transpose2d(
-                x,
-                p(w),
-                b,
-                &geom,
-                &epi(scale, shift, act, None),
-                scratch,
-                out,
-                t,
-            ),
-            Op::Conv1d {
-                w,
-                shift,
-                cin,
-                t: steps,
-                cout,
-                k,
-                act,
-            } => conv1d(
-                x,
-                p(w),
-                b,
-                cin,
-                steps,
-                cout,
-                k,
-                &epi(None, shift, act, None),
-                scratch,
-                out,
-                t,
-            ),
-            Op::Rnn {
-                gru: is_gru,
-                params,
-                cin,
-                t: steps,
-                hidden,
-            } => {
-                let d = RnnDims {
-                    batch: b,
-                    cin,
-                    t: steps,
-                    hidden,
-                };
-                let rp = RnnParams {
-                    w_ih: p(params[0]),
-                    b_ih: p(params[1]),
-                    w_hh: p(params[2]),
-                    b_hh: p(params[3]),
-                };
+            Op::Linear { w, scale, shift, in_f, out_f, act } => {
+                linear(x, pk(w), b, in_f, out_f, &epi(scale, shift, act, None), out, t)
+            }
+            Op::Conv2d { w, scale, shift, geom, act, residual } => {
+                conv2d(x, pk(w), b, &geom, &epi(scale, shift, act, residual.then_some(y)), scratch, out, t)
+            }
+            Op::ConvTranspose2d { w, scale, shift, geom, act } => {
+                conv_transpose2d(x, pk(w), b, &geom, &epi(scale, shift, act, None), scratch, out, t)
+            }
+            Op::Conv1d { w, shift, cin, t: steps, cout, k, act } => {
+                conv1d(x, pk(w), b, cin, steps, cout, k, &epi(None, shift, act, None), scratch, out, t)
+            }
+            Op::Rnn { gru: is_gru, w_ih, b_ih, w_hh, w_hh_n, b_hh, cin, t: steps, hidden } => {
+                let d = RnnDims { batch: b, cin, t: steps, hidden };
+                let rp =
+                    RnnPacked { w_ih: pk(w_ih), b_ih: p(b_ih), w_hh: pk(w_hh), w_hh_n: w_hh_n.map(pk), b_hh: p(b_hh) };
                 if is_gru {
                     gru(x, &rp, d, scratch, out, t)
                 } else {
@@ -325,90 +222,31 @@ impl Ctx<'_> {
     fn reference(self, node: &Node, x: &[f32], y: &[f32], out: &mut [f32]) {
         let b = self.batch;
         match node.op {
-            Op::Linear {
-                w,
-                scale,
-                shift,
-                in_f,
-                out_f,
-                act,
-            } => linear_ref(
-                x,
-                self.p(w),
-                b,
-                in_f,
-                out_f,
-                &self.epi(scale, shift, act, None),
-                out,
-            ),
-            Op::Conv2d {
-                w,
-                scale,
-                shift,
-                geom,
-                act,
-                residual,
-            } => conv2d_ref(
-                x,
-                self.p(w),
-                b,
-                &geom,
-                &self.epi(scale, shift, act, residual.then_some(y)),
-                out,
-            ),
-            Op::ConvTranspose2d {
-                w,
-                scale,
-                shift,
-                geom,
-                act,
-            } => {
-                let unpacked = unpack_weight(self.p(w), &geom);
-                conv_transpose2d_ref(
-                    x,
-                    &unpacked,
-                    b,
-                    &geom,
-                    &self.epi(scale, shift, act, None),
-                    out,
-                )
+            Op::Linear { w, scale, shift, in_f, out_f, act } => {
+                linear_ref(x, &self.w(w), b, in_f, out_f, &self.epi(scale, shift, act, None), out)
             }
-            Op::Conv1d {
-                w,
-                shift,
-                cin,
-                t,
-                cout,
-                k,
-                act,
-            } => conv1d_ref(
-                x,
-                self.p(w),
-                b,
-                cin,
-                t,
-                cout,
-                k,
-                &self.epi(None, shift, act, None),
-                out,
-            ),
-            Op::Rnn {
-                gru: is_gru,
-                params,
-                cin,
-                t,
-                hidden,
-            } => {
-                let d = RnnDims {
-                    batch: b,
-                    cin,
-                    t,
-                    hidden,
-                };
+            Op::Conv2d { w, scale, shift, geom, act, residual } => {
+                conv2d_ref(x, &self.w(w), b, &geom, &self.epi(scale, shift, act, residual.then_some(y)), out)
+            }
+            Op::ConvTranspose2d { w, scale, shift, geom, act } => {
+                let unpacked = unpack_weight(&self.w(w), &geom);
+                conv_transpose2d_ref(x, &unpacked, b, &geom, &self.epi(scale, shift, act, None), out)
+            }
+            Op::Conv1d { w, shift, cin, t, cout, k, act } => {
+                conv1d_ref(x, &self.w(w), b, cin, t, cout, k, &self.epi(None, shift, act, None), out)
+            }
+            Op::Rnn { gru: is_gru, w_ih, b_ih, w_hh, w_hh_n, b_hh, cin, t, hidden } => {
+                let d = RnnDims { batch: b, cin, t, hidden };
+                // W_hh was split at build: put the rows back together for the reference.
+                let mut whh = self.w(w_hh).into_owned();
+                if let Some(n) = w_hh_n {
+                    whh.extend_from_slice(&self.w(n));
+                }
+                let rp = RnnParams { w_ih: &self.w(w_ih), b_ih: self.p(b_ih), w_hh: &whh, b_hh: self.p(b_hh) };
                 if is_gru {
-                    gru_ref(x, &self.rnn_params(params), d, out)
+                    gru_ref(x, &rp, d, out)
                 } else {
-                    rnn_relu_ref(x, &self.rnn_params(params), d, out)
+                    rnn_relu_ref(x, &rp, d, out)
                 }
             }
             _ => movement(&node.op, b, x, y, out),

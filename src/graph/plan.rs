@@ -54,18 +54,8 @@ impl Plan {
                 alloc.give(offsets[node.output], size(node.output));
             }
         }
-        let scratch_len = graph
-            .nodes
-            .iter()
-            .map(|n| scratch_len(&n.op, batch))
-            .max()
-            .unwrap_or(0);
-        Plan {
-            batch,
-            offsets,
-            arena_len: alloc.end,
-            scratch_len,
-        }
+        let scratch_len = graph.nodes.iter().map(|n| scratch_len(&n.op, batch)).max().unwrap_or(0);
+        Plan { batch, offsets, arena_len: alloc.end, scratch_len }
     }
 }
 
@@ -74,24 +64,8 @@ pub(crate) fn scratch_len(op: &Op, batch: usize) -> usize {
     match *op {
         Op::Conv2d { geom, .. } => geom.scratch_len(batch),
         Op::ConvTranspose2d { geom, .. } => geom.scratch_len(batch),
-        Op::Conv1d {
-            cin, t, cout, k, ..
-        } => crate::ops::conv1d::as_conv2d(cin, t, cout, k).scratch_len(batch),
-        Op::Rnn {
-            gru,
-            cin,
-            t,
-            hidden,
-            ..
-        } => rnn::scratch_len(
-            gru,
-            rnn::RnnDims {
-                batch,
-                cin,
-                t,
-                hidden,
-            },
-        ),
+        Op::Conv1d { cin, t, cout, k, .. } => crate::ops::conv1d::as_conv2d(cin, t, cout, k).scratch_len(batch),
+        Op::Rnn { gru, cin, t, hidden, .. } => rnn::scratch_len(gru, rnn::RnnDims { batch, cin, t, hidden }),
         _ => 0,
     }
 }

@@ -25,11 +25,7 @@ impl Rgb8 {
                 data[3 * p + c] = v.round().clamp(0.0, 255.0) as u8;
             }
         }
-        Rgb8 {
-            width,
-            height,
-            data,
-        }
+        Rgb8 { width, height, data }
     }
 
     /// Lays `images` (all the same size) out in `cols` columns with `gap` pixels of white
@@ -48,10 +44,6 @@ impl Rgb8 {
                 data[dst..dst + 3 * w].copy_from_slice(&img.data[3 * y * w..3 * (y + 1) * w]);
             }
         }
-        Rgb8 {
-            width,
-            height,
-            data,
-        }
+        Rgb8 { width, height, data }
     }
 }

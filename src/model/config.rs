@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The 70-character alphabet of Reed's char-CNN-RNN ('-' appears twice; see text.rs).
-pub const ALPHABET: &str =
-    "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"/\\|_@#$%^&*~`+-=<>()[]{} ";
+pub const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"/\\|_@#$%^&*~`+-=<>()[]{} ";
 
 /// Text input settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,10 +89,7 @@ impl ModelConfig {
 
     /// A built-in config by name.
     pub fn builtin(name: &str) -> Result<ModelConfig> {
-        let text = TextConfig {
-            alphabet: ALPHABET.to_string(),
-            doc_length: 201,
-        };
+        let text = TextConfig { alphabet: ALPHABET.to_string(), doc_length: 201 };
         let reed_encoder = EncoderConfig {
             conv_channels: [384, 512, 512],
             kernel_size: 4,
@@ -103,32 +99,17 @@ impl ModelConfig {
             rnn_hidden: 512,
             embed_dim: 1024,
         };
-        let reed_g = GeneratorConfig {
-            nz: 100,
-            nt: 128,
-            ngf: 128,
-        };
-        let d = DiscriminatorConfig {
-            ndf: 64,
-            nt: 128,
-            act_after_deep: false,
-        };
+        let reed_g = GeneratorConfig { nz: 100, nt: 128, ngf: 128 };
+        let d = DiscriminatorConfig { ndf: 64, nt: 128, act_after_deep: false };
         let cfg = match name {
-            "reed-cub" => ModelConfig {
-                name: name.into(),
-                text,
-                encoder: reed_encoder,
-                generator: reed_g,
-                discriminator: d,
-            },
+            "reed-cub" => {
+                ModelConfig { name: name.into(), text, encoder: reed_encoder, generator: reed_g, discriminator: d }
+            }
             "reed-flowers" => ModelConfig {
                 name: name.into(),
                 text,
                 encoder: EncoderConfig {
-                    final_pool: Some(Pool {
-                        kernel: 3,
-                        stride: 2,
-                    }),
+                    final_pool: Some(Pool { kernel: 3, stride: 2 }),
                     rnn: RnnKind::Relu,
                     ..reed_encoder
                 },
@@ -144,11 +125,7 @@ impl ModelConfig {
                     embed_dim: 256,
                     ..reed_encoder
                 },
-                generator: GeneratorConfig {
-                    nz: 100,
-                    nt: 128,
-                    ngf: 64,
-                },
+                generator: GeneratorConfig { nz: 100, nt: 128, ngf: 64 },
                 discriminator: d,
             },
             other => {
@@ -163,8 +140,7 @@ impl ModelConfig {
 
     /// Parses a config from JSON and checks it.
     pub fn from_json(s: &str) -> Result<ModelConfig> {
-        let cfg: ModelConfig =
-            serde_json::from_str(s).map_err(|e| Error::Config(format!("config JSON: {e}")))?;
+        let cfg: ModelConfig = serde_json::from_str(s).map_err(|e| Error::Config(format!("config JSON: {e}")))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -181,10 +157,7 @@ impl ModelConfig {
             return bad("alphabet differs from Reed's 70-character alphabet".into());
         }
         if self.text.doc_length == 0 || self.text.doc_length > 4096 {
-            return bad(format!(
-                "doc_length {} outside 1..=4096",
-                self.text.doc_length
-            ));
+            return bad(format!("doc_length {} outside 1..=4096", self.text.doc_length));
         }
         let e = &self.encoder;
         let g = &self.generator;
@@ -214,10 +187,7 @@ impl ModelConfig {
             }
         }
         if self.encoder_steps().is_none() {
-            return bad(format!(
-                "doc_length {} leaves no time steps for the RNN",
-                self.text.doc_length
-            ));
+            return bad(format!("doc_length {} leaves no time steps for the RNN", self.text.doc_length));
         }
         Ok(())
     }

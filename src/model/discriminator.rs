@@ -14,49 +14,15 @@ use crate::ops::Activation;
 pub fn build_discriminator(ws: &WeightSet) -> Result<Graph> {
     ws.require(Network::Discriminator)?;
     let cfg = ws.config();
-    let (f, nt, e) = (
-        cfg.discriminator.ndf,
-        cfg.discriminator.nt,
-        cfg.encoder.embed_dim,
-    );
-    let deep = if cfg.discriminator.act_after_deep {
-        LRELU
-    } else {
-        Activation::None
-    };
+    let (f, nt, e) = (cfg.discriminator.ndf, cfg.discriminator.nt, cfg.encoder.embed_dim);
+    let deep = if cfg.discriminator.act_after_deep { LRELU } else { Activation::None };
     let mut b = GraphBuilder::new();
     let img = b.input(&[3, 64, 64]);
     let emb = b.input(&[e]);
-    let down = |cin, side, cout| Conv2dGeom {
-        cin,
-        h: side,
-        w: side,
-        cout,
-        kh: 4,
-        kw: 4,
-        stride: 2,
-        pad: 1,
-    };
-    let x = conv(
-        &mut b,
-        ws,
-        img,
-        "discriminator.conv0.weight",
-        None,
-        down(3, 64, f),
-        LRELU,
-        None,
-    )?; // [f, 32, 32]
-    let x = conv(
-        &mut b,
-        ws,
-        x,
-        "discriminator.conv1.weight",
-        Some("discriminator.bn1"),
-        down(f, 32, 2 * f),
-        LRELU,
-        None,
-    )?; // [2f, 16, 16]
+    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let x = conv(&mut b, ws, img, "discriminator.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
+    let x =
+        conv(&mut b, ws, x, "discriminator.conv1.weight", Some("discriminator.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
     let x = conv(
         &mut b,
         ws,
@@ -77,40 +43,11 @@ pub fn build_discriminator(ws: &WeightSet) -> Result<Graph> {
         deep,
         None,
     )?; // [8f, 4, 4]
-    let x = residual_block(
-        &mut b,
-        ws,
-        x,
-        "discriminator.res",
-        (8 * f, 2 * f, 4),
-        LRELU,
-        LRELU,
-    )?;
-    let t = linear(
-        &mut b,
-        ws,
-        emb,
-        "discriminator.text_proj",
-        Some("discriminator.text_bn"),
-        (e, nt),
-        LRELU,
-    )?; // [nt]
-    let t = b.node(
-        "discriminator.replicate",
-        Op::Replicate { c: nt, hw: 16 },
-        &[t],
-    )?; // [nt, 4, 4]
+    let x = residual_block(&mut b, ws, x, "discriminator.res", (8 * f, 2 * f, 4), LRELU, LRELU)?;
+    let t = linear(&mut b, ws, emb, "discriminator.text_proj", Some("discriminator.text_bn"), (e, nt), LRELU)?; // [nt]
+    let t = b.node("discriminator.replicate", Op::Replicate { c: nt, hw: 16 }, &[t])?; // [nt, 4, 4]
     let x = b.node("discriminator.concat", Op::Concat, &[x, t])?; // [8f+nt, 4, 4]
-    let one = |cin, cout, k| Conv2dGeom {
-        cin,
-        h: 4,
-        w: 4,
-        cout,
-        kh: k,
-        kw: k,
-        stride: 1,
-        pad: 0,
-    };
+    let one = |cin, cout, k| Conv2dGeom { cin, h: 4, w: 4, cout, kh: k, kw: k, stride: 1, pad: 0 };
     let x = conv(
         &mut b,
         ws,
@@ -121,15 +58,6 @@ pub fn build_discriminator(ws: &WeightSet) -> Result<Graph> {
         LRELU,
         None,
     )?; // [8f, 4, 4]
-    let logit = conv(
-        &mut b,
-        ws,
-        x,
-        "discriminator.conv5.weight",
-        None,
-        one(8 * f, 1, 4),
-        Activation::None,
-        None,
-    )?; // [1, 1, 1]
+    let logit = conv(&mut b, ws, x, "discriminator.conv5.weight", None, one(8 * f, 1, 4), Activation::None, None)?; // [1, 1, 1]
     Ok(b.finish(&[logit]))
 }

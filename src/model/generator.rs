@@ -22,15 +22,7 @@ pub fn build_generator(ws: &WeightSet) -> Result<Graph> {
     let emb = b.input(&[e]);
     let t = linear(&mut b, ws, emb, "generator.text_proj", None, (e, nt), LRELU)?; // [nt]
     let x = b.node("generator.concat", Op::Concat, &[z, t])?; // [nz+nt]
-    let up = |cin, side, cout, stride, pad| ConvTranspose2dGeom {
-        cin,
-        h: side,
-        w: side,
-        cout,
-        k: 4,
-        stride,
-        pad,
-    };
+    let up = |cin, side, cout, stride, pad| ConvTranspose2dGeom { cin, h: side, w: side, cout, k: 4, stride, pad };
     let x = deconv(
         &mut b,
         ws,
@@ -40,15 +32,7 @@ pub fn build_generator(ws: &WeightSet) -> Result<Graph> {
         up(nz + nt, 1, 8 * f, 1, 0),
         Activation::None,
     )?; // [8f, 4, 4]
-    let x = residual_block(
-        &mut b,
-        ws,
-        x,
-        "generator.res0",
-        (8 * f, 2 * f, 4),
-        Activation::Relu,
-        Activation::Relu,
-    )?;
+    let x = residual_block(&mut b, ws, x, "generator.res0", (8 * f, 2 * f, 4), Activation::Relu, Activation::Relu)?;
     let x = deconv(
         &mut b,
         ws,
@@ -58,15 +42,7 @@ pub fn build_generator(ws: &WeightSet) -> Result<Graph> {
         up(8 * f, 4, 4 * f, 2, 1),
         Activation::None,
     )?; // [4f, 8, 8]
-    let x = residual_block(
-        &mut b,
-        ws,
-        x,
-        "generator.res1",
-        (4 * f, f, 8),
-        Activation::Relu,
-        Activation::Relu,
-    )?;
+    let x = residual_block(&mut b, ws, x, "generator.res1", (4 * f, f, 8), Activation::Relu, Activation::Relu)?;
     let x = deconv(
         &mut b,
         ws,
@@ -85,14 +61,6 @@ pub fn build_generator(ws: &WeightSet) -> Result<Graph> {
         up(2 * f, 16, f, 2, 1),
         Activation::Relu,
     )?; // [f, 32, 32]
-    let img = deconv(
-        &mut b,
-        ws,
-        x,
-        "generator.deconv4.weight",
-        None,
-        up(f, 32, 3, 2, 1),
-        Activation::Tanh,
-    )?; // [3, 64, 64]
+    let img = deconv(&mut b, ws, x, "generator.deconv4.weight", None, up(f, 32, 3, 2, 1), Activation::Tanh)?; // [3, 64, 64]
     Ok(b.finish(&[img]))
 }

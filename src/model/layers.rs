@@ -8,6 +8,7 @@ use crate::graph::{GraphBuilder, Op, ValueId};
 use crate::ops::batch_norm::{fold_bias, fold_out_first, BatchNormParams};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::{pack_weight, ConvTranspose2dGeom};
+use crate::ops::gemm::PackedA;
 use crate::ops::Activation;
 
 /// LeakyReLU slope of the paper.
@@ -16,19 +17,8 @@ pub const LRELU: Activation = Activation::LeakyRelu(0.2);
 /// (scale, shift) of batch norm `bn` (e.g. "generator.bn0").
 fn bn_scale_shift(ws: &WeightSet, bn: &str) -> Result<(Vec<f32>, Vec<f32>)> {
     let get = |p: &str| ws.vec(&format!("{bn}.{p}"));
-    let (gamma, beta, mean, var) = (
-        get("weight")?,
-        get("bias")?,
-        get("running_mean")?,
-        get("running_var")?,
-    );
-    Ok(BatchNormParams {
-        gamma: &gamma,
-        beta: &beta,
-        mean: &mean,
-        var: &var,
-    }
-    .scale_shift())
+    let (gamma, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+    Ok(BatchNormParams { gamma: &gamma, beta: &beta, mean: &mean, var: &var }.scale_shift())
 }
 
 /// A convolution `w` (PyTorch layout) with an optional batch norm folded in and an optional
@@ -45,26 +35,17 @@ pub fn conv(
     residual: Option<ValueId>,
 ) -> Result<ValueId> {
     let shape = [geom.cout, geom.cin, geom.kh, geom.kw];
-    let (wid, shift) = match bn {
-        None => (ws.param(b, w, &shape)?, None),
+    let mut wv = ws.vec(w)?;
+    let shift = match bn {
+        None => None,
         Some(bn) => {
             let (scale, shift) = bn_scale_shift(ws, bn)?;
-            let mut wv = ws.vec(w)?;
             fold_out_first(&mut wv, &scale);
-            (
-                b.owned(w, &shape, wv)?,
-                Some(b.owned(&format!("{bn}.shift"), &[geom.cout], shift)?),
-            )
+            Some(b.owned(&format!("{bn}.shift"), &[geom.cout], shift)?)
         }
     };
-    let op = Op::Conv2d {
-        w: wid,
-        scale: None,
-        shift,
-        geom,
-        act,
-        residual: residual.is_some(),
-    };
+    let wid = b.packed(w, &shape, PackedA::from_row_major(&wv, geom.cout, geom.kdim()))?;
+    let op = Op::Conv2d { w: wid, scale: None, shift, geom, act, residual: residual.is_some() };
     let inputs: Vec<ValueId> = std::iter::once(x).chain(residual).collect();
     b.node(w.trim_end_matches(".weight"), op, &inputs)
 }
@@ -85,22 +66,13 @@ pub fn deconv(
         Some(bn) => {
             let (scale, shift) = bn_scale_shift(ws, bn)?;
             // Packed rows are (co, ky, kx): k·k rows per output channel.
-            let per_channel: Vec<f32> = scale
-                .iter()
-                .flat_map(|&s| std::iter::repeat_n(s, geom.k * geom.k))
-                .collect();
+            let per_channel: Vec<f32> = scale.iter().flat_map(|&s| std::iter::repeat_n(s, geom.k * geom.k)).collect();
             fold_out_first(&mut packed, &per_channel);
             Some(b.owned(&format!("{bn}.shift"), &[geom.cout], shift)?)
         }
     };
-    let wid = b.owned(w, &[geom.rows(), geom.cin], packed)?;
-    let op = Op::ConvTranspose2d {
-        w: wid,
-        scale: None,
-        shift,
-        geom,
-        act,
-    };
+    let wid = b.packed(w, &[geom.rows(), geom.cin], PackedA::from_row_major(&packed, geom.rows(), geom.cin))?;
+    let op = Op::ConvTranspose2d { w: wid, scale: None, shift, geom, act };
     b.node(w.trim_end_matches(".weight"), op, &[x])
 }
 
@@ -116,29 +88,19 @@ pub fn linear(
 ) -> Result<ValueId> {
     let (wn, bname) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
     let bias = ws.vec(&bname)?;
-    let (w, shift) = match bn {
-        None => (ws.param(b, &wn, &[out_f, in_f])?, bias),
+    let mut wv = ws.vec(&wn)?;
+    let shift = match bn {
+        None => bias,
         Some(bn) => {
             let (scale, mut shift) = bn_scale_shift(ws, bn)?;
-            let mut wv = ws.vec(&wn)?;
             fold_out_first(&mut wv, &scale);
             fold_bias(&mut shift, &bias, &scale);
-            (b.owned(&wn, &[out_f, in_f], wv)?, shift)
+            shift
         }
     };
+    let w = b.packed(&wn, &[out_f, in_f], PackedA::from_row_major(&wv, out_f, in_f))?;
     let shift = Some(b.owned(&bname, &[out_f], shift)?);
-    b.node(
-        prefix,
-        Op::Linear {
-            w,
-            scale: None,
-            shift,
-            in_f,
-            out_f,
-            act,
-        },
-        &[x],
-    )
+    b.node(prefix, Op::Linear { w, scale: None, shift, in_f, out_f, act }, &[x])
 }
 
 /// A residual block: 1×1 c→mid, 3×3 mid→mid, 3×3 mid→c (each with BN), added to its input,
@@ -153,28 +115,10 @@ pub fn residual_block(
     inner: Activation,
     act: Activation,
 ) -> Result<ValueId> {
-    let g = |cin, cout, k, pad| Conv2dGeom {
-        cin,
-        h: side,
-        w: side,
-        cout,
-        kh: k,
-        kw: k,
-        stride: 1,
-        pad,
-    };
+    let g = |cin, cout, k, pad| Conv2dGeom { cin, h: side, w: side, cout, kh: k, kw: k, stride: 1, pad };
     let w = |i: usize| format!("{name}.conv{i}.weight");
     let bn = |i: usize| format!("{name}.bn{i}");
     let y = conv(b, ws, x, &w(1), Some(&bn(1)), g(c, mid, 1, 0), inner, None)?;
-    let y = conv(
-        b,
-        ws,
-        y,
-        &w(2),
-        Some(&bn(2)),
-        g(mid, mid, 3, 1),
-        inner,
-        None,
-    )?;
+    let y = conv(b, ws, y, &w(2), Some(&bn(2)), g(mid, mid, 3, 1), inner, None)?;
     conv(b, ws, y, &w(3), Some(&bn(3)), g(mid, c, 3, 1), act, Some(x))
 }

@@ -34,26 +34,15 @@ impl WeightSet {
         let file = WeightFile::open(path, mode)?;
         file.check_format()?;
         let config_json = file.metadata("config").ok_or_else(|| {
-            file.error(WeightsError::Metadata(
-                "no 'config' entry: not a text2img weights file".into(),
-            ))
+            file.error(WeightsError::Metadata("no 'config' entry: not a text2img weights file".into()))
         })?;
-        let config = ModelConfig::from_json(config_json)
-            .map_err(|e| file.error(WeightsError::Metadata(e.to_string())))?;
-        let networks = parse_networks(file.metadata("networks"))
-            .map_err(|m| file.error(WeightsError::Metadata(m)))?;
-        let present: Vec<(&str, &[usize])> = file
-            .header()
-            .tensors
-            .iter()
-            .map(|t| (t.name.as_str(), t.shape.as_slice()))
-            .collect();
+        let config =
+            ModelConfig::from_json(config_json).map_err(|e| file.error(WeightsError::Metadata(e.to_string())))?;
+        let networks = parse_networks(file.metadata("networks")).map_err(|m| file.error(WeightsError::Metadata(m)))?;
+        let present: Vec<(&str, &[usize])> =
+            file.header().tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
         check_tensors(&config, &networks, &present).map_err(|e| file.error(e))?;
-        Ok(WeightSet {
-            source: Source::File(Arc::new(file)),
-            config,
-            networks,
-        })
+        Ok(WeightSet { source: Source::File(Arc::new(file)), config, networks })
     }
 
     /// Weights held in memory; checked like a file's.
@@ -62,20 +51,11 @@ impl WeightSet {
         networks: &[Network],
         tensors: Vec<(String, Tensor)>,
     ) -> Result<WeightSet> {
-        let present: Vec<(&str, &[usize])> = tensors
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.shape()))
-            .collect();
-        check_tensors(&config, networks, &present).map_err(|e| Error::Weights {
-            path: "(memory)".into(),
-            source: e,
-        })?;
+        let present: Vec<(&str, &[usize])> = tensors.iter().map(|(n, t)| (n.as_str(), t.shape())).collect();
+        check_tensors(&config, networks, &present)
+            .map_err(|e| Error::Weights { path: "(memory)".into(), source: e })?;
         let map = tensors.into_iter().collect();
-        Ok(WeightSet {
-            source: Source::Memory(map),
-            config,
-            networks: networks.to_vec(),
-        })
+        Ok(WeightSet { source: Source::Memory(map), config, networks: networks.to_vec() })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -104,21 +84,16 @@ impl WeightSet {
             return Ok(());
         }
         let held: Vec<&str> = self.networks.iter().map(|n| n.name()).collect();
-        Err(Error::Input(format!(
-            "weights hold [{}] but the {} is needed",
-            held.join(", "),
-            net.name()
-        )))
+        Err(Error::Input(format!("weights hold [{}] but the {} is needed", held.join(", "), net.name())))
     }
 
     /// An owned f32 copy of a tensor (to be folded or packed).
     pub fn vec(&self, name: &str) -> Result<Vec<f32>> {
         match &self.source {
             Source::File(f) => Ok(f.f32_data(name)?.into_owned()),
-            Source::Memory(m) => m
-                .get(name)
-                .map(Tensor::to_f32_vec)
-                .ok_or_else(|| Error::Config(format!("no tensor '{name}'"))),
+            Source::Memory(m) => {
+                m.get(name).map(Tensor::to_f32_vec).ok_or_else(|| Error::Config(format!("no tensor '{name}'")))
+            }
         }
     }
 
@@ -126,14 +101,7 @@ impl WeightSet {
     pub fn param(&self, b: &mut GraphBuilder, name: &str, shape: &[usize]) -> Result<ParamId> {
         if let Source::File(f) = &self.source {
             if let Some(range) = f.zero_copy_range(name) {
-                return b.param(
-                    name,
-                    shape,
-                    ParamData::Mapped {
-                        file: Arc::clone(f),
-                        range,
-                    },
-                );
+                return b.param(name, shape, ParamData::Mapped { file: Arc::clone(f), range });
             }
         }
         b.owned(name, shape, self.vec(name)?)
@@ -147,8 +115,7 @@ fn parse_networks(meta: Option<&str>) -> std::result::Result<Vec<Network>, Strin
     };
     let mut nets = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let n = Network::from_name(part)
-            .ok_or_else(|| format!("unknown network '{part}' in 'networks'"))?;
+        let n = Network::from_name(part).ok_or_else(|| format!("unknown network '{part}' in 'networks'"))?;
         if !nets.contains(&n) {
             nets.push(n);
         }
@@ -180,11 +147,7 @@ pub fn check_tensors(
             expected.insert(name);
         }
     }
-    let mut extra: Vec<&str> = present
-        .iter()
-        .map(|(n, _)| *n)
-        .filter(|n| !expected.contains(*n))
-        .collect();
+    let mut extra: Vec<&str> = present.iter().map(|(n, _)| *n).filter(|n| !expected.contains(*n)).collect();
     extra.sort_unstable();
     problems.extend(extra.into_iter().map(|n| format!("unexpected '{n}'")));
     if problems.is_empty() {
@@ -195,10 +158,7 @@ pub fn check_tensors(
         problems.truncate(MAX_PROBLEMS);
         problems.push(format!("and {} more", total - MAX_PROBLEMS));
     }
-    Err(WeightsError::Mismatch {
-        config: cfg.name.clone(),
-        problems,
-    })
+    Err(WeightsError::Mismatch { config: cfg.name.clone(), problems })
 }
 
 /// Writes `tensors` of `networks` under `cfg` as a text2img weights file (atomically), in
@@ -210,18 +170,9 @@ pub fn save_weights(
     tensors: &[(String, Tensor)],
     dtype: crate::tensor::DType,
 ) -> Result<()> {
-    let present: Vec<(&str, &[usize])> = tensors
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.shape()))
-        .collect();
-    check_tensors(cfg, networks, &present).map_err(|e| Error::Weights {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let converted: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.to_dtype(dtype)))
-        .collect();
+    let present: Vec<(&str, &[usize])> = tensors.iter().map(|(n, t)| (n.as_str(), t.shape())).collect();
+    check_tensors(cfg, networks, &present).map_err(|e| Error::Weights { path: path.to_path_buf(), source: e })?;
+    let converted: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.to_dtype(dtype))).collect();
     let mut meta = std::collections::BTreeMap::new();
     meta.insert("format".to_string(), crate::weights::FORMAT.to_string());
     meta.insert("config".to_string(), cfg.to_json());

@@ -26,24 +26,10 @@ pub struct TextToImage {
 
 impl TextToImage {
     /// Builds both graphs from `ws` (which must hold encoder and generator), planned for `batch`.
-    pub fn new(
-        ws: &WeightSet,
-        batch: usize,
-        pool: Arc<ThreadPool>,
-        backend: Backend,
-    ) -> Result<TextToImage> {
-        let encoder = Session::new(
-            Arc::new(build_encoder(ws)?),
-            batch,
-            Arc::clone(&pool),
-            backend,
-        );
+    pub fn new(ws: &WeightSet, batch: usize, pool: Arc<ThreadPool>, backend: Backend) -> Result<TextToImage> {
+        let encoder = Session::new(Arc::new(build_encoder(ws)?), batch, Arc::clone(&pool), backend);
         let generator = Session::new(Arc::new(build_generator(ws)?), batch, pool, backend);
-        Ok(TextToImage {
-            config: ws.config().clone(),
-            encoder,
-            generator,
-        })
+        Ok(TextToImage { config: ws.config().clone(), encoder, generator })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -83,11 +69,7 @@ impl TextToImage {
         self.set_batch(captions.len());
         let l = self.config.text.doc_length;
         let input = self.encoder.input_mut(0);
-        Ok(captions
-            .iter()
-            .zip(input.chunks_mut(ALPHABET_SIZE * l))
-            .map(|(c, o)| encode_into(c, l, o))
-            .collect())
+        Ok(captions.iter().zip(input.chunks_mut(ALPHABET_SIZE * l)).map(|(c, o)| encode_into(c, l, o)).collect())
     }
 
     /// Generates one image per caption; image j uses the noise of index `first_index + j`.
@@ -100,9 +82,7 @@ impl TextToImage {
     ) -> Result<(Vec<f32>, Vec<CaptionReport>)> {
         let reports = self.load_captions(captions)?;
         self.encoder.run();
-        let indices: Vec<u64> = (0..captions.len() as u64)
-            .map(|j| first_index + j)
-            .collect();
+        let indices: Vec<u64> = (0..captions.len() as u64).map(|j| first_index + j).collect();
         self.generate_loaded(seed, &indices);
         Ok((self.generator.output(0).to_vec(), reports))
     }

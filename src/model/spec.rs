@@ -39,8 +39,7 @@ struct Specs {
 
 impl Specs {
     fn add(&mut self, name: &str, shape: &[usize]) {
-        self.out
-            .push((format!("{}.{name}", self.prefix), shape.to_vec()));
+        self.out.push((format!("{}.{name}", self.prefix), shape.to_vec()));
     }
 
     fn bn(&mut self, name: &str, c: usize) {
@@ -61,19 +60,13 @@ impl Specs {
 
 /// Expected tensors of `net` under `cfg`, in a stable order.
 pub fn specs(cfg: &ModelConfig, net: Network) -> Vec<Spec> {
-    let mut s = Specs {
-        prefix: net.name(),
-        out: Vec::new(),
-    };
+    let mut s = Specs { prefix: net.name(), out: Vec::new() };
     match net {
         Network::Encoder => {
             let e = &cfg.encoder;
             let [c0, c1, c2] = e.conv_channels;
             let k = e.kernel_size;
-            for (i, (cin, cout)) in [(ALPHABET_SIZE, c0), (c0, c1), (c1, c2)]
-                .into_iter()
-                .enumerate()
-            {
+            for (i, (cin, cout)) in [(ALPHABET_SIZE, c0), (c0, c1), (c1, c2)].into_iter().enumerate() {
                 s.add(&format!("conv{}.weight", i + 1), &[cout, cin, k]);
                 s.add(&format!("conv{}.bias", i + 1), &[cout]);
             }
@@ -110,10 +103,7 @@ pub fn specs(cfg: &ModelConfig, net: Network) -> Vec<Spec> {
             let d = &cfg.discriminator;
             let f = d.ndf;
             s.add("conv0.weight", &[f, 3, 4, 4]);
-            for (i, (cin, cout)) in [(f, 2 * f), (2 * f, 4 * f), (4 * f, 8 * f)]
-                .into_iter()
-                .enumerate()
-            {
+            for (i, (cin, cout)) in [(f, 2 * f), (2 * f, 4 * f), (4 * f, 8 * f)].into_iter().enumerate() {
                 s.add(&format!("conv{}.weight", i + 1), &[cout, cin, 4, 4]);
                 s.bn(&format!("bn{}", i + 1), cout);
             }

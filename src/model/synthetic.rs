@@ -8,9 +8,7 @@ use crate::tensor::Tensor;
 
 /// FNV-1a, 64 bits.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// SplitMix64's output function applied to seed + (i + 1)·γ, mapped to [-1, 1).
@@ -23,11 +21,7 @@ pub fn unit_hash(seed: u64, i: u64) -> f64 {
 fn value(name: &str, shape: &[usize], s: f64) -> f64 {
     let parts: Vec<&str> = name.split('.').collect();
     let param = parts[parts.len() - 1];
-    let layer = if parts.len() >= 2 {
-        parts[parts.len() - 2]
-    } else {
-        ""
-    };
+    let layer = if parts.len() >= 2 { parts[parts.len() - 2] } else { "" };
     let is_bn = layer.starts_with("bn") || layer == "text_bn";
     if is_bn {
         return match param {
@@ -43,11 +37,7 @@ fn value(name: &str, shape: &[usize], s: f64) -> f64 {
     if layer == "rnn" {
         return s * (1.0 / shape[1] as f64).sqrt();
     }
-    let fan_in = if layer.starts_with("deconv") {
-        (shape[0] * tail) as f64 / 4.0
-    } else {
-        (shape[1] * tail) as f64
-    };
+    let fan_in = if layer.starts_with("deconv") { (shape[0] * tail) as f64 / 4.0 } else { (shape[1] * tail) as f64 };
     s * (6.0 / fan_in).sqrt()
 }
 
@@ -55,9 +45,7 @@ fn value(name: &str, shape: &[usize], s: f64) -> f64 {
 pub fn synthetic_tensor(name: &str, shape: &[usize]) -> Tensor {
     let seed = fnv1a64(name.as_bytes());
     let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|i| value(name, shape, unit_hash(seed, i as u64)) as f32)
-        .collect();
+    let data = (0..n).map(|i| value(name, shape, unit_hash(seed, i as u64)) as f32).collect();
     Tensor::from_f32(shape, data)
 }
 

@@ -57,11 +57,7 @@ pub fn encode_into(caption: &str, doc_length: usize, out: &mut [f32]) -> Caption
 pub fn encode_batch(captions: &[String], doc_length: usize) -> (Vec<f32>, Vec<CaptionReport>) {
     let per = ALPHABET_SIZE * doc_length;
     let mut out = vec![0.0; per * captions.len()];
-    let reports = captions
-        .iter()
-        .zip(out.chunks_mut(per))
-        .map(|(c, o)| encode_into(c, doc_length, o))
-        .collect();
+    let reports = captions.iter().zip(out.chunks_mut(per)).map(|(c, o)| encode_into(c, doc_length, o)).collect();
     (out, reports)
 }
 

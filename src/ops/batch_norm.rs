@@ -16,19 +16,8 @@ pub struct BatchNormParams<'a> {
 impl BatchNormParams<'_> {
     /// The (scale, shift) pair that replaces this batch norm.
     pub fn scale_shift(&self) -> (Vec<f32>, Vec<f32>) {
-        let scale: Vec<f32> = self
-            .gamma
-            .iter()
-            .zip(self.var)
-            .map(|(&g, &v)| g / (v + BN_EPS).sqrt())
-            .collect();
-        let shift = self
-            .beta
-            .iter()
-            .zip(self.mean)
-            .zip(&scale)
-            .map(|((&b, &m), &s)| b - m * s)
-            .collect();
+        let scale: Vec<f32> = self.gamma.iter().zip(self.var).map(|(&g, &v)| g / (v + BN_EPS).sqrt()).collect();
+        let shift = self.beta.iter().zip(self.mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
         (scale, shift)
     }
 }

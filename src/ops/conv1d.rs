@@ -2,20 +2,12 @@
 //! bias through the epilogue. The fast path is the 2-D convolution with a 1×k kernel.
 
 use super::conv2d::{conv2d, Conv2dGeom};
+use super::gemm::PackedA;
 use super::Epilogue;
 
 /// The 2-D geometry of a conv1d.
 pub fn as_conv2d(cin: usize, t: usize, cout: usize, k: usize) -> Conv2dGeom {
-    Conv2dGeom {
-        cin,
-        h: 1,
-        w: t,
-        cout,
-        kh: 1,
-        kw: k,
-        stride: 1,
-        pad: 0,
-    }
+    Conv2dGeom { cin, h: 1, w: t, cout, kh: 1, kw: k, stride: 1, pad: 0 }
 }
 
 /// Reference conv1d: out[b, co, t] = epi(Σ_ci Σ_j x[b, ci, t + j] · w[co, ci, j]).
@@ -39,8 +31,7 @@ pub fn conv1d_ref(
                 let mut acc = 0.0f64;
                 for ci in 0..cin {
                     for j in 0..k {
-                        acc += x[(b * cin + ci) * t + ti + j] as f64
-                            * w[(co * cin + ci) * k + j] as f64;
+                        acc += x[(b * cin + ci) * t + ti + j] as f64 * w[(co * cin + ci) * k + j] as f64;
                     }
                 }
                 *v = acc as f32;
@@ -50,11 +41,11 @@ pub fn conv1d_ref(
     }
 }
 
-/// Fast conv1d (`w` is [Cout, Cin·k], which is PyTorch's [Cout, Cin, k] flattened).
+/// Fast conv1d (`w` is [Cout, Cin·k], PyTorch's [Cout, Cin, k] flattened, packed).
 #[allow(clippy::too_many_arguments)]
 pub fn conv1d(
     x: &[f32],
-    w: &[f32],
+    w: &PackedA,
     batch: usize,
     cin: usize,
     t: usize,
@@ -65,14 +56,5 @@ pub fn conv1d(
     out: &mut [f32],
     threads: usize,
 ) {
-    conv2d(
-        x,
-        w,
-        batch,
-        &as_conv2d(cin, t, cout, k),
-        epi,
-        scratch,
-        out,
-        threads,
-    );
+    conv2d(x, w, batch, &as_conv2d(cin, t, cout, k), epi, scratch, out, threads);
 }

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Mat};
+use super::gemm::{matmul_packed, Mat, Out, PackedA};
 use super::Epilogue;
 
 /// Shape of a convolution (square stride and padding).
@@ -32,8 +32,7 @@ impl Conv2dGeom {
     }
 
     fn out_hw_checked(&self) -> (usize, usize) {
-        self.out_hw()
-            .expect("conv2d geometry was checked when the graph was built")
+        self.out_hw().expect("conv2d geometry was checked when the graph was built")
     }
 
     pub fn in_len(&self) -> usize {
@@ -75,14 +74,7 @@ impl Conv2dGeom {
 }
 
 /// Reference convolution: out[b, co, oy, ox] = epi(Σ x·w), f64 accumulation.
-pub fn conv2d_ref(
-    x: &[f32],
-    w: &[f32],
-    batch: usize,
-    g: &Conv2dGeom,
-    epi: &Epilogue,
-    out: &mut [f32],
-) {
+pub fn conv2d_ref(x: &[f32], w: &[f32], batch: usize, g: &Conv2dGeom, epi: &Epilogue, out: &mut [f32]) {
     let (ho, wo) = g.out_hw_checked();
     for b in 0..batch {
         for co in 0..g.cout {
@@ -98,8 +90,7 @@ pub fn conv2d_ref(
                                 if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                     continue;
                                 }
-                                let xv =
-                                    x[((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize];
+                                let xv = x[((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize];
                                 let wv = w[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
                                 acc += xv as f64 * wv as f64;
                             }
@@ -118,42 +109,36 @@ pub fn conv2d_ref(
 fn im2col(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut [f32]) {
     let (ho, wo) = g.out_hw_checked();
     let ncols = nb * ho * wo;
-    col[..g.kdim() * ncols]
-        .par_chunks_mut(ncols)
-        .enumerate()
-        .for_each(|(r, row)| {
-            let ci = r / (g.kh * g.kw);
-            let ky = (r / g.kw) % g.kh;
-            let kx = r % g.kw;
-            for bi in 0..nb {
-                let plane = &x[((b0 + bi) * g.cin + ci) * g.h * g.w..][..g.h * g.w];
-                let dst = &mut row[bi * ho * wo..(bi + 1) * ho * wo];
-                for oy in 0..ho {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    let drow = &mut dst[oy * wo..(oy + 1) * wo];
-                    if iy < 0 || iy >= g.h as isize {
-                        drow.fill(0.0);
-                        continue;
-                    }
-                    let srow = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for (ox, d) in drow.iter_mut().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        *d = if ix < 0 || ix >= g.w as isize {
-                            0.0
-                        } else {
-                            srow[ix as usize]
-                        };
-                    }
+    col[..g.kdim() * ncols].par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
+        let ci = r / (g.kh * g.kw);
+        let ky = (r / g.kw) % g.kh;
+        let kx = r % g.kw;
+        for bi in 0..nb {
+            let plane = &x[((b0 + bi) * g.cin + ci) * g.h * g.w..][..g.h * g.w];
+            let dst = &mut row[bi * ho * wo..(bi + 1) * ho * wo];
+            for oy in 0..ho {
+                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                let drow = &mut dst[oy * wo..(oy + 1) * wo];
+                if iy < 0 || iy >= g.h as isize {
+                    drow.fill(0.0);
+                    continue;
+                }
+                let srow = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                for (ox, d) in drow.iter_mut().enumerate() {
+                    let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                    *d = if ix < 0 || ix >= g.w as isize { 0.0 } else { srow[ix as usize] };
                 }
             }
-        });
+        }
+    });
 }
 
-/// Fast convolution. `w` is [Cout, Cin·kh·kw]; `scratch` holds at least `g.scratch_len(batch)`.
+/// Fast convolution. `w` is the packed [Cout, Cin·kh·kw]; `scratch` holds at least
+/// `g.scratch_len(batch)`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
-    w: &[f32],
+    w: &PackedA,
     batch: usize,
     g: &Conv2dGeom,
     epi: &Epilogue,
@@ -164,7 +149,6 @@ pub fn conv2d(
     let (ho, wo) = g.out_hw_checked();
     let hw = ho * wo;
     let (in_len, out_len) = (g.in_len(), g.out_len());
-    let wmat = Mat::row_major(w, g.cout, g.kdim());
     if batch == 1 {
         // GEMM straight into the output, then the epilogue in place.
         let (col, _) = scratch.split_at_mut(g.kdim() * hw);
@@ -174,14 +158,11 @@ pub fn conv2d(
             im2col(x, 0, 1, g, col);
             Mat::row_major(col, g.kdim(), hw)
         };
-        matmul(wmat, rhs, &mut out[..out_len], hw, threads);
-        out[..out_len]
-            .par_chunks_mut(hw)
-            .enumerate()
-            .for_each(|(co, v)| {
-                let res = epi.residual.map(|r| &r[co * hw..(co + 1) * hw]);
-                epi.apply_channel(co, v, res);
-            });
+        matmul_packed(w, rhs, &mut out[..out_len], Out::rows(hw), threads);
+        out[..out_len].par_chunks_mut(hw).enumerate().for_each(|(co, v)| {
+            let res = epi.residual.map(|r| &r[co * hw..(co + 1) * hw]);
+            epi.apply_channel(co, v, res);
+        });
         return;
     }
     let chunk = g.chunk(batch);
@@ -192,13 +173,7 @@ pub fn conv2d(
         let (col, rest) = scratch.split_at_mut(g.kdim() * ncols);
         let tmp = &mut rest[..g.cout * ncols];
         im2col(x, b0, nb, g, col);
-        matmul(
-            wmat,
-            Mat::row_major(col, g.kdim(), ncols),
-            tmp,
-            ncols,
-            threads,
-        );
+        matmul_packed(w, Mat::row_major(col, g.kdim(), ncols), tmp, Out::rows(ncols), threads);
         let dst = &mut out[b0 * out_len..(b0 + nb) * out_len];
         dst.par_chunks_mut(hw).enumerate().for_each(|(i, v)| {
             let (bi, co) = (i / g.cout, i % g.cout);

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Mat};
+use super::gemm::{matmul_packed, Mat, Out, PackedA};
 use super::Epilogue;
 
 /// Shape of a transposed convolution (square kernel, stride and padding).
@@ -24,16 +24,12 @@ const CHUNK_ELEMS: usize = 1 << 22;
 impl ConvTranspose2dGeom {
     /// Output height and width, or None when the padding swallows the output.
     pub fn out_hw(&self) -> Option<(usize, usize)> {
-        let f = |n: usize| {
-            ((n.checked_sub(1)? * self.stride + self.k).checked_sub(2 * self.pad))
-                .filter(|&o| o > 0)
-        };
+        let f = |n: usize| ((n.checked_sub(1)? * self.stride + self.k).checked_sub(2 * self.pad)).filter(|&o| o > 0);
         Some((f(self.h)?, f(self.w)?))
     }
 
     fn out_hw_checked(&self) -> (usize, usize) {
-        self.out_hw()
-            .expect("conv_transpose2d geometry was checked when the graph was built")
+        self.out_hw().expect("conv_transpose2d geometry was checked when the graph was built")
     }
 
     pub fn in_len(&self) -> usize {
@@ -133,14 +129,7 @@ fn source(o: usize, kk: usize, g: &ConvTranspose2dGeom, n: usize) -> Option<usiz
 }
 
 /// Gathers one output plane (sample `bi` of the chunk, channel `co`) from cols.
-fn gather_plane(
-    cols: &[f32],
-    ncols: usize,
-    bi: usize,
-    co: usize,
-    g: &ConvTranspose2dGeom,
-    plane: &mut [f32],
-) {
+fn gather_plane(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTranspose2dGeom, plane: &mut [f32]) {
     let (_, wo) = g.out_hw_checked();
     let hw = g.h * g.w;
     for (oy, row) in plane.chunks_mut(wo).enumerate() {
@@ -162,12 +151,13 @@ fn gather_plane(
     }
 }
 
-/// Fast transposed convolution. `wt` is the packed weight ([Cout·k·k, Cin], see `pack_weight`);
+/// Fast transposed convolution. `wt` is the weight as [Cout·k·k, Cin] (see `pack_weight`),
+/// packed for the GEMM;
 /// `scratch` holds at least `g.scratch_len(batch)`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose2d(
     x: &[f32],
-    wt: &[f32],
+    wt: &PackedA,
     batch: usize,
     g: &ConvTranspose2dGeom,
     epi: &Epilogue,
@@ -179,7 +169,6 @@ pub fn conv_transpose2d(
     let (in_len, out_len) = (g.in_len(), g.out_len());
     let (ho, wo) = g.out_hw_checked();
     let plane_len = ho * wo;
-    let wmat = Mat::row_major(wt, g.rows(), g.cin);
     let chunk = g.chunk(batch);
     let mut b0 = 0;
     while b0 < batch {
@@ -192,26 +181,21 @@ pub fn conv_transpose2d(
             let xt = &mut rest[..g.cin * ncols];
             xt.par_chunks_mut(ncols).enumerate().for_each(|(ci, row)| {
                 for bi in 0..nb {
-                    row[bi * hw..(bi + 1) * hw]
-                        .copy_from_slice(&x[((b0 + bi) * g.cin + ci) * hw..][..hw]);
+                    row[bi * hw..(bi + 1) * hw].copy_from_slice(&x[((b0 + bi) * g.cin + ci) * hw..][..hw]);
                 }
             });
             Mat::row_major(xt, g.cin, ncols)
         };
         let cols = &mut cols[..];
-        matmul(wmat, rhs, cols, ncols, threads);
+        matmul_packed(wt, rhs, cols, Out::rows(ncols), threads);
         let cols = &*cols;
         let dst = &mut out[b0 * out_len..(b0 + nb) * out_len];
-        dst.par_chunks_mut(plane_len)
-            .enumerate()
-            .for_each(|(i, plane)| {
-                let (bi, co) = (i / g.cout, i % g.cout);
-                gather_plane(cols, ncols, bi, co, g, plane);
-                let res = epi
-                    .residual
-                    .map(|r| &r[(b0 * g.cout + i) * plane_len..][..plane_len]);
-                epi.apply_channel(co, plane, res);
-            });
+        dst.par_chunks_mut(plane_len).enumerate().for_each(|(i, plane)| {
+            let (bi, co) = (i / g.cout, i % g.cout);
+            gather_plane(cols, ncols, bi, co, g, plane);
+            let res = epi.residual.map(|r| &r[(b0 * g.cout + i) * plane_len..][..plane_len]);
+            epi.apply_channel(co, plane, res);
+        });
         b0 += nb;
     }
 }

@@ -1,6 +1,16 @@
-//! Matrix multiply: a plain reference and the fast path through the `gemm` crate (AVX2/AVX-512
-//! kernels, threads from the caller's rayon pool). Strides are in elements: element (i, j) of a
-//! matrix with row stride rs and column stride cs is at i·rs + j·cs.
+//! Matrix multiply, our own: a plain reference and a BLIS-style fast path. Strides are in
+//! elements: element (i, j) of a matrix with row stride rs and column stride cs is at i·rs + j·cs.
+//!
+//! Fast path: the left operand is cut into panels of MR rows × KC steps (weights are packed
+//! this way once, at load: `PackedA`), the right operand into panels of KC × NR packed per call
+//! into a thread-local buffer, and an MR×NR register tile is accumulated by the micro-kernel
+//! (AVX-512F 6×32, AVX2+FMA 6×16, or portable 6×16, chosen at run time). Row blocks run in
+//! parallel on the caller's rayon pool. Pack buffers only grow, so repeated calls of one size
+//! allocate nothing. The destination may have any strides (C or Cᵀ layouts).
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
 
 /// A strided matrix view.
 #[derive(Clone, Copy, Debug)]
@@ -15,24 +25,12 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// A row-major [rows, cols] matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
-        Mat {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
+        Mat { data, rows, cols, rs: cols, cs: 1 }
     }
 
     /// The transpose of a row-major [cols, rows] matrix, viewed as [rows, cols].
     pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
-        Mat {
-            data,
-            rows,
-            cols,
-            rs: 1,
-            cs: rows,
-        }
+        Mat { data, rows, cols, rs: 1, cs: rows }
     }
 
     fn last_index(&self) -> usize {
@@ -49,8 +47,31 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// Reference: c[m, n] (row-major, row stride `ldc`) = a × b, accumulating in f64.
-pub fn matmul_ref(a: Mat, b: Mat, c: &mut [f32], ldc: usize) {
+/// Layout of a destination: element (i, j) at i·rs + j·cs.
+#[derive(Clone, Copy, Debug)]
+pub struct Out {
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Out {
+    /// Row-major with row stride `ld`.
+    pub fn rows(ld: usize) -> Out {
+        Out { rs: ld, cs: 1 }
+    }
+
+    /// Transposed: element (i, j) at j·ld + i (writes Cᵀ into a row-major buffer).
+    pub fn cols(ld: usize) -> Out {
+        Out { rs: 1, cs: ld }
+    }
+
+    fn last_index(&self, m: usize, n: usize) -> usize {
+        (m - 1) * self.rs + (n - 1) * self.cs
+    }
+}
+
+/// Reference: c = a × b, accumulating in f64.
+pub fn matmul_ref(a: Mat, b: Mat, c: &mut [f32], out: Out) {
     assert_eq!(a.cols, b.rows, "matmul inner dimensions");
     for i in 0..a.rows {
         for j in 0..b.cols {
@@ -58,152 +79,82 @@ pub fn matmul_ref(a: Mat, b: Mat, c: &mut [f32], ldc: usize) {
             for k in 0..a.cols {
                 acc += a.at(i, k) as f64 * b.at(k, j) as f64;
             }
-            c[i * ldc + j] = acc as f32;
-        }
-    }
-}
-
-/// Fast: c[m, n] (row-major, row stride `ldc`) = a × b, parallel over blocks of rows on the
-/// current rayon pool when `threads` > 1. BLIS-style: panels of b packed per (k, n) block,
-/// panels of a packed per row block, an MR×NR register-tiled micro-kernel (AVX2+FMA when the
-/// CPU has it, portable otherwise). Pack buffers are thread-local and only grow, so after the
-/// first call of a given size nothing is allocated.
-pub fn matmul(a: Mat, b: Mat, c: &mut [f32], ldc: usize, threads: usize) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(k, b.rows, "matmul inner dimensions");
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "dst too short");
-    if k == 0 {
-        c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
-        return;
-    }
-    assert!(
-        a.data.len() > a.last_index() && b.data.len() > b.last_index(),
-        "operand too short"
-    );
-    let kernel = Kernel::detect();
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            PACK_B.with(|cell| {
-                let mut bp = cell.borrow_mut();
-                pack_b(&b, pc, kc, jc, nc, &mut bp);
-                let ctx = Block {
-                    a: &a,
-                    bp: &bp,
-                    pc,
-                    kc,
-                    jc,
-                    nc,
-                    accumulate: pc > 0,
-                    kernel,
-                };
-                let blocks = m.div_ceil(MC);
-                let c_ptr = SendPtr(c.as_mut_ptr());
-                let run = |ib: usize| {
-                    let ic = ib * MC;
-                    let mc = MC.min(m - ic);
-                    // SAFETY: row blocks [ic, ic+mc) are disjoint across ib, so each call writes
-                    // rows no other call touches; every index written is < (m−1)·ldc + n ≤ len
-                    // (asserted above). `c` is exclusively borrowed for this whole function.
-                    let c_block = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            c_ptr.get().add(ic * ldc),
-                            (mc - 1) * ldc + n,
-                        )
-                    };
-                    ctx.run_rows(ic, mc, c_block, ldc);
-                };
-                if threads > 1 && blocks > 1 && m * nc * kc >= 1 << 16 {
-                    use rayon::prelude::*;
-                    (0..blocks).into_par_iter().for_each(run);
-                } else {
-                    (0..blocks).for_each(run);
-                }
-            });
+            c[i * out.rs + j * out.cs] = acc as f32;
         }
     }
 }
 
 const MR: usize = 6;
-const NR: usize = 16;
 const KC: usize = 256;
-const MC: usize = 72;
+/// Rows per parallel block (a multiple of MR).
+const MC: usize = 96;
 const NC: usize = 4096;
+/// Widest NR of any kernel (tile buffer size).
+const NR_MAX: usize = 32;
 
-thread_local! {
-    static PACK_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static PACK_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+/// A left operand packed once into the fast path's panel order: for each KC block of columns,
+/// for each panel of MR rows, kc × MR values (rows past m are zero).
+#[derive(Clone, Debug)]
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
 }
 
-/// A raw pointer that may cross to pool threads (see the SAFETY note where it is used).
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: only used to hand disjoint row blocks of one exclusively borrowed slice to workers.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// Which micro-kernel runs.
-#[derive(Clone, Copy, Debug)]
-enum Kernel {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-}
-
-impl Kernel {
-    fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Kernel::Avx2Fma;
+impl PackedA {
+    /// Packs `a` (any strides).
+    pub fn new(a: Mat) -> PackedA {
+        let (m, k) = (a.rows, a.cols);
+        let m_pad = m.div_ceil(MR) * MR;
+        let mut data = vec![0.0; m_pad * k];
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_a_block(&a, 0, m, pc, kc, &mut data[pc * m_pad..pc * m_pad + m_pad * kc]);
         }
-        Kernel::Portable
+        PackedA { m, k, data }
     }
-}
 
-/// Packs b[pc..pc+kc, jc..jc+nc] into panels of NR columns, each kc × NR, zero-padded.
-fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut Vec<f32>) {
-    let panels = nc.div_ceil(NR);
-    if out.len() < panels * kc * NR {
-        out.resize(panels * kc * NR, 0.0);
+    /// Packs a row-major [m, k] matrix.
+    pub fn from_row_major(w: &[f32], m: usize, k: usize) -> PackedA {
+        PackedA::new(Mat::row_major(w, m, k))
     }
-    for p in 0..panels {
-        let dst = &mut out[p * kc * NR..(p + 1) * kc * NR];
-        let j0 = jc + p * NR;
-        let w = NR.min(jc + nc - j0);
-        for kk in 0..kc {
-            let row = &mut dst[kk * NR..(kk + 1) * NR];
-            let base = (pc + kk) * b.rs + j0 * b.cs;
-            if b.cs == 1 {
-                row[..w].copy_from_slice(&b.data[base..base + w]);
-            } else {
-                for (j, v) in row[..w].iter_mut().enumerate() {
-                    *v = b.data[base + j * b.cs];
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// Back to row-major [m, k] (for the reference backend).
+    pub fn unpack(&self) -> Vec<f32> {
+        let m_pad = self.m.div_ceil(MR) * MR;
+        let mut w = vec![0.0; self.m * self.k];
+        for pc in (0..self.k).step_by(KC) {
+            let kc = KC.min(self.k - pc);
+            let block = &self.data[pc * m_pad..];
+            for i in 0..self.m {
+                let panel = &block[(i / MR) * kc * MR..];
+                for kk in 0..kc {
+                    w[i * self.k + pc + kk] = panel[kk * MR + i % MR];
                 }
             }
-            row[w..].fill(0.0);
         }
+        w
+    }
+
+    /// Packed panels of rows [ic, ic+mc) for the KC block starting at pc.
+    fn block(&self, ic: usize, pc: usize) -> &[f32] {
+        let m_pad = self.m.div_ceil(MR) * MR;
+        let kc = KC.min(self.k - pc);
+        &self.data[pc * m_pad + (ic / MR) * kc * MR..]
     }
 }
 
-/// Packs a[ic..ic+mc, pc..pc+kc] into panels of MR rows, each kc × MR, zero-padded.
-fn pack_a(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut Vec<f32>) {
-    let panels = mc.div_ceil(MR);
-    if out.len() < panels * kc * MR {
-        out.resize(panels * kc * MR, 0.0);
-    }
-    for p in 0..panels {
+/// Packs a[ic..ic+mc, pc..pc+kc] into panels of MR rows (kc × MR each), zero-padded.
+fn pack_a_block(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
+    for p in 0..mc.div_ceil(MR) {
         let dst = &mut out[p * kc * MR..(p + 1) * kc * MR];
         let i0 = ic + p * MR;
         let h = MR.min(ic + mc - i0);
@@ -220,9 +171,99 @@ fn pack_a(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut Vec<f32
     }
 }
 
-/// One (k, n) block of the product, shared by the row-block workers.
+/// Packs b[pc..pc+kc, jc..jc+nc] into panels of `nr` columns (kc × nr each), zero-padded.
+fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &mut Vec<f32>) {
+    let panels = nc.div_ceil(nr);
+    if out.len() < panels * kc * nr {
+        out.resize(panels * kc * nr, 0.0);
+    }
+    for p in 0..panels {
+        let dst = &mut out[p * kc * nr..(p + 1) * kc * nr];
+        let j0 = jc + p * nr;
+        let w = nr.min(jc + nc - j0);
+        for kk in 0..kc {
+            let row = &mut dst[kk * nr..(kk + 1) * nr];
+            let base = (pc + kk) * b.rs + j0 * b.cs;
+            if b.cs == 1 {
+                row[..w].copy_from_slice(&b.data[base..base + w]);
+            } else {
+                row[..w].iter_mut().enumerate().for_each(|(j, v)| *v = b.data[base + j * b.cs]);
+            }
+            row[w..].fill(0.0);
+        }
+    }
+}
+
+thread_local! {
+    static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The left operand: packed once, or packed per block from a view.
+#[derive(Clone, Copy)]
+enum Lhs<'a> {
+    Packed(&'a PackedA),
+    View(Mat<'a>),
+}
+
+/// Fast: c = a × b for a view `a`.
+pub fn matmul(a: Mat, b: Mat, c: &mut [f32], out: Out, threads: usize) {
+    assert!(a.rows == 0 || a.cols == 0 || a.data.len() > a.last_index(), "lhs too short");
+    gemm(Lhs::View(a), a.rows, a.cols, b, c, out, threads);
+}
+
+/// Fast: c = a × b for a packed `a`.
+pub fn matmul_packed(a: &PackedA, b: Mat, c: &mut [f32], out: Out, threads: usize) {
+    gemm(Lhs::Packed(a), a.m, a.k, b, c, out, threads);
+}
+
+fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, threads: usize) {
+    let n = b.cols;
+    assert_eq!(k, b.rows, "matmul inner dimensions");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() > out.last_index(m, n), "dst too short");
+    assert!(out.rs != out.cs || m == 1 || n == 1, "dst rows and columns alias");
+    if k == 0 {
+        (0..m).for_each(|i| (0..n).for_each(|j| c[i * out.rs + j * out.cs] = 0.0));
+        return;
+    }
+    assert!(b.data.len() > b.last_index(), "rhs too short");
+    let kernel = Kernel::detect();
+    let nr = kernel.nr();
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            PACK_B.with(|cell| {
+                let mut bp = cell.borrow_mut();
+                pack_b(&b, pc, kc, jc, nc, nr, &mut bp);
+                let blk = Block { a, bp: &bp, pc, kc, jc, nc, accumulate: pc > 0, kernel, out, c: c_ptr };
+                let blocks = m.div_ceil(MC);
+                let run = |ib: usize| blk.rows(ib * MC, MC.min(m - ib * MC));
+                if threads > 1 && blocks > 1 && m * nc * kc >= 1 << 15 {
+                    (0..blocks).into_par_iter().for_each(run);
+                } else {
+                    (0..blocks).for_each(run);
+                }
+            });
+        }
+    }
+}
+
+/// The destination pointer, shared by the row-block workers.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: workers write disjoint rows of one exclusively borrowed buffer (see `Block::rows`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+/// One (k, n) block of the product.
 struct Block<'a> {
-    a: &'a Mat<'a>,
+    a: Lhs<'a>,
     bp: &'a [f32],
     pc: usize,
     kc: usize,
@@ -230,67 +271,132 @@ struct Block<'a> {
     nc: usize,
     accumulate: bool,
     kernel: Kernel,
+    out: Out,
+    c: SendPtr,
 }
 
 impl Block<'_> {
-    /// Computes rows [ic, ic+mc) of this block into `c` (which starts at row ic).
-    fn run_rows(&self, ic: usize, mc: usize, c: &mut [f32], ldc: usize) {
-        PACK_A.with(|cell| {
-            let mut ap = cell.borrow_mut();
-            pack_a(self.a, ic, mc, self.pc, self.kc, &mut ap);
-            let mut tile = [0.0f32; MR * NR];
-            for jp in 0..self.nc.div_ceil(NR) {
-                let j0 = self.jc + jp * NR;
-                let w = NR.min(self.jc + self.nc - j0);
-                let bpanel = &self.bp[jp * self.kc * NR..(jp + 1) * self.kc * NR];
-                for ip in 0..mc.div_ceil(MR) {
-                    let h = MR.min(mc - ip * MR);
-                    let apanel = &ap[ip * self.kc * MR..(ip + 1) * self.kc * MR];
-                    micro(self.kernel, self.kc, apanel, bpanel, &mut tile);
-                    for i in 0..h {
-                        let dst = &mut c[(ip * MR + i) * ldc + j0..][..w];
-                        let src = &tile[i * NR..i * NR + w];
-                        if self.accumulate {
-                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
-                        } else {
-                            dst.copy_from_slice(src);
+    /// Rows [ic, ic+mc) of this block.
+    fn rows(&self, ic: usize, mc: usize) {
+        match self.a {
+            Lhs::Packed(p) => self.rows_with(ic, mc, p.block(ic, self.pc)),
+            Lhs::View(a) => PACK_A.with(|cell| {
+                let mut ap = cell.borrow_mut();
+                let need = mc.div_ceil(MR) * MR * self.kc;
+                if ap.len() < need {
+                    ap.resize(need, 0.0);
+                }
+                pack_a_block(&a, ic, mc, self.pc, self.kc, &mut ap);
+                self.rows_with(ic, mc, &ap);
+            }),
+        }
+    }
+
+    fn rows_with(&self, ic: usize, mc: usize, ap: &[f32]) {
+        let nr = self.kernel.nr();
+        let mut tile = [0.0f32; MR * NR_MAX];
+        for jp in 0..self.nc.div_ceil(nr) {
+            let j0 = self.jc + jp * nr;
+            let w = nr.min(self.jc + self.nc - j0);
+            let bpanel = &self.bp[jp * self.kc * nr..(jp + 1) * self.kc * nr];
+            for ip in 0..mc.div_ceil(MR) {
+                let h = MR.min(mc - ip * MR);
+                micro(self.kernel, self.kc, &ap[ip * self.kc * MR..(ip + 1) * self.kc * MR], bpanel, &mut tile);
+                for i in 0..h {
+                    let row = ic + ip * MR + i;
+                    for (j, &v) in tile[i * nr..i * nr + w].iter().enumerate() {
+                        let idx = row * self.out.rs + (j0 + j) * self.out.cs;
+                        // SAFETY: idx ≤ out.last_index(m, n) < c.len() (asserted in gemm); rows
+                        // [ic, ic+mc) belong to this worker alone and distinct (row, col) pairs
+                        // map to distinct indices (rs ≠ cs), so no two threads write one element.
+                        unsafe {
+                            let p = self.c.0.add(idx);
+                            *p = if self.accumulate { *p + v } else { v };
                         }
                     }
                 }
             }
-        });
+        }
     }
 }
 
-/// tile[MR×NR] = Σ_p a[p, 0..MR] ⊗ b[p, 0..NR] over kc packed steps.
+/// Which micro-kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// Set by `force_portable_kernel` (tests of the portable path).
+static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every later call in this process use the portable micro-kernel (for its tests).
+#[doc(hidden)]
+pub fn force_portable_kernel(on: bool) {
+    FORCE_PORTABLE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        if FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+            return Kernel::Portable;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Kernel::Avx2Fma;
+            }
+        }
+        Kernel::Portable
+    }
+
+    fn nr(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => 32,
+            _ => 16,
+        }
+    }
+}
+
+/// tile[MR×nr] = Σ_p a[p, 0..MR] ⊗ b[p, 0..nr] over kc packed steps.
 #[inline]
-fn micro(kernel: Kernel, kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+fn micro(kernel: Kernel, kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
+    assert!(a.len() >= kc * MR && b.len() >= kc * kernel.nr());
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2 and FMA (checked by Kernel::detect), and the lengths of a
-        // and b are asserted above.
+        // SAFETY: the CPU has AVX-512F (Kernel::detect) and the lengths are asserted above.
+        Kernel::Avx512 => unsafe { micro_avx512(kc, a, b, tile) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 and FMA (Kernel::detect) and the lengths are asserted above.
         Kernel::Avx2Fma => unsafe { micro_avx2(kc, a, b, tile) },
         Kernel::Portable => micro_portable(kc, a, b, tile),
     }
 }
 
-fn micro_portable(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
-    tile.fill(0.0);
+fn micro_portable(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
+    const NR: usize = 16;
+    tile[..MR * NR].fill(0.0);
     for p in 0..kc {
         let bp = &b[p * NR..(p + 1) * NR];
         for i in 0..MR {
             let av = a[p * MR + i];
-            let row = &mut tile[i * NR..(i + 1) * NR];
-            row.iter_mut().zip(bp).for_each(|(t, &bv)| *t += av * bv);
+            tile[i * NR..(i + 1) * NR].iter_mut().zip(bp).for_each(|(t, &bv)| *t += av * bv);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
     use std::arch::x86_64::*;
+    const NR: usize = 16;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
     for p in 0..kc {
@@ -306,10 +412,38 @@ unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR])
         }
     }
     for (i, row) in acc.iter().enumerate() {
-        // SAFETY: i·NR + 16 ≤ MR·NR, the tile's length.
+        // SAFETY: i·NR + 16 ≤ MR·NR ≤ the tile's length.
         unsafe {
             _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
             _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), row[1]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
+    use std::arch::x86_64::*;
+    const NR: usize = 32;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    for p in 0..kc {
+        // SAFETY: p < kc, so p·NR + 32 ≤ kc·NR ≤ b.len() and p·MR + i < kc·MR ≤ a.len().
+        unsafe {
+            let b0 = _mm512_loadu_ps(bp.add(p * NR));
+            let b1 = _mm512_loadu_ps(bp.add(p * NR + 16));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ap.add(p * MR + i));
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: i·NR + 32 ≤ MR·NR = the tile's length.
+        unsafe {
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
+            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), row[1]);
         }
     }
 }

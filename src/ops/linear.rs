@@ -1,7 +1,7 @@
 //! Fully connected layer y[B, O] = x[B, I] · Wᵀ (W is [O, I], PyTorch's layout) with a fused
 //! per-output epilogue (bias or folded batch norm as scale/shift, activation).
 
-use super::gemm::{matmul, matmul_ref, Mat};
+use super::gemm::{matmul_packed, matmul_ref, Mat, Out, PackedA};
 use super::Epilogue;
 
 /// Applies a per-column epilogue to y [B, O].
@@ -16,30 +16,17 @@ fn epilogue_rows(y: &mut [f32], out_features: usize, epi: &Epilogue) {
 }
 
 /// Reference linear.
-pub fn linear_ref(
-    x: &[f32],
-    w: &[f32],
-    batch: usize,
-    in_f: usize,
-    out_f: usize,
-    epi: &Epilogue,
-    y: &mut [f32],
-) {
+pub fn linear_ref(x: &[f32], w: &[f32], batch: usize, in_f: usize, out_f: usize, epi: &Epilogue, y: &mut [f32]) {
     assert!(epi.residual.is_none(), "linear has no residual input");
-    matmul_ref(
-        Mat::row_major(x, batch, in_f),
-        Mat::transposed(w, in_f, out_f),
-        y,
-        out_f,
-    );
+    matmul_ref(Mat::row_major(x, batch, in_f), Mat::transposed(w, in_f, out_f), y, Out::rows(out_f));
     epilogue_rows(&mut y[..batch * out_f], out_f, epi);
 }
 
-/// Fast linear.
+/// Fast linear (`w` packed [O, I]).
 #[allow(clippy::too_many_arguments)]
 pub fn linear(
     x: &[f32],
-    w: &[f32],
+    w: &PackedA,
     batch: usize,
     in_f: usize,
     out_f: usize,
@@ -48,12 +35,7 @@ pub fn linear(
     threads: usize,
 ) {
     assert!(epi.residual.is_none(), "linear has no residual input");
-    matmul(
-        Mat::row_major(x, batch, in_f),
-        Mat::transposed(w, in_f, out_f),
-        y,
-        out_f,
-        threads,
-    );
+    // yᵀ = W · xᵀ: the weights are the packed left operand, y is written transposed.
+    matmul_packed(w, Mat::transposed(x, in_f, batch), y, Out::cols(out_f), threads);
     epilogue_rows(&mut y[..batch * out_f], out_f, epi);
 }

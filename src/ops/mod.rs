@@ -34,10 +34,7 @@ impl Epilogue<'_> {
         let s = self.scale.map_or(1.0, |s| s[c]);
         let b = self.shift.map_or(0.0, |b| b[c]);
         match res {
-            Some(r) => v
-                .iter_mut()
-                .zip(r)
-                .for_each(|(x, &r)| *x = self.act.apply(*x * s + b + r)),
+            Some(r) => v.iter_mut().zip(r).for_each(|(x, &r)| *x = self.act.apply(*x * s + b + r)),
             None => v.iter_mut().for_each(|x| *x = self.act.apply(*x * s + b)),
         }
     }

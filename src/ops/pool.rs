@@ -15,10 +15,7 @@ pub fn maxpool1d(x: &[f32], rows: usize, t: usize, k: usize, s: usize, out: &mut
     for r in 0..rows {
         let src = &x[r * t..(r + 1) * t];
         for (j, o) in out[r * to..(r + 1) * to].iter_mut().enumerate() {
-            *o = src[j * s..j * s + k]
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max);
+            *o = src[j * s..j * s + k].iter().copied().fold(f32::NEG_INFINITY, f32::max);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! step one batched GEMM against W_hh.
 
 use super::activation::sigmoid;
-use super::gemm::{matmul, Mat};
+use super::gemm::{matmul_packed, Mat, Out, PackedA};
 
 /// Sizes of a recurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,20 +39,12 @@ pub fn gru_ref(x: &[f32], p: &RnnParams, d: RnnDims, out: &mut [f32]) {
                 *v = x[(b * c + ci) * t_len + t];
             }
             let ih = |row: usize| dot(&p.w_ih[row * c..(row + 1) * c], &xt) + p.b_ih[row] as f64;
-            let hh = |row: usize, v: &[f32]| {
-                dot(&p.w_hh[row * h..(row + 1) * h], v) + p.b_hh[row] as f64
-            };
+            let hh = |row: usize, v: &[f32]| dot(&p.w_hh[row * h..(row + 1) * h], v) + p.b_hh[row] as f64;
             let next: Vec<f32> = if t == 0 {
                 (0..h).map(|j| ih(2 * h + j).tanh() as f32).collect()
             } else {
-                let r: Vec<f64> = (0..h)
-                    .map(|j| sigmoid((ih(j) + hh(j, &hs)) as f32) as f64)
-                    .collect();
-                let rh: Vec<f32> = hs
-                    .iter()
-                    .zip(&r)
-                    .map(|(&v, &r)| (v as f64 * r) as f32)
-                    .collect();
+                let r: Vec<f64> = (0..h).map(|j| sigmoid((ih(j) + hh(j, &hs)) as f32) as f64).collect();
+                let rh: Vec<f32> = hs.iter().zip(&r).map(|(&v, &r)| (v as f64 * r) as f32).collect();
                 (0..h)
                     .map(|j| {
                         let z = sigmoid((ih(h + j) + hh(h + j, &hs)) as f32) as f64;
@@ -107,57 +99,60 @@ pub fn scratch_len(gru: bool, d: RnnDims) -> usize {
     d.batch * d.t * g * d.hidden + d.batch * d.hidden * (g + 2)
 }
 
-/// proj[b, t, :] = W_ih x[b, :, t] + b_ih for every sample and step.
-fn input_projections(
-    x: &[f32],
-    p: &RnnParams,
-    d: RnnDims,
-    rows: usize,
-    proj: &mut [f32],
-    threads: usize,
-) {
-    let w = Mat::transposed(p.w_ih, d.cin, rows);
+/// Weights of the fast path, packed: W_hh is split into the rows that multiply h (GRU: r and
+/// z; RNN: all) and the GRU's candidate rows that multiply r ⊙ h.
+#[derive(Clone, Copy)]
+pub struct RnnPacked<'a> {
+    pub w_ih: &'a PackedA,
+    pub b_ih: &'a [f32],
+    pub w_hh: &'a PackedA,
+    pub w_hh_n: Option<&'a PackedA>,
+    pub b_hh: &'a [f32],
+}
+
+/// Splits a row-major W_hh [g·H, H] into the packed (rows that see h, candidate rows).
+pub fn pack_w_hh(w_hh: &[f32], gru: bool, h: usize) -> (PackedA, Option<PackedA>) {
+    if gru {
+        let rz = PackedA::from_row_major(&w_hh[..2 * h * h], 2 * h, h);
+        let n = PackedA::from_row_major(&w_hh[2 * h * h..3 * h * h], h, h);
+        (rz, Some(n))
+    } else {
+        (PackedA::from_row_major(w_hh, h, h), None)
+    }
+}
+
+/// proj[b, t, :] = W_ih x[b, :, t] + b_ih for every sample and step (projᵀ = W_ih · x_b).
+fn input_projections(x: &[f32], p: &RnnPacked, d: RnnDims, proj: &mut [f32], threads: usize) {
+    let rows = p.w_ih.rows();
     for b in 0..d.batch {
-        let xb = Mat::transposed(&x[b * d.cin * d.t..(b + 1) * d.cin * d.t], d.t, d.cin);
+        let xb = Mat::row_major(&x[b * d.cin * d.t..(b + 1) * d.cin * d.t], d.cin, d.t);
         let dst = &mut proj[b * d.t * rows..(b + 1) * d.t * rows];
-        matmul(xb, w, dst, rows, threads);
+        matmul_packed(p.w_ih, xb, dst, Out::cols(rows), threads);
         for step in dst.chunks_mut(rows) {
-            step.iter_mut()
-                .zip(p.b_ih)
-                .for_each(|(v, &bias)| *v += bias);
+            step.iter_mut().zip(p.b_ih).for_each(|(v, &bias)| *v += bias);
         }
     }
 }
 
 /// Fast GRU (see module doc). `scratch` holds at least `scratch_len(true, d)`.
-pub fn gru(
-    x: &[f32],
-    p: &RnnParams,
-    d: RnnDims,
-    scratch: &mut [f32],
-    out: &mut [f32],
-    threads: usize,
-) {
+pub fn gru(x: &[f32], p: &RnnPacked, d: RnnDims, scratch: &mut [f32], out: &mut [f32], threads: usize) {
     let (bsz, t_len, h) = (d.batch, d.t, d.hidden);
+    let w_n = p.w_hh_n.expect("GRU weights carry candidate rows");
     let (proj, rest) = scratch.split_at_mut(bsz * t_len * 3 * h);
     let (g1, rest) = rest.split_at_mut(bsz * 2 * h);
     let (rh, rest) = rest.split_at_mut(bsz * h);
     let (g2, rest) = rest.split_at_mut(bsz * h);
     let hs = &mut rest[..bsz * h];
-    input_projections(x, p, d, 3 * h, proj, threads);
-    let w_rz = Mat::transposed(&p.w_hh[..2 * h * h], h, 2 * h);
-    let w_n = Mat::transposed(&p.w_hh[2 * h * h..3 * h * h], h, h);
+    input_projections(x, p, d, proj, threads);
     for t in 0..t_len {
         if t == 0 {
             for b in 0..bsz {
                 let pn = &proj[(b * t_len) * 3 * h + 2 * h..][..h];
-                hs[b * h..(b + 1) * h]
-                    .iter_mut()
-                    .zip(pn)
-                    .for_each(|(v, &a)| *v = a.tanh());
+                hs[b * h..(b + 1) * h].iter_mut().zip(pn).for_each(|(v, &a)| *v = a.tanh());
             }
         } else {
-            matmul(Mat::row_major(hs, bsz, h), w_rz, g1, 2 * h, threads);
+            // g1ᵀ = W_hh[r, z] · hsᵀ, g2ᵀ = W_hh[n] · (r ⊙ h)ᵀ.
+            matmul_packed(p.w_hh, Mat::transposed(hs, h, bsz), g1, Out::cols(2 * h), threads);
             for b in 0..bsz {
                 let pr = &proj[(b * t_len + t) * 3 * h..][..h];
                 for j in 0..h {
@@ -165,7 +160,7 @@ pub fn gru(
                     rh[b * h + j] = r * hs[b * h + j];
                 }
             }
-            matmul(Mat::row_major(rh, bsz, h), w_n, g2, h, threads);
+            matmul_packed(w_n, Mat::transposed(rh, h, bsz), g2, Out::cols(h), threads);
             for b in 0..bsz {
                 let pt = &proj[(b * t_len + t) * 3 * h..][..3 * h];
                 for j in 0..h {
@@ -182,23 +177,15 @@ pub fn gru(
 }
 
 /// Fast ReLU RNN. `scratch` holds at least `scratch_len(false, d)`.
-pub fn rnn_relu(
-    x: &[f32],
-    p: &RnnParams,
-    d: RnnDims,
-    scratch: &mut [f32],
-    out: &mut [f32],
-    threads: usize,
-) {
+pub fn rnn_relu(x: &[f32], p: &RnnPacked, d: RnnDims, scratch: &mut [f32], out: &mut [f32], threads: usize) {
     let (bsz, t_len, h) = (d.batch, d.t, d.hidden);
     let (proj, rest) = scratch.split_at_mut(bsz * t_len * h);
     let (g, rest) = rest.split_at_mut(bsz * h);
     let hs = &mut rest[..bsz * h];
-    input_projections(x, p, d, h, proj, threads);
-    let w = Mat::transposed(p.w_hh, h, h);
+    input_projections(x, p, d, proj, threads);
     for t in 0..t_len {
         if t > 0 {
-            matmul(Mat::row_major(hs, bsz, h), w, g, h, threads);
+            matmul_packed(p.w_hh, Mat::transposed(hs, h, bsz), g, Out::cols(h), threads);
         }
         for b in 0..bsz {
             let pt = &proj[(b * t_len + t) * h..][..h];

@@ -64,15 +64,8 @@ pub struct Tensor {
 impl Tensor {
     /// An f32 tensor; panics if the data length does not match the shape (a programmer's bug).
     pub fn from_f32(shape: &[usize], data: Vec<f32>) -> Tensor {
-        assert_eq!(
-            numel(shape),
-            data.len(),
-            "tensor data does not match shape {shape:?}"
-        );
-        Tensor {
-            shape: shape.to_vec(),
-            storage: Storage::F32(data),
-        }
+        assert_eq!(numel(shape), data.len(), "tensor data does not match shape {shape:?}");
+        Tensor { shape: shape.to_vec(), storage: Storage::F32(data) }
     }
 
     /// A zero-filled f32 tensor.
@@ -121,10 +114,7 @@ impl Tensor {
             DType::F16 => Storage::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
             DType::BF16 => Storage::BF16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
         };
-        Tensor {
-            shape: self.shape.clone(),
-            storage,
-        }
+        Tensor { shape: self.shape.clone(), storage }
     }
 
     /// Little-endian bytes of the elements (the safetensors layout).
@@ -145,17 +135,8 @@ pub fn numel(shape: &[usize]) -> usize {
 /// Decodes little-endian bytes of `dtype` into f32 (any alignment).
 pub fn decode_le(dtype: DType, bytes: &[u8]) -> Vec<f32> {
     match dtype {
-        DType::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        DType::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        DType::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+        DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        DType::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
     }
 }

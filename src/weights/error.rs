@@ -17,24 +17,12 @@ pub enum WeightsError {
     DuplicateName(String),
     #[error("tensor '{name}': {reason}")]
     BadEntry { name: String, reason: String },
-    #[error(
-        "tensor '{name}' has dtype {dtype}, which text2img does not read (it reads F32, F16, BF16)"
-    )]
+    #[error("tensor '{name}' has dtype {dtype}, which text2img does not read (it reads F32, F16, BF16)")]
     UnsupportedDtype { name: String, dtype: String },
     #[error("tensor '{name}': shape {shape:?} of {dtype} overflows the address space")]
-    Overflow {
-        name: String,
-        shape: Vec<u64>,
-        dtype: String,
-    },
+    Overflow { name: String, shape: Vec<u64>, dtype: String },
     #[error("tensor '{name}': shape {shape:?} of {dtype} needs {expected} bytes but its offsets span {actual}")]
-    SizeMismatch {
-        name: String,
-        shape: Vec<u64>,
-        dtype: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { name: String, shape: Vec<u64>, dtype: String, expected: u64, actual: u64 },
     #[error("tensor '{name}': data offsets [{begin}, {end}] are reversed")]
     ReversedOffsets { name: String, begin: u64, end: u64 },
     #[error("tensors '{first}' and '{second}' overlap")]
@@ -42,11 +30,7 @@ pub enum WeightsError {
     #[error("{gap} unclaimed bytes before tensor '{name}' (holes are not allowed)")]
     Hole { name: String, gap: u64 },
     #[error("tensor '{name}' ends at byte {end} of the data but the file holds only {available}: file truncated")]
-    OutOfBounds {
-        name: String,
-        end: u64,
-        available: u64,
-    },
+    OutOfBounds { name: String, end: u64, available: u64 },
     #[error("{extra} trailing bytes after the last tensor")]
     TrailingBytes { extra: u64 },
     #[error("metadata: {0}")]
@@ -54,10 +38,7 @@ pub enum WeightsError {
     #[error("format '{found}' is not supported (this build reads '{expected}')")]
     Format { found: String, expected: String },
     #[error("weights do not match the model config '{config}': {}", .problems.join("; "))]
-    Mismatch {
-        config: String,
-        problems: Vec<String>,
-    },
+    Mismatch { config: String, problems: Vec<String> },
     #[error("no tensor named '{0}'")]
     Missing(String),
 }

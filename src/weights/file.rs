@@ -39,10 +39,7 @@ pub struct WeightFile {
 impl WeightFile {
     /// Opens and validates `path`.
     pub fn open(path: &Path, mode: LoadMode) -> Result<WeightFile> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
         let backing = match mode {
             LoadMode::Mmap => {
                 let file = File::open(path).map_err(io)?;
@@ -58,15 +55,8 @@ impl WeightFile {
             Backing::Mapped(m) => m,
             Backing::Owned(v) => v,
         };
-        let header = safetensors::parse(bytes).map_err(|source| Error::Weights {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(WeightFile {
-            path: path.to_path_buf(),
-            backing,
-            header,
-        })
+        let header = safetensors::parse(bytes).map_err(|source| Error::Weights { path: path.to_path_buf(), source })?;
+        Ok(WeightFile { path: path.to_path_buf(), backing, header })
     }
 
     pub fn path(&self) -> &Path {
@@ -108,17 +98,12 @@ impl WeightFile {
 
     /// Wraps a weights error with this file's path.
     pub fn error(&self, source: WeightsError) -> Error {
-        Error::Weights {
-            path: self.path.clone(),
-            source,
-        }
+        Error::Weights { path: self.path.clone(), source }
     }
 
     /// The entry of tensor `name`.
     pub fn info(&self, name: &str) -> Result<&TensorInfo> {
-        self.header
-            .get(name)
-            .ok_or_else(|| self.error(WeightsError::Missing(name.to_string())))
+        self.header.get(name).ok_or_else(|| self.error(WeightsError::Missing(name.to_string())))
     }
 
     /// The raw little-endian bytes of a tensor.
@@ -145,8 +130,7 @@ impl WeightFile {
         let info = self.header.get(name)?;
         let start = self.header.data_start + info.begin;
         let end = self.header.data_start + info.end;
-        let ok = info.dtype == DType::F32
-            && bytemuck::try_cast_slice::<u8, f32>(&self.bytes()[start..end]).is_ok();
+        let ok = info.dtype == DType::F32 && bytemuck::try_cast_slice::<u8, f32>(&self.bytes()[start..end]).is_ok();
         ok.then_some(start..end)
     }
 }

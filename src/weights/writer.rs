@@ -15,21 +15,11 @@ const ALIGN: usize = 64;
 pub fn to_bytes(tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     // Larger dtypes first, then by name: keeps every tensor aligned to its element size.
     let mut order: Vec<&(String, Tensor)> = tensors.iter().collect();
-    order.sort_by(|a, b| {
-        b.1.dtype()
-            .size()
-            .cmp(&a.1.dtype().size())
-            .then(a.0.cmp(&b.0))
-    });
+    order.sort_by(|a, b| b.1.dtype().size().cmp(&a.1.dtype().size()).then(a.0.cmp(&b.0)));
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
-        let m = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())));
-        header.insert(
-            "__metadata__".into(),
-            serde_json::Value::Object(m.collect()),
-        );
+        let m = metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())));
+        header.insert("__metadata__".into(), serde_json::Value::Object(m.collect()));
     }
     let mut offset = 0usize;
     let mut data = Vec::new();
@@ -57,22 +47,10 @@ pub fn to_bytes(tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String
 /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the folder.
 /// A crash leaves either the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Input(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Error::Input(format!("{}: not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -90,10 +68,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes a safetensors file atomically.
-pub fn write(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: &BTreeMap<String, String>,
-) -> Result<()> {
+pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Result<()> {
     write_atomic(path, &to_bytes(tensors, metadata))
 }

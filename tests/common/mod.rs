@@ -25,15 +25,8 @@ pub fn poisoned(n: usize) -> Vec<f32> {
 /// Max |a−b| / (max|b| + floor): error relative to the reference's scale.
 pub fn rel_error(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    let scale = b
-        .iter()
-        .fold(0.0f64, |m, &x| m.max(x.abs() as f64))
-        .max(1e-6);
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).abs())
-        .fold(0.0, f64::max)
-        / scale
+    let scale = b.iter().fold(0.0f64, |m, &x| m.max(x.abs() as f64)).max(1e-6);
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max) / scale
 }
 
 /// Asserts every element is finite and the relative error is within `tol`.
@@ -41,10 +34,7 @@ pub fn rel_error(a: &[f32], b: &[f32]) -> f64 {
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     if let Some(i) = got.iter().position(|x| !x.is_finite()) {
-        panic!(
-            "{what}: element {i} is {} (not written, or overflow)",
-            got[i]
-        );
+        panic!("{what}: element {i} is {} (not written, or overflow)", got[i]);
     }
     let e = rel_error(got, want);
     assert!(e <= tol, "{what}: relative error {e:.3e} > {tol:.1e}");
@@ -53,7 +43,5 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 /// The repository root: $CARGO_MANIFEST_DIR when run by cargo, else the working directory (so
 /// test executables can run from a copy of the tree).
 pub fn repo_root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
