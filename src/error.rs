@@ -18,4 +18,7 @@ pub enum Error {
     /// Input the user gave that cannot be used (captions, sizes, flags).
     #[error("{0}")]
     Input(String),
+    /// A dataset problem (bad folder, class list, image or sampler state).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }

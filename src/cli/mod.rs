@@ -1,0 +1,3 @@
+//! Command-line subcommands, one module per verb family.
+
+pub mod data;
