@@ -9,7 +9,7 @@
 //! without captions.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::{DataError, DataResult};
 use super::image_io::is_image_path;
@@ -133,7 +133,7 @@ fn stem_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn file_name(path: &PathBuf) -> String {
+fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -142,5 +142,5 @@ fn file_name(path: &PathBuf) -> String {
 fn is_caption_file(path: &Path, in_root: bool) -> bool {
     path.is_file()
         && path.extension().is_some_and(|e| e == "txt")
-        && !(in_root && RESERVED_TXT.contains(&file_name(&path.to_path_buf()).as_str()))
+        && !(in_root && RESERVED_TXT.contains(&file_name(path).as_str()))
 }

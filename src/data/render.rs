@@ -246,8 +246,8 @@ fn paint_background(img: &mut Rgb8Image, scene: &Scene, rng: &mut Pcg32) {
             let jitter = (rng.unit() as f32 - 0.5) * 2.0 * noise;
             let off = amp * t * 2.0 + jitter;
             let i = (y as usize * scene.size as usize + x as usize) * 3;
-            for c in 0..3 {
-                img.pixels[i + c] = clamp_u8(base[c] + off);
+            for (dst, b) in img.pixels[i..i + 3].iter_mut().zip(base) {
+                *dst = clamp_u8(b + off);
             }
         }
     }
@@ -291,10 +291,10 @@ fn paint_shape(img: &mut Rgb8Image, scene: &Scene, rng: &mut Pcg32) {
             let (ux, uy) = to_unit(fx, fy);
             let lit = shade * (ux * lx + uy * ly).clamp(-1.2, 1.2);
             let i = (y as usize * scene.size as usize + x as usize) * 3;
-            for c in 0..3 {
-                let fg = (base[c] + lit).clamp(0.0, 255.0);
-                let bg = f32::from(img.pixels[i + c]);
-                img.pixels[i + c] = clamp_u8(bg + (fg - bg) * cover);
+            for (dst, b) in img.pixels[i..i + 3].iter_mut().zip(base) {
+                let fg = (b + lit).clamp(0.0, 255.0);
+                let bg = f32::from(*dst);
+                *dst = clamp_u8(bg + (fg - bg) * cover);
             }
         }
     }
