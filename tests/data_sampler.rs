@@ -45,7 +45,9 @@ fn state_round_trips_through_json_and_resumes_exactly() {
     let saved = serde_json::to_string(&s.state()).unwrap();
     let expected = plans(&mut s, 4);
     let mut resumed = GanSampler::new(&ds, cfg).unwrap();
-    resumed.restore(serde_json::from_str::<SamplerState>(&saved).unwrap()).unwrap();
+    resumed
+        .restore(serde_json::from_str::<SamplerState>(&saved).unwrap())
+        .unwrap();
     assert_eq!(resumed.state().batches, 3);
     assert_eq!(plans(&mut resumed, 4), expected);
 
@@ -69,7 +71,10 @@ fn a_state_does_not_restore_onto_another_configuration_or_sampler() {
     let mut other = cfg;
     other.batch_size = 32;
     let mut s = GanSampler::new(&ds, other).unwrap();
-    assert!(matches!(s.restore(state.clone()), Err(DataError::StateMismatch(_))));
+    assert!(matches!(
+        s.restore(state.clone()),
+        Err(DataError::StateMismatch(_))
+    ));
     let mut e = EncoderSampler::new(&ds, SamplerConfig::encoder(1)).unwrap();
     assert!(matches!(e.restore(state), Err(DataError::StateMismatch(_))));
 }
@@ -83,11 +88,18 @@ fn gan_plans_follow_the_reed_rules() {
     let mut s = GanSampler::new(&ds, cfg).unwrap();
     let mut real_classes = HashSet::new();
     for plan in plans(&mut s, 20) {
-        assert_eq!((plan.real.len(), plan.wrong.len(), plan.captions.len()), (64, 64, 256));
+        assert_eq!(
+            (plan.real.len(), plan.wrong.len(), plan.captions.len()),
+            (64, 64, 256)
+        );
         for (b, (r, w)) in plan.real.iter().zip(&plan.wrong).enumerate() {
             let (rc, wc) = (ds.items()[r.item].class, ds.items()[w.item].class);
             assert_ne!(rc, wc, "wrong image from the same class");
-            assert_eq!(ds.classes()[rc].split, Split::TrainVal, "held-out class sampled");
+            assert_eq!(
+                ds.classes()[rc].split,
+                Split::TrainVal,
+                "held-out class sampled"
+            );
             assert_eq!(ds.classes()[wc].split, Split::TrainVal);
             real_classes.insert(rc);
             for &c in &plan.captions[b * 4..b * 4 + 4] {
@@ -121,13 +133,22 @@ fn encoder_batches_hold_distinct_classes() {
     let mut s = EncoderSampler::new(&ds, cfg).unwrap();
     for _ in 0..10 {
         let plan = s.next_plan();
-        let classes: HashSet<usize> = plan.views.iter().map(|v| ds.items()[v.item].class).collect();
+        let classes: HashSet<usize> = plan
+            .views
+            .iter()
+            .map(|v| ds.items()[v.item].class)
+            .collect();
         assert_eq!(classes.len(), 40);
-        assert!(classes.iter().all(|&c| ds.classes()[c].split == Split::TrainVal));
+        assert!(classes
+            .iter()
+            .all(|&c| ds.classes()[c].split == Split::TrainVal));
     }
     let mut too_big = cfg;
     too_big.batch_size = 61;
-    assert!(matches!(EncoderSampler::new(&ds, too_big), Err(DataError::Config(_))));
+    assert!(matches!(
+        EncoderSampler::new(&ds, too_big),
+        Err(DataError::Config(_))
+    ));
 }
 
 #[test]
@@ -146,7 +167,11 @@ fn loader_makes_nchw_batches_in_range_and_prefetch_matches_direct_loading() {
     for want in &expected {
         let got = pf.next().unwrap();
         assert_eq!(got.real.len(), 8 * 3 * 64 * 64);
-        assert!(got.real.iter().chain(&got.wrong).all(|x| (-1.0..=1.0).contains(x)));
+        assert!(got
+            .real
+            .iter()
+            .chain(&got.wrong)
+            .all(|x| (-1.0..=1.0).contains(x)));
         assert_eq!(got.real, want.real);
         assert_eq!(got.wrong, want.wrong);
         assert_eq!(got.items, want.items);
@@ -179,7 +204,12 @@ fn encoder_batches_carry_texts_and_images() {
     let (_d, ds) = shapes(160);
     let mut cfg = SamplerConfig::encoder(3);
     cfg.batch_size = 10;
-    let loader = Arc::new(Loader::with_options(ds.clone(), DecodeLimits::default(), 0.01, true));
+    let loader = Arc::new(Loader::with_options(
+        ds.clone(),
+        DecodeLimits::default(),
+        0.01,
+        true,
+    ));
     let pf = Prefetcher::encoder(loader, EncoderSampler::new(&ds, cfg).unwrap(), 2);
     let b = pf.next().unwrap();
     assert_eq!(b.images.len(), 10 * 3 * 64 * 64);
@@ -197,7 +227,12 @@ fn an_image_that_breaks_after_opening_is_replaced_by_another_of_its_class() {
     fs::write(&ds.items()[victim].image, b"").unwrap();
     let loader = Loader::with_options(ds.clone(), DecodeLimits::default(), 0.5, false);
     let mut out = vec![0f32; 3 * 64 * 64];
-    let v = View { item: victim, dx: 0, dy: 0, flip: false };
+    let v = View {
+        item: victim,
+        dx: 0,
+        dy: 0,
+        flip: false,
+    };
     let used = loader.load_view(&v, &Augment::none(64), &mut out).unwrap();
     assert_ne!(used, victim);
     assert_eq!(ds.items()[used].class, ds.items()[victim].class);
@@ -211,5 +246,8 @@ fn sampler_refuses_a_split_with_one_class() {
     let ds = Dataset::open(Path::new(&base).join("tests/data/fixtures/cub")).unwrap();
     let mut cfg = SamplerConfig::gan(&ds, 0);
     cfg.split = Split::HeldOut;
-    assert!(matches!(GanSampler::new(&ds, cfg), Err(DataError::Config(_))));
+    assert!(matches!(
+        GanSampler::new(&ds, cfg),
+        Err(DataError::Config(_))
+    ));
 }

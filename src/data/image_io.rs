@@ -164,7 +164,7 @@ fn check_dimensions(path: &Path, w: u32, h: u32, limits: &DecodeLimits) -> DataR
 
 /// JPEG decoders tolerate a missing tail (they grey-fill it), so a truncated JPEG would train
 /// silently on a half-grey picture. A complete JPEG ends with the EOI marker FF D9, possibly
-/// followed by a little padding; require it within the last 1 KiB.
+/// followed by padding or a camera's trailer; require it within the last 64 KiB.
 fn check_jpeg_complete(path: &Path, reader: &mut BufReader<File>, len: u64) -> DataResult<()> {
     let mut magic = [0u8; 3];
     let n = read_up_to(reader, &mut magic).map_err(|e| DataError::io(path, e))?;
@@ -172,7 +172,7 @@ fn check_jpeg_complete(path: &Path, reader: &mut BufReader<File>, len: u64) -> D
     if n < 3 || magic != [0xFF, 0xD8, 0xFF] {
         return Ok(());
     }
-    let tail_len = len.min(1024);
+    let tail_len = len.min(64 * 1024);
     reader
         .seek(std::io::SeekFrom::Start(len - tail_len))
         .map_err(|e| DataError::io(path, e))?;

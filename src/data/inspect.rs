@@ -155,7 +155,8 @@ impl InspectReport {
             .max(1);
         for (label, n) in &self.caption_lengths {
             let bar = "#".repeat((n * 40).div_ceil(max));
-            writeln!(f, "  {label:>8} {n:>8} {bar}")?;
+            let line = format!("  {label:>8} {n:>8} {bar}");
+            writeln!(f, "{}", line.trim_end())?;
         }
         Ok(())
     }

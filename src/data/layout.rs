@@ -121,7 +121,16 @@ fn assign_splits(
         .as_ref()
         .map(|v| v.iter().map(String::as_str).collect());
     let mut classes = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for name in all {
+        if !seen.insert(name.as_str()) {
+            problems.push(Problem::new(
+                root.join("allclasses.txt"),
+                ProblemKind::BadClassList,
+                format!("class {name:?} is listed twice; the repeat is ignored"),
+            ));
+            continue;
+        }
         let in_tv = tv.as_ref().map(|s| s.contains(name.as_str()));
         let in_te = te.as_ref().map(|s| s.contains(name.as_str()));
         let split = match (in_tv, in_te) {

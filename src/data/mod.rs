@@ -31,6 +31,9 @@ pub use sampler::{
     SamplerState,
 };
 
+/// Largest caption file read (ten captions are about 1 KB).
+pub const MAX_CAPTION_FILE_BYTES: u64 = 1 << 20;
+
 /// Default largest fraction of bad samples before loading for training fails.
 pub const DEFAULT_MAX_BAD_FRACTION: f64 = 0.01;
 
@@ -340,13 +343,17 @@ fn bad_image_reason(e: &DataError) -> String {
 /// Reads a caption file: trimmed non-blank lines, invalid UTF-8 replaced. A missing, unreadable
 /// or empty file is a [`Problem`].
 pub fn read_captions(path: &Path) -> Result<Vec<String>, Problem> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Problem::new(
-            path,
-            ProblemKind::UnreadableCaptions,
-            format!("cannot read captions: {e}"),
-        )
-    })?;
+    let unreadable = |reason: String| Problem::new(path, ProblemKind::UnreadableCaptions, reason);
+    let len = std::fs::metadata(path)
+        .map_err(|e| unreadable(format!("cannot read captions: {e}")))?
+        .len();
+    if len > MAX_CAPTION_FILE_BYTES {
+        return Err(unreadable(format!(
+            "caption file is {len} bytes, more than the {MAX_CAPTION_FILE_BYTES} accepted"
+        )));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| unreadable(format!("cannot read captions: {e}")))?;
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<String> = text
         .lines()
