@@ -7,6 +7,27 @@
 //! collected as [`Problem`]s (each naming its path) and the affected samples left out, while a
 //! dataset that cannot be opened at all is a [`DataError`]. [`Dataset::verify_images`] decodes
 //! every image once and drops the broken ones; [`sampler`] draws training batches.
+//!
+//! A trainer's view:
+//! ```no_run
+//! use std::sync::Arc;
+//! use text2img::data::{Dataset, DecodeLimits, GanSampler, Loader, Prefetcher, SamplerConfig};
+//! # fn main() -> Result<(), text2img::data::DataError> {
+//! let limits = DecodeLimits::default();
+//! let ds = Arc::new(Dataset::open_for_training("data/shapes", &limits, 0.01)?);
+//! let cfg = SamplerConfig::gan(&ds, 42); // batch 64, 4 captions, 76 -> 64 crops
+//! let mut sampler = GanSampler::new(&ds, cfg)?;
+//! # let saved = None;
+//! if let Some(state) = saved {
+//!     sampler.restore(state)?; // a `SamplerState` read back from a checkpoint
+//! }
+//! let batches = Prefetcher::gan(Arc::new(Loader::new(ds.clone())), sampler, 4);
+//! let batch = batches.next()?; // real, wrong: [64, 3, 64, 64] f32 in [-1, 1]
+//! let captions = batch.caption_texts(&ds, 0); // the 4 captions drawn for slot 0
+//! let to_checkpoint = batch.state.clone(); // resume with the batch after this one
+//! # let _ = (captions, to_checkpoint);
+//! # Ok(()) }
+//! ```
 
 pub mod error;
 pub mod folder;

@@ -519,19 +519,16 @@ impl Loader {
                 &self.limits,
             )?))
         };
-        match &self.cache {
-            Some(slots) if slots[item].get().is_some_and(|i| i.width == load_size) => Ok(slots
-                [item]
-                .get()
-                .cloned()
-                .unwrap_or_else(|| Arc::new(Rgb8Image::new(0, 0)))),
-            Some(slots) => {
-                let img = decode()?;
-                let _ = slots[item].set(img.clone());
-                Ok(img)
-            }
-            None => decode(),
+        let Some(slots) = &self.cache else {
+            return decode();
+        };
+        if let Some(img) = slots[item].get().filter(|i| i.width == load_size) {
+            return Ok(img.clone());
         }
+        // A cache holds one size: a second load size decodes every time.
+        let img = decode()?;
+        let _ = slots[item].set(img.clone());
+        Ok(img)
     }
 
     /// Loads `item`, or when it is bad, the next good item of its class (recording the bad one
