@@ -10,20 +10,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in the library, by cause.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O error on a named file.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O error on a named file. (The cause is in the message, not a `source`, so an
+    /// error chain printer does not repeat it.)
+    #[error("{}: {reason}", path.display())]
+    Io { path: PathBuf, reason: std::io::Error },
     /// A weights file that is malformed or does not fit the model.
-    #[error("{path}: {source}")]
-    Weights {
-        path: PathBuf,
-        #[source]
-        source: WeightsError,
-    },
+    #[error("{}: {reason}", path.display())]
+    Weights { path: PathBuf, reason: WeightsError },
     /// A model config that cannot be used.
     #[error("{0}")]
     Config(String),
@@ -36,4 +29,7 @@ pub enum Error {
     /// A device that was asked for and is not there.
     #[error("{0}")]
     Device(String),
+    /// A dataset problem (bad folder, class list, image or sampler state).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }

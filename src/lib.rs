@@ -5,6 +5,7 @@
 //! kernels), `graph` (construct / plan / run), `weights` (safetensors, mapped), `model` (the
 //! three networks as graphs, configs, text encoding), `rng` (Philox noise), `image` (PNG out).
 
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod graph;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.error);
+            eprintln!("error: {:#}", f.error);
             ExitCode::from(f.code)
         }
     }

@@ -1,6 +1,7 @@
 //! Command-line verbs (clap) and the mapping of errors to exit codes.
 
 mod bench;
+mod data;
 mod generate;
 mod inspect;
 
@@ -27,6 +28,7 @@ impl From<text2img::Error> for Failure {
             E::Input(_) => EXIT_USAGE,
             E::Device(_) => EXIT_DEVICE,
             E::Shape(_) => EXIT_OTHER,
+            E::Data(_) => EXIT_BAD_INPUT,
         };
         Failure { code, error: e.into() }
     }
@@ -59,6 +61,9 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Time caption → image and the generator (llama-bench style rows).
     Bench(bench::BenchArgs),
+    /// Make or inspect datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// How chatty to be.
@@ -80,5 +85,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Generate(a) => generate::run(a, v),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Data(cmd) => data::run(cmd).map_err(|e| {
+            // A dataset problem is a bad input; anything else is generic.
+            let code =
+                if e.downcast_ref::<text2img::data::DataError>().is_some() { EXIT_BAD_INPUT } else { EXIT_OTHER };
+            Failure { code, error: e }
+        }),
     }
 }

@@ -53,7 +53,7 @@ impl WeightSet {
     ) -> Result<WeightSet> {
         let present: Vec<(&str, &[usize])> = tensors.iter().map(|(n, t)| (n.as_str(), t.shape())).collect();
         check_tensors(&config, networks, &present)
-            .map_err(|e| Error::Weights { path: "(memory)".into(), source: e })?;
+            .map_err(|e| Error::Weights { path: "(memory)".into(), reason: e })?;
         let map = tensors.into_iter().collect();
         Ok(WeightSet { source: Source::Memory(map), config, networks: networks.to_vec() })
     }
@@ -171,7 +171,7 @@ pub fn save_weights(
     dtype: crate::tensor::DType,
 ) -> Result<()> {
     let present: Vec<(&str, &[usize])> = tensors.iter().map(|(n, t)| (n.as_str(), t.shape())).collect();
-    check_tensors(cfg, networks, &present).map_err(|e| Error::Weights { path: path.to_path_buf(), source: e })?;
+    check_tensors(cfg, networks, &present).map_err(|e| Error::Weights { path: path.to_path_buf(), reason: e })?;
     let converted: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.to_dtype(dtype))).collect();
     let mut meta = std::collections::BTreeMap::new();
     meta.insert("format".to_string(), crate::weights::FORMAT.to_string());

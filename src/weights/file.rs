@@ -39,7 +39,7 @@ pub struct WeightFile {
 impl WeightFile {
     /// Opens and validates `path`.
     pub fn open(path: &Path, mode: LoadMode) -> Result<WeightFile> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |source| Error::Io { path: path.to_path_buf(), reason: source };
         let backing = match mode {
             LoadMode::Mmap => {
                 let file = File::open(path).map_err(io)?;
@@ -55,7 +55,8 @@ impl WeightFile {
             Backing::Mapped(m) => m,
             Backing::Owned(v) => v,
         };
-        let header = safetensors::parse(bytes).map_err(|source| Error::Weights { path: path.to_path_buf(), source })?;
+        let header =
+            safetensors::parse(bytes).map_err(|source| Error::Weights { path: path.to_path_buf(), reason: source })?;
         Ok(WeightFile { path: path.to_path_buf(), backing, header })
     }
 
@@ -98,7 +99,7 @@ impl WeightFile {
 
     /// Wraps a weights error with this file's path.
     pub fn error(&self, source: WeightsError) -> Error {
-        Error::Weights { path: self.path.clone(), source }
+        Error::Weights { path: self.path.clone(), reason: source }
     }
 
     /// The entry of tensor `name`.

@@ -47,7 +47,7 @@ pub fn to_bytes(tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String
 /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the folder.
 /// A crash leaves either the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let io = |source| Error::Io { path: path.to_path_buf(), reason: source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| Error::Input(format!("{}: not a file path", path.display())))?;
     let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
