@@ -26,7 +26,17 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 #[test]
 fn matmul_cpu_vs_reference_strided() {
     // Edge sizes around the tile (6×16/32), the k block (256) and the row block (96).
-    for &(m, k, n) in &[(1, 1, 1), (7, 13, 5), (64, 300, 33), (128, 1024, 16), (97, 257, 65), (1, 1536, 3)] {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (7, 13, 5),
+        (64, 300, 33),
+        (128, 1024, 16),
+        (97, 257, 65),
+        (1, 1536, 3),
+        (200, 700, 1),
+        (1537, 513, 1),
+        (5, 9, 16),
+    ] {
         let a = random(m * k, 1);
         let b = random(k * n, 2);
         let mut want = vec![0.0; m * n];

@@ -121,31 +121,39 @@ pub fn conv_transpose2d_ref(
     }
 }
 
-/// Input index contributing to output coordinate `o` through tap `kk`, if any.
+/// Range of input indices i (< n) whose output i·s + kk − pad lies in [0, out).
 #[inline]
-fn source(o: usize, kk: usize, g: &ConvTranspose2dGeom, n: usize) -> Option<usize> {
-    let t = (o + g.pad).checked_sub(kk)?;
-    (t % g.stride == 0 && t / g.stride < n).then_some(t / g.stride)
+fn input_range(kk: usize, g: &ConvTranspose2dGeom, n: usize, out: usize) -> std::ops::Range<usize> {
+    // i·s + kk ≥ pad  and  i·s + kk ≤ out − 1 + pad.
+    let lo = g.pad.saturating_sub(kk).div_ceil(g.stride);
+    let hi = match (out - 1 + g.pad).checked_sub(kk) {
+        Some(t) => (t / g.stride + 1).min(n),
+        None => 0,
+    };
+    lo..hi.max(lo)
 }
 
-/// Gathers one output plane (sample `bi` of the chunk, channel `co`) from cols.
+/// Gathers one output plane (sample `bi` of the chunk, channel `co`) from cols. Per output
+/// row, only the taps ky that reach it; per tap kx, the contiguous run of inputs that lands in
+/// the row (a strided add), so no per-element index checks remain.
 fn gather_plane(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTranspose2dGeom, plane: &mut [f32]) {
     let (_, wo) = g.out_hw_checked();
     let hw = g.h * g.w;
     for (oy, row) in plane.chunks_mut(wo).enumerate() {
         row.fill(0.0);
-        for ky in 0..g.k {
-            let Some(iy) = source(oy, ky, g, g.h) else {
+        let first_ky = (oy + g.pad) % g.stride;
+        for ky in (first_ky..g.k.min(oy + g.pad + 1)).step_by(g.stride) {
+            let iy = (oy + g.pad - ky) / g.stride;
+            if iy >= g.h {
                 continue;
-            };
+            }
             for kx in 0..g.k {
                 let r = (co * g.k + ky) * g.k + kx;
                 let src = &cols[r * ncols + bi * hw + iy * g.w..][..g.w];
-                for (ox, v) in row.iter_mut().enumerate() {
-                    if let Some(ix) = source(ox, kx, g, g.w) {
-                        *v += src[ix];
-                    }
-                }
+                let range = input_range(kx, g, g.w, wo);
+                let start = range.start * g.stride + kx - g.pad;
+                let dst = row[start..].iter_mut().step_by(g.stride);
+                dst.zip(&src[range]).for_each(|(d, &v)| *d += v);
             }
         }
     }

@@ -230,7 +230,10 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, threads: us
         return;
     }
     assert!(b.data.len() > b.last_index(), "rhs too short");
-    let kernel = Kernel::detect();
+    let kernel = Kernel::detect(n);
+    if let (Lhs::Packed(pa), 1, false) = (a, n, kernel == Kernel::Portable) {
+        return gemv_packed(pa, &b, c, out, kernel, threads);
+    }
     let nr = kernel.nr();
     let c_ptr = SendPtr(c.as_mut_ptr());
     for jc in (0..n).step_by(NC) {
@@ -260,6 +263,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole Send + Sync wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// One (k, n) block of the product.
 struct Block<'a> {
@@ -304,13 +314,27 @@ impl Block<'_> {
                 micro(self.kernel, self.kc, &ap[ip * self.kc * MR..(ip + 1) * self.kc * MR], bpanel, &mut tile);
                 for i in 0..h {
                     let row = ic + ip * MR + i;
-                    for (j, &v) in tile[i * nr..i * nr + w].iter().enumerate() {
+                    let src = &tile[i * nr..i * nr + w];
+                    if self.out.cs == 1 {
+                        // SAFETY: the row's w elements start at row·rs + j0 and end at most at
+                        // out.last_index(m, n) < c.len() (asserted in gemm); rows [ic, ic+mc)
+                        // belong to this worker alone.
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(self.c.get().add(row * self.out.rs + j0), w) };
+                        if self.accumulate {
+                            dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                        } else {
+                            dst.copy_from_slice(src);
+                        }
+                        continue;
+                    }
+                    for (j, &v) in src.iter().enumerate() {
                         let idx = row * self.out.rs + (j0 + j) * self.out.cs;
                         // SAFETY: idx ≤ out.last_index(m, n) < c.len() (asserted in gemm); rows
                         // [ic, ic+mc) belong to this worker alone and distinct (row, col) pairs
                         // map to distinct indices (rs ≠ cs), so no two threads write one element.
                         unsafe {
-                            let p = self.c.0.add(idx);
+                            let p = self.c.get().add(idx);
                             *p = if self.accumulate { *p + v } else { v };
                         }
                     }
@@ -328,6 +352,9 @@ enum Kernel {
     Avx2Fma,
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// AVX-512 with one 16-lane vector per row: for narrow right operands (n ≤ 16).
+    #[cfg(target_arch = "x86_64")]
+    Avx512N16,
 }
 
 /// Set by `force_portable_kernel` (tests of the portable path).
@@ -340,14 +367,15 @@ pub fn force_portable_kernel(on: bool) {
 }
 
 impl Kernel {
-    fn detect() -> Kernel {
+    /// The kernel for a product with `n` columns.
+    fn detect(n: usize) -> Kernel {
         if FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
             return Kernel::Portable;
         }
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return Kernel::Avx512;
+                return if n > 16 { Kernel::Avx512 } else { Kernel::Avx512N16 };
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 return Kernel::Avx2Fma;
@@ -376,6 +404,9 @@ fn micro(kernel: Kernel, kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2 and FMA (Kernel::detect) and the lengths are asserted above.
         Kernel::Avx2Fma => unsafe { micro_avx2(kc, a, b, tile) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (Kernel::detect) and the lengths are asserted above.
+        Kernel::Avx512N16 => unsafe { micro_avx512_n16(kc, a, b, tile) },
         Kernel::Portable => micro_portable(kc, a, b, tile),
     }
 }
@@ -446,4 +477,120 @@ unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR
             _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), row[1]);
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_avx512_n16(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
+    use std::arch::x86_64::*;
+    const NR: usize = 16;
+    let mut acc = [_mm512_setzero_ps(); MR];
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    for p in 0..kc {
+        // SAFETY: p < kc, so p·NR + 16 ≤ kc·NR ≤ b.len() and p·MR + i < kc·MR ≤ a.len().
+        unsafe {
+            let b0 = _mm512_loadu_ps(bp.add(p * NR));
+            for (i, row) in acc.iter_mut().enumerate() {
+                *row = _mm512_fmadd_ps(_mm512_set1_ps(*ap.add(p * MR + i)), b0, *row);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: i·NR + 16 ≤ MR·NR ≤ the tile's length.
+        unsafe { _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), *row) };
+    }
+}
+
+thread_local! {
+    /// x expanded to the packed panel order (x[kk] repeated MR times) for `gemv_packed`.
+    static X_EXPANDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// c[:, 0] = a · x for one right-hand column: a streaming dot product over each packed panel
+/// against x expanded to the panel's order, so every FMA uses all lanes (the tiled kernel
+/// would waste all but one column). Batch-1 linears, the GRU's recurrence, G's first layer.
+fn gemv_packed(a: &PackedA, x: &Mat, c: &mut [f32], out: Out, kernel: Kernel, threads: usize) {
+    let (m, k) = (a.m, a.k);
+    let m_pad = m.div_ceil(MR) * MR;
+    X_EXPANDED.with(|cell| {
+        let mut xe = cell.borrow_mut();
+        if xe.len() < k * MR {
+            xe.resize(k * MR, 0.0);
+        }
+        for kk in 0..k {
+            xe[kk * MR..(kk + 1) * MR].fill(x.data[kk * x.rs]);
+        }
+        let xe = &xe[..k * MR];
+        let c_ptr = SendPtr(c.as_mut_ptr());
+        let panel = |ip: usize| {
+            let mut y = [0.0f32; MR];
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let ap = &a.data[pc * m_pad + ip * kc * MR..][..kc * MR];
+                let part = dot_mod6(kernel, ap, &xe[pc * MR..(pc + kc) * MR]);
+                y.iter_mut().zip(part).for_each(|(acc, v)| *acc += v);
+            }
+            for (i, &v) in y.iter().enumerate().take(MR.min(m - ip * MR)) {
+                // SAFETY: row ip·MR + i < m, so the index is ≤ out.last_index(m, 1) < c.len()
+                // (asserted in gemm); each panel writes its own rows only.
+                unsafe { *c_ptr.get().add((ip * MR + i) * out.rs) = v };
+            }
+        };
+        let panels = m.div_ceil(MR);
+        if threads > 1 && m * k >= 1 << 15 {
+            (0..panels).into_par_iter().with_min_len(8).for_each(panel);
+        } else {
+            (0..panels).for_each(panel);
+        }
+    });
+}
+
+/// y[i] = Σ_l a[l]·x[l] over l ≡ i (mod 6): the dot of a packed panel with expanded x.
+#[inline]
+fn dot_mod6(kernel: Kernel, a: &[f32], x: &[f32]) -> [f32; MR] {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (Kernel::detect).
+        Kernel::Avx512 | Kernel::Avx512N16 => unsafe { dot_mod6_avx512(a, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 and FMA (Kernel::detect).
+        Kernel::Avx2Fma => unsafe { dot_mod6_avx2(a, x) },
+        Kernel::Portable => dot_mod6_body(a, x),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn dot_mod6_avx512(a: &[f32], x: &[f32]) -> [f32; MR] {
+    dot_mod6_body(a, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_mod6_avx2(a: &[f32], x: &[f32]) -> [f32; MR] {
+    dot_mod6_body(a, x)
+}
+
+/// Chunks of 48 (= lcm(6, 16)) lanes accumulate independently, so the compiler vectorises
+/// the loop for whatever features the caller enables.
+#[inline(always)]
+fn dot_mod6_body(a: &[f32], x: &[f32]) -> [f32; MR] {
+    const W: usize = 48;
+    let mut acc = [0.0f32; W];
+    let (ac, xc) = (a.chunks_exact(W), x.chunks_exact(W));
+    let (ar, xr) = (ac.remainder(), xc.remainder());
+    for (ca, cx) in ac.zip(xc) {
+        for l in 0..W {
+            acc[l] = ca[l].mul_add(cx[l], acc[l]);
+        }
+    }
+    let mut y = [0.0f32; MR];
+    for (l, v) in acc.iter().enumerate() {
+        y[l % MR] += v;
+    }
+    // The remainder starts at a multiple of 48, itself a multiple of 6.
+    for (l, (&va, &vx)) in ar.iter().zip(xr).enumerate() {
+        y[l % MR] += va * vx;
+    }
+    y
 }
