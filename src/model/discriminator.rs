@@ -1,63 +1,43 @@
 //! Discriminator D: strided convolutions 64→32→16→8→4, a residual block, the text projected
 //! (linear + BN1d + LeakyReLU) and replicated over 4×4, concatenated, a 1×1 conv and a 4×4
-//! conv to one logit (the sigmoid is left to the loss). BN folded (inference).
+//! conv to one logit (the sigmoid is left to the loss).
 
-use super::layers::{conv, linear, residual_block, LRELU};
+use super::config::ModelConfig;
+use super::layers::InferenceBuilder;
 use super::loader::WeightSet;
+use super::net::{residual_block, NetBuilder, LRELU};
 use super::spec::Network;
 use crate::error::Result;
-use crate::graph::{Graph, GraphBuilder, Op};
+use crate::graph::{Graph, ValueId};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::Activation;
 
-/// Builds D's inference graph. Inputs: image [3, 64, 64], embedding. Output: logit [1].
-pub fn build_discriminator(ws: &WeightSet) -> Result<Graph> {
-    ws.require(Network::Discriminator)?;
-    let cfg = ws.config();
+/// Lays D out on `b`. Returns the inputs (image, embedding) and the logit [1, 1, 1].
+pub fn discriminator<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<([ValueId; 2], ValueId)> {
     let (f, nt, e) = (cfg.discriminator.ndf, cfg.discriminator.nt, cfg.encoder.embed_dim);
     let deep = if cfg.discriminator.act_after_deep { LRELU } else { Activation::None };
-    let mut b = GraphBuilder::new();
+    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let one = |cin, cout, k| Conv2dGeom { cin, h: 4, w: 4, cout, kh: k, kw: k, stride: 1, pad: 0 };
     let img = b.input(&[3, 64, 64]);
     let emb = b.input(&[e]);
-    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
-    let x = conv(&mut b, ws, img, "discriminator.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
+    let x = b.conv(img, "discriminator.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
+    let x = b.conv(x, "discriminator.conv1.weight", Some("discriminator.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
+    let x = b.conv(x, "discriminator.conv2.weight", Some("discriminator.bn2"), down(2 * f, 16, 4 * f), deep, None)?; // [4f, 8, 8]
+    let x = b.conv(x, "discriminator.conv3.weight", Some("discriminator.bn3"), down(4 * f, 8, 8 * f), deep, None)?; // [8f, 4, 4]
+    let x = residual_block(b, x, "discriminator.res", (8 * f, 2 * f, 4), LRELU, LRELU)?; // [8f, 4, 4]
+    let t = b.linear(emb, "discriminator.text_proj", Some("discriminator.text_bn"), (e, nt), LRELU)?; // [nt]
+    let t = b.replicate("discriminator.replicate", t, nt, 16)?; // [nt, 4, 4]
+    let x = b.concat("discriminator.concat", x, t)?; // [8f+nt, 4, 4]
     let x =
-        conv(&mut b, ws, x, "discriminator.conv1.weight", Some("discriminator.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
-    let x = conv(
-        &mut b,
-        ws,
-        x,
-        "discriminator.conv2.weight",
-        Some("discriminator.bn2"),
-        down(2 * f, 16, 4 * f),
-        deep,
-        None,
-    )?; // [4f, 8, 8]
-    let x = conv(
-        &mut b,
-        ws,
-        x,
-        "discriminator.conv3.weight",
-        Some("discriminator.bn3"),
-        down(4 * f, 8, 8 * f),
-        deep,
-        None,
-    )?; // [8f, 4, 4]
-    let x = residual_block(&mut b, ws, x, "discriminator.res", (8 * f, 2 * f, 4), LRELU, LRELU)?;
-    let t = linear(&mut b, ws, emb, "discriminator.text_proj", Some("discriminator.text_bn"), (e, nt), LRELU)?; // [nt]
-    let t = b.node("discriminator.replicate", Op::Replicate { c: nt, hw: 16 }, &[t])?; // [nt, 4, 4]
-    let x = b.node("discriminator.concat", Op::Concat, &[x, t])?; // [8f+nt, 4, 4]
-    let one = |cin, cout, k| Conv2dGeom { cin, h: 4, w: 4, cout, kh: k, kw: k, stride: 1, pad: 0 };
-    let x = conv(
-        &mut b,
-        ws,
-        x,
-        "discriminator.conv4.weight",
-        Some("discriminator.bn4"),
-        one(8 * f + nt, 8 * f, 1),
-        LRELU,
-        None,
-    )?; // [8f, 4, 4]
-    let logit = conv(&mut b, ws, x, "discriminator.conv5.weight", None, one(8 * f, 1, 4), Activation::None, None)?; // [1, 1, 1]
+        b.conv(x, "discriminator.conv4.weight", Some("discriminator.bn4"), one(8 * f + nt, 8 * f, 1), LRELU, None)?; // [8f, 4, 4]
+    let logit = b.conv(x, "discriminator.conv5.weight", None, one(8 * f, 1, 4), Activation::None, None)?; // [1, 1, 1]
+    Ok(([img, emb], logit))
+}
+
+/// Builds D's inference graph (BN folded). Inputs: image [3, 64, 64], embedding. Output: logit.
+pub fn build_discriminator(ws: &WeightSet) -> Result<Graph> {
+    ws.require(Network::Discriminator)?;
+    let mut b = InferenceBuilder::new(ws);
+    let (_, logit) = discriminator(&mut b, ws.config())?;
     Ok(b.finish(&[logit]))
 }
