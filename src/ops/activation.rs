@@ -1,4 +1,5 @@
-//! Pointwise activations (fused into epilogues; also usable alone).
+//! Pointwise activations (fused into epilogues; also usable alone). The backward pass reads the
+//! activation's OUTPUT y (what a fused epilogue leaves behind) and OVERWRITES dx.
 
 /// An activation function.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -47,5 +48,19 @@ pub fn activation_ref(act: Activation, x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len());
     for (o, &v) in out.iter_mut().zip(x) {
         *o = act.apply(v);
+    }
+}
+
+/// dx = dy · act'(x), computed from the output y = act(x): ReLU and LeakyReLU by the sign of y
+/// (0 counts as the negative side, as PyTorch's threshold does), tanh 1 − y², sigmoid y(1 − y).
+pub fn activation_backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert!(y.len() == dy.len() && y.len() == dx.len(), "activation_backward sizes");
+    let it = dx.iter_mut().zip(y.iter().zip(dy));
+    match act {
+        Activation::None => it.for_each(|(d, (_, &g))| *d = g),
+        Activation::Relu => it.for_each(|(d, (&y, &g))| *d = if y > 0.0 { g } else { 0.0 }),
+        Activation::LeakyRelu(a) => it.for_each(|(d, (&y, &g))| *d = if y > 0.0 { g } else { a * g }),
+        Activation::Tanh => it.for_each(|(d, (&y, &g))| *d = g * (1.0 - y * y)),
+        Activation::Sigmoid => it.for_each(|(d, (&y, &g))| *d = g * y * (1.0 - y)),
     }
 }

@@ -1,10 +1,15 @@
 //! 2-D convolution (cross-correlation, no bias: biases and folded batch norm come through the
 //! epilogue). Fast path: im2col over a chunk of the batch, one GEMM, then the epilogue pass that
 //! also permutes [Cout, B·HW] back to NCHW. 1×1 stride-1 convolutions at batch 1 skip im2col.
+//!
+//! Backward: dx is OVERWRITTEN, dW ACCUMULATES (dW += …), so the parameter gradients of
+//! several calls (or several uses of one weight) add up. Fast path per chunk of the batch:
+//! col = im2col(x), dW += dY · colᵀ, then dcol = Wᵀ · dY into the same buffer and dx =
+//! col2im(dcol) (a gather per input plane, so no two threads touch one element).
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul_packed, Mat, Out, PackedA};
+use super::gemm::{matmul, matmul_acc, matmul_packed, Mat, Out, PackedA};
 use super::Epilogue;
 
 /// Shape of a convolution (square stride and padding).
@@ -71,6 +76,12 @@ impl Conv2dGeom {
     pub fn macs(&self) -> usize {
         self.out_len() * self.kdim()
     }
+
+    /// Scratch elements `conv2d_backward` needs at this batch size: per chunk, the im2col
+    /// matrix (reused for dcol) and dY regrouped as [Cout, nb·HoWo].
+    pub fn backward_scratch_len(&self, batch: usize) -> usize {
+        self.scratch_len(batch)
+    }
 }
 
 /// Reference convolution: out[b, co, oy, ox] = epi(Σ x·w), f64 accumulation.
@@ -106,7 +117,7 @@ pub fn conv2d_ref(x: &[f32], w: &[f32], batch: usize, g: &Conv2dGeom, epi: &Epil
 }
 
 /// im2col of samples [b0, b0+nb) into col [kdim, nb·HoWo].
-fn im2col(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut [f32]) {
+pub(crate) fn im2col(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut [f32]) {
     let (ho, wo) = g.out_hw_checked();
     let ncols = nb * ho * wo;
     col[..g.kdim() * ncols].par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
@@ -181,6 +192,130 @@ pub fn conv2d(
             let res = epi.residual.map(|r| &r[(b0 * g.cout + i) * hw..][..hw]);
             epi.apply_channel(co, v, res);
         });
+        b0 += nb;
+    }
+}
+
+/// Reference backward, f64 accumulation: dx[b, ci, iy, ix] = Σ dy[b, co, oy, ox] · w[co, ci,
+/// ky, kx] over the taps that read (iy, ix), OVERWRITTEN; dw[co, ci, ky, kx] += Σ dy · x.
+/// `w` row-major [Cout, Cin·kh·kw].
+pub fn conv2d_backward_ref(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    batch: usize,
+    g: &Conv2dGeom,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+) {
+    let (ho, wo) = g.out_hw_checked();
+    let mut acc_w: Vec<f64> = dw[..g.cout * g.kdim()].iter().map(|&v| v as f64).collect();
+    let mut acc_x = vec![0.0f64; batch * g.in_len()];
+    for b in 0..batch {
+        for co in 0..g.cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let d = dy[((b * g.cout + co) * ho + oy) * wo + ox] as f64;
+                    for ci in 0..g.cin {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let i = ((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize;
+                                let k = ((co * g.cin + ci) * g.kh + ky) * g.kw + kx;
+                                acc_w[k] += d * x[i] as f64;
+                                acc_x[i] += d * w[k] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dw[..acc_w.len()].iter_mut().zip(&acc_w).for_each(|(d, &a)| *d = a as f32);
+    if let Some(dx) = dx {
+        dx[..acc_x.len()].iter_mut().zip(&acc_x).for_each(|(d, &a)| *d = a as f32);
+    }
+}
+
+/// col2im of samples [b0, b0+nb): dx planes = Σ over taps of dcol [kdim, nb·HoWo]. Each input
+/// plane (sample, channel) is gathered by one task, so every element is written once.
+fn col2im(dcol: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, dx: &mut [f32]) {
+    let (ho, wo) = g.out_hw_checked();
+    let ncols = nb * ho * wo;
+    let plane_len = g.h * g.w;
+    dx[b0 * g.in_len()..(b0 + nb) * g.in_len()].par_chunks_mut(plane_len).enumerate().for_each(|(i, plane)| {
+        let (bi, ci) = (i / g.cin, i % g.cin);
+        plane.fill(0.0);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let r = (ci * g.kh + ky) * g.kw + kx;
+                let src = &dcol[r * ncols + bi * ho * wo..][..ho * wo];
+                for oy in 0..ho {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let drow = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for (ox, &v) in src[oy * wo..(oy + 1) * wo].iter().enumerate() {
+                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                        if ix >= 0 && ix < g.w as isize {
+                            drow[ix as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Fast backward; same contract as `conv2d_backward_ref`. `w` row-major [Cout, Cin·kh·kw];
+/// `scratch` holds at least `g.backward_scratch_len(batch)`. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    batch: usize,
+    g: &Conv2dGeom,
+    mut dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let (ho, wo) = g.out_hw_checked();
+    let (hw, kdim, out_len) = (ho * wo, g.kdim(), g.out_len());
+    let dw = &mut dw[..g.cout * kdim];
+    let chunk = g.chunk(batch);
+    let mut b0 = 0;
+    while b0 < batch {
+        let nb = chunk.min(batch - b0);
+        let ncols = nb * hw;
+        let (col, rest) = scratch.split_at_mut(kdim * ncols);
+        // dY of the chunk as [Cout, nb·HoWo] (batch 1 is that already).
+        let dyc: &[f32] = if nb == 1 {
+            &dy[b0 * out_len..(b0 + 1) * out_len]
+        } else {
+            let dyt = &mut rest[..g.cout * ncols];
+            dyt.par_chunks_mut(ncols).enumerate().for_each(|(co, row)| {
+                for bi in 0..nb {
+                    row[bi * hw..(bi + 1) * hw].copy_from_slice(&dy[((b0 + bi) * g.cout + co) * hw..][..hw]);
+                }
+            });
+            dyt
+        };
+        im2col(x, b0, nb, g, col);
+        // dW [Cout, kdim] += dY [Cout, ncols] · colᵀ [ncols, kdim].
+        let dym = Mat::row_major(dyc, g.cout, ncols);
+        matmul_acc(dym, Mat::transposed(col, ncols, kdim), dw, Out::rows(kdim), threads);
+        if let Some(dx) = dx.as_deref_mut() {
+            // dcol [kdim, ncols] = Wᵀ [kdim, Cout] · dY, into the im2col buffer, then col2im.
+            matmul(Mat::transposed(&w[..g.cout * kdim], kdim, g.cout), dym, col, Out::rows(ncols), threads);
+            col2im(col, b0, nb, g, dx);
+        }
         b0 += nb;
     }
 }

@@ -1,10 +1,15 @@
 //! Transposed 2-D convolution (no bias). PyTorch weight layout [Cin, Cout, k, k]. Fast path:
 //! one GEMM cols[Cout·k·k, B·HW] = Wᵀ · x, then a gather (col2im written as a gather, so every
 //! output element is written exactly once and the epilogue is fused), per chunk of the batch.
+//!
+//! Backward: dx is OVERWRITTEN, dW (PyTorch layout [Cin, Cout, k, k]) ACCUMULATES. dx is the
+//! plain convolution of dy with w (same stride and padding; w's layout is already the conv's
+//! [Cin, Cout·k·k]); dW += x · im2col(dy)ᵀ. Both share one im2col of dy per chunk.
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul_packed, Mat, Out, PackedA};
+use super::conv2d::{im2col, Conv2dGeom};
+use super::gemm::{matmul, matmul_acc, matmul_packed, Mat, Out, PackedA};
 use super::Epilogue;
 
 /// Shape of a transposed convolution (square kernel, stride and padding).
@@ -60,6 +65,30 @@ impl ConvTranspose2dGeom {
     /// Multiply-accumulates per sample.
     pub fn macs(&self) -> usize {
         self.cin * self.h * self.w * self.rows()
+    }
+
+    /// The convolution that maps this op's output back to its input (dy → dx): Cout → Cin
+    /// channels, Ho×Wo → H×W, same kernel, stride and padding.
+    pub fn adjoint_conv(&self) -> Conv2dGeom {
+        let (ho, wo) = self.out_hw_checked();
+        let cg = Conv2dGeom {
+            cin: self.cout,
+            h: ho,
+            w: wo,
+            cout: self.cin,
+            kh: self.k,
+            kw: self.k,
+            stride: self.stride,
+            pad: self.pad,
+        };
+        assert_eq!(cg.out_hw(), Some((self.h, self.w)), "transposed conv without output padding");
+        cg
+    }
+
+    /// Scratch elements `conv_transpose2d_backward` needs: per chunk, im2col(dy) [Cout·k·k,
+    /// nb·HW] and x (then dx) regrouped as [Cin, nb·HW].
+    pub fn backward_scratch_len(&self, batch: usize) -> usize {
+        self.scratch_len(batch)
     }
 }
 
@@ -204,6 +233,107 @@ pub fn conv_transpose2d(
             let res = epi.residual.map(|r| &r[(b0 * g.cout + i) * plane_len..][..plane_len]);
             epi.apply_channel(co, plane, res);
         });
+        b0 += nb;
+    }
+}
+
+/// Reference backward (scatter form, f64 accumulation), `w` in PyTorch layout [Cin, Cout, k, k]:
+/// dx[b, ci, iy, ix] = Σ dy[b, co, oy, ox] · w[ci, co, ky, kx] (OVERWRITTEN), dw += Σ x · dy.
+pub fn conv_transpose2d_backward_ref(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    batch: usize,
+    g: &ConvTranspose2dGeom,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+) {
+    let (ho, wo) = g.out_hw_checked();
+    let mut acc_w: Vec<f64> = dw[..g.cin * g.rows()].iter().map(|&v| v as f64).collect();
+    let mut acc_x = vec![0.0f64; batch * g.in_len()];
+    for b in 0..batch {
+        for ci in 0..g.cin {
+            for iy in 0..g.h {
+                for ix in 0..g.w {
+                    let i = ((b * g.cin + ci) * g.h + iy) * g.w + ix;
+                    for co in 0..g.cout {
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let oy = (iy * g.stride + ky) as isize - g.pad as isize;
+                                let ox = (ix * g.stride + kx) as isize - g.pad as isize;
+                                if oy < 0 || ox < 0 || oy >= ho as isize || ox >= wo as isize {
+                                    continue;
+                                }
+                                let d = dy[((b * g.cout + co) * ho + oy as usize) * wo + ox as usize] as f64;
+                                let k = ((ci * g.cout + co) * g.k + ky) * g.k + kx;
+                                acc_w[k] += x[i] as f64 * d;
+                                acc_x[i] += w[k] as f64 * d;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dw[..acc_w.len()].iter_mut().zip(&acc_w).for_each(|(d, &a)| *d = a as f32);
+    if let Some(dx) = dx {
+        dx[..acc_x.len()].iter_mut().zip(&acc_x).for_each(|(d, &a)| *d = a as f32);
+    }
+}
+
+/// Fast backward; same contract as `conv_transpose2d_backward_ref` (`w` in PyTorch layout,
+/// unpacked). `scratch` holds at least `g.backward_scratch_len(batch)`. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    batch: usize,
+    g: &ConvTranspose2dGeom,
+    mut dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let cg = g.adjoint_conv();
+    let (hw, rows, in_len) = (g.h * g.w, g.rows(), g.in_len());
+    let (w, dw) = (&w[..g.cin * rows], &mut dw[..g.cin * rows]);
+    let chunk = g.chunk(batch);
+    let mut b0 = 0;
+    while b0 < batch {
+        let nb = chunk.min(batch - b0);
+        let ncols = nb * hw;
+        let (col, rest) = scratch.split_at_mut(rows * ncols);
+        let xt = &mut rest[..g.cin * ncols];
+        im2col(dy, b0, nb, &cg, col);
+        // x of the chunk as [Cin, nb·HW] (batch 1 is that already).
+        let xc: &[f32] = if nb == 1 {
+            &x[b0 * in_len..(b0 + 1) * in_len]
+        } else {
+            xt.par_chunks_mut(ncols).enumerate().for_each(|(ci, row)| {
+                for bi in 0..nb {
+                    row[bi * hw..(bi + 1) * hw].copy_from_slice(&x[((b0 + bi) * g.cin + ci) * hw..][..hw]);
+                }
+            });
+            &*xt
+        };
+        // dW [Cin, Cout·k·k] += x [Cin, ncols] · colᵀ [ncols, Cout·k·k].
+        matmul_acc(Mat::row_major(xc, g.cin, ncols), Mat::transposed(col, ncols, rows), dw, Out::rows(rows), threads);
+        if let Some(dx) = dx.as_deref_mut() {
+            // dx [Cin, ncols] = W [Cin, Cout·k·k] · col: the adjoint convolution.
+            let wm = Mat::row_major(w, g.cin, rows);
+            let colm = Mat::row_major(col, rows, ncols);
+            if nb == 1 {
+                matmul(wm, colm, &mut dx[b0 * in_len..(b0 + 1) * in_len], Out::rows(hw), threads);
+            } else {
+                matmul(wm, colm, xt, Out::rows(ncols), threads);
+                let xt = &*xt;
+                dx[b0 * in_len..(b0 + nb) * in_len].par_chunks_mut(hw).enumerate().for_each(|(i, plane)| {
+                    let (bi, ci) = (i / g.cin, i % g.cin);
+                    plane.copy_from_slice(&xt[ci * ncols + bi * hw..][..hw]);
+                });
+            }
+        }
         b0 += nb;
     }
 }

@@ -209,15 +209,23 @@ enum Lhs<'a> {
 /// Fast: c = a × b for a view `a`.
 pub fn matmul(a: Mat, b: Mat, c: &mut [f32], out: Out, threads: usize) {
     assert!(a.rows == 0 || a.cols == 0 || a.data.len() > a.last_index(), "lhs too short");
-    gemm(Lhs::View(a), a.rows, a.cols, b, c, out, threads);
+    gemm(Lhs::View(a), a.rows, a.cols, b, c, out, false, threads);
+}
+
+/// Fast: c += a × b for a view `a` (gradient accumulation in the backward passes).
+pub fn matmul_acc(a: Mat, b: Mat, c: &mut [f32], out: Out, threads: usize) {
+    assert!(a.rows == 0 || a.cols == 0 || a.data.len() > a.last_index(), "lhs too short");
+    gemm(Lhs::View(a), a.rows, a.cols, b, c, out, true, threads);
 }
 
 /// Fast: c = a × b for a packed `a`.
 pub fn matmul_packed(a: &PackedA, b: Mat, c: &mut [f32], out: Out, threads: usize) {
-    gemm(Lhs::Packed(a), a.m, a.k, b, c, out, threads);
+    gemm(Lhs::Packed(a), a.m, a.k, b, c, out, false, threads);
 }
 
-fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, threads: usize) {
+/// c = a × b, or c += a × b when `acc`.
+#[allow(clippy::too_many_arguments)]
+fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, acc: bool, threads: usize) {
     let n = b.cols;
     assert_eq!(k, b.rows, "matmul inner dimensions");
     if m == 0 || n == 0 {
@@ -226,12 +234,15 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, threads: us
     assert!(c.len() > out.last_index(m, n), "dst too short");
     assert!(out.rs != out.cs || m == 1 || n == 1, "dst rows and columns alias");
     if k == 0 {
+        if acc {
+            return;
+        }
         (0..m).for_each(|i| (0..n).for_each(|j| c[i * out.rs + j * out.cs] = 0.0));
         return;
     }
     assert!(b.data.len() > b.last_index(), "rhs too short");
     let kernel = Kernel::detect(n);
-    if let (Lhs::Packed(pa), 1, false) = (a, n, kernel == Kernel::Portable) {
+    if let (Lhs::Packed(pa), 1, false, false) = (a, n, kernel == Kernel::Portable, acc) {
         return gemv_packed(pa, &b, c, out, kernel, threads);
     }
     let nr = kernel.nr();
@@ -243,7 +254,7 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, threads: us
             PACK_B.with(|cell| {
                 let mut bp = cell.borrow_mut();
                 pack_b(&b, pc, kc, jc, nc, nr, &mut bp);
-                let blk = Block { a, bp: &bp, pc, kc, jc, nc, accumulate: pc > 0, kernel, out, c: c_ptr };
+                let blk = Block { a, bp: &bp, pc, kc, jc, nc, accumulate: acc || pc > 0, kernel, out, c: c_ptr };
                 let blocks = m.div_ceil(MC);
                 let run = |ib: usize| blk.rows(ib * MC, MC.min(m - ib * MC));
                 if threads > 1 && blocks > 1 && m * nc * kc >= 1 << 15 {

@@ -1,6 +1,8 @@
-//! Forward ops. Each file holds one op family: a plain reference (loops, the oracle the tests
-//! trust) and the fast CPU path (GEMM-based, multi-threaded through the caller's rayon pool).
-//! Layouts are row-major NCHW; conv1d data is [B, C, T].
+//! Ops. Each file holds one op family: a plain reference (loops, the oracle the tests trust)
+//! and the fast CPU path (GEMM-based, multi-threaded through the caller's rayon pool), forward
+//! and backward. Layouts are row-major NCHW; conv1d data is [B, C, T]. Backward passes
+//! OVERWRITE gradients with respect to inputs (dx) and ACCUMULATE gradients with respect to
+//! parameters (dW += …). `loss` holds the training losses, `optim` the optimizers.
 
 pub mod activation;
 pub mod batch_norm;
@@ -10,6 +12,8 @@ pub mod conv_transpose2d;
 pub mod elementwise;
 pub mod gemm;
 pub mod linear;
+pub mod loss;
+pub mod optim;
 pub mod pool;
 pub mod rnn;
 

@@ -2,6 +2,10 @@
 //! (equations in docs/WEIGHTS.md). Input x [B, C, T] (the conv stack's layout), output the
 //! hidden states [B, T, H]. Fast path: the input projections of all steps as GEMMs, then per
 //! step one batched GEMM against W_hh.
+//!
+//! Training: `*_train_forward_ref` writes the hidden states [B, T, H] and what backprop through
+//! time needs (`saved`, `saved_len` elements); `*_backward_ref` takes dL/d(hidden states)
+//! [B, T, H] and OVERWRITES dx [B, C, T] while ACCUMULATING dW_ih, db_ih, dW_hh, db_hh.
 
 use super::activation::sigmoid;
 use super::gemm::{matmul_packed, Mat, Out, PackedA};
@@ -198,4 +202,236 @@ pub fn rnn_relu(x: &[f32], p: &RnnPacked, d: RnnDims, scratch: &mut [f32], out: 
             out[(b * t_len + t) * h..][..h].copy_from_slice(&hs[b * h..(b + 1) * h]);
         }
     }
+}
+
+/// Elements of `saved` the training forward writes: the GRU's gates r, z, n per (b, t)
+/// ([B, T, 3H]; r and z are 0 at the first step, which has none); the ReLU RNN needs nothing
+/// beyond its output (its derivative is the sign of h), so 0.
+pub fn saved_len(gru: bool, d: RnnDims) -> usize {
+    if gru {
+        d.batch * d.t * 3 * d.hidden
+    } else {
+        0
+    }
+}
+
+/// x[b, :, t] into `xt`.
+fn gather_step(x: &[f32], d: RnnDims, b: usize, t: usize, xt: &mut [f32]) {
+    for (ci, v) in xt.iter_mut().enumerate() {
+        *v = x[(b * d.cin + ci) * d.t + t];
+    }
+}
+
+/// Reference GRU for training: `out` as `gru_ref` (same arithmetic, same values), and the gates
+/// r, z, n into `saved` ([B, T, 3H]).
+pub fn gru_train_forward_ref(x: &[f32], p: &RnnParams, d: RnnDims, out: &mut [f32], saved: &mut [f32]) {
+    let (c, t_len, h) = (d.cin, d.t, d.hidden);
+    let mut hs = vec![0.0f32; h];
+    let mut rh = vec![0.0f32; h];
+    let mut xt = vec![0.0f32; c];
+    for b in 0..d.batch {
+        for t in 0..t_len {
+            gather_step(x, d, b, t, &mut xt);
+            let ih = |row: usize| dot(&p.w_ih[row * c..(row + 1) * c], &xt) + p.b_ih[row] as f64;
+            let hh = |row: usize, v: &[f32]| dot(&p.w_hh[row * h..(row + 1) * h], v) + p.b_hh[row] as f64;
+            let sv = &mut saved[(b * t_len + t) * 3 * h..][..3 * h];
+            if t == 0 {
+                for j in 0..h {
+                    let n = ih(2 * h + j).tanh();
+                    (sv[j], sv[h + j], sv[2 * h + j]) = (0.0, 0.0, n as f32);
+                    hs[j] = n as f32;
+                }
+            } else {
+                for j in 0..h {
+                    let r = sigmoid((ih(j) + hh(j, &hs)) as f32);
+                    sv[j] = r;
+                    rh[j] = (hs[j] as f64 * r as f64) as f32;
+                }
+                let next: Vec<f32> = (0..h)
+                    .map(|j| {
+                        let z = sigmoid((ih(h + j) + hh(h + j, &hs)) as f32);
+                        let n = (ih(2 * h + j) + hh(2 * h + j, &rh)).tanh();
+                        (sv[h + j], sv[2 * h + j]) = (z, n as f32);
+                        (z as f64 * n + (1.0 - z as f64) * hs[j] as f64) as f32
+                    })
+                    .collect();
+                hs.copy_from_slice(&next);
+            }
+            out[(b * t_len + t) * h..][..h].copy_from_slice(&hs);
+        }
+    }
+}
+
+/// f64 copies of the parameter gradients (accumulated into, written back at the end).
+struct GradAcc {
+    w_ih: Vec<f64>,
+    b_ih: Vec<f64>,
+    w_hh: Vec<f64>,
+    b_hh: Vec<f64>,
+}
+
+impl GradAcc {
+    fn new(w_ih: &[f32], b_ih: &[f32], w_hh: &[f32], b_hh: &[f32]) -> GradAcc {
+        let f = |s: &[f32]| s.iter().map(|&v| v as f64).collect();
+        GradAcc { w_ih: f(w_ih), b_ih: f(b_ih), w_hh: f(w_hh), b_hh: f(b_hh) }
+    }
+
+    fn store(&self, w_ih: &mut [f32], b_ih: &mut [f32], w_hh: &mut [f32], b_hh: &mut [f32]) {
+        for (dst, src) in [(w_ih, &self.w_ih), (b_ih, &self.b_ih), (w_hh, &self.w_hh), (b_hh, &self.b_hh)] {
+            dst.iter_mut().zip(src).for_each(|(d, &a)| *d = a as f32);
+        }
+    }
+
+    /// The input side of step (b, t) given the pre-activation gradients `gi` [rows]:
+    /// dW_ih += gi ⊗ x_t, db_ih += gi, dx[b, :, t] = W_ihᵀ gi.
+    fn input_side(
+        &mut self,
+        p: &RnnParams,
+        d: RnnDims,
+        xt: &[f32],
+        gi: &[f64],
+        dx: Option<&mut [f32]>,
+        b: usize,
+        t: usize,
+    ) {
+        let c = d.cin;
+        for (j, &g) in gi.iter().enumerate() {
+            self.b_ih[j] += g;
+            for (ci, &xv) in xt.iter().enumerate() {
+                self.w_ih[j * c + ci] += g * xv as f64;
+            }
+        }
+        if let Some(dx) = dx {
+            for ci in 0..c {
+                let v: f64 = gi.iter().enumerate().map(|(j, &g)| p.w_ih[j * c + ci] as f64 * g).sum();
+                dx[(b * c + ci) * d.t + t] = v as f32;
+            }
+        }
+    }
+}
+
+/// Reference backprop through time of the GRU (`out` and `saved` from `gru_train_forward_ref`,
+/// `dout` = dL/d(out) [B, T, H]). With dh the total gradient reaching h_t:
+/// dn = dh·z, dz = dh·(n − h_{t−1}), dh_{t−1} = dh·(1 − z) + W_hh[n]ᵀ(dn')·r + W_hh[r,z]ᵀ(dr', dz'),
+/// where dn' = dn·(1 − n²), dz' = dz·z(1 − z), dr' = (W_hh[n]ᵀ dn')·h_{t−1}·r(1 − r).
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward_ref(
+    x: &[f32],
+    p: &RnnParams,
+    d: RnnDims,
+    out: &[f32],
+    saved: &[f32],
+    dout: &[f32],
+    mut dx: Option<&mut [f32]>,
+    dw_ih: &mut [f32],
+    db_ih: &mut [f32],
+    dw_hh: &mut [f32],
+    db_hh: &mut [f32],
+) {
+    let (c, t_len, h) = (d.cin, d.t, d.hidden);
+    let mut acc = GradAcc::new(&dw_ih[..3 * h * c], &db_ih[..3 * h], &dw_hh[..3 * h * h], &db_hh[..3 * h]);
+    let mut xt = vec![0.0f32; c];
+    let mut g = vec![0.0f64; 3 * h];
+    let mut dh = vec![0.0f64; h];
+    let mut dhp = vec![0.0f64; h];
+    for b in 0..d.batch {
+        dhp.fill(0.0);
+        for t in (0..t_len).rev() {
+            let base = (b * t_len + t) * h;
+            for j in 0..h {
+                dh[j] = dout[base + j] as f64 + dhp[j];
+            }
+            gather_step(x, d, b, t, &mut xt);
+            let sv = &saved[(b * t_len + t) * 3 * h..][..3 * h];
+            let (r, z, n) = (&sv[..h], &sv[h..2 * h], &sv[2 * h..]);
+            g.fill(0.0);
+            if t == 0 {
+                for j in 0..h {
+                    let n = n[j] as f64;
+                    g[2 * h + j] = dh[j] * (1.0 - n * n);
+                }
+            } else {
+                let hp = &out[base - h..base];
+                for j in 0..h {
+                    let (z, n) = (z[j] as f64, n[j] as f64);
+                    g[h + j] = dh[j] * (n - hp[j] as f64) * z * (1.0 - z);
+                    g[2 * h + j] = dh[j] * z * (1.0 - n * n);
+                    dhp[j] = dh[j] * (1.0 - z);
+                }
+                // Through the candidate: d(r ⊙ h) = W_hh[n]ᵀ dn'.
+                for k in 0..h {
+                    let drh: f64 = (0..h).map(|j| p.w_hh[(2 * h + j) * h + k] as f64 * g[2 * h + j]).sum();
+                    let rk = r[k] as f64;
+                    g[k] = drh * hp[k] as f64 * rk * (1.0 - rk);
+                    dhp[k] += drh * rk;
+                }
+                // Through the r and z rows: W_hh[r, z]ᵀ (dr', dz').
+                for k in 0..h {
+                    dhp[k] += (0..2 * h).map(|j| p.w_hh[j * h + k] as f64 * g[j]).sum::<f64>();
+                }
+                for (j, &gj) in g.iter().enumerate() {
+                    acc.b_hh[j] += gj;
+                    let row = &mut acc.w_hh[j * h..(j + 1) * h];
+                    if j < 2 * h {
+                        row.iter_mut().zip(hp).for_each(|(a, &v)| *a += gj * v as f64);
+                    } else {
+                        row.iter_mut()
+                            .zip(hp.iter().zip(r))
+                            .for_each(|(a, (&v, &rk))| *a += gj * (rk as f64 * v as f64));
+                    }
+                }
+            }
+            acc.input_side(p, d, &xt, &g, dx.as_deref_mut(), b, t);
+        }
+    }
+    acc.store(dw_ih, db_ih, dw_hh, db_hh);
+}
+
+/// Reference ReLU RNN for training: `out` as `rnn_relu_ref`; nothing is saved (`saved_len` 0).
+pub fn rnn_relu_train_forward_ref(x: &[f32], p: &RnnParams, d: RnnDims, out: &mut [f32], _saved: &mut [f32]) {
+    rnn_relu_ref(x, p, d, out);
+}
+
+/// Reference backprop through time of the ReLU RNN: da = dh·[h_t > 0], dh_{t−1} = W_hhᵀ da.
+#[allow(clippy::too_many_arguments)]
+pub fn rnn_relu_backward_ref(
+    x: &[f32],
+    p: &RnnParams,
+    d: RnnDims,
+    out: &[f32],
+    _saved: &[f32],
+    dout: &[f32],
+    mut dx: Option<&mut [f32]>,
+    dw_ih: &mut [f32],
+    db_ih: &mut [f32],
+    dw_hh: &mut [f32],
+    db_hh: &mut [f32],
+) {
+    let (c, t_len, h) = (d.cin, d.t, d.hidden);
+    let mut acc = GradAcc::new(&dw_ih[..h * c], &db_ih[..h], &dw_hh[..h * h], &db_hh[..h]);
+    let mut xt = vec![0.0f32; c];
+    let mut da = vec![0.0f64; h];
+    let mut dhp = vec![0.0f64; h];
+    for b in 0..d.batch {
+        dhp.fill(0.0);
+        for t in (0..t_len).rev() {
+            let base = (b * t_len + t) * h;
+            for j in 0..h {
+                da[j] = if out[base + j] > 0.0 { dout[base + j] as f64 + dhp[j] } else { 0.0 };
+            }
+            gather_step(x, d, b, t, &mut xt);
+            if t > 0 {
+                let hp = &out[base - h..base];
+                for (j, &g) in da.iter().enumerate() {
+                    acc.b_hh[j] += g;
+                    acc.w_hh[j * h..(j + 1) * h].iter_mut().zip(hp).for_each(|(a, &v)| *a += g * v as f64);
+                }
+                for (k, v) in dhp.iter_mut().enumerate() {
+                    *v = (0..h).map(|j| p.w_hh[j * h + k] as f64 * da[j]).sum();
+                }
+            }
+            acc.input_side(p, d, &xt, &da, dx.as_deref_mut(), b, t);
+        }
+    }
+    acc.store(dw_ih, db_ih, dw_hh, db_hh);
 }

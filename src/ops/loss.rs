@@ -1,0 +1,69 @@
+//! Losses of the two trainers, each returning the loss and OVERWRITING the gradient of that loss
+//! with respect to its inputs: binary cross-entropy on logits (GAN-INT-CLS's D and G) and the
+//! symmetric structured joint embedding hinge (DS-SJE, the char-CNN-RNN's objective).
+//! Sums are in f64; both are O(N) or O(B²·E) plain loops, which is the fast path too.
+
+use super::activation::sigmoid;
+
+/// Mean over the N elements of w·BCE(σ(logit), target), numerically stable:
+/// BCE = max(x, 0) − x·y + ln(1 + e^−|x|). Weights default to 1; dividing by N (not by Σw) is
+/// what Torch's weighted BCECriterion and PyTorch's `binary_cross_entropy_with_logits(weight=…)`
+/// do. `dlogits` = d(mean)/d(logit) = w·(σ(x) − y)/N.
+pub fn bce_with_logits(logits: &[f32], targets: &[f32], weights: Option<&[f32]>, dlogits: &mut [f32]) -> f32 {
+    let n = logits.len();
+    assert!(targets.len() == n && dlogits.len() == n, "bce_with_logits sizes");
+    assert!(weights.is_none_or(|w| w.len() == n), "bce_with_logits weight size");
+    let mut total = 0.0f64;
+    for i in 0..n {
+        let (x, y) = (logits[i] as f64, targets[i] as f64);
+        let w = weights.map_or(1.0, |w| w[i] as f64);
+        total += w * (x.max(0.0) - x * y + (-x.abs()).exp().ln_1p());
+        dlogits[i] = (w * (sigmoid(logits[i]) as f64 - y) / n as f64) as f32;
+    }
+    (total / n.max(1) as f64) as f32
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// DS-SJE over a batch of B matching (image, text) embedding pairs [B, E] (row i of each is one
+/// class): s_ij = img_i·txt_j,
+/// L = (1/B²) Σ_i Σ_{j≠i} [max(0, 1 + s_ij − s_ii) + max(0, 1 + s_ji − s_ii)]
+/// (text retrieval for image i, and image retrieval for text i). Gradients are overwritten; at a
+/// hinge's kink (margin exactly 0) the zero subgradient is taken. Allocates nothing.
+pub fn sje_loss(img: &[f32], txt: &[f32], b: usize, e: usize, d_img: &mut [f32], d_txt: &mut [f32]) -> f32 {
+    assert!(img.len() >= b * e && txt.len() >= b * e && d_img.len() >= b * e && d_txt.len() >= b * e, "sje sizes");
+    d_img[..b * e].fill(0.0);
+    d_txt[..b * e].fill(0.0);
+    let row = |i: usize| i * e..(i + 1) * e;
+    let scale = 1.0 / (b * b) as f64;
+    let sc = scale as f32;
+    let mut total = 0.0f64;
+    for i in 0..b {
+        let s_ii = dot(&img[row(i)], &txt[row(i)]);
+        for j in (0..b).filter(|&j| j != i) {
+            // Image i against the wrong text j: dL/ds_ij = +1, dL/ds_ii = −1.
+            let m1 = 1.0 + dot(&img[row(i)], &txt[row(j)]) - s_ii;
+            if m1 > 0.0 {
+                total += m1;
+                for k in 0..e {
+                    d_img[i * e + k] += sc * (txt[j * e + k] - txt[i * e + k]);
+                    d_txt[j * e + k] += sc * img[i * e + k];
+                    d_txt[i * e + k] -= sc * img[i * e + k];
+                }
+            }
+            // Text i against the wrong image j: dL/ds_ji = +1, dL/ds_ii = −1.
+            let m2 = 1.0 + dot(&img[row(j)], &txt[row(i)]) - s_ii;
+            if m2 > 0.0 {
+                total += m2;
+                for k in 0..e {
+                    d_img[j * e + k] += sc * txt[i * e + k];
+                    d_img[i * e + k] -= sc * txt[i * e + k];
+                    d_txt[i * e + k] += sc * (img[j * e + k] - img[i * e + k]);
+                }
+            }
+        }
+    }
+    (total * scale) as f32
+}

@@ -1,0 +1,87 @@
+//! Optimizers and learning-rate schedules, PyTorch's formulas to the operation (so one step
+//! matches `torch.optim` to rounding). Steps update `param` and the optimizer state in place;
+//! the gradient is only read. Elementwise and parallel over chunks on the caller's rayon pool.
+
+use rayon::prelude::*;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+/// Adam (Kingma & Ba) with bias correction and ε outside the square root, as `torch.optim.Adam`
+/// (no weight decay, no amsgrad). GAN-INT-CLS uses lr 2e-4, β1 0.5, β2 0.999, ε 1e-8.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+impl Adam {
+    /// One step at 1-based step count `t`: m ← β1·m + (1 − β1)·g, v ← β2·v + (1 − β2)·g²,
+    /// p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
+    pub fn step(&self, t: u64, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        assert!(t >= 1, "Adam steps count from 1");
+        let n = param.len();
+        assert!(grad.len() == n && m.len() == n && v.len() == n, "Adam state sizes");
+        let t = i32::try_from(t).unwrap_or(i32::MAX);
+        let bc1 = 1.0 - (self.beta1 as f64).powi(t);
+        let bc2_sqrt = (1.0 - (self.beta2 as f64).powi(t)).sqrt();
+        let step_size = (self.lr as f64 / bc1) as f32;
+        let bc2_sqrt = bc2_sqrt as f32;
+        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+        param
+            .par_chunks_mut(CHUNK)
+            .zip(grad.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                for i in 0..p.len() {
+                    let g = g[i];
+                    m[i] += (g - m[i]) * (1.0 - b1);
+                    v[i] = v[i] * b2 + (1.0 - b2) * g * g;
+                    p[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + eps);
+                }
+            });
+    }
+}
+
+/// RMSprop as `torch.optim.RMSprop` (no momentum, not centered): v ← α·v + (1 − α)·g²,
+/// p ← p − lr·g/(√v + ε).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsProp {
+    pub lr: f32,
+    pub alpha: f32,
+    pub eps: f32,
+}
+
+impl RmsProp {
+    /// One step; `sq` is the running average of squared gradients.
+    pub fn step(&self, param: &mut [f32], grad: &[f32], sq: &mut [f32]) {
+        let n = param.len();
+        assert!(grad.len() == n && sq.len() == n, "RMSprop state sizes");
+        let (lr, a, eps) = (self.lr, self.alpha, self.eps);
+        param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(sq.par_chunks_mut(CHUNK)).for_each(
+            |((p, g), v)| {
+                for i in 0..p.len() {
+                    let g = g[i];
+                    v[i] = v[i] * a + (1.0 - a) * g * g;
+                    p[i] -= lr * g / (v[i].sqrt() + eps);
+                }
+            },
+        );
+    }
+}
+
+/// Step schedule: `base` halved every `every` epochs (epoch counts from 0): base·0.5^⌊epoch/every⌋.
+pub fn lr_halving(base: f32, epoch: usize, every: usize) -> f32 {
+    let halvings = epoch / every.max(1);
+    (base as f64 * 0.5f64.powi(i32::try_from(halvings).unwrap_or(i32::MAX))) as f32
+}
+
+/// Exponential decay, ×`factor` at the end of every epoch from the first on (Reed's encoder:
+/// learning_rate_decay 0.98, learning_rate_decay_after 1). Epoch counts from 0, so epoch 0
+/// trains at `base`, epoch n at base·factorⁿ.
+pub fn lr_exponential(base: f32, epoch: usize, factor: f32) -> f32 {
+    (base as f64 * (factor as f64).powi(i32::try_from(epoch).unwrap_or(i32::MAX))) as f32
+}

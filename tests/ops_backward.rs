@@ -1,0 +1,387 @@
+//! Finite-difference checks of every reference backward pass. For an op y = f(θ) we take the
+//! scalar L = Σ R ⊙ y with fixed random R (so dL/dy = R), run the backward with dy = R, and
+//! compare each sampled element of every gradient with the central difference
+//! (L(θ + ε) − L(θ − ε)) / (2ε), where 2ε is the step actually taken in f32.
+//!
+//! Tolerances. The forwards run in f32 (the references accumulate in f64 but round each output
+//! to f32), so L carries a rounding error of about 2^-24 · √N · max|y| ≈ 1e-7 · √N; with
+//! ε = 1e-2 that is ≲ 1e-4 of the gradient for our N ≤ 10³. Smooth ops add the truncation
+//! error ε²·f'''/6 ≈ 2e-5. Errors are measured against the tensor's largest gradient (as
+//! `common::rel_error` does) and held to 1e-3 relative, a factor ~10 above what the two sources
+//! predict; linear ops (convolutions, linear, data movement) have no truncation error and meet
+//! it by a wide margin. Piecewise-linear ops (ReLU RNN, max-pool, the SJE hinge) are checked
+//! only at elements whose ±ε perturbation leaves every kink on the same side; the test skips
+//! the others and requires that most were checked.
+
+mod common;
+
+use common::random;
+use text2img::ops::activation::{activation_backward, activation_ref};
+use text2img::ops::batch_norm::{batch_norm_backward_ref, batch_norm_train_ref};
+use text2img::ops::conv1d::{conv1d_backward_ref, conv1d_ref};
+use text2img::ops::conv2d::{conv2d_backward_ref, conv2d_ref, Conv2dGeom};
+use text2img::ops::conv_transpose2d::{conv_transpose2d_backward_ref, conv_transpose2d_ref, ConvTranspose2dGeom};
+use text2img::ops::elementwise::{
+    concat_channels, concat_channels_backward, replicate_spatial, replicate_spatial_backward,
+};
+use text2img::ops::linear::{linear_backward_ref, linear_ref};
+use text2img::ops::loss::{bce_with_logits, sje_loss};
+use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
+use text2img::ops::rnn::{
+    gru_backward_ref, gru_ref, gru_train_forward_ref, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len,
+    RnnDims, RnnParams,
+};
+use text2img::ops::{Activation, Epilogue};
+
+/// Relative tolerance of every check (see the module doc).
+const TOL: f64 = 1e-3;
+/// Finite-difference step.
+const EPS: f32 = 1e-2;
+/// Elements sampled per tensor (all of them when the tensor is smaller).
+const SAMPLES: usize = 40;
+
+/// Σ r·y in f64.
+fn weighted(y: &[f32], r: &[f32]) -> f64 {
+    y.iter().zip(r).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// Checks `grad` = dL/dθ at sampled elements of θ. `loss` evaluates L at a perturbed θ, or
+/// returns None when the perturbation crosses a kink (the element is then skipped). Returns the
+/// largest relative error seen, and asserts it is within `TOL`.
+#[track_caller]
+fn check(what: &str, theta: &[f32], grad: &[f32], seed: u64, loss: impl Fn(&[f32]) -> Option<f64>) -> f64 {
+    assert_eq!(theta.len(), grad.len(), "{what}: gradient length");
+    let n = theta.len();
+    let idx: Vec<usize> = if n <= SAMPLES {
+        (0..n).collect()
+    } else {
+        random(SAMPLES, seed).iter().map(|&u| (((u + 1.0) * 0.5 * n as f32) as usize).min(n - 1)).collect()
+    };
+    let scale = grad.iter().fold(0.0f64, |m, &g| m.max(g.abs() as f64)).max(1e-6);
+    let (mut worst, mut checked) = (0.0f64, 0usize);
+    let mut p = theta.to_vec();
+    for &i in &idx {
+        let x0 = theta[i];
+        p[i] = x0 + EPS;
+        let (hi, up) = (loss(&p), p[i]);
+        p[i] = x0 - EPS;
+        let (lo, down) = (loss(&p), p[i]);
+        p[i] = x0;
+        let (Some(hi), Some(lo)) = (hi, lo) else { continue };
+        let num = (hi - lo) / (up as f64 - down as f64);
+        let err = (num - grad[i] as f64).abs() / scale;
+        assert!(err <= TOL, "{what}[{i}]: numeric {num:.6e} vs analytic {:.6e}, rel error {err:.2e}", grad[i]);
+        worst = worst.max(err);
+        checked += 1;
+    }
+    assert!(checked * 4 >= idx.len() * 3, "{what}: only {checked} of {} elements away from kinks", idx.len());
+    println!("{what}: max rel error {worst:.2e} over {checked} elements");
+    worst
+}
+
+#[test]
+fn linear_backward_fd() {
+    let (batch, in_f, out_f) = (3, 7, 5);
+    let (x, w, bias, r) =
+        (random(batch * in_f, 1), random(out_f * in_f, 2), random(out_f, 3), random(batch * out_f, 4));
+    let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+        let mut y = vec![0.0; batch * out_f];
+        linear_ref(x, w, batch, in_f, out_f, &Epilogue { shift: Some(b), ..Default::default() }, &mut y);
+        Some(weighted(&y, &r))
+    };
+    let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; out_f]);
+    linear_backward_ref(&x, &w, &r, batch, in_f, out_f, Some(&mut dx), &mut dw, Some(&mut db));
+    check("linear dx", &x, &dx, 10, |x| fwd(x, &w, &bias));
+    check("linear dw", &w, &dw, 11, |w| fwd(&x, w, &bias));
+    check("linear db", &bias, &db, 12, |b| fwd(&x, &w, b));
+}
+
+#[test]
+fn conv2d_backward_fd() {
+    let cases = [
+        (Conv2dGeom { cin: 3, h: 5, w: 6, cout: 4, kh: 3, kw: 3, stride: 2, pad: 1 }, 2),
+        (Conv2dGeom { cin: 2, h: 8, w: 8, cout: 3, kh: 4, kw: 4, stride: 2, pad: 1 }, 2),
+        (Conv2dGeom { cin: 4, h: 4, w: 4, cout: 1, kh: 4, kw: 4, stride: 1, pad: 0 }, 3),
+    ];
+    for (c, (g, batch)) in cases.into_iter().enumerate() {
+        let s = 20 + 10 * c as u64;
+        let (x, w, r) =
+            (random(batch * g.in_len(), s), random(g.cout * g.kdim(), s + 1), random(batch * g.out_len(), s + 2));
+        let fwd = |x: &[f32], w: &[f32]| {
+            let mut y = vec![0.0; batch * g.out_len()];
+            conv2d_ref(x, w, batch, &g, &Epilogue::default(), &mut y);
+            Some(weighted(&y, &r))
+        };
+        let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        conv2d_backward_ref(&x, &w, &r, batch, &g, Some(&mut dx), &mut dw);
+        check(&format!("conv2d case {c} dx"), &x, &dx, s + 3, |x| fwd(x, &w));
+        check(&format!("conv2d case {c} dw"), &w, &dw, s + 4, |w| fwd(&x, w));
+    }
+}
+
+#[test]
+fn conv_transpose2d_backward_fd() {
+    let cases = [
+        (ConvTranspose2dGeom { cin: 3, h: 3, w: 4, cout: 2, k: 4, stride: 2, pad: 1 }, 2),
+        (ConvTranspose2dGeom { cin: 5, h: 1, w: 1, cout: 3, k: 4, stride: 1, pad: 0 }, 3),
+        (ConvTranspose2dGeom { cin: 2, h: 3, w: 2, cout: 2, k: 3, stride: 2, pad: 0 }, 1),
+    ];
+    for (c, (g, batch)) in cases.into_iter().enumerate() {
+        let s = 60 + 10 * c as u64;
+        let (x, w, r) =
+            (random(batch * g.in_len(), s), random(g.cin * g.rows(), s + 1), random(batch * g.out_len(), s + 2));
+        let fwd = |x: &[f32], w: &[f32]| {
+            let mut y = vec![0.0; batch * g.out_len()];
+            conv_transpose2d_ref(x, w, batch, &g, &Epilogue::default(), &mut y);
+            Some(weighted(&y, &r))
+        };
+        let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        conv_transpose2d_backward_ref(&x, &w, &r, batch, &g, Some(&mut dx), &mut dw);
+        check(&format!("conv_transpose2d case {c} dx"), &x, &dx, s + 3, |x| fwd(x, &w));
+        check(&format!("conv_transpose2d case {c} dw"), &w, &dw, s + 4, |w| fwd(&x, w));
+    }
+}
+
+#[test]
+fn conv1d_backward_fd() {
+    let (batch, cin, t, cout, k) = (2, 3, 9, 4, 4);
+    let to = t + 1 - k;
+    let (x, w, bias, r) =
+        (random(batch * cin * t, 100), random(cout * cin * k, 101), random(cout, 102), random(batch * cout * to, 103));
+    let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
+        let mut y = vec![0.0; batch * cout * to];
+        conv1d_ref(x, w, batch, cin, t, cout, k, &Epilogue { shift: Some(b), ..Default::default() }, &mut y);
+        Some(weighted(&y, &r))
+    };
+    let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; cout]);
+    conv1d_backward_ref(&x, &w, &r, batch, cin, t, cout, k, Some(&mut dx), &mut dw, Some(&mut db));
+    check("conv1d dx", &x, &dx, 104, |x| fwd(x, &w, &bias));
+    check("conv1d dw", &w, &dw, 105, |w| fwd(&x, w, &bias));
+    check("conv1d db", &bias, &db, 106, |b| fwd(&x, &w, b));
+}
+
+#[test]
+fn batch_norm_backward_fd() {
+    // Images [B, C, H·W] and vectors [B, C] (D's text_bn).
+    for (c, &(batch, ch, spatial)) in [(3usize, 4usize, 5usize), (4, 3, 1), (2, 2, 9)].iter().enumerate() {
+        let s = 200 + 10 * c as u64;
+        let n = batch * ch * spatial;
+        let x = random(n, s);
+        let gamma: Vec<f32> = random(ch, s + 1).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let (beta, r) = (random(ch, s + 2), random(n, s + 3));
+        let fwd = |x: &[f32], g: &[f32], b: &[f32]| {
+            let (mut y, mut m, mut is) = (vec![0.0; n], vec![0.0; ch], vec![0.0; ch]);
+            batch_norm_train_ref(x, batch, g, b, &mut y, &mut m, &mut is);
+            Some(weighted(&y, &r))
+        };
+        let (mut y, mut mean, mut invstd) = (vec![0.0; n], vec![0.0; ch], vec![0.0; ch]);
+        batch_norm_train_ref(&x, batch, &gamma, &beta, &mut y, &mut mean, &mut invstd);
+        let (mut dx, mut dg, mut db) = (vec![0.0; n], vec![0.0; ch], vec![0.0; ch]);
+        batch_norm_backward_ref(&x, &r, batch, &gamma, &mean, &invstd, &mut dx, &mut dg, &mut db);
+        check(&format!("batch_norm {batch}x{ch}x{spatial} dx"), &x, &dx, s + 4, |x| fwd(x, &gamma, &beta));
+        check(&format!("batch_norm {batch}x{ch}x{spatial} dgamma"), &gamma, &dg, s + 5, |g| fwd(&x, g, &beta));
+        check(&format!("batch_norm {batch}x{ch}x{spatial} dbeta"), &beta, &db, s + 6, |b| fwd(&x, &gamma, b));
+    }
+}
+
+#[test]
+fn activation_backward_fd() {
+    // Inputs kept ≥ 0.05 away from 0 (> ε), so ReLU's and LeakyReLU's kink is never crossed.
+    let x: Vec<f32> = random(50, 300).iter().map(|&v| v.signum() * (0.05 + 2.0 * v.abs())).collect();
+    let r = random(50, 301);
+    for act in [Activation::None, Activation::Relu, Activation::LeakyRelu(0.2), Activation::Tanh, Activation::Sigmoid] {
+        let mut y = vec![0.0; x.len()];
+        activation_ref(act, &x, &mut y);
+        let mut dx = vec![f32::NAN; x.len()];
+        activation_backward(act, &y, &r, &mut dx);
+        check(&format!("activation {act:?}"), &x, &dx, 302, |x| {
+            let mut y = vec![0.0; x.len()];
+            activation_ref(act, x, &mut y);
+            Some(weighted(&y, &r))
+        });
+    }
+}
+
+#[test]
+fn concat_and_replicate_backward_fd() {
+    let (batch, a_len, b_len) = (3, 4, 6);
+    let (a, b, r) = (random(batch * a_len, 400), random(batch * b_len, 401), random(batch * (a_len + b_len), 402));
+    let fwd = |a: &[f32], b: &[f32]| {
+        let mut y = vec![0.0; r.len()];
+        concat_channels(a, a_len, b, b_len, batch, &mut y);
+        Some(weighted(&y, &r))
+    };
+    let (mut da, mut db) = (vec![f32::NAN; a.len()], vec![f32::NAN; b.len()]);
+    concat_channels_backward(&r, a_len, b_len, batch, &mut da, &mut db);
+    check("concat da", &a, &da, 403, |a| fwd(a, &b));
+    check("concat db", &b, &db, 404, |b| fwd(&a, b));
+
+    let (c, hw) = (5, 16);
+    let (x, r) = (random(batch * c, 405), random(batch * c * hw, 406));
+    let mut dx = vec![f32::NAN; x.len()];
+    replicate_spatial_backward(&r, batch, c, hw, &mut dx);
+    check("replicate_spatial dx", &x, &dx, 407, |x| {
+        let mut y = vec![0.0; r.len()];
+        replicate_spatial(x, batch, c, hw, &mut y);
+        Some(weighted(&y, &r))
+    });
+}
+
+#[test]
+fn pool_backward_fd() {
+    // Distinct values 0.1 apart (a shuffled ramp), so with ε = 0.01 no window's maximum changes.
+    let (rows, t) = (3, 11);
+    let n = rows * t;
+    let x: Vec<f32> = (0..n).map(|i| ((i * 17) % n) as f32 * 0.1 - 1.5).collect();
+    for (k, s) in [(3, 2), (3, 3), (2, 1)] {
+        let to = maxpool1d_len(t, k, s).expect("window fits");
+        let r = random(rows * to, 500 + k as u64 * 10 + s as u64);
+        let mut dx = vec![f32::NAN; n];
+        maxpool1d_backward(&x, &r, rows, t, k, s, &mut dx);
+        check(&format!("maxpool1d k{k} s{s}"), &x, &dx, 510, |x| {
+            let mut y = vec![0.0; rows * to];
+            maxpool1d(x, rows, t, k, s, &mut y);
+            Some(weighted(&y, &r))
+        });
+    }
+    let (batch, steps, h) = (2, 5, 3);
+    let (x, r) = (random(batch * steps * h, 520), random(batch * h, 521));
+    let mut dx = vec![f32::NAN; x.len()];
+    mean_time_backward(&r, batch, steps, h, &mut dx);
+    check("mean_time", &x, &dx, 522, |x| {
+        let mut y = vec![0.0; batch * h];
+        mean_time(x, batch, steps, h, &mut y);
+        Some(weighted(&y, &r))
+    });
+}
+
+/// Random recurrence parameters (weights scaled so the gates are neither saturated nor linear).
+fn rnn_params(gates: usize, d: RnnDims, seed: u64) -> [Vec<f32>; 4] {
+    let h = d.hidden;
+    let scaled = |n: usize, s: u64, k: f32| random(n, s).iter().map(|v| v * k).collect::<Vec<f32>>();
+    [
+        scaled(gates * h * d.cin, seed, 0.8),
+        scaled(gates * h, seed + 1, 0.5),
+        scaled(gates * h * h, seed + 2, 0.8),
+        scaled(gates * h, seed + 3, 0.5),
+    ]
+}
+
+#[test]
+fn gru_backward_through_time_fd() {
+    for (c, d) in [RnnDims { batch: 2, cin: 3, t: 4, hidden: 5 }, RnnDims { batch: 1, cin: 2, t: 1, hidden: 3 }]
+        .into_iter()
+        .enumerate()
+    {
+        let s = 600 + 20 * c as u64;
+        let x = random(d.batch * d.cin * d.t, s);
+        let params = rnn_params(3, d, s + 1);
+        let r = random(d.batch * d.t * d.hidden, s + 9);
+        let fwd = |x: &[f32], ps: [&[f32]; 4]| {
+            let p = RnnParams { w_ih: ps[0], b_ih: ps[1], w_hh: ps[2], b_hh: ps[3] };
+            let mut out = vec![0.0; r.len()];
+            gru_ref(x, &p, d, &mut out);
+            Some(weighted(&out, &r))
+        };
+        let p = RnnParams { w_ih: &params[0], b_ih: &params[1], w_hh: &params[2], b_hh: &params[3] };
+        let (mut out, mut saved) = (vec![0.0; r.len()], vec![f32::NAN; saved_len(true, d)]);
+        gru_train_forward_ref(&x, &p, d, &mut out, &mut saved);
+        let mut plain = vec![0.0; r.len()];
+        gru_ref(&x, &p, d, &mut plain);
+        assert_eq!(out, plain, "training forward and inference forward agree bit for bit");
+        let mut grads: [Vec<f32>; 4] = params.clone().map(|v| vec![0.0; v.len()]);
+        let mut dx = vec![f32::NAN; x.len()];
+        let [gw_ih, gb_ih, gw_hh, gb_hh] = &mut grads;
+        gru_backward_ref(&x, &p, d, &out, &saved, &r, Some(&mut dx), gw_ih, gb_ih, gw_hh, gb_hh);
+        let pr = [&params[0][..], &params[1][..], &params[2][..], &params[3][..]];
+        check(&format!("gru {d:?} dx"), &x, &dx, s + 10, |x| fwd(x, pr));
+        for (k, name) in ["w_ih", "b_ih", "w_hh", "b_hh"].iter().enumerate() {
+            check(&format!("gru {d:?} d{name}"), &params[k], &grads[k], s + 11 + k as u64, |v| {
+                let mut ps = pr;
+                ps[k] = v;
+                fwd(&x, ps)
+            });
+        }
+    }
+}
+
+#[test]
+fn rnn_relu_backward_through_time_fd() {
+    let d = RnnDims { batch: 2, cin: 3, t: 5, hidden: 4 };
+    let x = random(d.batch * d.cin * d.t, 700);
+    let params = rnn_params(1, d, 701);
+    let r = random(d.batch * d.t * d.hidden, 709);
+    let p = RnnParams { w_ih: &params[0], b_ih: &params[1], w_hh: &params[2], b_hh: &params[3] };
+    let mut out = vec![0.0; r.len()];
+    rnn_relu_train_forward_ref(&x, &p, d, &mut out, &mut []);
+    let mask: Vec<bool> = out.iter().map(|&v| v > 0.0).collect();
+    assert!(mask.iter().filter(|&&m| m).count() * 4 >= mask.len(), "enough active units to test");
+    // L at perturbed parameters, or None when a unit switched on or off (a kink was crossed).
+    let fwd = |x: &[f32], ps: [&[f32]; 4]| {
+        let p = RnnParams { w_ih: ps[0], b_ih: ps[1], w_hh: ps[2], b_hh: ps[3] };
+        let mut o = vec![0.0; r.len()];
+        rnn_relu_train_forward_ref(x, &p, d, &mut o, &mut []);
+        o.iter().zip(&mask).all(|(&v, &m)| (v > 0.0) == m).then(|| weighted(&o, &r))
+    };
+    let mut grads: [Vec<f32>; 4] = params.clone().map(|v| vec![0.0; v.len()]);
+    let mut dx = vec![f32::NAN; x.len()];
+    let [gw_ih, gb_ih, gw_hh, gb_hh] = &mut grads;
+    rnn_relu_backward_ref(&x, &p, d, &out, &[], &r, Some(&mut dx), gw_ih, gb_ih, gw_hh, gb_hh);
+    let pr = [&params[0][..], &params[1][..], &params[2][..], &params[3][..]];
+    check("rnn_relu dx", &x, &dx, 710, |x| fwd(x, pr));
+    for (k, name) in ["w_ih", "b_ih", "w_hh", "b_hh"].iter().enumerate() {
+        check(&format!("rnn_relu d{name}"), &params[k], &grads[k], 711 + k as u64, |v| {
+            let mut ps = pr;
+            ps[k] = v;
+            fwd(&x, ps)
+        });
+    }
+}
+
+#[test]
+fn bce_with_logits_fd() {
+    let n = 12;
+    let logits: Vec<f32> = random(n, 800).iter().map(|v| 4.0 * v).collect();
+    // Hard labels for the first half, soft (as in label smoothing) for the rest.
+    let targets: Vec<f32> = random(n, 801)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i < n / 2 { (*v > 0.0) as u8 as f32 } else { 0.5 + 0.5 * v })
+        .collect();
+    let weights: Vec<f32> = random(n, 802).iter().map(|v| 0.75 + 0.25 * v).collect();
+    for w in [None, Some(&weights[..])] {
+        let mut dl = vec![f32::NAN; n];
+        bce_with_logits(&logits, &targets, w, &mut dl);
+        check(&format!("bce_with_logits weighted={}", w.is_some()), &logits, &dl, 803, |l| {
+            Some(bce_with_logits(l, &targets, w, &mut vec![0.0; n]) as f64)
+        });
+    }
+}
+
+#[test]
+fn sje_loss_fd() {
+    let (b, e) = (4, 6);
+    // Scaled so that scores spread over ±3 and some margins are negative.
+    let scaled = |s: u64| random(b * e, s).iter().map(|v| 2.0 * v).collect::<Vec<f32>>();
+    let (img, txt) = (scaled(900), scaled(901));
+    // The hinge pattern (which margins are positive) at given embeddings.
+    let pattern = |img: &[f32], txt: &[f32]| {
+        let s = |i: usize, j: usize| (0..e).map(|k| img[i * e + k] as f64 * txt[j * e + k] as f64).sum::<f64>();
+        (0..b * b)
+            .map(|ij| (ij / b, ij % b))
+            .filter(|(i, j)| i != j)
+            .map(|(i, j)| (1.0 + s(i, j) - s(i, i) > 0.0, 1.0 + s(j, i) - s(i, i) > 0.0))
+            .collect::<Vec<_>>()
+    };
+    let base = pattern(&img, &txt);
+    let active = base.iter().filter(|(a, b)| *a || *b).count();
+    assert!(active > 0 && active < b * (b - 1), "a mix of active and inactive hinges");
+    let (mut di, mut dt) = (vec![f32::NAN; b * e], vec![f32::NAN; b * e]);
+    sje_loss(&img, &txt, b, e, &mut di, &mut dt);
+    let loss = |img: &[f32], txt: &[f32]| {
+        (pattern(img, txt) == base)
+            .then(|| sje_loss(img, txt, b, e, &mut vec![0.0; b * e], &mut vec![0.0; b * e]) as f64)
+    };
+    check("sje d_img", &img, &di, 902, |v| loss(v, &txt));
+    check("sje d_txt", &txt, &dt, 903, |v| loss(&img, v));
+}
