@@ -14,6 +14,7 @@ pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 pub mod weights;
 
 pub use error::{Error, Result};

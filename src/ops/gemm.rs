@@ -104,14 +104,22 @@ pub struct PackedA {
 impl PackedA {
     /// Packs `a` (any strides).
     pub fn new(a: Mat) -> PackedA {
+        let mut p = PackedA { m: 0, k: 0, data: Vec::new() };
+        p.repack(a);
+        p
+    }
+
+    /// Packs `a` into this buffer, reusing its allocation when the size is unchanged (the
+    /// trainer repacks weights after each optimizer step without allocating).
+    pub fn repack(&mut self, a: Mat) {
         let (m, k) = (a.rows, a.cols);
         let m_pad = m.div_ceil(MR) * MR;
-        let mut data = vec![0.0; m_pad * k];
+        self.data.resize(m_pad * k, 0.0);
+        (self.m, self.k) = (m, k);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            pack_a_block(&a, 0, m, pc, kc, &mut data[pc * m_pad..pc * m_pad + m_pad * kc]);
+            pack_a_block(&a, 0, m, pc, kc, &mut self.data[pc * m_pad..pc * m_pad + m_pad * kc]);
         }
-        PackedA { m, k, data }
     }
 
     /// Packs a row-major [m, k] matrix.

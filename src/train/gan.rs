@@ -1,0 +1,289 @@
+//! One GAN-INT-CLS iteration, as Reed's main_cls_int.lua does it (DESIGN.md §2):
+//! D step — three separate passes (real image + its text → 1; wrong image + the text → 0, weight
+//! cls_weight; G's image + the text → 0, weight 1 − cls_weight), each with its own batch
+//! statistics, gradients summed, one Adam step; G step — the B text vectors plus B/2
+//! interpolations ½(t_i + t_{i+B/2}), fresh noise for every row, BCE(D(G(z, t), t), 1) averaged
+//! over all rows, D in training mode but not updated, one Adam step.
+//! Switches give the paper's four variants: GAN (no CLS, no INT), GAN-CLS, GAN-INT, GAN-INT-CLS.
+
+use std::sync::Arc;
+
+use rayon::ThreadPool;
+use serde::{Deserialize, Serialize};
+
+use super::net::TrainNet;
+use super::session::{Mode, TrainSession};
+use crate::error::{Error, Result};
+use crate::model::config::ModelConfig;
+use crate::model::spec::Network;
+use crate::ops::loss::bce_with_logits;
+use crate::ops::optim::{lr_halving, Adam};
+use crate::rng::normal_noise;
+
+/// The trainer's settings (saved in checkpoints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GanOptions {
+    /// Real images per step (64 in the paper).
+    pub batch: usize,
+    /// Matching-aware discriminator (the wrong-image term).
+    pub cls: bool,
+    /// Interpolated text embeddings in the G step.
+    pub int: bool,
+    /// Weight of the wrong-image term (the fake term gets 1 − this); 0.5 in the paper.
+    pub cls_weight: f32,
+    /// Weight of the interpolated rows in G's loss; 1 in the paper.
+    pub interp_weight: f32,
+    pub lr: f32,
+    pub beta1: f32,
+    /// Halve the learning rate every this many epochs (100 in the paper).
+    pub lr_halve_every: usize,
+    /// Iterations per epoch (⌈training images / batch⌉).
+    pub iters_per_epoch: usize,
+    /// Seed of the noise and the initial weights.
+    pub seed: u64,
+}
+
+impl Default for GanOptions {
+    fn default() -> Self {
+        GanOptions {
+            batch: 64,
+            cls: true,
+            int: true,
+            cls_weight: 0.5,
+            interp_weight: 1.0,
+            lr: 2e-4,
+            beta1: 0.5,
+            lr_halve_every: 100,
+            iters_per_epoch: 100,
+            seed: 0,
+        }
+    }
+}
+
+/// One step's numbers (losses, and D's accuracy on each kind of input).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepStats {
+    pub step: u64,
+    pub d_loss: f32,
+    pub g_loss: f32,
+    /// Fraction of real pairs D calls real; of wrong pairs D calls fake; of fakes D calls fake.
+    pub d_real_acc: f32,
+    pub d_wrong_acc: f32,
+    pub d_fake_acc: f32,
+    pub lr: f32,
+}
+
+/// The inputs of one step: B real images, B wrong images, B text vectors.
+pub struct GanBatch<'a> {
+    pub real: &'a [f32],
+    pub wrong: &'a [f32],
+    pub text: &'a [f32],
+}
+
+/// The three passes of the D step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Real,
+    Wrong,
+    Fake,
+}
+
+/// Adam state of one network.
+pub struct AdamState {
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
+impl AdamState {
+    fn new(n: usize) -> AdamState {
+        AdamState { m: vec![0.0; n], v: vec![0.0; n] }
+    }
+}
+
+/// G, D, their optimizers and the sessions of one GAN-INT-CLS run.
+pub struct GanTrainer {
+    pub config: ModelConfig,
+    pub options: GanOptions,
+    pub g: TrainNet,
+    pub d: TrainNet,
+    pub g_adam: AdamState,
+    pub d_adam: AdamState,
+    /// Completed steps.
+    pub step: u64,
+    g_b: TrainSession,
+    g_int: TrainSession,
+    d_b: TrainSession,
+    d_int: TrainSession,
+    /// D's parameter gradients from the G step (discarded: D is not updated there).
+    d_discard: Vec<f32>,
+    scratch: Scratch,
+}
+
+/// Per-step buffers, allocated once.
+struct Scratch {
+    text_int: Vec<f32>,
+    fake: Vec<f32>,
+    dlogits: Vec<f32>,
+    targets_one: Vec<f32>,
+    targets_zero: Vec<f32>,
+    weights_int: Vec<f32>,
+}
+
+/// Noise indices: image i of step s in the D step uses s·NOISE_STRIDE + i, in the G step
+/// s·NOISE_STRIDE + NOISE_STRIDE/2 + i, so a resumed run draws the same noise.
+const NOISE_STRIDE: u64 = 1 << 16;
+/// Mixed into the seed for the noise stream, so it differs from the weight initialisation's.
+const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
+
+impl GanTrainer {
+    /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
+    pub fn new(config: &ModelConfig, options: GanOptions, pool: Arc<ThreadPool>) -> Result<GanTrainer> {
+        let g = TrainNet::init(config, Network::Generator, options.seed)?;
+        let d = TrainNet::init(config, Network::Discriminator, options.seed.wrapping_add(1))?;
+        GanTrainer::from_nets(config, options, g, d, pool)
+    }
+
+    /// A trainer around existing networks (fresh optimizer state).
+    pub fn from_nets(
+        config: &ModelConfig,
+        options: GanOptions,
+        g: TrainNet,
+        d: TrainNet,
+        pool: Arc<ThreadPool>,
+    ) -> Result<GanTrainer> {
+        let b = options.batch;
+        if b < 2 || !b.is_multiple_of(2) || b as u64 > NOISE_STRIDE / 4 {
+            return Err(Error::Input(format!("batch {b}: must be even and in 2..={}", NOISE_STRIDE / 4)));
+        }
+        let bi = if options.int { b + b / 2 } else { b };
+        let mut d_int = TrainSession::new(Arc::clone(&d.graph), bi, Arc::clone(&pool));
+        d_int.set_input_grad(0, true);
+        let e = config.encoder.embed_dim;
+        let scratch = Scratch {
+            text_int: vec![0.0; bi * e],
+            fake: vec![0.0; b * 3 * 64 * 64],
+            dlogits: vec![0.0; bi],
+            targets_one: vec![1.0; bi],
+            targets_zero: vec![0.0; bi],
+            weights_int: (0..bi).map(|i| if i < b { 1.0 } else { options.interp_weight }).collect(),
+        };
+        Ok(GanTrainer {
+            config: config.clone(),
+            g_b: TrainSession::new(Arc::clone(&g.graph), b, Arc::clone(&pool)),
+            g_int: TrainSession::new(Arc::clone(&g.graph), bi, Arc::clone(&pool)),
+            d_b: TrainSession::new(Arc::clone(&d.graph), b, Arc::clone(&pool)),
+            d_int,
+            d_discard: vec![0.0; d.graph.param_len],
+            g_adam: AdamState::new(g.graph.param_len),
+            d_adam: AdamState::new(d.graph.param_len),
+            g,
+            d,
+            options,
+            step: 0,
+            scratch,
+        })
+    }
+
+    /// Learning rate at the current step.
+    pub fn lr(&self) -> f32 {
+        let epoch = (self.step / self.options.iters_per_epoch.max(1) as u64) as usize;
+        lr_halving(self.options.lr, epoch, self.options.lr_halve_every)
+    }
+
+    fn adam(&self) -> Adam {
+        Adam { lr: self.lr(), beta1: self.options.beta1, beta2: 0.999, eps: 1e-8 }
+    }
+
+    /// One GAN iteration (D step then G step).
+    pub fn step(&mut self, batch: &GanBatch) -> Result<StepStats> {
+        let b = self.options.batch;
+        let e = self.config.encoder.embed_dim;
+        let img = 3 * 64 * 64;
+        if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
+            return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
+        }
+        let mut stats = StepStats { step: self.step + 1, lr: self.lr(), ..StepStats::default() };
+        self.d_step(batch, &mut stats);
+        self.g_step(batch, &mut stats);
+        self.step += 1;
+        Ok(stats)
+    }
+
+    /// Fills a session's z input (input 0) with the noise of indices first..first+B.
+    fn noise(session: &mut TrainSession, seed: u64, first: u64, nz: usize) {
+        for (i, z) in session.input_mut(0).chunks_mut(nz).enumerate() {
+            normal_noise(seed, first + i as u64, z);
+        }
+    }
+
+    fn d_step(&mut self, batch: &GanBatch, stats: &mut StepStats) {
+        let (b, nz, o) = (self.options.batch, self.config.generator.nz, self.options.clone());
+        let noise_seed = o.seed ^ NOISE_KEY;
+        // Fakes for this step: G in training mode (its batch statistics), no gradient.
+        Self::noise(&mut self.g_b, noise_seed, self.step * NOISE_STRIDE, nz);
+        self.g_b.input_mut(1).copy_from_slice(batch.text);
+        self.g_b.forward(&self.g.params, &mut self.g.buffers, Mode::Train);
+        self.scratch.fake.copy_from_slice(self.g_b.output(0));
+        self.d.zero_grad();
+        let fake_weight = if o.cls { 1.0 - o.cls_weight } else { 1.0 };
+        let passes = [(Pass::Real, 1.0), (Pass::Wrong, o.cls_weight), (Pass::Fake, fake_weight)];
+        for (pass, weight) in passes {
+            let images = match pass {
+                Pass::Real => batch.real,
+                Pass::Wrong if !o.cls => continue,
+                Pass::Wrong => batch.wrong,
+                Pass::Fake => &self.scratch.fake[..],
+            };
+            self.d_b.input_mut(0).copy_from_slice(images);
+            self.d_b.input_mut(1).copy_from_slice(batch.text);
+            self.d_b.forward(&self.d.params, &mut self.d.buffers, Mode::Train);
+            let logits = self.d_b.output(0);
+            let real = pass == Pass::Real;
+            let targets = if real { &self.scratch.targets_one[..b] } else { &self.scratch.targets_zero[..b] };
+            let dl = &mut self.scratch.dlogits[..b];
+            let loss = bce_with_logits(logits, targets, None, dl);
+            dl.iter_mut().for_each(|g| *g *= weight);
+            stats.d_loss += weight * loss;
+            let acc = logits.iter().filter(|&&l| (l > 0.0) == real).count() as f32 / b as f32;
+            match pass {
+                Pass::Real => stats.d_real_acc = acc,
+                Pass::Wrong => stats.d_wrong_acc = acc,
+                Pass::Fake => stats.d_fake_acc = acc,
+            }
+            self.d_b.backward(&self.d.params, &mut self.d.grads, &self.scratch.dlogits[..b]);
+        }
+        let adam = self.adam();
+        let t = self.step + 1;
+        adam.step(t, self.d.params.data_mut(), &self.d.grads, &mut self.d_adam.m, &mut self.d_adam.v);
+    }
+
+    fn g_step(&mut self, batch: &GanBatch, stats: &mut StepStats) {
+        let (b, nz, e) = (self.options.batch, self.config.generator.nz, self.config.encoder.embed_dim);
+        let bi = self.g_int.batch();
+        let noise_seed = self.options.seed ^ NOISE_KEY;
+        // Text rows: the B vectors, then ½(t_i + t_{i+B/2}) for i < B/2.
+        let text = &mut self.scratch.text_int;
+        text[..b * e].copy_from_slice(batch.text);
+        for i in 0..bi - b {
+            for j in 0..e {
+                text[(b + i) * e + j] = 0.5 * (batch.text[i * e + j] + batch.text[(i + b / 2) * e + j]);
+            }
+        }
+        Self::noise(&mut self.g_int, noise_seed, self.step * NOISE_STRIDE + NOISE_STRIDE / 2, nz);
+        self.g_int.input_mut(1).copy_from_slice(text);
+        self.g_int.forward(&self.g.params, &mut self.g.buffers, Mode::Train);
+        self.d_int.input_mut(0).copy_from_slice(self.g_int.output(0));
+        self.d_int.input_mut(1).copy_from_slice(text);
+        self.d_int.forward(&self.d.params, &mut self.d.buffers, Mode::Train);
+        let dl = &mut self.scratch.dlogits[..bi];
+        let weights = if bi > b { Some(&self.scratch.weights_int[..]) } else { None };
+        stats.g_loss = bce_with_logits(self.d_int.output(0), &self.scratch.targets_one[..bi], weights, dl);
+        self.d_discard.fill(0.0);
+        self.d_int.backward(&self.d.params, &mut self.d_discard, &self.scratch.dlogits[..bi]);
+        self.g.zero_grad();
+        self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad(0));
+        let adam = self.adam();
+        let t = self.step + 1;
+        adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
+    }
+}

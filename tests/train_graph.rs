@@ -1,0 +1,201 @@
+//! The training graphs as wholes: (1) in eval mode they compute what the fused inference graphs
+//! compute from the same weights; (2) their backward passes match finite differences through
+//! the whole network (every op's backward composed, batch norm in training mode); (3) a GAN
+//! step changes the weights and an interrupted run resumes exactly.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{assert_close, random};
+use text2img::graph::{thread_pool, Backend, Session};
+use text2img::model::config::{DiscriminatorConfig, EncoderConfig, GeneratorConfig, RnnKind, TextConfig, ALPHABET};
+use text2img::model::discriminator::build_discriminator;
+use text2img::model::encoder::build_encoder;
+use text2img::model::generator::build_generator;
+use text2img::model::synthetic::synthetic_weights;
+use text2img::model::{ModelConfig, Network, WeightSet};
+use text2img::train::checkpoint::{load_gan, save_gan};
+use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
+use text2img::train::net::smooth_train_graph;
+use text2img::train::{Mode, TrainNet, TrainSession};
+
+const FD_EPS: f32 = 1e-3;
+
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        name: "tiny".into(),
+        text: TextConfig { alphabet: ALPHABET.into(), doc_length: 60 },
+        encoder: EncoderConfig {
+            conv_channels: [6, 8, 8],
+            kernel_size: 4,
+            pool_size: 3,
+            final_pool: None,
+            rnn: RnnKind::Gru,
+            rnn_hidden: 8,
+            embed_dim: 8,
+        },
+        generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2 },
+        discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false },
+    }
+}
+
+fn inputs(net: Network, cfg: &ModelConfig, batch: usize, seed: u64) -> Vec<Vec<f32>> {
+    match net {
+        Network::Encoder => {
+            // A one-hot-like input: sparse non-negative values.
+            let x = random(batch * 70 * cfg.text.doc_length, seed);
+            vec![x.iter().map(|v| if *v > 0.8 { 1.0 } else { 0.0 }).collect()]
+        }
+        Network::Generator => {
+            vec![random(batch * cfg.generator.nz, seed), random(batch * cfg.encoder.embed_dim, seed + 1)]
+        }
+        Network::Discriminator => {
+            vec![random(batch * 3 * 64 * 64, seed), random(batch * cfg.encoder.embed_dim, seed + 1)]
+        }
+    }
+}
+
+#[test]
+fn eval_mode_training_graph_matches_inference_graph() {
+    let cfg = ModelConfig::builtin("shapes").expect("config");
+    let nets = Network::ALL;
+    let ws = WeightSet::from_tensors(cfg.clone(), &nets, synthetic_weights(&cfg, &nets)).expect("weights");
+    let pool = thread_pool(2).expect("pool");
+    let batch = 2;
+    for net in nets {
+        let graph = match net {
+            Network::Encoder => build_encoder(&ws),
+            Network::Generator => build_generator(&ws),
+            Network::Discriminator => build_discriminator(&ws),
+        }
+        .expect("graph");
+        let mut inf = Session::new(Arc::new(graph), batch, Arc::clone(&pool), Backend::Cpu);
+        let mut tn = TrainNet::from_weights(&ws, net).expect("train net");
+        let mut tr = TrainSession::new(Arc::clone(&tn.graph), batch, Arc::clone(&pool));
+        for (i, x) in inputs(net, &cfg, batch, 3).iter().enumerate() {
+            inf.input_mut(i).copy_from_slice(x);
+            tr.input_mut(i).copy_from_slice(x);
+        }
+        inf.run();
+        tr.forward(&tn.params, &mut tn.buffers, Mode::Eval);
+        // Folding BN reorders the arithmetic: same 1e-5 bound as the PyTorch parity tests.
+        assert_close(&format!("{net:?} train-graph eval vs inference"), tr.output(0), inf.output(0), 1e-5);
+    }
+}
+
+/// Loss L = Σ out·r; checks dL/dθ for a sample of parameters against central differences.
+fn grad_check(net: Network, batch: usize) {
+    let cfg = tiny();
+    let pool = thread_pool(1).expect("pool");
+    // tanh for every ReLU: finite differences need a smooth function (see the builder).
+    let graph = smooth_train_graph(&cfg, net).expect("graph");
+    let mut tn = TrainNet::init_graph(graph, net, 11).expect("init");
+    let mut s = TrainSession::new(Arc::clone(&tn.graph), batch, pool);
+    let xs = inputs(net, &cfg, batch, 5);
+    let loss = |tn: &mut TrainNet, s: &mut TrainSession, r: &[f32]| -> f64 {
+        for (i, x) in xs.iter().enumerate() {
+            s.input_mut(i).copy_from_slice(x);
+        }
+        let mut buffers = tn.buffers.clone();
+        s.forward(&tn.params, &mut buffers, Mode::Train);
+        s.output(0).iter().zip(r).map(|(&o, &r)| o as f64 * r as f64).sum()
+    };
+    let out_len = tn.graph.len(tn.graph.outputs[0]) * batch;
+    let r = random(out_len, 99);
+    loss(&mut tn, &mut s, &r);
+    tn.zero_grad();
+    s.backward(&tn.params, &mut tn.grads, &r);
+    let grads = tn.grads.clone();
+    let n = tn.graph.param_len;
+    let mut fd_at = |tn: &mut TrainNet, s: &mut TrainSession, i: usize, eps: f32| -> f64 {
+        let orig = tn.params.data[i];
+        tn.params.data_mut()[i] = orig + eps;
+        let lp = loss(tn, s, &r);
+        tn.params.data_mut()[i] = orig - eps;
+        let lm = loss(tn, s, &r);
+        tn.params.data_mut()[i] = orig;
+        (lp - lm) / (2.0 * eps as f64)
+    };
+    let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(b.abs()).max(1e-2);
+    let (mut worst, mut checked, mut kinks) = (0.0f64, 0, 0);
+    for k in 0..60 {
+        let i = (k * 7919 + 13) % n;
+        // Two step sizes: where they disagree, a ReLU/LeakyReLU kink lies within ±eps and the
+        // difference quotient is not a derivative there (an O(1) error, not a backward bug):
+        // such points are skipped and counted.
+        let (fd1, fd2) = (fd_at(&mut tn, &mut s, i, FD_EPS), fd_at(&mut tn, &mut s, i, FD_EPS / 2.0));
+        if rel(fd1, fd2) > 1e-2 {
+            kinks += 1;
+            continue;
+        }
+        checked += 1;
+        let err = rel(fd1, grads[i] as f64);
+        worst = worst.max(err);
+        // f32 forward through ~20 layers with batch statistics: roundoff in the quotient is
+        // ~1e-6/eps ≈ 1e-3 relative, curvature O(eps²); 2e-2 bounds both while a wrong or missing
+        // gradient term is off by O(1).
+        assert!(err < 2e-2, "{net:?} param {i} ({}): fd {fd1:.6} vs backward {:.6}", slot_name(&tn, i), grads[i]);
+    }
+    assert!(checked >= 45, "{net:?}: only {checked} of 60 points were smooth ({kinks} kinks)");
+    eprintln!("{net:?}: worst relative gradient error {worst:.2e} over {checked} points ({kinks} kinks skipped)");
+}
+
+fn slot_name(tn: &TrainNet, i: usize) -> String {
+    tn.graph.params.iter().find(|s| s.offset <= i && i < s.offset + s.len).map_or("?".into(), |s| s.name.clone())
+}
+
+#[test]
+fn generator_gradients_match_finite_differences() {
+    grad_check(Network::Generator, 8);
+}
+
+#[test]
+fn discriminator_gradients_match_finite_differences() {
+    grad_check(Network::Discriminator, 8);
+}
+
+#[test]
+fn encoder_gradients_match_finite_differences() {
+    grad_check(Network::Encoder, 2);
+}
+
+fn gan_batch(cfg: &ModelConfig, b: usize, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let img = 3 * 64 * 64;
+    let real: Vec<f32> = random(b * img, 1000 + step).iter().map(|v| v * 0.9).collect();
+    let wrong: Vec<f32> = random(b * img, 2000 + step).iter().map(|v| v * 0.9).collect();
+    (real, wrong, random(b * cfg.encoder.embed_dim, 3000 + step))
+}
+
+fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>) {
+    for s in steps {
+        let (real, wrong, text) = gan_batch(cfg, t.options.batch, s);
+        let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text }).expect("step");
+        assert!(st.d_loss.is_finite() && st.g_loss.is_finite(), "losses finite at step {s}");
+    }
+}
+
+#[test]
+fn gan_step_updates_and_resume_is_exact() {
+    let cfg = tiny();
+    let pool = thread_pool(2).expect("pool");
+    let opts = GanOptions { batch: 4, seed: 5, ..GanOptions::default() };
+    let mut a = GanTrainer::new(&cfg, opts.clone(), Arc::clone(&pool)).expect("trainer");
+    let g0 = a.g.params.data.clone();
+    run_steps(&mut a, &cfg, 0..3);
+    assert_ne!(a.g.params.data, g0, "G changed");
+    // Interrupted: 1 step, checkpoint, fresh process state, 2 more.
+    let mut b = GanTrainer::new(&cfg, opts, Arc::clone(&pool)).expect("trainer");
+    run_steps(&mut b, &cfg, 0..1);
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("ckpt.safetensors");
+    save_gan(&path, &b, &Default::default()).expect("save");
+    drop(b);
+    let (mut c, _) = load_gan(&path, pool).expect("load");
+    assert_eq!(c.step, 1);
+    run_steps(&mut c, &cfg, 1..3);
+    assert_eq!(c.g.params.data, a.g.params.data, "G after resume");
+    assert_eq!(c.d.params.data, a.d.params.data, "D after resume");
+    assert_eq!(c.g.buffers, a.g.buffers, "G running statistics after resume");
+    assert_eq!(c.d_adam.v, a.d_adam.v, "D Adam moments after resume");
+}
