@@ -9,6 +9,7 @@ export for the peer benchmark.
 Usage (from the repository root, after `bash scripts/setup_venv.sh`):
     .venv/bin/python scripts/reference.py selftest
     .venv/bin/python scripts/reference.py goldens --out tests/data/golden
+    .venv/bin/python scripts/reference.py train-goldens --out tests/data/golden
     .venv/bin/python scripts/reference.py export --config reed-cub --out out/reed-cub.safetensors
     .venv/bin/python scripts/reference.py onnx --config reed-cub --out out/onnx
 """
@@ -586,6 +587,142 @@ def cmd_goldens(args):
             print_golden_stats(cfg, out)
 
 
+# --------------------------------------------------------------------------------------------
+# One GAN-INT-CLS training iteration (tests/parity_train.rs)
+# --------------------------------------------------------------------------------------------
+
+# The Rust trainer's noise stream (src/train/gan.rs): image i of step s uses Philox index
+# s*NOISE_STRIDE + i in the D step and s*NOISE_STRIDE + NOISE_STRIDE/2 + i in the G step, with the
+# seed options.seed XOR NOISE_KEY.
+NOISE_STRIDE = 1 << 16
+NOISE_KEY = 0x6E6F_6973_6573_6565
+TRAIN_FORMAT = "text2img/train-gan/1"
+
+
+def train_config() -> dict:
+    """The `tiny()` config of tests/train_graph.rs (the encoder is not used by the GAN step)."""
+    cfg = _config("tiny", (6, 8, 8), "gru", 8, 8, None, 2)
+    cfg["text"]["doc_length"] = 60
+    cfg["generator"] = {"nz": 4, "nt": 4, "ngf": 2}
+    cfg["discriminator"] = {"ndf": 2, "nt": 4, "act_after_deep": False}
+    return cfg
+
+
+TRAIN_OPTIONS = {
+    "batch": 4, "cls": True, "int": True, "cls_weight": 0.5, "interp_weight": 1.0,
+    "lr": 2e-4, "beta1": 0.5, "seed": 7, "step": 0,
+}
+TRAIN_DATA_SEED = 20160517
+
+
+def train_batch(cfg, b, seed=TRAIN_DATA_SEED):
+    """A fixed batch: real and wrong images uniform in [-1, 1), text vectors N(0, 1); f32."""
+    rng = np.random.default_rng(seed)
+    real = rng.uniform(-1.0, 1.0, (b, 3, 64, 64)).astype(np.float32)
+    wrong = rng.uniform(-1.0, 1.0, (b, 3, 64, 64)).astype(np.float32)
+    text = rng.standard_normal((b, cfg["encoder"]["embed_dim"])).astype(np.float32)
+    return real, wrong, text
+
+
+def gan_int_cls_step(cfg, opts, dtype=torch.float64 if torch else None):
+    """Runs one GAN-INT-CLS iteration exactly as GanTrainer::step does (src/train/gan.rs, DESIGN.md
+    §2) from the synthetic weights and returns {name: np.float32 array}:
+    inputs (real, wrong, text), noise (z_d, z_g), losses (d_loss = the weighted sum, its three
+    terms, g_loss), D's logits per pass, D's accumulated D-step gradient and G's G-step gradient
+    (grad.<name>), the updated parameters and running statistics (new.<name>)."""
+    b, step = opts["batch"], opts["step"]
+    nz = cfg["generator"]["nz"]
+    model = build(cfg, ("generator", "discriminator")).to(dtype)
+    G, D = model.generator.train(), model.discriminator.train()
+    real, wrong, text = train_batch(cfg, b)
+    noise_seed = (opts["seed"] ^ NOISE_KEY) & 0xFFFFFFFFFFFFFFFF
+    base = step * NOISE_STRIDE
+    z_d = noise(noise_seed, range(base, base + b), nz)
+    bi = b + b // 2
+    z_g = noise(noise_seed, range(base + NOISE_STRIDE // 2, base + NOISE_STRIDE // 2 + bi), nz)
+    T = lambda a: torch.from_numpy(a).to(dtype)  # noqa: E731
+    adam = dict(lr=opts["lr"], betas=(opts["beta1"], 0.999), eps=1e-8)
+    opt_d = torch.optim.Adam(D.parameters(), **adam)
+    opt_g = torch.optim.Adam(G.parameters(), **adam)
+    # Fresh Adam state: the golden is the trainer's first step (Adam t = 1); `step` only moves
+    # the noise indices.
+    out = {"real": real, "wrong": wrong, "text": text, "z_d": z_d, "z_g": z_g}
+    t = T(text)
+    bce = F.binary_cross_entropy_with_logits
+
+    # D step: fakes from G in training mode (batch statistics, running stats updated), detached.
+    fake = G(T(z_d), t).detach()
+    opt_d.zero_grad(set_to_none=False)
+    cw = opts["cls_weight"]
+    d_loss = 0.0
+    for name, imgs, target, w in (("real", T(real), 1.0, 1.0), ("wrong", T(wrong), 0.0, cw),
+                                  ("fake", fake, 0.0, 1.0 - cw)):
+        logits = D(imgs, t)  # its own batch statistics; running stats updated
+        loss = bce(logits, torch.full_like(logits, target))
+        (w * loss).backward()
+        d_loss = d_loss + w * loss.item()
+        out[f"d_loss_{name}"] = np.array([loss.item()])
+        out[f"d_logits_{name}"] = logits.detach()
+    out["d_loss"] = np.array([d_loss])  # losses are [1]: the golden files hold no 0-d tensors
+    for k, p in D.named_parameters():
+        out[f"grad.discriminator.{k}"] = p.grad.detach().clone()
+    opt_d.step()
+
+    # G step: B text rows + B/2 interpolations, fresh noise, D in training mode but not updated.
+    t_int = torch.cat([t, 0.5 * (t[: b // 2] + t[b // 2 : b])], 0)
+    opt_g.zero_grad(set_to_none=False)
+    logits = D(G(T(z_g), t_int), t_int)
+    w = torch.cat([torch.ones(b, dtype=dtype), torch.full((bi - b,), opts["interp_weight"], dtype=dtype)])
+    g_loss = bce(logits, torch.ones_like(logits), weight=w)  # mean over the B + B/2 rows
+    g_loss.backward()
+    out["g_loss"] = np.array([g_loss.item()])
+    out["g_logits"] = logits.detach()
+    for k, p in G.named_parameters():
+        out[f"grad.generator.{k}"] = p.grad.detach().clone()
+    opt_g.step()  # D's gradients from this pass are never applied
+
+    for k, v in text2img_state_dict(model).items():
+        out[f"new.{k}"] = v
+    return {
+        k: (v.detach().to(torch.float32).numpy() if torch.is_tensor(v) else np.asarray(v, np.float32))
+        for k, v in out.items()
+    }
+
+
+def cmd_train_goldens(args):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    cfg, opts = train_config(), dict(TRAIN_OPTIONS)
+    t0 = time.time()
+    out = gan_int_cls_step(cfg, opts, torch.float64)
+    meta = {
+        "format": TRAIN_FORMAT,
+        "config": config_json(cfg),
+        "options": json.dumps(opts, sort_keys=True),
+        "data_seed": str(TRAIN_DATA_SEED),
+        "noise_key": f"{NOISE_KEY:#x}",
+    }
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "train-gan.safetensors")
+    save_safetensors_sorted(out, path, meta)
+    back = load_file(path)
+    with safe_open(path, "np") as f:
+        assert f.metadata() == meta
+    assert set(back) == set(out) and all(np.array_equal(back[k], out[k]) for k in out)
+    assert all(np.isfinite(v).all() for v in out.values())
+    print(f"{path}: {os.path.getsize(path)} bytes, {len(out)} tensors ({time.time() - t0:.1f} s)")
+    print(f"  d_loss {out['d_loss'][0]:.6f} (real {out['d_loss_real'][0]:.6f}, wrong "
+          f"{out['d_loss_wrong'][0]:.6f}, fake {out['d_loss_fake'][0]:.6f}), g_loss {out['g_loss'][0]:.6f}")
+    if args.stats:
+        f32 = gan_int_cls_step(cfg, opts, torch.float32)
+        for k in sorted(out):
+            a, r = f32[k].astype(np.float64), out[k].astype(np.float64)
+            d = np.abs(a - r).max() if a.size else 0.0
+            scale = max(np.abs(r).max(), 1e-30) if r.size else 1.0
+            print(f"  f32 vs f64 {k}: max abs {d:.3e}, / max|ref| {d / scale:.3e} (max|ref| {scale:.3e})")
+
+
 def print_golden_stats(cfg, ref):
     for k in ("embedding", "z", "image", "d_logits"):
         if k in ref:
@@ -870,6 +1007,10 @@ def main(argv=None):
     s.add_argument("--configs", default="reed-cub,reed-flowers,shapes")
     s.add_argument("--stats", action="store_true", help="print statistics and f32-vs-f64 differences")
     s.set_defaults(fn=cmd_goldens)
+    s = sub.add_parser("train-goldens", help="write tests/data/golden/train-gan.safetensors (one GAN step)")
+    s.add_argument("--out", default="tests/data/golden")
+    s.add_argument("--stats", action="store_true", help="print the f32-vs-f64 differences of every tensor")
+    s.set_defaults(fn=cmd_train_goldens)
     s = sub.add_parser("export", help="write a weights file in the text2img format")
     s.add_argument("--config", required=True, help="built-in config name or config JSON path")
     s.add_argument("--out", required=True)

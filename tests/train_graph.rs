@@ -90,7 +90,7 @@ fn grad_check(net: Network, batch: usize) {
     let pool = thread_pool(1).expect("pool");
     // tanh for every ReLU: finite differences need a smooth function (see the builder).
     let graph = smooth_train_graph(&cfg, net).expect("graph");
-    let mut tn = TrainNet::init_graph(graph, net, 11).expect("init");
+    let mut tn = TrainNet::init_graph(graph, 11).expect("init");
     let mut s = TrainSession::new(Arc::clone(&tn.graph), batch, pool);
     let xs = inputs(net, &cfg, batch, 5);
     let loss = |tn: &mut TrainNet, s: &mut TrainSession, r: &[f32]| -> f64 {

@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod generate;
 mod inspect;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -64,6 +65,10 @@ pub enum Command {
     /// Make or inspect datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train the char-CNN-RNN text encoder (DS-SJE) with a jointly trained image CNN.
+    TrainEncoder(train::TrainEncoderArgs),
+    /// Train GAN-INT-CLS (G and D) on a dataset with a frozen text encoder.
+    Train(train::TrainArgs),
 }
 
 /// How chatty to be.
@@ -85,6 +90,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Generate(a) => generate::run(a, v),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::TrainEncoder(a) => train::run_encoder(a, v),
+        Command::Train(a) => train::run_gan(a, v),
         Command::Data(cmd) => data::run(cmd).map_err(|e| {
             // A dataset problem is a bad input; anything else is generic.
             let code =

@@ -1,4 +1,4 @@
-//! Checkpoints of a GAN run: G and D (state_dict names), their Adam moments, the step, the
+//! Checkpoints: the networks of a run (state_dict names), their optimizer state, the step, the
 //! options, and whatever the caller adds (the data sampler's state), in one safetensors file
 //! written atomically (temp file, fsync, rename). Loading one resumes the run exactly.
 
@@ -7,10 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rayon::ThreadPool;
+use serde::de::DeserializeOwned;
 
 use super::gan::{GanOptions, GanTrainer};
-use super::net::TrainNet;
-use crate::error::{Error, Result};
+use super::net::{train_graph, TrainNet};
+use super::sje::{image_encoder_graph, SjeOptions, SjeTrainer};
+use crate::error::Result;
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
 use crate::tensor::Tensor;
@@ -23,7 +25,69 @@ fn flat(name: &str, v: &[f32]) -> (String, Tensor) {
     (name.to_string(), Tensor::from_f32(&[v.len()], v.to_vec()))
 }
 
-/// Writes `t`'s whole state (plus `extra` metadata) to `path` atomically.
+/// Writes a checkpoint of `kind` with the given tensors and metadata.
+fn write(
+    path: &Path,
+    kind: &str,
+    config: &ModelConfig,
+    options: String,
+    step: u64,
+    tensors: Vec<(String, Tensor)>,
+    extra: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut meta = extra.clone();
+    meta.insert("format".into(), CHECKPOINT_FORMAT.into());
+    meta.insert("kind".into(), kind.into());
+    meta.insert("config".into(), config.to_json());
+    meta.insert("options".into(), options);
+    meta.insert("step".into(), step.to_string());
+    writer::write(path, &tensors, &meta)
+}
+
+/// An opened checkpoint of `kind`: the file, its config, options and step.
+struct Opened<O> {
+    file: WeightFile,
+    config: ModelConfig,
+    options: O,
+    step: u64,
+}
+
+impl<O> Opened<O> {
+    fn find(&self, name: &str) -> Option<Vec<f32>> {
+        self.file.f32_data(name).ok().map(|c| c.into_owned())
+    }
+
+    fn vec(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        self.find(name)
+            .filter(|v| v.len() == len)
+            .ok_or_else(|| self.file.error(WeightsError::Metadata(format!("checkpoint lacks '{name}' of {len} values"))))
+    }
+
+    fn net(&self, mut net: TrainNet) -> Result<TrainNet> {
+        net.load_tensors(&|n| self.find(n)).map_err(|e| self.file.error(WeightsError::Metadata(e.to_string())))?;
+        Ok(net)
+    }
+
+    fn metadata(&self) -> BTreeMap<String, String> {
+        self.file.header().metadata.clone()
+    }
+}
+
+fn open<O: DeserializeOwned>(path: &Path, kind: &str) -> Result<Opened<O>> {
+    let file = WeightFile::open(path, LoadMode::Read)?;
+    let bad = |m: String| file.error(WeightsError::Metadata(m));
+    if file.metadata("format") != Some(CHECKPOINT_FORMAT) || file.metadata("kind") != Some(kind) {
+        let found = format!("{} {}", file.metadata("format").unwrap_or("none"), file.metadata("kind").unwrap_or(""));
+        return Err(bad(format!("not a {kind} checkpoint (found '{}')", found.trim())));
+    }
+    let config = ModelConfig::from_json(file.metadata("config").unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+    let options =
+        serde_json::from_str(file.metadata("options").unwrap_or_default()).map_err(|e| bad(format!("options: {e}")))?;
+    let step = file.metadata("step").and_then(|s| s.parse().ok()).ok_or_else(|| bad("no step".into()))?;
+    Ok(Opened { file, config, options, step })
+}
+
+/// Writes a GAN trainer's whole state (plus `extra` metadata) to `path` atomically.
 pub fn save_gan(path: &Path, t: &GanTrainer, extra: &BTreeMap<String, String>) -> Result<()> {
     let mut tensors = t.g.tensors();
     tensors.extend(t.d.tensors());
@@ -31,41 +95,42 @@ pub fn save_gan(path: &Path, t: &GanTrainer, extra: &BTreeMap<String, String>) -
     tensors.push(flat("optim.generator.v", &t.g_adam.v));
     tensors.push(flat("optim.discriminator.m", &t.d_adam.m));
     tensors.push(flat("optim.discriminator.v", &t.d_adam.v));
-    let mut meta = extra.clone();
-    meta.insert("format".into(), CHECKPOINT_FORMAT.into());
-    meta.insert("kind".into(), "gan".into());
-    meta.insert("config".into(), t.config.to_json());
-    meta.insert("options".into(), serde_json::to_string(&t.options).unwrap_or_default());
-    meta.insert("step".into(), t.step.to_string());
-    writer::write(path, &tensors, &meta)
+    let options = serde_json::to_string(&t.options).unwrap_or_default();
+    write(path, "gan", &t.config, options, t.step, tensors, extra)
 }
 
 /// Reads a GAN checkpoint: the trainer at its saved step and the file's metadata.
 pub fn load_gan(path: &Path, pool: Arc<ThreadPool>) -> Result<(GanTrainer, BTreeMap<String, String>)> {
-    let file = WeightFile::open(path, LoadMode::Read)?;
-    let bad = |m: String| file.error(WeightsError::Metadata(m));
-    if file.metadata("format") != Some(CHECKPOINT_FORMAT) || file.metadata("kind") != Some("gan") {
-        return Err(bad(format!("not a GAN checkpoint (format '{}')", file.metadata("format").unwrap_or("none"))));
-    }
-    let config = ModelConfig::from_json(file.metadata("config").unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
-    let options: GanOptions =
-        serde_json::from_str(file.metadata("options").unwrap_or_default()).map_err(|e| bad(format!("options: {e}")))?;
-    let step: u64 = file.metadata("step").and_then(|s| s.parse().ok()).ok_or_else(|| bad("no step".into()))?;
-    let find = |n: &str| file.f32_data(n).ok().map(|c| c.into_owned());
-    let mut g = TrainNet::init(&config, Network::Generator, 0)?;
-    let mut d = TrainNet::init(&config, Network::Discriminator, 0)?;
-    g.load_tensors(&find).map_err(|e| bad(e.to_string()))?;
-    d.load_tensors(&find).map_err(|e| bad(e.to_string()))?;
-    let mut t = GanTrainer::from_nets(&config, options, g, d, pool)?;
-    let moment = |n: &str, len: usize| {
-        find(n)
-            .filter(|v| v.len() == len)
-            .ok_or_else(|| Error::Input(format!("{}: checkpoint lacks '{n}'", path.display())))
-    };
-    t.g_adam.m = moment("optim.generator.m", t.g_adam.m.len())?;
-    t.g_adam.v = moment("optim.generator.v", t.g_adam.v.len())?;
-    t.d_adam.m = moment("optim.discriminator.m", t.d_adam.m.len())?;
-    t.d_adam.v = moment("optim.discriminator.v", t.d_adam.v.len())?;
-    t.step = step;
-    Ok((t, file.header().metadata.clone()))
+    let o: Opened<GanOptions> = open(path, "gan")?;
+    let g = o.net(TrainNet::init(&o.config, Network::Generator, 0)?)?;
+    let d = o.net(TrainNet::init(&o.config, Network::Discriminator, 0)?)?;
+    let mut t = GanTrainer::from_nets(&o.config, o.options.clone(), g, d, pool)?;
+    t.g_adam.m = o.vec("optim.generator.m", t.g_adam.m.len())?;
+    t.g_adam.v = o.vec("optim.generator.v", t.g_adam.v.len())?;
+    t.d_adam.m = o.vec("optim.discriminator.m", t.d_adam.m.len())?;
+    t.d_adam.v = o.vec("optim.discriminator.v", t.d_adam.v.len())?;
+    t.step = o.step;
+    Ok((t, o.metadata()))
+}
+
+/// Writes an encoder trainer's whole state.
+pub fn save_sje(path: &Path, t: &SjeTrainer, extra: &BTreeMap<String, String>) -> Result<()> {
+    let mut tensors = t.text.tensors();
+    tensors.extend(t.image.tensors());
+    tensors.push(flat("optim.encoder.sq", &t.text_sq));
+    tensors.push(flat("optim.image_encoder.sq", &t.image_sq));
+    let options = serde_json::to_string(&t.options).unwrap_or_default();
+    write(path, "sje", &t.config, options, t.step, tensors, extra)
+}
+
+/// Reads an encoder checkpoint.
+pub fn load_sje(path: &Path, pool: Arc<ThreadPool>) -> Result<(SjeTrainer, BTreeMap<String, String>)> {
+    let o: Opened<SjeOptions> = open(path, "sje")?;
+    let text = o.net(TrainNet::init_graph(train_graph(&o.config, Network::Encoder)?, 0)?)?;
+    let image = o.net(TrainNet::init_graph(image_encoder_graph(o.config.encoder.embed_dim)?, 0)?)?;
+    let mut t = SjeTrainer::from_nets(&o.config, o.options.clone(), text, image, pool)?;
+    t.text_sq = o.vec("optim.encoder.sq", t.text_sq.len())?;
+    t.image_sq = o.vec("optim.image_encoder.sq", t.image_sq.len())?;
+    t.step = o.step;
+    Ok((t, o.metadata()))
 }

@@ -1,11 +1,13 @@
 //! Training: networks laid out unfused (`graph`), run forward and backward at a batch size
 //! (`session`), their parameters, gradients and running statistics (`net`).
 
+pub mod captions;
 pub mod checkpoint;
 pub mod gan;
 pub mod graph;
 pub mod net;
 pub mod session;
+pub mod sje;
 
 pub use net::TrainNet;
 pub use session::{Mode, ParamStore, TrainSession};

@@ -19,7 +19,6 @@ use crate::tensor::Tensor;
 
 /// One network's trainable state.
 pub struct TrainNet {
-    pub network: Network,
     pub graph: Arc<TrainGraph>,
     pub params: ParamStore,
     pub grads: Vec<f32>,
@@ -49,11 +48,11 @@ fn build(mut b: TrainBuilder, cfg: &ModelConfig, net: Network) -> Result<TrainGr
 impl TrainNet {
     /// A freshly initialised network (deterministic in `seed`).
     pub fn init(cfg: &ModelConfig, network: Network, seed: u64) -> Result<TrainNet> {
-        TrainNet::init_graph(train_graph(cfg, network)?, network, seed)
+        TrainNet::init_graph(train_graph(cfg, network)?, seed)
     }
 
-    /// Initialises the parameters of a given training graph of `network`.
-    pub fn init_graph(graph: TrainGraph, network: Network, seed: u64) -> Result<TrainNet> {
+    /// Initialises the parameters of a given training graph.
+    pub fn init_graph(graph: TrainGraph, seed: u64) -> Result<TrainNet> {
         let mut data = vec![0.0; graph.param_len];
         for (slot, init) in graph.params.iter().zip(&graph.inits) {
             let dst = &mut data[slot.offset..slot.offset + slot.len];
@@ -74,7 +73,6 @@ impl TrainNet {
             buffers[slot.offset..slot.offset + slot.len].fill(1.0);
         }
         Ok(TrainNet {
-            network,
             grads: vec![0.0; graph.param_len],
             graph: Arc::new(graph),
             params: ParamStore::new(data),

@@ -1,0 +1,407 @@
+//! `text2img train-encoder` (DS-SJE) and `text2img train` (GAN-INT-CLS): progress bar, JSON-lines
+//! log, periodic atomic checkpoints, `--resume`, sample grids, and the final weights file.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
+use text2img::graph::{thread_pool, Backend, Session};
+use text2img::image::{write_png, Rgb8};
+use text2img::model::generator::build_generator;
+use text2img::model::loader::save_weights;
+use text2img::model::{ModelConfig, Network, TextToImage, WeightSet};
+use text2img::rng::normal_noise;
+use text2img::tensor::{DType, Tensor};
+use text2img::train::captions::CaptionTable;
+use text2img::train::checkpoint::{load_gan, load_sje, save_gan, save_sje};
+use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats};
+use text2img::train::sje::{eval_outputs, zero_shot, SjeOptions, SjeTrainer, ZeroShot};
+use text2img::train::{TrainNet, TrainSession};
+use text2img::weights::LoadMode;
+
+use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE};
+
+/// Options both trainers share.
+#[derive(Args)]
+pub struct Common {
+    /// Dataset folder (shapes, CUB/Oxford-102 layout, or a caption folder).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder: checkpoint.safetensors, log.jsonl, samples, the final weights.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Training steps (iterations) in all, counting those of a resumed run.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: u64,
+    /// Seed of initial weights, noise and data order.
+    #[arg(short, long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads (0: one per core).
+    #[arg(short, long, default_value_t = 0)]
+    pub threads: u32,
+    /// Write a checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    /// Resume from this checkpoint (its options win over the flags).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Largest fraction of unreadable images tolerated in the dataset.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_bad: f64,
+}
+
+#[derive(Args)]
+pub struct TrainEncoderArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Model config whose encoder sizes to train (built-in name).
+    #[arg(long, default_value = "shapes")]
+    pub config: String,
+    /// Distinct classes per batch.
+    #[arg(long, default_value_t = 40)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 7e-4)]
+    pub lr: f32,
+    /// Zero-shot evaluation on held-out classes every N steps (0: only at the end).
+    #[arg(long, default_value_t = 500)]
+    pub eval_every: u64,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The trained text encoder (a weights file holding `encoder`); its config sets G and D too.
+    #[arg(long)]
+    pub encoder: PathBuf,
+    /// Real images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
+    /// Halve the learning rate every N epochs.
+    #[arg(long, default_value_t = 100)]
+    pub lr_halve_every: usize,
+    /// Train without the matching-aware term (GAN-INT or GAN).
+    #[arg(long)]
+    pub no_cls: bool,
+    /// Train without interpolated embeddings (GAN-CLS or GAN).
+    #[arg(long)]
+    pub no_int: bool,
+    /// Write a sample grid every N steps (0: only at the end).
+    #[arg(long, default_value_t = 100)]
+    pub sample_every: u64,
+    /// Weights file dtype of the final export.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    pub export_dtype: String,
+}
+
+fn io_fail(path: &Path, e: impl std::fmt::Display) -> Failure {
+    fail(EXIT_OUTPUT, format!("{}: {e}", path.display()))
+}
+
+/// Appends JSON lines to out/log.jsonl.
+struct Log(std::fs::File, PathBuf);
+
+impl Log {
+    fn open(out: &Path) -> Result<Log, Failure> {
+        let path = out.join("log.jsonl");
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_fail(&path, e))?;
+        Ok(Log(f, path))
+    }
+
+    fn write(&mut self, v: serde_json::Value) -> Result<(), Failure> {
+        writeln!(self.0, "{v}").map_err(|e| io_fail(&self.1, e))
+    }
+}
+
+fn progress(total: u64, done: u64, v: Verbosity) -> ProgressBar {
+    let bar = if v == Verbosity::Quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(done);
+    bar
+}
+
+fn open_dataset(c: &Common) -> Result<Arc<Dataset>, Failure> {
+    let ds = Dataset::open_for_training(&c.data, &DecodeLimits::default(), c.max_bad)
+        .map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    std::fs::create_dir_all(&c.out).map_err(|e| io_fail(&c.out, e))?;
+    Ok(Arc::new(ds))
+}
+
+fn sampler_meta(state: &impl serde::Serialize) -> BTreeMap<String, String> {
+    BTreeMap::from([("sampler".to_string(), serde_json::to_string(state).unwrap_or_default())])
+}
+
+fn restore_state<T: serde::de::DeserializeOwned>(meta: &BTreeMap<String, String>) -> Result<T, Failure> {
+    let s = meta.get("sampler").ok_or_else(|| fail(EXIT_BAD_INPUT, "checkpoint has no sampler state"))?;
+    serde_json::from_str(s).map_err(|e| fail(EXIT_BAD_INPUT, format!("checkpoint sampler state: {e}")))
+}
+
+// ---------------------------------------------------------------- train-encoder
+
+/// Held-out data for the zero-shot evaluation, loaded once.
+struct HeldOut {
+    captions: Vec<f32>,
+    caption_class: Vec<usize>,
+    images: Vec<f32>,
+    image_class: Vec<usize>,
+    classes: Vec<usize>,
+}
+
+impl HeldOut {
+    fn load(ds: &Dataset, cfg: &ModelConfig) -> Result<HeldOut, Failure> {
+        let l = cfg.text.doc_length;
+        let per = 70 * l;
+        let (mut captions, mut caption_class, mut images, mut image_class) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in ds.item_ids(Split::HeldOut) {
+            let item = &ds.items()[i];
+            for c in &item.captions {
+                let start = captions.len();
+                captions.resize(start + per, 0.0);
+                text2img::model::text::encode_into(c, l, &mut captions[start..]);
+                caption_class.push(item.class);
+            }
+            let img = ds.load_resized(i, 64, &DecodeLimits::default()).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+            let plane = 64 * 64;
+            let start = images.len();
+            images.resize(start + 3 * plane, 0.0);
+            for p in 0..plane {
+                for ch in 0..3 {
+                    images[start + ch * plane + p] = f32::from(img.pixels[3 * p + ch]) / 127.5 - 1.0;
+                }
+            }
+            image_class.push(item.class);
+        }
+        Ok(HeldOut { captions, caption_class, images, image_class, classes: ds.class_ids(Split::HeldOut) })
+    }
+
+    fn evaluate(&self, t: &mut SjeTrainer, cfg: &ModelConfig, pool: &Arc<rayon::ThreadPool>) -> ZeroShot {
+        let mut ts = TrainSession::new(Arc::clone(&t.text.graph), 64, Arc::clone(pool));
+        let mut is = TrainSession::new(Arc::clone(&t.image.graph), 64, Arc::clone(pool));
+        let te = eval_outputs(&mut t.text, &mut ts, &self.captions, 70 * cfg.text.doc_length);
+        let ie = eval_outputs(&mut t.image, &mut is, &self.images, 3 * 64 * 64);
+        zero_shot(&te, &self.caption_class, &ie, &self.image_class, &self.classes, cfg.encoder.embed_dim)
+    }
+}
+
+pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
+    let c = &a.common;
+    let ds = open_dataset(c)?;
+    let pool = thread_pool(c.threads as usize)?;
+    let train_classes = ds.class_ids(Split::TrainVal).len();
+    let (mut t, state) = match &c.resume {
+        Some(p) => {
+            let (t, meta) = load_sje(p, Arc::clone(&pool))?;
+            (t, Some(restore_state(&meta)?))
+        }
+        None => {
+            let cfg = ModelConfig::builtin(&a.config)?;
+            if a.batch > train_classes {
+                return Err(fail(EXIT_USAGE, format!("--batch {} exceeds the {train_classes} training classes", a.batch)));
+            }
+            let o = SjeOptions { batch: a.batch, lr: a.lr, iters_per_epoch: train_classes, seed: c.seed, ..SjeOptions::default() };
+            (SjeTrainer::new(&cfg, o, Arc::clone(&pool))?, None)
+        }
+    };
+    let cfg = t.config.clone();
+    let mut scfg = SamplerConfig::encoder(t.options.seed);
+    scfg.batch_size = t.options.batch;
+    let mut sampler = EncoderSampler::new(&ds, scfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    if let Some(s) = state {
+        sampler.restore(s).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    }
+    let batches = Prefetcher::encoder(Arc::new(Loader::new(Arc::clone(&ds))), sampler, 4);
+    let held = HeldOut::load(&ds, &cfg)?;
+    let mut log = Log::open(&c.out)?;
+    let ckpt = c.out.join("checkpoint.safetensors");
+    let bar = progress(c.steps, t.step, v);
+    let start = Instant::now();
+    while t.step < c.steps {
+        let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+        let loss = t.step(&batch.images, &batch.texts)?;
+        bar.set_position(t.step);
+        bar.set_message(format!("loss {loss:.4} lr {:.2e}", t.lr()));
+        log.write(serde_json::json!({"step": t.step, "loss": loss, "lr": t.lr(), "elapsed_s": start.elapsed().as_secs_f64()}))?;
+        let done = t.step == c.steps;
+        if (a.eval_every > 0 && t.step % a.eval_every == 0) || done {
+            let z = held.evaluate(&mut t, &cfg, &pool);
+            bar.println(format!("step {}: zero-shot top-1 {:.3}, precision@50 {:.3} ({} held-out classes, {} images)", t.step, z.top1, z.precision_at_50, z.classes, z.images));
+            log.write(serde_json::json!({"step": t.step, "zero_shot": z}))?;
+        }
+        if t.step % c.checkpoint_every.max(1) == 0 || done {
+            save_sje(&ckpt, &t, &sampler_meta(&batch.state))?;
+        }
+    }
+    bar.finish_and_clear();
+    let out = c.out.join("encoder.safetensors");
+    save_weights(&out, &cfg, &[Network::Encoder], &t.text.tensors(), DType::F32)?;
+    if v > Verbosity::Quiet {
+        eprintln!("wrote {} and {} ({} steps, {:.0} s)", out.display(), ckpt.display(), t.step, start.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- train (GAN)
+
+/// Captions of the sample grid: some of training classes, some of held-out ones.
+fn sample_captions(ds: &Dataset) -> Vec<String> {
+    let mut out = Vec::new();
+    for split in [Split::TrainVal, Split::HeldOut] {
+        let classes = ds.class_ids(split);
+        for &c in classes.iter().step_by((classes.len() / 4).max(1)).take(4) {
+            if let Some(item) = ds.items().iter().find(|it| it.class == c) {
+                out.push(item.captions[0].clone());
+            }
+        }
+    }
+    out
+}
+
+/// Writes a grid (captions down, 8 noises across) from G's current weights, BN folded.
+/// Returns the mean pairwise distance of images of one caption (a collapse signal).
+fn sample_grid(t: &GanTrainer, enc: &WeightSet, captions: &[String], path: &Path, pool: &Arc<rayon::ThreadPool>) -> Result<f32, Failure> {
+    let cfg = &t.config;
+    let ws = WeightSet::from_tensors(cfg.clone(), &[Network::Generator], t.g.tensors())?;
+    let mut t2i = TextToImage::new(enc, captions.len(), Arc::clone(pool), Backend::Cpu)?;
+    let (emb, _) = t2i.embed(captions)?;
+    let cols = 8;
+    let mut g = Session::new(Arc::new(build_generator(&ws)?), captions.len() * cols, Arc::clone(pool), Backend::Cpu);
+    let (nz, e) = (cfg.generator.nz, cfg.encoder.embed_dim);
+    for (r, row) in emb.chunks(e).enumerate() {
+        for j in 0..cols {
+            let idx = r * cols + j;
+            normal_noise(0x5a4d_504c_4553, j as u64, &mut g.input_mut(0)[idx * nz..(idx + 1) * nz]);
+            g.input_mut(1)[idx * e..(idx + 1) * e].copy_from_slice(row);
+        }
+    }
+    g.run();
+    let imgs: Vec<&[f32]> = g.output(0).chunks(3 * 64 * 64).collect();
+    let tiles: Vec<Rgb8> = imgs.iter().map(|x| Rgb8::from_chw(x, 64, 64)).collect();
+    write_png(path, &Rgb8::grid(&tiles, cols, 2), &[("captions".into(), captions.join(" | "))]).map_err(|e| io_fail(path, e))?;
+    Ok(diversity(&imgs, cols))
+}
+
+/// Mean RMS distance between images in the same row of `cols`.
+pub fn diversity(imgs: &[&[f32]], cols: usize) -> f32 {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for row in imgs.chunks(cols) {
+        for i in 0..row.len() {
+            for j in i + 1..row.len() {
+                let d: f64 = row[i].iter().zip(row[j]).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+                sum += (d / row[i].len() as f64).sqrt();
+                n += 1;
+            }
+        }
+    }
+    (sum / n.max(1) as f64) as f32
+}
+
+fn gan_message(s: &StepStats) -> String {
+    format!(
+        "D {:.3} G {:.3} acc r/w/f {:.2}/{:.2}/{:.2}",
+        s.d_loss, s.g_loss, s.d_real_acc, s.d_wrong_acc, s.d_fake_acc
+    )
+}
+
+pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
+    let c = &a.common;
+    let enc = WeightSet::open(&a.encoder, LoadMode::Mmap)?;
+    enc.require(Network::Encoder)?;
+    let ds = open_dataset(c)?;
+    let pool = thread_pool(c.threads as usize)?;
+    let (mut t, state) = match &c.resume {
+        Some(p) => {
+            let (t, meta) = load_gan(p, Arc::clone(&pool))?;
+            if t.config.encoder != enc.config().encoder {
+                return Err(fail(EXIT_BAD_INPUT, "the checkpoint's encoder config differs from --encoder's"));
+            }
+            (t, Some(restore_state(&meta)?))
+        }
+        None => {
+            let train_items = ds.item_ids(Split::TrainVal).len();
+            let o = GanOptions {
+                batch: a.batch,
+                cls: !a.no_cls,
+                int: !a.no_int,
+                lr: a.lr,
+                lr_halve_every: a.lr_halve_every,
+                iters_per_epoch: train_items.div_ceil(a.batch.max(1)),
+                seed: c.seed,
+                ..GanOptions::default()
+            };
+            (GanTrainer::new(enc.config(), o, Arc::clone(&pool))?, None)
+        }
+    };
+    if v > Verbosity::Quiet {
+        eprintln!("embedding {} captions with {}", ds.items().iter().map(|i| i.captions.len()).sum::<usize>(), a.encoder.display());
+    }
+    let table = CaptionTable::build(&enc, &ds, Arc::clone(&pool))?;
+    let mut scfg = SamplerConfig::gan(&ds, t.options.seed);
+    scfg.batch_size = t.options.batch;
+    let mut sampler = GanSampler::new(&ds, scfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    if let Some(s) = state {
+        sampler.restore(s).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    }
+    let k = scfg.captions_per_image;
+    let batches = Prefetcher::gan(Arc::new(Loader::new(Arc::clone(&ds))), sampler, 4);
+    let captions = sample_captions(&ds);
+    let mut log = Log::open(&c.out)?;
+    let ckpt = c.out.join("checkpoint.safetensors");
+    let bar = progress(c.steps, t.step, v);
+    let start = Instant::now();
+    let first = t.step;
+    let mut text = vec![0.0; t.options.batch * enc.config().encoder.embed_dim];
+    while t.step < c.steps {
+        let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+        table.mean_into(&batch.items, &batch.captions, k, &mut text);
+        let s = t.step(&GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text })?;
+        let ips = ((t.step - first) * t.options.batch as u64) as f64 / start.elapsed().as_secs_f64();
+        bar.set_position(t.step);
+        bar.set_message(format!("{} {ips:.1} img/s", gan_message(&s)));
+        let mut row = serde_json::to_value(s).unwrap_or_default();
+        row["images_per_s"] = serde_json::json!(ips);
+        let done = t.step == c.steps;
+        if (a.sample_every > 0 && t.step % a.sample_every == 0) || done {
+            let path = c.out.join(format!("samples_{:06}.png", t.step));
+            let div = sample_grid(&t, &enc, &captions, &path, &pool)?;
+            row["sample_diversity"] = serde_json::json!(div);
+            if div < 0.02 {
+                bar.println(format!("step {}: samples of one caption barely differ (diversity {div:.4}): mode collapse?", t.step));
+            }
+        }
+        log.write(row)?;
+        if t.step % c.checkpoint_every.max(1) == 0 || done {
+            save_gan(&ckpt, &t, &sampler_meta(&batch.state))?;
+        }
+    }
+    bar.finish_and_clear();
+    export(&a, &t, &enc, v)?;
+    if v > Verbosity::Quiet {
+        eprintln!("trained to step {} in {:.0} s; checkpoint {}", t.step, start.elapsed().as_secs_f64(), ckpt.display());
+    }
+    Ok(())
+}
+
+/// out/model.safetensors: encoder + generator + discriminator, ready for `generate`.
+fn export(a: &TrainArgs, t: &GanTrainer, enc: &WeightSet, v: Verbosity) -> Result<(), Failure> {
+    let mut tensors: Vec<(String, Tensor)> = t.g.tensors();
+    tensors.extend(t.d.tensors());
+    let enc_net = TrainNet::from_weights(enc, Network::Encoder)?;
+    tensors.extend(enc_net.tensors());
+    let dtype = if a.export_dtype == "f16" { DType::F16 } else { DType::F32 };
+    let path = a.common.out.join("model.safetensors");
+    save_weights(&path, &t.config, &Network::ALL, &tensors, dtype)?;
+    if v > Verbosity::Quiet {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The text encoder's trainer (DS-SJE, Reed et al. CVPR 2016): batches of distinct classes, one
+//! image and one caption each; the char-CNN-RNN and a small image CNN (θ, trained jointly since
+//! we cannot ship GoogLeNet features) are scored by s_ij = θ(v_i)·φ(t_j) under the symmetric
+//! hinge; RMSprop, lr ×0.98 per epoch. Also the CVPR paper's zero-shot evaluation.
+
+use std::sync::Arc;
+
+use rayon::ThreadPool;
+use serde::{Deserialize, Serialize};
+
+use super::graph::{TrainBuilder, TrainGraph};
+use super::net::{train_graph, TrainNet};
+use super::session::{Mode, TrainSession};
+use crate::error::{Error, Result};
+use crate::graph::ValueId;
+use crate::model::config::ModelConfig;
+use crate::model::net::{NetBuilder, LRELU};
+use crate::model::spec::Network;
+use crate::model::text::{encode_into, ALPHABET_SIZE};
+use crate::ops::conv2d::Conv2dGeom;
+use crate::ops::loss::sje_loss;
+use crate::ops::optim::{lr_exponential, RmsProp};
+use crate::ops::Activation;
+
+/// Width of the image CNN's first layer.
+pub const IMAGE_NF: usize = 32;
+
+/// The image side θ: four strided convolutions 64→4 (BN and LeakyReLU as D's) and a 4×4
+/// convolution to the embedding size. Parameters are named `image_encoder.*`.
+pub fn image_encoder<B: NetBuilder>(b: &mut B, embed: usize) -> Result<(ValueId, ValueId)> {
+    let f = IMAGE_NF;
+    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let img = b.input(&[3, 64, 64]);
+    let x = b.conv(img, "image_encoder.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
+    let x = b.conv(x, "image_encoder.conv1.weight", Some("image_encoder.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
+    let x = b.conv(x, "image_encoder.conv2.weight", Some("image_encoder.bn2"), down(2 * f, 16, 4 * f), LRELU, None)?; // [4f, 8, 8]
+    let x = b.conv(x, "image_encoder.conv3.weight", Some("image_encoder.bn3"), down(4 * f, 8, 8 * f), LRELU, None)?; // [8f, 4, 4]
+    let last = Conv2dGeom { cin: 8 * f, h: 4, w: 4, cout: embed, kh: 4, kw: 4, stride: 1, pad: 0 };
+    let out = b.conv(x, "image_encoder.conv4.weight", None, last, Activation::None, None)?; // [E, 1, 1]
+    Ok((img, out))
+}
+
+/// The image CNN's training graph.
+pub fn image_encoder_graph(embed: usize) -> Result<TrainGraph> {
+    let mut b = TrainBuilder::new();
+    let (_, out) = image_encoder(&mut b, embed)?;
+    Ok(b.finish(&[out]))
+}
+
+/// Settings of an encoder run (saved in checkpoints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SjeOptions {
+    /// Distinct classes per batch (40 in the paper).
+    pub batch: usize,
+    pub lr: f32,
+    /// ×this per epoch (0.98).
+    pub lr_decay: f32,
+    /// Iterations per epoch (the number of training classes in the paper).
+    pub iters_per_epoch: usize,
+    pub seed: u64,
+}
+
+impl Default for SjeOptions {
+    fn default() -> Self {
+        SjeOptions { batch: 40, lr: 7e-4, lr_decay: 0.98, iters_per_epoch: 150, seed: 0 }
+    }
+}
+
+/// Text encoder φ, image encoder θ, their RMSprop state and sessions.
+pub struct SjeTrainer {
+    pub config: ModelConfig,
+    pub options: SjeOptions,
+    pub text: TrainNet,
+    pub image: TrainNet,
+    pub text_sq: Vec<f32>,
+    pub image_sq: Vec<f32>,
+    pub step: u64,
+    text_s: TrainSession,
+    image_s: TrainSession,
+    d_text: Vec<f32>,
+    d_img: Vec<f32>,
+}
+
+impl SjeTrainer {
+    /// Fresh networks (Torch default init, as the paper's U(±0.08) is close for these sizes).
+    pub fn new(config: &ModelConfig, options: SjeOptions, pool: Arc<ThreadPool>) -> Result<SjeTrainer> {
+        let text = TrainNet::init_graph(train_graph(config, Network::Encoder)?, options.seed)?;
+        let image = TrainNet::init_graph(image_encoder_graph(config.encoder.embed_dim)?, options.seed.wrapping_add(7))?;
+        SjeTrainer::from_nets(config, options, text, image, pool)
+    }
+
+    pub fn from_nets(config: &ModelConfig, options: SjeOptions, text: TrainNet, image: TrainNet, pool: Arc<ThreadPool>) -> Result<SjeTrainer> {
+        let b = options.batch;
+        if b < 2 {
+            return Err(Error::Input("the encoder batch needs at least 2 classes".into()));
+        }
+        let e = config.encoder.embed_dim;
+        Ok(SjeTrainer {
+            config: config.clone(),
+            text_s: TrainSession::new(Arc::clone(&text.graph), b, Arc::clone(&pool)),
+            image_s: TrainSession::new(Arc::clone(&image.graph), b, pool),
+            text_sq: vec![0.0; text.graph.param_len],
+            image_sq: vec![0.0; image.graph.param_len],
+            text,
+            image,
+            options,
+            step: 0,
+            d_text: vec![0.0; b * e],
+            d_img: vec![0.0; b * e],
+        })
+    }
+
+    /// Learning rate at the current step.
+    pub fn lr(&self) -> f32 {
+        let epoch = (self.step / self.options.iters_per_epoch.max(1) as u64) as usize;
+        lr_exponential(self.options.lr, epoch, self.options.lr_decay)
+    }
+
+    /// One step on B (image, caption) pairs of distinct classes; returns the loss.
+    pub fn step(&mut self, images: &[f32], captions: &[String]) -> Result<f32> {
+        let (b, e, l) = (self.options.batch, self.config.encoder.embed_dim, self.config.text.doc_length);
+        if images.len() != b * 3 * 64 * 64 || captions.len() != b {
+            return Err(Error::Input(format!("encoder batch must hold {b} 64×64 images and captions")));
+        }
+        for (c, o) in captions.iter().zip(self.text_s.input_mut(0).chunks_mut(ALPHABET_SIZE * l)) {
+            encode_into(c, l, o);
+        }
+        self.image_s.input_mut(0).copy_from_slice(images);
+        self.text_s.forward(&self.text.params, &mut self.text.buffers, Mode::Train);
+        self.image_s.forward(&self.image.params, &mut self.image.buffers, Mode::Train);
+        let loss = sje_loss(self.image_s.output(0), self.text_s.output(0), b, e, &mut self.d_img, &mut self.d_text);
+        self.text.zero_grad();
+        self.image.zero_grad();
+        self.text_s.backward(&self.text.params, &mut self.text.grads, &self.d_text);
+        self.image_s.backward(&self.image.params, &mut self.image.grads, &self.d_img);
+        let opt = RmsProp { lr: self.lr().into(), alpha: 0.99, eps: 1e-8 };
+        opt.step(self.text.params.data_mut(), &self.text.grads, &mut self.text_sq);
+        opt.step(self.image.params.data_mut(), &self.image.grads, &mut self.image_sq);
+        self.step += 1;
+        Ok(loss)
+    }
+}
+
+/// Zero-shot results on held-out classes (the CVPR protocol).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ZeroShot {
+    /// Fraction of held-out images whose nearest class vector is their own class.
+    pub top1: f32,
+    /// Mean over classes of the fraction of the class vector's 50 best images that are its own.
+    pub precision_at_50: f32,
+    pub classes: usize,
+    pub images: usize,
+}
+
+/// Zero-shot top-1 and precision@50: class vector = mean text embedding of all its captions;
+/// images scored by θ(v)·class.
+pub fn zero_shot(
+    text_emb: &[f32],
+    caption_class: &[usize],
+    image_emb: &[f32],
+    image_class: &[usize],
+    classes: &[usize],
+    e: usize,
+) -> ZeroShot {
+    let k = classes.len();
+    let mut centroids = vec![0.0f32; k * e];
+    let mut counts = vec![0usize; k];
+    for (t, &c) in text_emb.chunks(e).zip(caption_class) {
+        if let Some(ci) = classes.iter().position(|&x| x == c) {
+            centroids[ci * e..(ci + 1) * e].iter_mut().zip(t).for_each(|(a, &v)| *a += v);
+            counts[ci] += 1;
+        }
+    }
+    for (ci, n) in counts.iter().enumerate() {
+        centroids[ci * e..(ci + 1) * e].iter_mut().for_each(|a| *a /= (*n).max(1) as f32);
+    }
+    let score = |img: &[f32], ci: usize| -> f32 { img.iter().zip(&centroids[ci * e..(ci + 1) * e]).map(|(a, b)| a * b).sum() };
+    let imgs: Vec<&[f32]> = image_emb.chunks(e).collect();
+    let mut correct = 0;
+    for (img, &c) in imgs.iter().zip(image_class) {
+        let best = (0..k).max_by(|&a, &b| score(img, a).total_cmp(&score(img, b)));
+        correct += usize::from(best.map(|ci| classes[ci]) == Some(c));
+    }
+    let mut prec = 0.0f32;
+    for ci in 0..k {
+        let mut order: Vec<usize> = (0..imgs.len()).collect();
+        order.sort_by(|&a, &b| score(imgs[b], ci).total_cmp(&score(imgs[a], ci)));
+        let top = order.len().min(50);
+        let hits = order[..top].iter().filter(|&&i| image_class[i] == classes[ci]).count();
+        prec += hits as f32 / top.max(1) as f32;
+    }
+    ZeroShot {
+        top1: correct as f32 / imgs.len().max(1) as f32,
+        precision_at_50: prec / k.max(1) as f32,
+        classes: k,
+        images: imgs.len(),
+    }
+}
+
+/// Runs a network in eval mode over `inputs` (per-sample length `per`) in batches of the
+/// session's size (the last one padded); returns the outputs.
+pub fn eval_outputs(net: &mut TrainNet, session: &mut TrainSession, inputs: &[f32], per: usize) -> Vec<f32> {
+    let b = session.batch();
+    let n = inputs.len() / per;
+    let out_len = net.graph.len(net.graph.outputs[0]);
+    let mut out = Vec::with_capacity(n * out_len);
+    for start in (0..n).step_by(b) {
+        let m = b.min(n - start);
+        let dst = session.input_mut(0);
+        dst[..m * per].copy_from_slice(&inputs[start * per..(start + m) * per]);
+        dst[m * per..].fill(0.0);
+        session.forward(&net.params, &mut net.buffers, Mode::Eval);
+        out.extend_from_slice(&session.output(0)[..m * out_len]);
+    }
+    out
+}
