@@ -1,6 +1,10 @@
 //! Optimizers and learning-rate schedules, PyTorch's formulas to the operation (so one step
 //! matches `torch.optim` to rounding). Steps update `param` and the optimizer state in place;
 //! the gradient is only read. Elementwise and parallel over chunks on the caller's rayon pool.
+//!
+//! Hyperparameters are f64, as PyTorch keeps them (Python floats): the per-step coefficients
+//! (1 − β2, lr/(1 − β1ᵗ), …) are formed in f64 and rounded to f32 once, as PyTorch's kernels
+//! receive them. Forming 1 − β2 from an f32 β2 instead would be off by 1.3e-5 relative.
 
 use rayon::prelude::*;
 
@@ -11,10 +15,10 @@ const CHUNK: usize = 1 << 14;
 /// (no weight decay, no amsgrad). GAN-INT-CLS uses lr 2e-4, β1 0.5, β2 0.999, ε 1e-8.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
 }
 
 impl Adam {
@@ -25,11 +29,11 @@ impl Adam {
         let n = param.len();
         assert!(grad.len() == n && m.len() == n && v.len() == n, "Adam state sizes");
         let t = i32::try_from(t).unwrap_or(i32::MAX);
-        let bc1 = 1.0 - (self.beta1 as f64).powi(t);
-        let bc2_sqrt = (1.0 - (self.beta2 as f64).powi(t)).sqrt();
-        let step_size = (self.lr as f64 / bc1) as f32;
-        let bc2_sqrt = bc2_sqrt as f32;
-        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+        let bc1 = 1.0 - self.beta1.powi(t);
+        let bc2_sqrt = (1.0 - self.beta2.powi(t)).sqrt() as f32;
+        let step_size = (self.lr / bc1) as f32;
+        let (c1, b2, c2, eps) =
+            ((1.0 - self.beta1) as f32, self.beta2 as f32, (1.0 - self.beta2) as f32, self.eps as f32);
         param
             .par_chunks_mut(CHUNK)
             .zip(grad.par_chunks(CHUNK))
@@ -38,8 +42,8 @@ impl Adam {
             .for_each(|(((p, g), m), v)| {
                 for i in 0..p.len() {
                     let g = g[i];
-                    m[i] += (g - m[i]) * (1.0 - b1);
-                    v[i] = v[i] * b2 + (1.0 - b2) * g * g;
+                    m[i] += (g - m[i]) * c1;
+                    v[i] = v[i] * b2 + c2 * g * g;
                     p[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + eps);
                 }
             });
@@ -50,9 +54,9 @@ impl Adam {
 /// p ← p − lr·g/(√v + ε).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsProp {
-    pub lr: f32,
-    pub alpha: f32,
-    pub eps: f32,
+    pub lr: f64,
+    pub alpha: f64,
+    pub eps: f64,
 }
 
 impl RmsProp {
@@ -60,12 +64,12 @@ impl RmsProp {
     pub fn step(&self, param: &mut [f32], grad: &[f32], sq: &mut [f32]) {
         let n = param.len();
         assert!(grad.len() == n && sq.len() == n, "RMSprop state sizes");
-        let (lr, a, eps) = (self.lr, self.alpha, self.eps);
+        let (lr, a, c, eps) = (self.lr as f32, self.alpha as f32, (1.0 - self.alpha) as f32, self.eps as f32);
         param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(sq.par_chunks_mut(CHUNK)).for_each(
             |((p, g), v)| {
                 for i in 0..p.len() {
                     let g = g[i];
-                    v[i] = v[i] * a + (1.0 - a) * g * g;
+                    v[i] = v[i] * a + c * g * g;
                     p[i] -= lr * g / (v[i].sqrt() + eps);
                 }
             },
@@ -74,14 +78,14 @@ impl RmsProp {
 }
 
 /// Step schedule: `base` halved every `every` epochs (epoch counts from 0): base·0.5^⌊epoch/every⌋.
-pub fn lr_halving(base: f32, epoch: usize, every: usize) -> f32 {
+pub fn lr_halving(base: f64, epoch: usize, every: usize) -> f64 {
     let halvings = epoch / every.max(1);
-    (base as f64 * 0.5f64.powi(i32::try_from(halvings).unwrap_or(i32::MAX))) as f32
+    base * 0.5f64.powi(i32::try_from(halvings).unwrap_or(i32::MAX))
 }
 
 /// Exponential decay, ×`factor` at the end of every epoch from the first on (Reed's encoder:
 /// learning_rate_decay 0.98, learning_rate_decay_after 1). Epoch counts from 0, so epoch 0
 /// trains at `base`, epoch n at base·factorⁿ.
-pub fn lr_exponential(base: f32, epoch: usize, factor: f32) -> f32 {
-    (base as f64 * (factor as f64).powi(i32::try_from(epoch).unwrap_or(i32::MAX))) as f32
+pub fn lr_exponential(base: f64, epoch: usize, factor: f64) -> f64 {
+    base * factor.powi(i32::try_from(epoch).unwrap_or(i32::MAX))
 }
