@@ -284,6 +284,7 @@ impl GradAcc {
 
     /// The input side of step (b, t) given the pre-activation gradients `gi` [rows]:
     /// dW_ih += gi ⊗ x_t, db_ih += gi, dx[b, :, t] = W_ihᵀ gi.
+    #[allow(clippy::too_many_arguments)]
     fn input_side(
         &mut self,
         p: &RnnParams,
@@ -366,8 +367,8 @@ pub fn gru_backward_ref(
                     dhp[k] += drh * rk;
                 }
                 // Through the r and z rows: W_hh[r, z]ᵀ (dr', dz').
-                for k in 0..h {
-                    dhp[k] += (0..2 * h).map(|j| p.w_hh[j * h + k] as f64 * g[j]).sum::<f64>();
+                for (k, v) in dhp.iter_mut().enumerate() {
+                    *v += (0..2 * h).map(|j| p.w_hh[j * h + k] as f64 * g[j]).sum::<f64>();
                 }
                 for (j, &gj) in g.iter().enumerate() {
                     acc.b_hh[j] += gj;
