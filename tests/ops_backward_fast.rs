@@ -1,6 +1,6 @@
-//! Every fast backward pass against its plain reference on fresh random inputs, at the shapes
-//! of G's, D's and the encoder's layers (small channel counts), batch 1 and 3, plus a batch
-//! large enough to be cut into chunks. Input gradients are poisoned with NaN first (an element
+//! Every fast backward pass (and the GRU's fast training forward) against its plain reference
+//! on fresh random inputs, at the shapes of G's, D's and the encoder's layers (small channel
+//! counts), batch 1 and 3, plus a batch large enough to be cut into chunks. Input gradients are poisoned with NaN first (an element
 //! the fast path forgets to write fails the test); parameter-gradient buffers start at a known
 //! non-zero value in both runs, so a path that overwrites instead of accumulating fails too.
 //!
@@ -15,7 +15,13 @@ use text2img::ops::batch_norm::{batch_norm_backward, batch_norm_backward_ref, ba
 use text2img::ops::conv1d::{conv1d_backward, conv1d_backward_ref, conv1d_backward_scratch_len};
 use text2img::ops::conv2d::{conv2d_backward, conv2d_backward_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d_backward, conv_transpose2d_backward_ref, ConvTranspose2dGeom};
+use text2img::ops::gemm::PackedA;
 use text2img::ops::linear::{linear_backward, linear_backward_ref};
+use text2img::ops::rnn::{
+    backward_scratch_len, gru_backward, gru_backward_ref, gru_train_forward, gru_train_forward_ref, pack_w_hh,
+    rnn_relu, rnn_relu_backward, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len, scratch_len, RnnDims,
+    RnnPacked, RnnParams,
+};
 
 const TOL: f64 = 1e-5;
 /// Starting value of every parameter-gradient buffer.
@@ -191,5 +197,78 @@ fn batch_norm_train_and_backward_fast_vs_reference() {
         close(&format!("{what} dx"), &dx, &dx_ref);
         close(&format!("{what} dgamma"), &dg, &dg_ref);
         close(&format!("{what} dbeta"), &db, &db_ref);
+    }
+}
+
+#[test]
+fn gru_and_rnn_backward_fast_vs_reference() {
+    // The encoder's recurrence (CUB: T 18 after the conv stack; flowers: T 8) at small widths.
+    for d in [
+        RnnDims { batch: 3, cin: 32, t: 18, hidden: 16 },
+        RnnDims { batch: 1, cin: 24, t: 8, hidden: 12 },
+        RnnDims { batch: 2, cin: 8, t: 1, hidden: 8 },
+    ] {
+        for is_gru in [true, false] {
+            let gates = if is_gru { 3 } else { 1 };
+            let h = d.hidden;
+            let x = random(d.batch * d.cin * d.t, 120);
+            let scaled = |n: usize, s: u64| random(n, s).iter().map(|v| v * 0.4).collect::<Vec<f32>>();
+            let (w_ih, b_ih) = (scaled(gates * h * d.cin, 121), scaled(gates * h, 122));
+            let (w_hh, b_hh) = (scaled(gates * h * h, 123), scaled(gates * h, 124));
+            let p = RnnParams { w_ih: &w_ih, b_ih: &b_ih, w_hh: &w_hh, b_hh: &b_hh };
+            let dout = random(d.batch * d.t * h, 125);
+            let what = format!("gru={is_gru} {d:?}");
+
+            // Training forward: reference, then the fast path (GRU) against it.
+            let (mut out, mut saved) = (vec![0.0; dout.len()], vec![0.0; saved_len(is_gru, d)]);
+            let w_ih_p = PackedA::from_row_major(&w_ih, gates * h, d.cin);
+            let (w_hh_p, w_n_p) = pack_w_hh(&w_hh, is_gru, h);
+            let pp = RnnPacked { w_ih: &w_ih_p, b_ih: &b_ih, w_hh: &w_hh_p, w_hh_n: w_n_p.as_ref(), b_hh: &b_hh };
+            let mut scratch = poisoned(scratch_len(is_gru, d));
+            let (mut out_f, mut saved_f) = (poisoned(dout.len()), poisoned(saved_len(is_gru, d)));
+            if is_gru {
+                gru_train_forward_ref(&x, &p, d, &mut out, &mut saved);
+                pool(2).install(|| gru_train_forward(&x, &pp, d, &mut out_f, &mut saved_f, &mut scratch, 2));
+                close(&format!("{what} saved"), &saved_f, &saved);
+            } else {
+                rnn_relu_train_forward_ref(&x, &p, d, &mut out, &mut []);
+                pool(2).install(|| rnn_relu(&x, &pp, d, &mut scratch, &mut out_f, 2));
+            }
+            close(&format!("{what} out"), &out_f, &out);
+
+            // Backward from the reference's forward values.
+            let mut want: [Vec<f32>; 5] = [
+                vec![0.0; x.len()],
+                vec![PREFILL; w_ih.len()],
+                vec![PREFILL; b_ih.len()],
+                vec![PREFILL; w_hh.len()],
+                vec![PREFILL; b_hh.len()],
+            ];
+            let mut got: [Vec<f32>; 5] = [
+                poisoned(x.len()),
+                vec![PREFILL; w_ih.len()],
+                vec![PREFILL; b_ih.len()],
+                vec![PREFILL; w_hh.len()],
+                vec![PREFILL; b_hh.len()],
+            ];
+            let mut scratch = poisoned(backward_scratch_len(is_gru, d));
+            let [dx, dwi, dbi, dwh, dbh] = &mut want;
+            if is_gru {
+                gru_backward_ref(&x, &p, d, &out, &saved, &dout, Some(dx), dwi, dbi, dwh, dbh);
+            } else {
+                rnn_relu_backward_ref(&x, &p, d, &out, &saved, &dout, Some(dx), dwi, dbi, dwh, dbh);
+            }
+            let [dx, dwi, dbi, dwh, dbh] = &mut got;
+            pool(2).install(|| {
+                if is_gru {
+                    gru_backward(&x, &p, d, &out, &saved, &dout, Some(dx), dwi, dbi, dwh, dbh, &mut scratch, 2);
+                } else {
+                    rnn_relu_backward(&x, &p, d, &out, &saved, &dout, Some(dx), dwi, dbi, dwh, dbh, &mut scratch, 2);
+                }
+            });
+            for (k, name) in ["dx", "dw_ih", "db_ih", "dw_hh", "db_hh"].iter().enumerate() {
+                close(&format!("{what} {name}"), &got[k], &want[k]);
+            }
+        }
     }
 }
