@@ -3,6 +3,7 @@
 //! venv's python). Tolerance 2e-6 relative to the largest expected magnitude: both sides compute
 //! in f32 with the same formulas, so they differ only by a few ulps of operation-order rounding
 //! (the expected values are printed to 9 significant digits, below f32's resolution).
+//! Measured: ≤ 1e-7 for Adam, RMSprop, BCE and SJE, 1.9e-7 for batch norm.
 // The expected values are pasted as PyTorch printed them (9 digits, more than f32 holds).
 #![allow(clippy::excessive_precision)]
 
@@ -19,11 +20,14 @@ const P0: [f32; 5] = [0.5, -1.25, 2.0, 0.0, 1e-3];
 const GRADS: [[f32; 5]; 3] = [[0.1, -0.2, 3.0, 0.0, -1e-4], [-0.3, 0.25, 2.5, 1e-6, 5.0], [0.05, 0.0, -1.0, 2.0, 0.5]];
 
 // import torch
+// f32 = lambda v: torch.tensor(v, dtype=torch.float32).item()  # the hyperparameter as Rust holds it
 // p = torch.tensor([0.5, -1.25, 2.0, 0.0, 1e-3], requires_grad=True)
 // grads = [[0.1, -0.2, 3.0, 0.0, -1e-4], [-0.3, 0.25, 2.5, 1e-6, 5.0], [0.05, 0.0, -1.0, 2.0, 0.5]]
-// opt = torch.optim.Adam([p], lr=2e-4, betas=(0.5, 0.999), eps=1e-8)
+// opt = torch.optim.Adam([p], lr=f32(2e-4), betas=(0.5, f32(0.999)), eps=f32(1e-8))
 // for g in grads: p.grad = torch.tensor(g); opt.step()
 // print(p, opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"])
+// Hyperparameters go to PyTorch rounded to f32 (see src/ops/optim.rs: with the double 0.999,
+// PyTorch's v would be 1.3e-5 relative larger).
 #[test]
 fn adam_matches_pytorch() {
     let adam = Adam { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8 };
@@ -33,11 +37,11 @@ fn adam_matches_pytorch() {
     }
     assert_close("adam param", &p, &[0.49999541, -1.24993467, 1.99955773, -0.000383736216, 0.000893289107], TOL);
     assert_close("adam m", &m, &[-0.0374999978, 0.0375000015, 0.5, 1.00000024, 1.49998748], TOL);
-    assert_close("adam v", &v, &[0.000102390019, 0.000102357546, 0.0162257589, 0.00400000019, 0.0252250023], TOL);
+    assert_close("adam v", &v, &[0.000102388702, 0.000102356222, 0.0162255503, 0.0039999485, 0.0252246764], TOL);
 }
 
 // p = torch.tensor([0.5, -1.25, 2.0, 0.0, 1e-3], requires_grad=True)
-// opt = torch.optim.RMSprop([p], lr=1e-3, alpha=0.9, eps=1e-8)
+// opt = torch.optim.RMSprop([p], lr=f32(1e-3), alpha=f32(0.9), eps=f32(1e-8))
 // for g in grads: p.grad = torch.tensor(g); opt.step()
 // print(p, opt.state[p]["square_avg"])
 #[test]
@@ -47,8 +51,8 @@ fn rmsprop_matches_pytorch() {
     for g in &GRADS {
         rms.step(&mut p, g, &mut sq);
     }
-    assert_close("rmsprop param", &p, &[0.499330401, -1.24935675, 1.99559844, -0.00622762088, 0.000667503104], TOL);
-    assert_close("rmsprop sq", &sq, &[0.0091599999, 0.00886499975, 1.3915, 0.400000006, 2.2750001], TOL);
+    assert_close("rmsprop param", &p, &[0.499330401, -1.24935675, 1.99559844, -0.00622762041, 0.00066750322], TOL);
+    assert_close("rmsprop sq", &sq, &[0.00916000269, 0.00886500254, 1.39150023, 0.400000095, 2.27500057], TOL);
 }
 
 // x = torch.tensor([-30.0, -2.5, -0.1, 0.0, 0.7, 3.0, 25.0], requires_grad=True)
@@ -139,6 +143,6 @@ fn learning_rate_schedules() {
     assert_eq!(lr_halving(2e-4, 250, 100), 5e-5);
     // Reed's encoder: ×0.98 after every epoch from the first; epoch 0 trains at the base rate.
     assert_eq!(lr_exponential(4e-4, 0, 0.98), 4e-4);
-    assert!((lr_exponential(4e-4, 1, 0.98) - 4e-4 * 0.98).abs() < 1e-15);
-    assert!((lr_exponential(4e-4, 10, 0.98) - 4e-4 * 0.98f64.powi(10)).abs() < 1e-15);
+    assert!((lr_exponential(4e-4, 1, 0.98) - 4e-4 * 0.98).abs() < 1e-10);
+    assert!((lr_exponential(4e-4, 10, 0.98) as f64 - 4e-4 * 0.98f64.powi(10)).abs() < 1e-10);
 }

@@ -2,9 +2,11 @@
 //! matches `torch.optim` to rounding). Steps update `param` and the optimizer state in place;
 //! the gradient is only read. Elementwise and parallel over chunks on the caller's rayon pool.
 //!
-//! Hyperparameters are f64, as PyTorch keeps them (Python floats): the per-step coefficients
-//! (1 − β2, lr/(1 − β1ᵗ), …) are formed in f64 and rounded to f32 once, as PyTorch's kernels
-//! receive them. Forming 1 − β2 from an f32 β2 instead would be off by 1.3e-5 relative.
+//! Hyperparameters are f32 (the trainers' options are). The per-step coefficients (1 − β2,
+//! lr/(1 − β1ᵗ), …) are formed in f64 from them and rounded to f32 once, as PyTorch forms them
+//! from Python floats. So a step equals PyTorch's to rounding when PyTorch is given the same
+//! f32-rounded hyperparameters; given the double 0.999 instead, its 1 − β2 is 0.001 where ours
+//! is 1 − 0.999f32 = 0.00099998713, and v differs by 1.3e-5 relative (p by about half that).
 
 use rayon::prelude::*;
 
@@ -15,10 +17,10 @@ const CHUNK: usize = 1 << 14;
 /// (no weight decay, no amsgrad). GAN-INT-CLS uses lr 2e-4, β1 0.5, β2 0.999, ε 1e-8.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
 }
 
 impl Adam {
@@ -29,11 +31,11 @@ impl Adam {
         let n = param.len();
         assert!(grad.len() == n && m.len() == n && v.len() == n, "Adam state sizes");
         let t = i32::try_from(t).unwrap_or(i32::MAX);
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2_sqrt = (1.0 - self.beta2.powi(t)).sqrt() as f32;
-        let step_size = (self.lr / bc1) as f32;
-        let (c1, b2, c2, eps) =
-            ((1.0 - self.beta1) as f32, self.beta2 as f32, (1.0 - self.beta2) as f32, self.eps as f32);
+        let (lr, beta1, beta2) = (self.lr as f64, self.beta1 as f64, self.beta2 as f64);
+        let bc1 = 1.0 - beta1.powi(t);
+        let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
+        let step_size = (lr / bc1) as f32;
+        let (c1, b2, c2, eps) = ((1.0 - beta1) as f32, self.beta2, (1.0 - beta2) as f32, self.eps);
         param
             .par_chunks_mut(CHUNK)
             .zip(grad.par_chunks(CHUNK))
@@ -54,9 +56,9 @@ impl Adam {
 /// p ← p − lr·g/(√v + ε).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsProp {
-    pub lr: f64,
-    pub alpha: f64,
-    pub eps: f64,
+    pub lr: f32,
+    pub alpha: f32,
+    pub eps: f32,
 }
 
 impl RmsProp {
@@ -64,7 +66,7 @@ impl RmsProp {
     pub fn step(&self, param: &mut [f32], grad: &[f32], sq: &mut [f32]) {
         let n = param.len();
         assert!(grad.len() == n && sq.len() == n, "RMSprop state sizes");
-        let (lr, a, c, eps) = (self.lr as f32, self.alpha as f32, (1.0 - self.alpha) as f32, self.eps as f32);
+        let (lr, a, c, eps) = (self.lr, self.alpha, (1.0 - self.alpha as f64) as f32, self.eps);
         param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(sq.par_chunks_mut(CHUNK)).for_each(
             |((p, g), v)| {
                 for i in 0..p.len() {
@@ -78,14 +80,14 @@ impl RmsProp {
 }
 
 /// Step schedule: `base` halved every `every` epochs (epoch counts from 0): base·0.5^⌊epoch/every⌋.
-pub fn lr_halving(base: f64, epoch: usize, every: usize) -> f64 {
+pub fn lr_halving(base: f32, epoch: usize, every: usize) -> f32 {
     let halvings = epoch / every.max(1);
-    base * 0.5f64.powi(i32::try_from(halvings).unwrap_or(i32::MAX))
+    (base as f64 * 0.5f64.powi(i32::try_from(halvings).unwrap_or(i32::MAX))) as f32
 }
 
 /// Exponential decay, ×`factor` at the end of every epoch from the first on (Reed's encoder:
 /// learning_rate_decay 0.98, learning_rate_decay_after 1). Epoch counts from 0, so epoch 0
 /// trains at `base`, epoch n at base·factorⁿ.
-pub fn lr_exponential(base: f64, epoch: usize, factor: f64) -> f64 {
-    base * factor.powi(i32::try_from(epoch).unwrap_or(i32::MAX))
+pub fn lr_exponential(base: f32, epoch: usize, factor: f32) -> f32 {
+    (base as f64 * (factor as f64).powi(i32::try_from(epoch).unwrap_or(i32::MAX))) as f32
 }
