@@ -104,9 +104,10 @@ pub fn batch_norm_train_ref(
     }
 }
 
-/// The running-statistics update of a training step (PyTorch): running_mean ← (1 − m)·running_mean
-/// + m·mean, running_var ← (1 − m)·running_var + m·var·count/(count − 1), with var recovered
-/// from `invstd` and `count` = batch·spatial values per channel.
+/// The running-statistics update of a training step (PyTorch), with momentum m:
+/// running_mean ← (1 − m)·running_mean + m·mean and
+/// running_var ← (1 − m)·running_var + m·var·count/(count − 1), var recovered from `invstd`
+/// and `count` = batch·spatial values per channel.
 pub fn update_running(
     running_mean: &mut [f32],
     running_var: &mut [f32],

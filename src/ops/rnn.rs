@@ -6,9 +6,12 @@
 //! Training: `*_train_forward_ref` writes the hidden states [B, T, H] and what backprop through
 //! time needs (`saved`, `saved_len` elements); `*_backward_ref` takes dL/d(hidden states)
 //! [B, T, H] and OVERWRITES dx [B, C, T] while ACCUMULATING dW_ih, db_ih, dW_hh, db_hh.
+//! Fast backward: the recurrence runs step by step, batched over B (one or two GEMMs against
+//! W_hh per step), and keeps every step's pre-activation gradients; the weight gradients and dx
+//! then come from one GEMM per sample over all steps.
 
 use super::activation::sigmoid;
-use super::gemm::{matmul_packed, Mat, Out, PackedA};
+use super::gemm::{matmul, matmul_acc, matmul_packed, Mat, Out, PackedA};
 
 /// Sizes of a recurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +287,7 @@ impl GradAcc {
 
     /// The input side of step (b, t) given the pre-activation gradients `gi` [rows]:
     /// dW_ih += gi ⊗ x_t, db_ih += gi, dx[b, :, t] = W_ihᵀ gi.
+    #[allow(clippy::too_many_arguments)]
     fn input_side(
         &mut self,
         p: &RnnParams,
@@ -366,8 +370,8 @@ pub fn gru_backward_ref(
                     dhp[k] += drh * rk;
                 }
                 // Through the r and z rows: W_hh[r, z]ᵀ (dr', dz').
-                for k in 0..h {
-                    dhp[k] += (0..2 * h).map(|j| p.w_hh[j * h + k] as f64 * g[j]).sum::<f64>();
+                for (k, v) in dhp.iter_mut().enumerate() {
+                    *v += (0..2 * h).map(|j| p.w_hh[j * h + k] as f64 * g[j]).sum::<f64>();
                 }
                 for (j, &gj) in g.iter().enumerate() {
                     acc.b_hh[j] += gj;
@@ -434,4 +438,246 @@ pub fn rnn_relu_backward_ref(
         }
     }
     acc.store(dw_ih, db_ih, dw_hh, db_hh);
+}
+
+/// Fast GRU for training: `gru` that also writes the gates r, z, n into `saved` (values as
+/// `gru_train_forward_ref`'s to f32 rounding). `scratch` holds at least `scratch_len(true, d)`.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_train_forward(
+    x: &[f32],
+    p: &RnnPacked,
+    d: RnnDims,
+    out: &mut [f32],
+    saved: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let (bsz, t_len, h) = (d.batch, d.t, d.hidden);
+    let w_n = p.w_hh_n.expect("GRU weights carry candidate rows");
+    let (proj, rest) = scratch.split_at_mut(bsz * t_len * 3 * h);
+    let (g1, rest) = rest.split_at_mut(bsz * 2 * h);
+    let (rh, rest) = rest.split_at_mut(bsz * h);
+    let (g2, rest) = rest.split_at_mut(bsz * h);
+    let hs = &mut rest[..bsz * h];
+    input_projections(x, p, d, proj, threads);
+    for t in 0..t_len {
+        if t == 0 {
+            for b in 0..bsz {
+                let pn = &proj[(b * t_len) * 3 * h + 2 * h..][..h];
+                let sv = &mut saved[(b * t_len) * 3 * h..][..3 * h];
+                sv[..2 * h].fill(0.0);
+                for j in 0..h {
+                    let n = pn[j].tanh();
+                    (hs[b * h + j], sv[2 * h + j]) = (n, n);
+                }
+            }
+        } else {
+            matmul_packed(p.w_hh, Mat::transposed(hs, h, bsz), g1, Out::cols(2 * h), threads);
+            for b in 0..bsz {
+                let pr = &proj[(b * t_len + t) * 3 * h..][..h];
+                let sv = &mut saved[(b * t_len + t) * 3 * h..][..h];
+                for j in 0..h {
+                    let r = sigmoid(pr[j] + g1[b * 2 * h + j] + p.b_hh[j]);
+                    sv[j] = r;
+                    rh[b * h + j] = r * hs[b * h + j];
+                }
+            }
+            matmul_packed(w_n, Mat::transposed(rh, h, bsz), g2, Out::cols(h), threads);
+            for b in 0..bsz {
+                let pt = &proj[(b * t_len + t) * 3 * h..][..3 * h];
+                let sv = &mut saved[(b * t_len + t) * 3 * h..][..3 * h];
+                for j in 0..h {
+                    let z = sigmoid(pt[h + j] + g1[b * 2 * h + h + j] + p.b_hh[h + j]);
+                    let n = (pt[2 * h + j] + g2[b * h + j] + p.b_hh[2 * h + j]).tanh();
+                    (sv[h + j], sv[2 * h + j]) = (z, n);
+                    hs[b * h + j] = z * n + (1.0 - z) * hs[b * h + j];
+                }
+            }
+        }
+        for b in 0..bsz {
+            out[(b * t_len + t) * h..][..h].copy_from_slice(&hs[b * h..(b + 1) * h]);
+        }
+    }
+}
+
+/// Scratch elements `gru_backward` (gru = true) or `rnn_relu_backward` needs: the
+/// pre-activation gradients of every step [B, T, gates·H], for the GRU r ⊙ h_{t−1} [B, T, H],
+/// and three [B, H] carries.
+pub fn backward_scratch_len(gru: bool, d: RnnDims) -> usize {
+    let bth = d.batch * d.t * d.hidden;
+    gates(gru) * bth + if gru { bth } else { 0 } + 3 * d.batch * d.hidden
+}
+
+/// The GEMM part of both backward passes, from the pre-activation gradients `g` [B, T, rows]
+/// (rows = gates·H): dx, dW_ih, db_ih, and dW_hh, db_hh over steps t ≥ 1, where the GRU's
+/// candidate rows multiply `rh` (r ⊙ h_{t−1}) and every other row h_{t−1}.
+#[allow(clippy::too_many_arguments)]
+fn backward_gemms(
+    x: &[f32],
+    p: &RnnParams,
+    d: RnnDims,
+    out: &[f32],
+    g: &[f32],
+    rh: Option<&[f32]>,
+    mut dx: Option<&mut [f32]>,
+    dw_ih: &mut [f32],
+    db_ih: &mut [f32],
+    dw_hh: &mut [f32],
+    db_hh: &mut [f32],
+    threads: usize,
+) {
+    let (c, t_len, h) = (d.cin, d.t, d.hidden);
+    let rows = if rh.is_some() { 3 * h } else { h };
+    let (dw_ih, db_ih, dw_hh, db_hh) =
+        (&mut dw_ih[..rows * c], &mut db_ih[..rows], &mut dw_hh[..rows * h], &mut db_hh[..rows]);
+    // Rows of W_hh that multiply h_{t−1} (the rest, the GRU's candidate rows, multiply r ⊙ h).
+    let rows_h = if rh.is_some() { 2 * h } else { h };
+    for b in 0..d.batch {
+        let gb = &g[b * t_len * rows..(b + 1) * t_len * rows];
+        let xb = &x[b * c * t_len..(b + 1) * c * t_len];
+        // dW_ih [rows, C] += G_bᵀ [rows, T] · x_bᵀ [T, C].
+        matmul_acc(Mat::transposed(gb, rows, t_len), Mat::transposed(xb, t_len, c), dw_ih, Out::rows(c), threads);
+        if let Some(dx) = dx.as_deref_mut() {
+            // dx_b [C, T] = W_ihᵀ [C, rows] · G_bᵀ [rows, T].
+            let dxb = &mut dx[b * c * t_len..(b + 1) * c * t_len];
+            matmul(Mat::transposed(p.w_ih, c, rows), Mat::transposed(gb, rows, t_len), dxb, Out::rows(t_len), threads);
+        }
+        for step in gb.chunks(rows) {
+            db_ih.iter_mut().zip(step).for_each(|(a, &v)| *a += v);
+        }
+        if t_len < 2 {
+            continue;
+        }
+        // Steps 1..T: G rows at t against h_{t−1} (rows 0..T−1 of out_b).
+        let g1 = &gb[rows..];
+        let hprev = Mat::row_major(&out[b * t_len * h..(b * t_len + t_len - 1) * h], t_len - 1, h);
+        let lhs = Mat { data: g1, rows: rows_h, cols: t_len - 1, rs: 1, cs: rows };
+        matmul_acc(lhs, hprev, &mut dw_hh[..rows_h * h], Out::rows(h), threads);
+        if let Some(rh) = rh {
+            let rhb = Mat::row_major(&rh[(b * t_len + 1) * h..(b + 1) * t_len * h], t_len - 1, h);
+            let lhs = Mat { data: &g1[2 * h..], rows: h, cols: t_len - 1, rs: 1, cs: rows };
+            matmul_acc(lhs, rhb, &mut dw_hh[2 * h * h..3 * h * h], Out::rows(h), threads);
+        }
+        for step in g1.chunks(rows) {
+            db_hh.iter_mut().zip(step).for_each(|(a, &v)| *a += v);
+        }
+    }
+}
+
+/// Fast backprop through time of the GRU; same contract as `gru_backward_ref` (row-major
+/// weights). `scratch` holds at least `backward_scratch_len(true, d)`. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn gru_backward(
+    x: &[f32],
+    p: &RnnParams,
+    d: RnnDims,
+    out: &[f32],
+    saved: &[f32],
+    dout: &[f32],
+    dx: Option<&mut [f32]>,
+    dw_ih: &mut [f32],
+    db_ih: &mut [f32],
+    dw_hh: &mut [f32],
+    db_hh: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let (bsz, t_len, h) = (d.batch, d.t, d.hidden);
+    let rows = 3 * h;
+    let (g, rest) = scratch.split_at_mut(bsz * t_len * rows);
+    let (rh, rest) = rest.split_at_mut(bsz * t_len * h);
+    let (dh, rest) = rest.split_at_mut(bsz * h);
+    let (dhp, rest) = rest.split_at_mut(bsz * h);
+    let drh = &mut rest[..bsz * h];
+    dhp.fill(0.0);
+    // Step t's gradients as [B, cols], gate rows [off, off + cols).
+    fn gstep(g: &[f32], t: usize, off: usize, cols: usize, d: RnnDims) -> Mat<'_> {
+        let rows = 3 * d.hidden;
+        Mat { data: &g[t * rows + off..], rows: d.batch, cols, rs: d.t * rows, cs: 1 }
+    }
+    for t in (0..t_len).rev() {
+        for b in 0..bsz {
+            for j in 0..h {
+                dh[b * h + j] = dout[(b * t_len + t) * h + j] + dhp[b * h + j];
+            }
+        }
+        if t == 0 {
+            for b in 0..bsz {
+                let sv = &saved[(b * t_len) * rows..][..rows];
+                let gb = &mut g[(b * t_len) * rows..][..rows];
+                gb[..2 * h].fill(0.0);
+                for j in 0..h {
+                    gb[2 * h + j] = dh[b * h + j] * (1.0 - sv[2 * h + j] * sv[2 * h + j]);
+                }
+                rh[b * t_len * h..][..h].fill(0.0);
+            }
+            continue;
+        }
+        for b in 0..bsz {
+            let sv = &saved[(b * t_len + t) * rows..][..rows];
+            let hp = &out[(b * t_len + t - 1) * h..][..h];
+            let gb = &mut g[(b * t_len + t) * rows..][..rows];
+            for j in 0..h {
+                let (r, z, n, dhj) = (sv[j], sv[h + j], sv[2 * h + j], dh[b * h + j]);
+                gb[h + j] = dhj * (n - hp[j]) * z * (1.0 - z);
+                gb[2 * h + j] = dhj * z * (1.0 - n * n);
+                dhp[b * h + j] = dhj * (1.0 - z);
+                rh[(b * t_len + t) * h + j] = r * hp[j];
+            }
+        }
+        // d(r ⊙ h) [B, H] = G_n [B, H] · W_hh[n] [H, H].
+        let w_n = Mat::row_major(&p.w_hh[2 * h * h..3 * h * h], h, h);
+        matmul(gstep(g, t, 2 * h, h, d), w_n, drh, Out::rows(h), threads);
+        for b in 0..bsz {
+            let sv = &saved[(b * t_len + t) * rows..][..h];
+            let hp = &out[(b * t_len + t - 1) * h..][..h];
+            for j in 0..h {
+                let (r, v) = (sv[j], drh[b * h + j]);
+                g[(b * t_len + t) * rows + j] = v * hp[j] * r * (1.0 - r);
+                dhp[b * h + j] += v * r;
+            }
+        }
+        // dh_{t−1} += G_rz [B, 2H] · W_hh[r, z] [2H, H].
+        let w_rz = Mat::row_major(&p.w_hh[..2 * h * h], 2 * h, h);
+        matmul_acc(gstep(g, t, 0, 2 * h, d), w_rz, dhp, Out::rows(h), threads);
+    }
+    backward_gemms(x, p, d, out, g, Some(rh), dx, dw_ih, db_ih, dw_hh, db_hh, threads);
+}
+
+/// Fast backprop through time of the ReLU RNN; same contract as `rnn_relu_backward_ref`.
+/// `scratch` holds at least `backward_scratch_len(false, d)`. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn rnn_relu_backward(
+    x: &[f32],
+    p: &RnnParams,
+    d: RnnDims,
+    out: &[f32],
+    _saved: &[f32],
+    dout: &[f32],
+    dx: Option<&mut [f32]>,
+    dw_ih: &mut [f32],
+    db_ih: &mut [f32],
+    dw_hh: &mut [f32],
+    db_hh: &mut [f32],
+    scratch: &mut [f32],
+    threads: usize,
+) {
+    let (bsz, t_len, h) = (d.batch, d.t, d.hidden);
+    let (g, rest) = scratch.split_at_mut(bsz * t_len * h);
+    let dhp = &mut rest[..bsz * h];
+    dhp.fill(0.0);
+    for t in (0..t_len).rev() {
+        for b in 0..bsz {
+            for j in 0..h {
+                let i = (b * t_len + t) * h + j;
+                g[i] = if out[i] > 0.0 { dout[i] + dhp[b * h + j] } else { 0.0 };
+            }
+        }
+        if t > 0 {
+            // dh_{t−1} [B, H] = G_t [B, H] · W_hh [H, H].
+            let gt = Mat { data: &g[t * h..], rows: bsz, cols: h, rs: t_len * h, cs: 1 };
+            matmul(gt, Mat::row_major(&p.w_hh[..h * h], h, h), dhp, Out::rows(h), threads);
+        }
+    }
+    backward_gemms(x, p, d, out, g, None, dx, dw_ih, db_ih, dw_hh, db_hh, threads);
 }
