@@ -161,7 +161,8 @@ impl HeldOut {
     fn load(ds: &Dataset, cfg: &ModelConfig) -> Result<HeldOut, Failure> {
         let l = cfg.text.doc_length;
         let per = 70 * l;
-        let (mut captions, mut caption_class, mut images, mut image_class) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut captions, mut caption_class, mut images, mut image_class) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in ds.item_ids(Split::HeldOut) {
             let item = &ds.items()[i];
             for c in &item.captions {
@@ -206,9 +207,18 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
         None => {
             let cfg = ModelConfig::builtin(&a.config)?;
             if a.batch > train_classes {
-                return Err(fail(EXIT_USAGE, format!("--batch {} exceeds the {train_classes} training classes", a.batch)));
+                return Err(fail(
+                    EXIT_USAGE,
+                    format!("--batch {} exceeds the {train_classes} training classes", a.batch),
+                ));
             }
-            let o = SjeOptions { batch: a.batch, lr: a.lr, iters_per_epoch: train_classes, seed: c.seed, ..SjeOptions::default() };
+            let o = SjeOptions {
+                batch: a.batch,
+                lr: a.lr,
+                iters_per_epoch: train_classes,
+                seed: c.seed,
+                ..SjeOptions::default()
+            };
             (SjeTrainer::new(&cfg, o, Arc::clone(&pool))?, None)
         }
     };
@@ -230,11 +240,16 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
         let loss = t.step(&batch.images, &batch.texts)?;
         bar.set_position(t.step);
         bar.set_message(format!("loss {loss:.4} lr {:.2e}", t.lr()));
-        log.write(serde_json::json!({"step": t.step, "loss": loss, "lr": t.lr(), "elapsed_s": start.elapsed().as_secs_f64()}))?;
+        log.write(
+            serde_json::json!({"step": t.step, "loss": loss, "lr": t.lr(), "elapsed_s": start.elapsed().as_secs_f64()}),
+        )?;
         let done = t.step == c.steps;
         if (a.eval_every > 0 && t.step % a.eval_every == 0) || done {
             let z = held.evaluate(&mut t, &cfg, &pool);
-            bar.println(format!("step {}: zero-shot top-1 {:.3}, precision@50 {:.3} ({} held-out classes, {} images)", t.step, z.top1, z.precision_at_50, z.classes, z.images));
+            bar.println(format!(
+                "step {}: zero-shot top-1 {:.3}, precision@50 {:.3} ({} held-out classes, {} images)",
+                t.step, z.top1, z.precision_at_50, z.classes, z.images
+            ));
             log.write(serde_json::json!({"step": t.step, "zero_shot": z}))?;
         }
         if t.step % c.checkpoint_every.max(1) == 0 || done {
@@ -245,7 +260,13 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     let out = c.out.join("encoder.safetensors");
     save_weights(&out, &cfg, &[Network::Encoder], &t.text.tensors(), DType::F32)?;
     if v > Verbosity::Quiet {
-        eprintln!("wrote {} and {} ({} steps, {:.0} s)", out.display(), ckpt.display(), t.step, start.elapsed().as_secs_f64());
+        eprintln!(
+            "wrote {} and {} ({} steps, {:.0} s)",
+            out.display(),
+            ckpt.display(),
+            t.step,
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -268,7 +289,13 @@ fn sample_captions(ds: &Dataset) -> Vec<String> {
 
 /// Writes a grid (captions down, 8 noises across) from G's current weights, BN folded.
 /// Returns the mean pairwise distance of images of one caption (a collapse signal).
-fn sample_grid(t: &GanTrainer, enc: &WeightSet, captions: &[String], path: &Path, pool: &Arc<rayon::ThreadPool>) -> Result<f32, Failure> {
+fn sample_grid(
+    t: &GanTrainer,
+    enc: &WeightSet,
+    captions: &[String],
+    path: &Path,
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<f32, Failure> {
     let cfg = &t.config;
     let ws = WeightSet::from_tensors(cfg.clone(), &[Network::Generator], t.g.tensors())?;
     let mut t2i = TextToImage::new(enc, captions.len(), Arc::clone(pool), Backend::Cpu)?;
@@ -286,7 +313,8 @@ fn sample_grid(t: &GanTrainer, enc: &WeightSet, captions: &[String], path: &Path
     g.run();
     let imgs: Vec<&[f32]> = g.output(0).chunks(3 * 64 * 64).collect();
     let tiles: Vec<Rgb8> = imgs.iter().map(|x| Rgb8::from_chw(x, 64, 64)).collect();
-    write_png(path, &Rgb8::grid(&tiles, cols, 2), &[("captions".into(), captions.join(" | "))]).map_err(|e| io_fail(path, e))?;
+    write_png(path, &Rgb8::grid(&tiles, cols, 2), &[("captions".into(), captions.join(" | "))])
+        .map_err(|e| io_fail(path, e))?;
     Ok(diversity(&imgs, cols))
 }
 
@@ -342,7 +370,11 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         }
     };
     if v > Verbosity::Quiet {
-        eprintln!("embedding {} captions with {}", ds.items().iter().map(|i| i.captions.len()).sum::<usize>(), a.encoder.display());
+        eprintln!(
+            "embedding {} captions with {}",
+            ds.items().iter().map(|i| i.captions.len()).sum::<usize>(),
+            a.encoder.display()
+        );
     }
     let table = CaptionTable::build(&enc, &ds, Arc::clone(&pool))?;
     let mut scfg = SamplerConfig::gan(&ds, t.options.seed);
@@ -375,7 +407,10 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             let div = sample_grid(&t, &enc, &captions, &path, &pool)?;
             row["sample_diversity"] = serde_json::json!(div);
             if div < 0.02 {
-                bar.println(format!("step {}: samples of one caption barely differ (diversity {div:.4}): mode collapse?", t.step));
+                bar.println(format!(
+                    "step {}: samples of one caption barely differ (diversity {div:.4}): mode collapse?",
+                    t.step
+                ));
             }
         }
         log.write(row)?;
@@ -386,7 +421,12 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     bar.finish_and_clear();
     export(&a, &t, &enc, v)?;
     if v > Verbosity::Quiet {
-        eprintln!("trained to step {} in {:.0} s; checkpoint {}", t.step, start.elapsed().as_secs_f64(), ckpt.display());
+        eprintln!(
+            "trained to step {} in {:.0} s; checkpoint {}",
+            t.step,
+            start.elapsed().as_secs_f64(),
+            ckpt.display()
+        );
     }
     Ok(())
 }

@@ -142,6 +142,18 @@ impl Op {
         }
     }
 
+    /// Largest inner (k) dimension of the GEMMs this op runs (sizes per-thread GEMM buffers).
+    pub fn gemm_inner(&self) -> usize {
+        match self {
+            Op::Linear { in_f, .. } => *in_f,
+            Op::Conv2d { geom, .. } => geom.kdim(),
+            Op::ConvTranspose2d { geom, .. } => geom.cin,
+            Op::Conv1d { cin, k, .. } => cin * k,
+            Op::Rnn { cin, hidden, .. } => (*cin).max(*hidden),
+            _ => 0,
+        }
+    }
+
     /// Short op name (for profiles and errors).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -54,6 +54,8 @@ impl Session {
     pub fn new(graph: Arc<Graph>, batch: usize, pool: Arc<ThreadPool>, backend: Backend) -> Session {
         let plan = Plan::new(&graph, batch.max(1));
         let threads = pool.current_num_threads();
+        let max_k = graph.nodes.iter().map(|n| n.op.gemm_inner()).max().unwrap_or(0);
+        pool.broadcast(|_| crate::ops::gemm::reserve_thread_buffers(max_k));
         Session {
             arena: vec![0.0; plan.arena_len],
             scratch: vec![0.0; plan.scratch_len],

@@ -207,6 +207,20 @@ thread_local! {
     static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Grows this thread's pack buffers to the largest any product with inner size ≤ `max_k` can
+/// need. Sessions call it on every thread of their pool when they are made, so that which
+/// thread ends up running which block can never cause an allocation in a later run.
+pub fn reserve_thread_buffers(max_k: usize) {
+    let grow = |v: &mut Vec<f32>, n: usize| {
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
+    };
+    PACK_A.with(|c| grow(&mut c.borrow_mut(), MC * KC));
+    PACK_B.with(|c| grow(&mut c.borrow_mut(), KC * NC.div_ceil(NR_MAX) * NR_MAX));
+    X_EXPANDED.with(|c| grow(&mut c.borrow_mut(), max_k * MR));
+}
+
 /// The left operand: packed once, or packed per block from a view.
 #[derive(Clone, Copy)]
 enum Lhs<'a> {

@@ -58,9 +58,9 @@ impl<O> Opened<O> {
     }
 
     fn vec(&self, name: &str, len: usize) -> Result<Vec<f32>> {
-        self.find(name)
-            .filter(|v| v.len() == len)
-            .ok_or_else(|| self.file.error(WeightsError::Metadata(format!("checkpoint lacks '{name}' of {len} values"))))
+        self.find(name).filter(|v| v.len() == len).ok_or_else(|| {
+            self.file.error(WeightsError::Metadata(format!("checkpoint lacks '{name}' of {len} values")))
+        })
     }
 
     fn net(&self, mut net: TrainNet) -> Result<TrainNet> {

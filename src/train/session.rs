@@ -21,8 +21,8 @@ use crate::ops::gemm::{matmul, Mat, Out, PackedA};
 use crate::ops::linear::linear_backward;
 use crate::ops::pool::{maxpool1d, maxpool1d_backward, mean_time, mean_time_backward};
 use crate::ops::rnn::{
-    gru_backward_ref, gru_train_forward_ref, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len, RnnDims,
-    RnnParams,
+    backward_scratch_len, gru_backward, gru_train_forward, rnn_relu, rnn_relu_backward, saved_len, scratch_len,
+    RnnDims, RnnPacked, RnnParams,
 };
 use crate::ops::Epilogue;
 
@@ -106,7 +106,9 @@ pub struct TrainSession {
     live: Vec<bool>,
     aux_offsets: Vec<usize>,
     aux: Vec<f32>,
-    packed: Vec<Option<PackedA>>,
+    /// GEMM weights of each node, packed (convs: one; recurrences: W_ih, W_hh's h rows, the
+    /// GRU's candidate rows).
+    packed: Vec<Vec<PackedA>>,
     packed_version: u64,
     scratch: Vec<f32>,
     tmp: Vec<f32>,
@@ -139,7 +141,7 @@ impl TrainSession {
             live: vec![false; graph.shapes.len()],
             aux_offsets,
             aux: vec![0.0; aux_len],
-            packed: graph.nodes.iter().map(|_| None).collect(),
+            packed: graph.nodes.iter().map(|_| Vec::new()).collect(),
             packed_version: 0,
             scratch: vec![0.0; scratch_len],
             tmp: vec![0.0; 2 * max_value],
@@ -190,18 +192,29 @@ impl TrainSession {
         if self.packed_version == params.version() {
             return;
         }
-        for (node, slot) in self.graph.nodes.iter().zip(&mut self.packed) {
+        for (node, slots) in self.graph.nodes.iter().zip(&mut self.packed) {
             let p = |id: usize| &params.data[self.graph.params[id].offset..][..self.graph.params[id].len];
-            let view = match node.op {
-                TOp::Conv2d { w, geom } => Mat::row_major(p(w), geom.cout, geom.kdim()),
+            let views: Vec<Mat> = match node.op {
+                TOp::Conv2d { w, geom } => vec![Mat::row_major(p(w), geom.cout, geom.kdim())],
                 // [Cin, Cout·k·k] viewed as its transpose [Cout·k·k, Cin].
-                TOp::ConvTranspose2d { w, geom } => Mat::transposed(p(w), geom.rows(), geom.cin),
-                TOp::Conv1d { w, cin, cout, k, .. } => Mat::row_major(p(w), cout, cin * k),
+                TOp::ConvTranspose2d { w, geom } => vec![Mat::transposed(p(w), geom.rows(), geom.cin)],
+                TOp::Conv1d { w, cin, cout, k, .. } => vec![Mat::row_major(p(w), cout, cin * k)],
+                TOp::Rnn { gru, w_ih, w_hh, cin, hidden: h, .. } => {
+                    let g = if gru { 3 } else { 1 };
+                    let rows = if gru { 2 * h } else { h };
+                    let mut v =
+                        vec![Mat::row_major(p(w_ih), g * h, cin), Mat::row_major(&p(w_hh)[..rows * h], rows, h)];
+                    if gru {
+                        v.push(Mat::row_major(&p(w_hh)[rows * h..], h, h));
+                    }
+                    v
+                }
                 _ => continue,
             };
-            match slot {
-                Some(packed) => packed.repack(view),
-                None => *slot = Some(PackedA::new(view)),
+            if slots.len() != views.len() {
+                *slots = views.into_iter().map(PackedA::new).collect();
+            } else {
+                slots.iter_mut().zip(views).for_each(|(s, v)| s.repack(v));
             }
         }
         self.packed_version = params.version();
@@ -231,7 +244,7 @@ impl TrainSession {
         let (out, x, y) = split_out(&mut self.values, out_r, in0, in1);
         let aux = &mut self.aux[aux_r];
         let scratch = &mut self.scratch;
-        let packed = self.packed[i].as_ref();
+        let packed = self.packed[i].as_slice();
         let none = Epilogue::default();
         match node.op {
             TOp::Linear { w, b: bias, in_f, out_f } => {
@@ -240,13 +253,13 @@ impl TrainSession {
                     row.iter_mut().zip(p(bias)).for_each(|(v, &c)| *v += c);
                 }
             }
-            TOp::Conv2d { geom, .. } => conv2d(x, pk(packed), b, &geom, &none, scratch, out, threads),
+            TOp::Conv2d { geom, .. } => conv2d(x, &packed[0], b, &geom, &none, scratch, out, threads),
             TOp::ConvTranspose2d { geom, .. } => {
-                conv_transpose2d(x, pk(packed), b, &geom, &none, scratch, out, threads)
+                conv_transpose2d(x, &packed[0], b, &geom, &none, scratch, out, threads)
             }
             TOp::Conv1d { b: bias, cin, t, cout, k, .. } => {
                 let epi = Epilogue { shift: Some(p(bias)), ..Epilogue::default() };
-                conv1d(x, pk(packed), b, cin, t, cout, k, &epi, scratch, out, threads)
+                conv1d(x, &packed[0], b, cin, t, cout, k, &epi, scratch, out, threads)
             }
             TOp::BatchNorm { gamma, beta, mean, var, channels } => {
                 let buf = |id: usize| graph.buffers[id].offset..graph.buffers[id].offset + channels;
@@ -269,13 +282,19 @@ impl TrainSession {
             TOp::Replicate { c, hw } => replicate_spatial(x, b, c, hw, out),
             TOp::MaxPool1d { channels, t, k, s } => maxpool1d(x, b * channels, t, k, s, out),
             TOp::MeanTime { t, h } => mean_time(x, b, t, h, out),
-            TOp::Rnn { gru, w_ih, b_ih, w_hh, b_hh, cin, t, hidden } => {
+            TOp::Rnn { gru: is_gru, b_ih, b_hh, cin, t, hidden, .. } => {
                 let d = RnnDims { batch: b, cin, t, hidden };
-                let rp = RnnParams { w_ih: p(w_ih), b_ih: p(b_ih), w_hh: p(w_hh), b_hh: p(b_hh) };
-                if gru {
-                    gru_train_forward_ref(x, &rp, d, out, aux)
+                let rp = RnnPacked {
+                    w_ih: &packed[0],
+                    b_ih: p(b_ih),
+                    w_hh: &packed[1],
+                    w_hh_n: packed.get(2),
+                    b_hh: p(b_hh),
+                };
+                if is_gru {
+                    gru_train_forward(x, &rp, d, out, aux, scratch, threads)
                 } else {
-                    rnn_relu_train_forward_ref(x, &rp, d, out, aux)
+                    rnn_relu(x, &rp, d, scratch, out, threads)
                 }
             }
         }
@@ -363,9 +382,9 @@ impl TrainSession {
                 let rp = RnnParams { w_ih: p(w_ih), b_ih: p(b_ih), w_hh: p(w_hh), b_hh: p(b_hh) };
                 let [dwi, dbi, dwh, dbh] = disjoint_mut(grads, [slot(w_ih), slot(b_ih), slot(w_hh), slot(b_hh)]);
                 if gru {
-                    gru_backward_ref(x, &rp, d, y, aux, dy, dx_opt, dwi, dbi, dwh, dbh)
+                    gru_backward(x, &rp, d, y, aux, dy, dx_opt, dwi, dbi, dwh, dbh, scratch, threads)
                 } else {
-                    rnn_relu_backward_ref(x, &rp, d, y, aux, dy, dx_opt, dwi, dbi, dwh, dbh)
+                    rnn_relu_backward(x, &rp, d, y, aux, dy, dx_opt, dwi, dbi, dwh, dbh, scratch, threads)
                 }
             }
         }
@@ -393,10 +412,6 @@ impl TrainSession {
     }
 }
 
-fn pk(p: Option<&PackedA>) -> &PackedA {
-    p.expect("GEMM weights are packed before the forward pass")
-}
-
 /// Saved values a node keeps for its backward: batch-norm statistics, recurrent gates.
 fn aux_size(op: &TOp, batch: usize) -> usize {
     match *op {
@@ -411,6 +426,10 @@ fn scratch_size(op: &TOp, batch: usize) -> usize {
     match *op {
         TOp::Conv2d { geom, .. } => geom.scratch_len(batch).max(geom.backward_scratch_len(batch)),
         TOp::ConvTranspose2d { geom, .. } => geom.scratch_len(batch).max(geom.backward_scratch_len(batch)),
+        TOp::Rnn { gru, cin, t, hidden, .. } => {
+            let d = RnnDims { batch, cin, t, hidden };
+            scratch_len(gru, d).max(backward_scratch_len(gru, d))
+        }
         TOp::Conv1d { cin, t, cout, k, .. } => {
             as_conv2d(cin, t, cout, k).scratch_len(batch).max(conv1d_backward_scratch_len(batch, cin, t, cout, k))
         }

@@ -89,7 +89,13 @@ impl SjeTrainer {
         SjeTrainer::from_nets(config, options, text, image, pool)
     }
 
-    pub fn from_nets(config: &ModelConfig, options: SjeOptions, text: TrainNet, image: TrainNet, pool: Arc<ThreadPool>) -> Result<SjeTrainer> {
+    pub fn from_nets(
+        config: &ModelConfig,
+        options: SjeOptions,
+        text: TrainNet,
+        image: TrainNet,
+        pool: Arc<ThreadPool>,
+    ) -> Result<SjeTrainer> {
         let b = options.batch;
         if b < 2 {
             return Err(Error::Input("the encoder batch needs at least 2 classes".into()));
@@ -133,7 +139,7 @@ impl SjeTrainer {
         self.image.zero_grad();
         self.text_s.backward(&self.text.params, &mut self.text.grads, &self.d_text);
         self.image_s.backward(&self.image.params, &mut self.image.grads, &self.d_img);
-        let opt = RmsProp { lr: self.lr().into(), alpha: 0.99, eps: 1e-8 };
+        let opt = RmsProp { lr: self.lr(), alpha: 0.99, eps: 1e-8 };
         opt.step(self.text.params.data_mut(), &self.text.grads, &mut self.text_sq);
         opt.step(self.image.params.data_mut(), &self.image.grads, &mut self.image_sq);
         self.step += 1;
@@ -174,7 +180,8 @@ pub fn zero_shot(
     for (ci, n) in counts.iter().enumerate() {
         centroids[ci * e..(ci + 1) * e].iter_mut().for_each(|a| *a /= (*n).max(1) as f32);
     }
-    let score = |img: &[f32], ci: usize| -> f32 { img.iter().zip(&centroids[ci * e..(ci + 1) * e]).map(|(a, b)| a * b).sum() };
+    let score =
+        |img: &[f32], ci: usize| -> f32 { img.iter().zip(&centroids[ci * e..(ci + 1) * e]).map(|(a, b)| a * b).sum() };
     let imgs: Vec<&[f32]> = image_emb.chunks(e).collect();
     let mut correct = 0;
     for (img, &c) in imgs.iter().zip(image_class) {
@@ -182,11 +189,11 @@ pub fn zero_shot(
         correct += usize::from(best.map(|ci| classes[ci]) == Some(c));
     }
     let mut prec = 0.0f32;
-    for ci in 0..k {
+    for (ci, &class) in classes.iter().enumerate() {
         let mut order: Vec<usize> = (0..imgs.len()).collect();
         order.sort_by(|&a, &b| score(imgs[b], ci).total_cmp(&score(imgs[a], ci)));
         let top = order.len().min(50);
-        let hits = order[..top].iter().filter(|&&i| image_class[i] == classes[ci]).count();
+        let hits = order[..top].iter().filter(|&&i| image_class[i] == class).count();
         prec += hits as f32 / top.max(1) as f32;
     }
     ZeroShot {
