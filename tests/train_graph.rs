@@ -108,7 +108,7 @@ fn grad_check(net: Network, batch: usize) {
     s.backward(&tn.params, &mut tn.grads, &r);
     let grads = tn.grads.clone();
     let n = tn.graph.param_len;
-    let mut fd_at = |tn: &mut TrainNet, s: &mut TrainSession, i: usize, eps: f32| -> f64 {
+    let fd_at = |tn: &mut TrainNet, s: &mut TrainSession, i: usize, eps: f32| -> f64 {
         let orig = tn.params.data[i];
         tn.params.data_mut()[i] = orig + eps;
         let lp = loss(tn, s, &r);
