@@ -12,9 +12,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
+use text2img::model::encoder::build_encoder;
 use text2img::model::generator::build_generator;
 use text2img::model::loader::save_weights;
-use text2img::model::{ModelConfig, Network, TextToImage, WeightSet};
+use text2img::model::text::encode_into;
+use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::rng::normal_noise;
 use text2img::tensor::{DType, Tensor};
 use text2img::train::captions::CaptionTable;
@@ -298,8 +300,13 @@ fn sample_grid(
 ) -> Result<f32, Failure> {
     let cfg = &t.config;
     let ws = WeightSet::from_tensors(cfg.clone(), &[Network::Generator], t.g.tensors())?;
-    let mut t2i = TextToImage::new(enc, captions.len(), Arc::clone(pool), Backend::Cpu)?;
-    let (emb, _) = t2i.embed(captions)?;
+    let mut encoder = Session::new(Arc::new(build_encoder(enc)?), captions.len(), Arc::clone(pool), Backend::Cpu);
+    let (l, per) = (cfg.text.doc_length, 70 * cfg.text.doc_length);
+    for (c, o) in captions.iter().zip(encoder.input_mut(0).chunks_mut(per)) {
+        encode_into(c, l, o);
+    }
+    encoder.run();
+    let emb = encoder.output(0).to_vec();
     let cols = 8;
     let mut g = Session::new(Arc::new(build_generator(&ws)?), captions.len() * cols, Arc::clone(pool), Backend::Cpu);
     let (nz, e) = (cfg.generator.nz, cfg.encoder.embed_dim);

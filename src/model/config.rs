@@ -85,7 +85,7 @@ const MAX_CHANNELS: usize = 1 << 14;
 
 impl ModelConfig {
     /// The built-in config names.
-    pub const BUILTIN: [&'static str; 3] = ["reed-cub", "reed-flowers", "shapes"];
+    pub const BUILTIN: [&'static str; 4] = ["reed-cub", "reed-flowers", "shapes", "tiny"];
 
     /// A built-in config by name.
     pub fn builtin(name: &str) -> Result<ModelConfig> {
@@ -127,6 +127,14 @@ impl ModelConfig {
                 },
                 generator: GeneratorConfig { nz: 100, nt: 128, ngf: 64 },
                 discriminator: d,
+            },
+            // For smoke tests and quick experiments: minutes of CPU, not hours.
+            "tiny" => ModelConfig {
+                name: name.into(),
+                text,
+                encoder: EncoderConfig { conv_channels: [32, 64, 64], rnn_hidden: 64, embed_dim: 64, ..reed_encoder },
+                generator: GeneratorConfig { nz: 32, nt: 32, ngf: 8 },
+                discriminator: DiscriminatorConfig { ndf: 8, nt: 32, act_after_deep: false },
             },
             other => {
                 return Err(Error::Config(format!(

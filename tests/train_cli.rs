@@ -1,0 +1,124 @@
+//! The trainers as a user runs them: a run killed with SIGKILL (possibly mid-checkpoint) and
+//! resumed ends with exactly the weights of an uninterrupted run; the checkpoint left behind is
+//! always whole; bad resume files are refused with one line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use text2img::model::{Network, WeightSet};
+use text2img::weights::LoadMode;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_text2img"))
+}
+
+fn ok(cmd: &mut Command) {
+    let out = cmd.output().expect("run text2img");
+    assert!(out.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
+}
+
+/// A small shapes set and a briefly trained tiny encoder.
+fn setup(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("shapes");
+    ok(bin().args(["data", "make", "shapes", "--images", "240", "--seed", "3", "--out"]).arg(&data));
+    let enc = dir.join("enc");
+    ok(bin()
+        .args([
+            "-q",
+            "train-encoder",
+            "--config",
+            "tiny",
+            "--steps",
+            "3",
+            "--batch",
+            "8",
+            "--eval-every",
+            "0",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(&enc));
+    (data, enc.join("encoder.safetensors"))
+}
+
+fn gan(data: &Path, enc: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = bin();
+    c.args([
+        "-q",
+        "train",
+        "--steps",
+        "6",
+        "--batch",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--sample-every",
+        "0",
+        "-t",
+        "2",
+    ])
+    .arg("--data")
+    .arg(data)
+    .arg("--encoder")
+    .arg(enc)
+    .arg("--out")
+    .arg(out)
+    .args(extra);
+    c
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let ws = WeightSet::open(path, LoadMode::Read).expect("weights");
+    assert!(ws.has(Network::Generator) && ws.has(Network::Encoder));
+    let file = ws.file().expect("file");
+    file.header().tensors.iter().map(|t| (t.name.clone(), file.f32_data(&t.name).expect("data").into_owned())).collect()
+}
+
+#[test]
+fn sigkilled_run_resumes_to_the_uninterrupted_weights() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let straight = dir.path().join("straight");
+    ok(&mut gan(&data, &enc, &straight, &[]));
+
+    // Kill the second run with SIGKILL once it has checkpointed at least twice.
+    let killed = dir.path().join("killed");
+    let mut child = gan(&data, &enc, &killed, &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let log = killed.join("log.jsonl");
+    let t0 = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0);
+        if lines >= 3 || t0.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let ckpt = killed.join("checkpoint.safetensors");
+    assert!(ckpt.exists(), "a checkpoint was written before the kill");
+    assert!(!killed.join("model.safetensors").exists(), "the run was killed before it finished");
+    // Whatever step it died in, the checkpoint is whole and resumes to the same end.
+    ok(&mut gan(&data, &enc, &killed, &["--resume", ckpt.to_str().expect("utf8")]));
+    let (a, b) = (tensors(&straight.join("model.safetensors")), tensors(&killed.join("model.safetensors")));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(va == vb, "{na} differs after kill + resume");
+    }
+}
+
+#[test]
+fn resume_refuses_a_wrong_file_with_one_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    // An encoder checkpoint is not a GAN checkpoint.
+    let wrong = dir.path().join("enc/checkpoint.safetensors");
+    let out =
+        gan(&data, &enc, &dir.path().join("x"), &["--resume", wrong.to_str().expect("utf8")]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("not a gan checkpoint") && err.trim_end().lines().count() == 1, "{err}");
+}
