@@ -10,6 +10,7 @@ Usage (from the repository root, after `bash scripts/setup_venv.sh`):
     .venv/bin/python scripts/reference.py selftest
     .venv/bin/python scripts/reference.py goldens --out tests/data/golden
     .venv/bin/python scripts/reference.py train-goldens --out tests/data/golden
+    .venv/bin/python scripts/reference.py sje-goldens --out tests/data/golden
     .venv/bin/python scripts/reference.py export --config reed-cub --out out/reed-cub.safetensors
     .venv/bin/python scripts/reference.py onnx --config reed-cub --out out/onnx
 """
@@ -647,46 +648,58 @@ def gan_int_cls_step(cfg, opts, dtype=torch.float64 if torch else None):
     # Fresh Adam state: the golden is the trainer's first step (Adam t = 1); `step` only moves
     # the noise indices.
     out = {"real": real, "wrong": wrong, "text": text, "z_d": z_d, "z_g": z_g}
-    t = T(text)
-    bce = F.binary_cross_entropy_with_logits
-
-    # D step: fakes from G in training mode (batch statistics, running stats updated), detached.
-    fake = G(T(z_d), t).detach()
-    opt_d.zero_grad(set_to_none=False)
-    cw = opts["cls_weight"]
-    d_loss = 0.0
-    for name, imgs, target, w in (("real", T(real), 1.0, 1.0), ("wrong", T(wrong), 0.0, cw),
-                                  ("fake", fake, 0.0, 1.0 - cw)):
-        logits = D(imgs, t)  # its own batch statistics; running stats updated
-        loss = bce(logits, torch.full_like(logits, target))
-        (w * loss).backward()
-        d_loss = d_loss + w * loss.item()
-        out[f"d_loss_{name}"] = np.array([loss.item()])
-        out[f"d_logits_{name}"] = logits.detach()
-    out["d_loss"] = np.array([d_loss])  # losses are [1]: the golden files hold no 0-d tensors
-    for k, p in D.named_parameters():
-        out[f"grad.discriminator.{k}"] = p.grad.detach().clone()
-    opt_d.step()
-
-    # G step: B text rows + B/2 interpolations, fresh noise, D in training mode but not updated.
-    t_int = torch.cat([t, 0.5 * (t[: b // 2] + t[b // 2 : b])], 0)
-    opt_g.zero_grad(set_to_none=False)
-    logits = D(G(T(z_g), t_int), t_int)
-    w = torch.cat([torch.ones(b, dtype=dtype), torch.full((bi - b,), opts["interp_weight"], dtype=dtype)])
-    g_loss = bce(logits, torch.ones_like(logits), weight=w)  # mean over the B + B/2 rows
-    g_loss.backward()
-    out["g_loss"] = np.array([g_loss.item()])
-    out["g_logits"] = logits.detach()
-    for k, p in G.named_parameters():
-        out[f"grad.generator.{k}"] = p.grad.detach().clone()
-    opt_g.step()  # D's gradients from this pass are never applied
-
+    gan_iteration(G, D, opt_d, opt_g, T(real), T(wrong), T(text), T(z_d), T(z_g), opts, out)
     for k, v in text2img_state_dict(model).items():
         out[f"new.{k}"] = v
     return {
         k: (v.detach().to(torch.float32).numpy() if torch.is_tensor(v) else np.asarray(v, np.float32))
         for k, v in out.items()
     }
+
+
+def gan_iteration(G, D, opt_d, opt_g, real, wrong, t, z_d, z_g, opts, out=None):
+    """The D step and the G step of one GAN-INT-CLS iteration (GanTrainer::step), on tensors of
+    the networks' dtype: real, wrong [B, 3, 64, 64], t [B, E], z_d [B, nz], z_g [B + B/2, nz].
+    With `out`, records the losses, logits and gradients there (gan_int_cls_step); without, it is
+    the timed loop of scripts/bench_train.py."""
+    b = real.shape[0]
+    dtype = real.dtype
+    bce = F.binary_cross_entropy_with_logits
+
+    # D step: fakes from G in training mode (batch statistics, running stats updated), detached.
+    fake = G(z_d, t).detach()
+    opt_d.zero_grad(set_to_none=False)
+    cw = opts["cls_weight"]
+    d_loss = 0.0
+    for name, imgs, target, w in (("real", real, 1.0, 1.0), ("wrong", wrong, 0.0, cw),
+                                  ("fake", fake, 0.0, 1.0 - cw)):
+        logits = D(imgs, t)  # its own batch statistics; running stats updated
+        loss = bce(logits, torch.full_like(logits, target))
+        (w * loss).backward()
+        if out is not None:
+            d_loss = d_loss + w * loss.item()
+            out[f"d_loss_{name}"] = np.array([loss.item()])
+            out[f"d_logits_{name}"] = logits.detach()
+    if out is not None:
+        out["d_loss"] = np.array([d_loss])  # losses are [1]: the golden files hold no 0-d tensors
+        for k, p in D.named_parameters():
+            out[f"grad.discriminator.{k}"] = p.grad.detach().clone()
+    opt_d.step()
+
+    # G step: B text rows + B/2 interpolations, fresh noise, D in training mode but not updated.
+    t_int = torch.cat([t, 0.5 * (t[: b // 2] + t[b // 2 : b])], 0)
+    bi = t_int.shape[0]
+    opt_g.zero_grad(set_to_none=False)
+    logits = D(G(z_g, t_int), t_int)
+    w = torch.cat([torch.ones(b, dtype=dtype), torch.full((bi - b,), opts["interp_weight"], dtype=dtype)])
+    g_loss = bce(logits, torch.ones_like(logits), weight=w)  # mean over the B + B/2 rows
+    g_loss.backward()
+    if out is not None:
+        out["g_loss"] = np.array([g_loss.item()])
+        out["g_logits"] = logits.detach()
+        for k, p in G.named_parameters():
+            out[f"grad.generator.{k}"] = p.grad.detach().clone()
+    opt_g.step()  # D's gradients from this pass are never applied
 
 
 def cmd_train_goldens(args):
@@ -752,6 +765,234 @@ def print_golden_stats(cfg, ref):
                 f"max abs / max|ref| {rel:.3e}, max elementwise rel "
                 f"{(d / np.maximum(np.abs(b), 1e-3)).max():.3e}"
             )
+
+
+# --------------------------------------------------------------------------------------------
+# One DS-SJE iteration of the text encoder's trainer (tests/parity_sje.rs)
+# --------------------------------------------------------------------------------------------
+
+SJE_FORMAT = "text2img/train-sje/1"
+IMAGE_NF = 32  # src/train/sje.rs IMAGE_NF
+SJE_OPTIONS = {"batch": 4, "lr": 7e-4, "lr_decay": 0.98, "iters_per_epoch": 150, "seed": 0, "step": 0}
+SJE_DATA_SEED = 20160520
+# Upper case, '-' (-> 59), unknown characters (é, ü, em dash, emoji, 'İ' which lower-cases to
+# two code points), and one caption past doc_length = 60 (truncation).
+SJE_CAPTIONS = [
+    "A Red Bird with a BLACK crown -- and a short, pointed beak.",
+    "Small grey-blue bird; white belly & İris? ü é 🐦 — ok!",
+    "THIS PARTICULAR FLOWER HAS LONG PURPLE PETALS WITH A YELLOW CENTER AND MANY STAMENS.",
+    "x",
+]
+# Tensors with more than SJE_SAMPLE elements are stored as a sample: element k of the stored
+# tensor is flat element (k * SJE_SAMPLE_MUL) mod n (distinct, as the multiplier is an odd prime
+# and no n here is a multiple of it), with their gradient's sums over every axis but 0
+# (grad_sum0.<name>), every axis but 1 (grad_sum1.<name>) and their L2 norm (grad_norm.<name>).
+SJE_SAMPLE = 4096
+SJE_SAMPLE_MUL = 2654435761
+
+if torch is not None:
+
+    class ImageEncoder(nn.Module):
+        """src/train/sje.rs image_encoder: four 4x4 stride-2 convolutions 64 -> 4 (no bias; BN on
+        all but the first; LeakyReLU 0.2) and a 4x4 convolution to the embedding size."""
+
+        def __init__(self, embed, f=IMAGE_NF):
+            super().__init__()
+            self.conv0 = nn.Conv2d(3, f, 4, 2, 1, bias=False)
+            self.conv1 = nn.Conv2d(f, 2 * f, 4, 2, 1, bias=False)
+            self.bn1 = _bn2d(2 * f)
+            self.conv2 = nn.Conv2d(2 * f, 4 * f, 4, 2, 1, bias=False)
+            self.bn2 = _bn2d(4 * f)
+            self.conv3 = nn.Conv2d(4 * f, 8 * f, 4, 2, 1, bias=False)
+            self.bn3 = _bn2d(8 * f)
+            self.conv4 = nn.Conv2d(8 * f, embed, 4, 1, 0, bias=False)
+
+        def forward(self, img):
+            x = _lrelu(self.conv0(img))
+            x = _lrelu(self.bn1(self.conv1(x)))
+            x = _lrelu(self.bn2(self.conv2(x)))
+            x = _lrelu(self.bn3(self.conv3(x)))
+            return self.conv4(x).reshape(img.shape[0], -1)
+
+    class SjeNets(nn.Module):
+        """The text encoder and the image CNN under the prefixes encoder. / image_encoder."""
+
+        def __init__(self, cfg):
+            super().__init__()
+            self.encoder = Encoder(cfg)
+            self.image_encoder = ImageEncoder(cfg["encoder"]["embed_dim"])
+
+
+def sje_loss_torch(img, txt):
+    """src/ops/loss.rs sje_loss: s_ij = img_i . txt_j,
+    L = (1/B^2) sum_i sum_{j != i} [max(0, 1 + s_ij - s_ii) + max(0, 1 + s_ji - s_ii)]."""
+    b = img.shape[0]
+    s = img @ txt.T
+    diag = s.diagonal()
+    off = 1.0 - torch.eye(b, dtype=s.dtype)
+    wrong_text = torch.relu(1.0 + s - diag[:, None]) * off  # [i, j]: 1 + s_ij - s_ii
+    wrong_image = torch.relu(1.0 + s.T - diag[:, None]) * off  # [i, j]: 1 + s_ji - s_ii
+    return (wrong_text.sum() + wrong_image.sum()) / (b * b), s
+
+
+# The image CNN has no rule in docs/WEIGHTS.md: it takes synthetic_tensor of its names, with the
+# last layer's weight times SJE_CONV4_GAIN (multiplied in f32, exact on both sides' IEEE f32), so
+# that the image embeddings (|x| up to ~14) make 5 of the 24 hinge terms inactive (at gain 1 every
+# term is active: the max(0, .) branch is never exercised and the text projection's bias gradient
+# vanishes identically).
+SJE_CONV4_GAIN = 6.0
+
+
+def sje_synthetic(nets) -> dict:
+    out = {}
+    for k, v in text2img_state_dict(nets).items():
+        t = synthetic_tensor(k, v.shape)
+        if k == "image_encoder.conv4.weight":
+            t = t * np.float32(SJE_CONV4_GAIN)
+        assert t.dtype == np.float32
+        out[k] = torch.from_numpy(t)
+    return out
+
+
+def sje_sample_index(n: int) -> np.ndarray:
+    assert math.gcd(SJE_SAMPLE_MUL, n) == 1
+    return (np.arange(SJE_SAMPLE, dtype=np.uint64) * np.uint64(SJE_SAMPLE_MUL)) % np.uint64(n)
+
+
+def sje_step(cfg, opts, dtype=torch.float64 if torch else None, full=False):
+    """Runs one step of SjeTrainer::step (src/train/sje.rs) from the synthetic weights (the
+    image CNN's too: the WEIGHTS.md hash rule applied to its names) and returns
+    {name: np.float32 array}: inputs (images, onehot), both embeddings, the scores, the loss, the
+    gradients (grad.<name>), updated parameters and running statistics (new.<name>); tensors over
+    SJE_SAMPLE elements sampled (see SJE_SAMPLE) unless `full`."""
+    b = opts["batch"]
+    nets = SjeNets(cfg)
+    load_text2img(nets, sje_synthetic(nets))
+    nets = nets.to(dtype).train()  # batch statistics, running statistics updated
+    rng = np.random.default_rng(SJE_DATA_SEED)
+    images = rng.uniform(-1.0, 1.0, (b, 3, 64, 64)).astype(np.float32)
+    captions = SJE_CAPTIONS[:b]
+    oh = onehot(captions, cfg)
+    # SjeTrainer::lr() at step 0: lr_exponential(lr, 0, decay) = lr, as f32.
+    lr = float(np.float32(opts["lr"] * opts["lr_decay"] ** (opts["step"] // opts["iters_per_epoch"])))
+    params = list(nets.encoder.parameters()) + list(nets.image_encoder.parameters())
+    opt = torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8)
+    opt.zero_grad(set_to_none=False)
+    txt = nets.encoder(torch.from_numpy(oh).to(dtype))
+    img = nets.image_encoder(torch.from_numpy(images).to(dtype))
+    loss, s = sje_loss_torch(img, txt)
+    loss.backward()
+    out = {
+        "images": images, "onehot": oh, "txt_emb": txt.detach(), "img_emb": img.detach(),
+        "scores": s.detach(), "loss": np.array([loss.item()]),
+    }
+    grads = {k: p.grad.detach().clone() for k, p in nets.named_parameters()}
+    opt.step()
+    for k, p in nets.named_parameters():  # torch's RMSprop state: v = (1 - alpha) g^2 at step 1
+        sq = opt.state[p]["square_avg"]
+        assert torch.allclose(sq, 0.01 * grads[k] ** 2, rtol=1e-12 if dtype == torch.float64 else 1e-5, atol=0)
+    new = text2img_state_dict(nets)
+    for k, g in grads.items():
+        n = g.numel()
+        if n <= SJE_SAMPLE or full:
+            out[f"grad.{k}"] = g
+            out[f"new.{k}"] = new[k]
+        else:
+            idx = torch.from_numpy(sje_sample_index(n).astype(np.int64))
+            out[f"grad.{k}"] = g.reshape(-1)[idx]
+            out[f"new.{k}"] = new[k].reshape(-1)[idx]
+            dims = list(range(g.dim()))
+            out[f"grad_sum0.{k}"] = g.sum([d for d in dims if d != 0])
+            out[f"grad_sum1.{k}"] = g.sum([d for d in dims if d != 1])
+            out[f"grad_norm.{k}"] = g.norm().reshape(1)
+    for k, v in new.items():
+        if k not in grads:
+            out[f"new.{k}"] = v  # running statistics (small)
+    return {
+        k: (v.detach().to(torch.float32).numpy() if torch.is_tensor(v) else np.asarray(v, np.float32))
+        for k, v in out.items()
+    }
+
+
+def cmd_sje_goldens(args):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    cfg, opts = train_config(), dict(SJE_OPTIONS)
+    t0 = time.time()
+    out = sje_step(cfg, opts, torch.float64)
+    meta = {
+        "format": SJE_FORMAT,
+        "config": config_json(cfg),
+        "options": json.dumps(opts, sort_keys=True),
+        "captions": json.dumps(SJE_CAPTIONS[: opts["batch"]], ensure_ascii=False),
+        "data_seed": str(SJE_DATA_SEED),
+        "image_nf": str(IMAGE_NF),
+        "conv4_gain": str(SJE_CONV4_GAIN),
+        "sample": json.dumps({"max": SJE_SAMPLE, "mul": SJE_SAMPLE_MUL}),
+    }
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "train-sje.safetensors")
+    save_safetensors_sorted(out, path, meta)
+    back = load_file(path)
+    with safe_open(path, "np") as f:
+        assert f.metadata() == meta
+    assert set(back) == set(out) and all(np.array_equal(back[k], out[k]) for k in out)
+    assert all(np.isfinite(v).all() for v in out.values())
+    s = out["scores"].astype(np.float64)
+    b = len(s)
+    m1 = 1 + s - np.diag(s)[:, None]
+    m2 = 1 + s.T - np.diag(s)[:, None]
+    off = ~np.eye(b, dtype=bool)
+    margins = np.concatenate([m1[off], m2[off]])
+    print(f"{path}: {os.path.getsize(path)} bytes, {len(out)} tensors ({time.time() - t0:.1f} s)")
+    print(f"  loss {out['loss'][0]:.6f}; {np.sum(margins > 0)} of {margins.size} hinge terms active, "
+          f"min |margin| {np.abs(margins).min():.3e}; |emb| txt {np.abs(out['txt_emb']).max():.3f} "
+          f"img {np.abs(out['img_emb']).max():.3f}")
+    if args.stats:
+        print_sje_stats(cfg, opts, out)
+
+
+def print_sje_stats(cfg, opts, ref):
+    """PyTorch f32 vs the f64 golden, in the metrics of tests/parity_sje.rs: gradients (stored
+    elements) and their sums relative to the stored max (at least 1e-3 of the network's largest
+    gradient), norms relative; updated weights absolute where |g| >= 1e-5; statistics absolute."""
+    f32 = sje_step(cfg, opts, torch.float32)
+    full64 = sje_step(cfg, opts, torch.float64, full=True)
+    net_scale = {}
+    for k, g in full64.items():
+        if k.startswith("grad."):
+            net = k.split(".")[1]
+            net_scale[net] = max(net_scale.get(net, 0.0), float(np.abs(g).max()))
+    print("  largest gradient per network: " + ", ".join(f"{n} {v:.3e}" for n, v in net_scale.items()))
+    worst = {}
+    for k in sorted(ref):
+        a, r = f32[k].astype(np.float64), ref[k].astype(np.float64)
+        d = np.abs(a - r)
+        kind = k.split(".")[0]
+        if k.startswith("grad"):
+            name = k.split(".", 1)[1]
+            floor = 1e-3 * net_scale[name.split(".")[0]]
+            if kind == "grad_norm":
+                e = d.max() / r.max()
+            else:
+                e = d.max() / max(np.abs(r).max(), floor)
+        elif kind == "new":
+            g = ref.get("grad." + k[4:])
+            if g is None:
+                kind, e = "stat", d.max()
+            else:
+                resolved = np.abs(g.astype(np.float64)) >= 1e-5
+                e = d[resolved].max() if resolved.any() else 0.0
+                print(f"    {k}: {np.sum(~resolved)} of {g.size} elements with |g| < 1e-5, "
+                      f"max |delta| there {d[~resolved].max() if (~resolved).any() else 0:.2e}")
+        else:
+            kind, e = "forward", d.max() / max(np.abs(r).max(), 1e-30)
+        if e >= worst.get(kind, (-1.0, ""))[0]:
+            worst[kind] = (e, k)
+        print(f"  f32 vs f64 {k}: {e:.3e}")
+    for kind, (e, k) in sorted(worst.items()):
+        print(f"  worst {kind}: {e:.3e} ({k})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1011,6 +1252,10 @@ def main(argv=None):
     s.add_argument("--out", default="tests/data/golden")
     s.add_argument("--stats", action="store_true", help="print the f32-vs-f64 differences of every tensor")
     s.set_defaults(fn=cmd_train_goldens)
+    s = sub.add_parser("sje-goldens", help="write tests/data/golden/train-sje.safetensors (one DS-SJE step)")
+    s.add_argument("--out", default="tests/data/golden")
+    s.add_argument("--stats", action="store_true", help="print the f32-vs-f64 differences of every tensor")
+    s.set_defaults(fn=cmd_sje_goldens)
     s = sub.add_parser("export", help="write a weights file in the text2img format")
     s.add_argument("--config", required=True, help="built-in config name or config JSON path")
     s.add_argument("--out", required=True)

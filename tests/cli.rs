@@ -187,3 +187,22 @@ fn long_captions_warn_and_inspect_reports() {
 fn text2img_root() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
+
+#[test]
+fn interpolate_writes_a_strip() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = weights(dir.path(), DType::F32);
+    let out = dir.path().join("strip.png");
+    let (code, _, err) = run(bin()
+        .args(["interpolate", "a red circle", "a blue star", "-n", "5"])
+        .arg("-m")
+        .arg(&w)
+        .arg("-o")
+        .arg(&out));
+    assert_eq!(code, 0, "{err}");
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).expect("strip")));
+    let info = dec.read_info().expect("header").info().clone();
+    assert_eq!((info.width, info.height), (5 * 64 + 6 * 2, 64 + 2 * 2));
+    let (code, _, _) = run(bin().args(["interpolate", "a", "b", "c"]).arg("-m").arg(&w));
+    assert_eq!(code, 2, "three captions are a usage error");
+}

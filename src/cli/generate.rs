@@ -65,7 +65,7 @@ pub struct GenerateArgs {
 }
 
 /// The weights path: -m, then $T2I_MODEL, then the shipped default.
-fn weights_path(arg: &Option<PathBuf>) -> Result<PathBuf, Failure> {
+pub fn weights_path(arg: &Option<PathBuf>) -> Result<PathBuf, Failure> {
     if let Some(p) = arg {
         return Ok(p.clone());
     }

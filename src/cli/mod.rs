@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod generate;
 mod inspect;
+mod interpolate;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate images from captions.
     Generate(generate::GenerateArgs),
+    /// Images between two captions at fixed noise, or between two noises for one caption.
+    Interpolate(interpolate::InterpolateArgs),
     /// Print a weights file's config, networks and tensors, and check it.
     Inspect(inspect::InspectArgs),
     /// Time caption → image and the generator (llama-bench style rows).
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Generate(a) => generate::run(a, v),
         Command::Inspect(a) => inspect::run(a),
+        Command::Interpolate(a) => interpolate::run(a, v),
         Command::Bench(a) => bench::run(a),
         Command::TrainEncoder(a) => train::run_encoder(a, v),
         Command::Train(a) => train::run_gan(a, v),
