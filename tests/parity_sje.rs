@@ -21,9 +21,8 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::repo_root;
+use common::{micro_config, repo_root};
 use text2img::graph::thread_pool;
-use text2img::model::config::{DiscriminatorConfig, EncoderConfig, GeneratorConfig, RnnKind, TextConfig, ALPHABET};
 use text2img::model::synthetic::{synthetic_tensor, synthetic_weights};
 use text2img::model::text::encode_batch;
 use text2img::model::{ModelConfig, Network, WeightSet};
@@ -62,24 +61,6 @@ const STAT_TOL: f64 = 1e-6;
 const EPS: f64 = 1e-8;
 const ALPHA: f64 = 0.99;
 
-fn tiny() -> ModelConfig {
-    ModelConfig {
-        name: "tiny".into(),
-        text: TextConfig { alphabet: ALPHABET.into(), doc_length: 60 },
-        encoder: EncoderConfig {
-            conv_channels: [6, 8, 8],
-            kernel_size: 4,
-            pool_size: 3,
-            final_pool: None,
-            rnn: RnnKind::Gru,
-            rnn_hidden: 8,
-            embed_dim: 8,
-        },
-        generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2 },
-        discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false },
-    }
-}
-
 struct Golden {
     file: WeightFile,
     config: ModelConfig,
@@ -97,7 +78,7 @@ impl Golden {
         let file = WeightFile::open(&path, LoadMode::Read).expect("golden file (scripts/reference.py sje-goldens)");
         assert_eq!(file.metadata("format"), Some("text2img/train-sje/1"), "golden format");
         let config = ModelConfig::from_json(file.metadata("config").expect("config")).expect("config");
-        assert_eq!(config, tiny(), "golden config differs from tiny()");
+        assert_eq!(config, micro_config(), "golden config differs from common::micro_config()");
         let json = |k: &str| -> serde_json::Value {
             serde_json::from_str(file.metadata(k).unwrap_or_else(|| panic!("metadata {k}"))).expect(k)
         };

@@ -12,9 +12,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::repo_root;
+use common::{micro_config, repo_root};
 use text2img::graph::thread_pool;
-use text2img::model::config::{DiscriminatorConfig, EncoderConfig, GeneratorConfig, RnnKind, TextConfig, ALPHABET};
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::rng::normal_noise;
@@ -48,24 +47,6 @@ const GRAD_RESOLVED: f64 = 1e-6;
 /// Running statistics, absolute: f32 rounding of values ≤ 2 (PyTorch f32 vs f64 measured 2.4e-7).
 const STAT_TOL: f64 = 1e-6;
 
-fn tiny() -> ModelConfig {
-    ModelConfig {
-        name: "tiny".into(),
-        text: TextConfig { alphabet: ALPHABET.into(), doc_length: 60 },
-        encoder: EncoderConfig {
-            conv_channels: [6, 8, 8],
-            kernel_size: 4,
-            pool_size: 3,
-            final_pool: None,
-            rnn: RnnKind::Gru,
-            rnn_hidden: 8,
-            embed_dim: 8,
-        },
-        generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2 },
-        discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false },
-    }
-}
-
 struct Golden {
     file: WeightFile,
     config: ModelConfig,
@@ -78,7 +59,7 @@ impl Golden {
         let file = WeightFile::open(&path, LoadMode::Read).expect("golden file (scripts/reference.py train-goldens)");
         assert_eq!(file.metadata("format"), Some("text2img/train-gan/1"), "golden format");
         let config = ModelConfig::from_json(file.metadata("config").expect("config")).expect("config");
-        assert_eq!(config, tiny(), "golden config differs from tiny()");
+        assert_eq!(config, micro_config(), "golden config differs from common::micro_config()");
         let o: serde_json::Value = serde_json::from_str(file.metadata("options").expect("options")).expect("options");
         let num = |k: &str| o[k].as_f64().unwrap_or_else(|| panic!("option {k}"));
         let flag = |k: &str| o[k].as_bool().unwrap_or_else(|| panic!("option {k}"));

@@ -28,7 +28,7 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
             "-q",
             "train-encoder",
             "--config",
-            "tiny",
+            "small",
             "--steps",
             "3",
             "--batch",

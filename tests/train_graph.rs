@@ -7,9 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{assert_close, random};
+use common::{assert_close, micro_config, random};
 use text2img::graph::{thread_pool, Backend, Session};
-use text2img::model::config::{DiscriminatorConfig, EncoderConfig, GeneratorConfig, RnnKind, TextConfig, ALPHABET};
 use text2img::model::discriminator::build_discriminator;
 use text2img::model::encoder::build_encoder;
 use text2img::model::generator::build_generator;
@@ -21,24 +20,6 @@ use text2img::train::net::smooth_train_graph;
 use text2img::train::{Mode, TrainNet, TrainSession};
 
 const FD_EPS: f32 = 1e-3;
-
-fn tiny() -> ModelConfig {
-    ModelConfig {
-        name: "tiny".into(),
-        text: TextConfig { alphabet: ALPHABET.into(), doc_length: 60 },
-        encoder: EncoderConfig {
-            conv_channels: [6, 8, 8],
-            kernel_size: 4,
-            pool_size: 3,
-            final_pool: None,
-            rnn: RnnKind::Gru,
-            rnn_hidden: 8,
-            embed_dim: 8,
-        },
-        generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2 },
-        discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false },
-    }
-}
 
 fn inputs(net: Network, cfg: &ModelConfig, batch: usize, seed: u64) -> Vec<Vec<f32>> {
     match net {
@@ -86,7 +67,7 @@ fn eval_mode_training_graph_matches_inference_graph() {
 
 /// Loss L = Σ out·r; checks dL/dθ for a sample of parameters against central differences.
 fn grad_check(net: Network, batch: usize) {
-    let cfg = tiny();
+    let cfg = micro_config();
     let pool = thread_pool(1).expect("pool");
     // tanh for every ReLU: finite differences need a smooth function (see the builder).
     let graph = smooth_train_graph(&cfg, net).expect("graph");
@@ -177,7 +158,7 @@ fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>)
 
 #[test]
 fn gan_step_updates_and_resume_is_exact() {
-    let cfg = tiny();
+    let cfg = micro_config();
     let pool = thread_pool(2).expect("pool");
     let opts = GanOptions { batch: 4, seed: 5, ..GanOptions::default() };
     let mut a = GanTrainer::new(&cfg, opts.clone(), Arc::clone(&pool)).expect("trainer");

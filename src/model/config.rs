@@ -85,7 +85,7 @@ const MAX_CHANNELS: usize = 1 << 14;
 
 impl ModelConfig {
     /// The built-in config names.
-    pub const BUILTIN: [&'static str; 4] = ["reed-cub", "reed-flowers", "shapes", "tiny"];
+    pub const BUILTIN: [&'static str; 4] = ["reed-cub", "reed-flowers", "shapes", "small"];
 
     /// A built-in config by name.
     pub fn builtin(name: &str) -> Result<ModelConfig> {
@@ -129,7 +129,7 @@ impl ModelConfig {
                 discriminator: d,
             },
             // For smoke tests and quick experiments: minutes of CPU, not hours.
-            "tiny" => ModelConfig {
+            "small" => ModelConfig {
                 name: name.into(),
                 text,
                 encoder: EncoderConfig { conv_channels: [32, 64, 64], rnn_hidden: 64, embed_dim: 64, ..reed_encoder },

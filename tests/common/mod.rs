@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use text2img::model::config::{DiscriminatorConfig, EncoderConfig, GeneratorConfig, RnnKind, TextConfig, ALPHABET};
+use text2img::model::ModelConfig;
+
 /// Deterministic uniform values in [-1, 1) (xorshift64*), fresh per seed.
 pub fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -44,4 +47,24 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 /// test executables can run from a copy of the tree).
 pub fn repo_root() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The micro config of the training tests and training goldens (named "tiny" there; scripts/reference.py
+/// `train_config()`): every layer present, every size minimal (doc 60 → 2 GRU steps).
+pub fn micro_config() -> ModelConfig {
+    ModelConfig {
+        name: "tiny".into(),
+        text: TextConfig { alphabet: ALPHABET.into(), doc_length: 60 },
+        encoder: EncoderConfig {
+            conv_channels: [6, 8, 8],
+            kernel_size: 4,
+            pool_size: 3,
+            final_pool: None,
+            rnn: RnnKind::Gru,
+            rnn_hidden: 8,
+            embed_dim: 8,
+        },
+        generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2 },
+        discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false },
+    }
 }
