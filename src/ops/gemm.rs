@@ -278,11 +278,21 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, acc: bool, 
                 pack_b(&b, pc, kc, jc, nc, nr, &mut bp);
                 let blk = Block { a, bp: &bp, pc, kc, jc, nc, accumulate: acc || pc > 0, kernel, out, c: c_ptr };
                 let blocks = m.div_ceil(MC);
-                let run = |ib: usize| blk.rows(ib * MC, MC.min(m - ib * MC));
-                if threads > 1 && blocks > 1 && m * nc * kc >= 1 << 15 {
-                    (0..blocks).into_par_iter().for_each(run);
+                let panels = nc.div_ceil(nr);
+                let parallel = threads > 1 && m * nc * kc >= 1 << 15;
+                // Short, wide products (few row blocks) are also cut by column panels, so every
+                // thread has work: tasks are (row block, run of panels).
+                let splits = if parallel && blocks < 2 * threads { (2 * threads).div_ceil(blocks).min(panels) } else { 1 };
+                let per = panels.div_ceil(splits);
+                let run = |task: usize| {
+                    let (ib, part) = (task / splits, task % splits);
+                    let cols = part * per..((part + 1) * per).min(panels);
+                    blk.rows(ib * MC, MC.min(m - ib * MC), cols);
+                };
+                if parallel && blocks * splits > 1 {
+                    (0..blocks * splits).into_par_iter().for_each(run);
                 } else {
-                    (0..blocks).for_each(run);
+                    (0..blocks * splits).for_each(run);
                 }
             });
         }
@@ -292,7 +302,8 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, acc: bool, 
 /// The destination pointer, shared by the row-block workers.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: workers write disjoint rows of one exclusively borrowed buffer (see `Block::rows`).
+// SAFETY: tasks write disjoint regions (row block × panel run) of one exclusively borrowed
+// buffer (see `Block::rows_with`).
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
@@ -319,10 +330,10 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    /// Rows [ic, ic+mc) of this block.
-    fn rows(&self, ic: usize, mc: usize) {
+    /// Rows [ic, ic+mc) of this block, column panels `panels`.
+    fn rows(&self, ic: usize, mc: usize, panels: std::ops::Range<usize>) {
         match self.a {
-            Lhs::Packed(p) => self.rows_with(ic, mc, p.block(ic, self.pc)),
+            Lhs::Packed(p) => self.rows_with(ic, mc, p.block(ic, self.pc), panels),
             Lhs::View(a) => PACK_A.with(|cell| {
                 let mut ap = cell.borrow_mut();
                 let need = mc.div_ceil(MR) * MR * self.kc;
@@ -330,15 +341,15 @@ impl Block<'_> {
                     ap.resize(need, 0.0);
                 }
                 pack_a_block(&a, ic, mc, self.pc, self.kc, &mut ap);
-                self.rows_with(ic, mc, &ap);
+                self.rows_with(ic, mc, &ap, panels);
             }),
         }
     }
 
-    fn rows_with(&self, ic: usize, mc: usize, ap: &[f32]) {
+    fn rows_with(&self, ic: usize, mc: usize, ap: &[f32], panels: std::ops::Range<usize>) {
         let nr = self.kernel.nr();
         let mut tile = [0.0f32; MR * NR_MAX];
-        for jp in 0..self.nc.div_ceil(nr) {
+        for jp in panels {
             let j0 = self.jc + jp * nr;
             let w = nr.min(self.jc + self.nc - j0);
             let bpanel = &self.bp[jp * self.kc * nr..(jp + 1) * self.kc * nr];
@@ -350,8 +361,8 @@ impl Block<'_> {
                     let src = &tile[i * nr..i * nr + w];
                     if self.out.cs == 1 {
                         // SAFETY: the row's w elements start at row·rs + j0 and end at most at
-                        // out.last_index(m, n) < c.len() (asserted in gemm); rows [ic, ic+mc)
-                        // belong to this worker alone.
+                        // out.last_index(m, n) < c.len() (asserted in gemm); the (rows [ic,
+                        // ic+mc), columns of this task's panels) region belongs to this task alone.
                         let dst =
                             unsafe { std::slice::from_raw_parts_mut(self.c.get().add(row * self.out.rs + j0), w) };
                         if self.accumulate {
@@ -363,9 +374,10 @@ impl Block<'_> {
                     }
                     for (j, &v) in src.iter().enumerate() {
                         let idx = row * self.out.rs + (j0 + j) * self.out.cs;
-                        // SAFETY: idx ≤ out.last_index(m, n) < c.len() (asserted in gemm); rows
-                        // [ic, ic+mc) belong to this worker alone and distinct (row, col) pairs
-                        // map to distinct indices (rs ≠ cs), so no two threads write one element.
+                        // SAFETY: idx ≤ out.last_index(m, n) < c.len() (asserted in gemm); the
+                        // (row block, panel run) region belongs to this task alone and distinct
+                        // (row, col) pairs map to distinct indices (rs ≠ cs), so no two threads
+                        // write one element.
                         unsafe {
                             let p = self.c.get().add(idx);
                             *p = if self.accumulate { *p + v } else { v };
