@@ -37,14 +37,54 @@ pub enum Device {
 }
 
 impl DeviceRequest {
-    /// Resolves the request: `auto` is the CPU until the CUDA backend lands.
+    /// Resolves the request. Without the `cuda` feature, `cuda` is an error and `auto` the CPU.
+    /// With it, `cuda` probes the driver and the device (a missing driver is an error, never a
+    /// panic) and `auto` falls back to the CPU with one notice on stderr. Until the CUDA
+    /// executor lands (issue 7), a found GPU still cannot run the graphs: `cuda` says so.
     pub fn resolve(self) -> Result<Device> {
         match self {
-            DeviceRequest::Auto | DeviceRequest::Cpu => Ok(Device::Cpu),
-            DeviceRequest::Cuda(n) => Err(Error::Device(format!(
-                "--device cuda:{n}: this build of text2img has no CUDA backend yet (the CPU backend \
-                 serves; use --device cpu or auto)"
-            ))),
+            DeviceRequest::Cpu => Ok(Device::Cpu),
+            DeviceRequest::Auto => {
+                #[cfg(feature = "cuda")]
+                notice_once(&match cuda_unavailable(0) {
+                    Some(e) => format!("--device auto: no usable GPU ({e}); running on the CPU"),
+                    None => "--device auto: running on the CPU".into(),
+                });
+                Ok(Device::Cpu)
+            }
+            DeviceRequest::Cuda(n) => Err(cuda_error(n)),
         }
     }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_error(n: usize) -> Error {
+    Error::Device(format!(
+        "--device cuda:{n}: this build of text2img has no CUDA backend yet (the CPU backend \
+         serves; use --device cpu or auto)"
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_error(n: usize) -> Error {
+    match cuda_unavailable(n) {
+        Some(e) => Error::Device(format!("--device cuda:{n}: {e}")),
+        None => Error::Device(format!(
+            "--device cuda:{n}: the GPU and its kernels are there, but the CUDA graph executor is not built \
+             yet (issue 7); use --device cpu or auto"
+        )),
+    }
+}
+
+/// Why GPU `n` cannot be opened, or None when it can (driver, device, kernels all load).
+#[cfg(feature = "cuda")]
+fn cuda_unavailable(n: usize) -> Option<String> {
+    crate::cuda::CudaDevice::new(n).err().map(|e| e.to_string())
+}
+
+/// Prints `msg` to stderr the first time only.
+#[cfg(feature = "cuda")]
+fn notice_once(msg: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("note: {msg}"));
 }

@@ -5,6 +5,8 @@
 //! kernels), `graph` (construct / plan / run), `weights` (safetensors, mapped), `model` (the
 //! three networks as graphs, configs, text encoding), `rng` (Philox noise), `image` (PNG out).
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod device;
 pub mod error;

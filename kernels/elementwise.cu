@@ -1,0 +1,66 @@
+// elementwise: activations, add, channel concat, spatial replicate, mean over time and the 1-D
+// max-pool; the device twins of src/ops/{activation,elementwise,pool}.rs. All memory-bound: one
+// thread per output element, grid-stride loops. Each is exact (bit for bit against the CPU)
+// except the transcendental activations (tanh, sigmoid: expf/tanhf, ≤ 2 ulp).
+#include "common.cuh"
+
+#define GRID_STRIDE(i, n)                                                                      \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n);              \
+         i += (long long)gridDim.x * blockDim.x)
+
+// out[i] = act(x[i]). Launch contract (every kernel of this file unless it says otherwise):
+// 1-D, any block size (256 tuned), any grid; no shared memory; every output element written once.
+// out may alias x.
+extern "C" __global__ void activation_fwd_f32(const float* x, float* out, long long n, int act, float slope) {
+    GRID_STRIDE(i, n) out[i] = apply_act(act, slope, x[i]);
+}
+
+// out[i] = a[i] + b[i]; out may alias a or b.
+extern "C" __global__ void add_fwd_f32(const float* a, const float* b, float* out, long long n) {
+    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+
+// a [B, a_len], b [B, b_len] → out [B, a_len + b_len].
+extern "C" __global__ void concat_channels_fwd_f32(
+    const float* __restrict__ a, long long a_len, const float* __restrict__ b, long long b_len, int batch,
+    float* __restrict__ out) {
+    const long long row = a_len + b_len;
+    GRID_STRIDE(i, (long long)batch * row) {
+        long long s = i / row, j = i % row;
+        out[i] = j < a_len ? a[s * a_len + j] : b[s * b_len + (j - a_len)];
+    }
+}
+
+// x [rows] (rows = B·C) → out [rows, hw]: out[r, p] = x[r].
+extern "C" __global__ void replicate_spatial_fwd_f32(
+    const float* __restrict__ x, long long rows, long long hw, float* __restrict__ out) {
+    GRID_STRIDE(i, rows * hw) out[i] = x[i / hw];
+}
+
+// x [B, T, H] → out [B, H], out = (Σ_t x[b, t, :]) · (1/T), summed in t order in f32 as the CPU
+// does, so the result is bit-identical to ops::pool::mean_time.
+extern "C" __global__ void mean_time_fwd_f32(
+    const float* __restrict__ x, int batch, int t, int h, float* __restrict__ out) {
+    const float inv = 1.0f / (float)t;
+    GRID_STRIDE(i, (long long)batch * h) {
+        long long b = i / h, j = i % h;
+        const float* xp = x + b * t * h + j;
+        float acc = 0.0f;
+        for (int s = 0; s < t; ++s) acc += xp[(long long)s * h];
+        out[i] = acc * inv;
+    }
+}
+
+// x [rows, t] → out [rows, to], to = (t − k)/s + 1 (the host checks t ≥ k): the max of each
+// window (NaN-free inputs; fmaxf as f32::max).
+extern "C" __global__ void maxpool1d_fwd_f32(
+    const float* __restrict__ x, long long rows, int t, int k, int s, int to, float* __restrict__ out) {
+    GRID_STRIDE(i, rows * to) {
+        long long r = i / to;
+        int j = (int)(i % to);
+        const float* w = x + r * t + (long long)j * s;
+        float m = -__int_as_float(0x7f800000);  // −∞
+        for (int q = 0; q < k; ++q) m = fmaxf(m, w[q]);
+        out[i] = m;
+    }
+}

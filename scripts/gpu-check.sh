@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, from the repository root of a copy of the tree that includes .gpu/
+# (made here by `../shared/gpu/bundle.sh --features cuda`). Builds nothing: runs every
+# .gpu/bin/test-* with --test-threads=1 (test-cuda_* with --include-ignored: the GPU tests), then
+# every .gpu/bin/bench-*, logs each to $OUT (default /tmp/out), and prints a short table last.
+# Fails cleanly (message, exit 2) when there is no GPU or no bundle; exit 1 when a test fails.
+set -u
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+per_test=${GPU_CHECK_TEST_TIMEOUT:-240}
+per_bench=${GPU_CHECK_BENCH_TIMEOUT:-120}
+fail() { echo "gpu-check: $*" | tee "$out/gpu-check.error" >&2; exit 2; }
+
+ls .gpu/bin/test-* > /dev/null 2>&1 || fail "no .gpu/bin/test-* here ($(pwd)): run ../shared/gpu/bundle.sh --features cuda first and carry .gpu"
+command -v nvidia-smi > /dev/null 2>&1 || fail "nvidia-smi not found: no NVIDIA driver on this machine, so no GPU to check"
+gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1) \
+  || fail "nvidia-smi finds no GPU: $gpu"
+echo "$gpu" | tee "$out/gpu.txt"
+date -u +%FT%TZ > "$out/date.txt"
+
+status=0
+table=""
+row() { table+=$(printf '%-44s %-10s %s' "$1" "$2" "$3")$'\n'; }
+for t in .gpu/bin/test-*; do
+  [ -x "$t" ] || continue
+  n=$(basename "$t")
+  start=$SECONDS
+  # only the CUDA suites' ignored tests are GPU tests (others, e.g. the fixture writer, are not)
+  case $n in test-cuda_*) extra=--include-ignored ;; *) extra= ;; esac
+  timeout "$per_test" "$t" $extra --test-threads=1 > "$out/$n.log" 2>&1
+  rc=$?
+  res=$(grep -E '^test result' "$out/$n.log" | tail -1 | sed 's/^test result: //; s/; finished in.*//')
+  if [ $rc = 0 ]; then r=ok; else r="FAIL($rc)"; status=1; fi
+  row "$n" "$r" "$((SECONDS - start))s ${res:-no result line (see $n.log)}"
+done
+for b in .gpu/bin/bench-*; do
+  [ -x "$b" ] || continue
+  n=$(basename "$b")
+  start=$SECONDS
+  # criterion: a short measurement per bench so the whole check stays well inside ten minutes
+  timeout "$per_bench" "$b" --bench --warm-up-time 1 --measurement-time 2 > "$out/$n.log" 2>&1
+  rc=$?
+  if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
+  row "$n" "$r" "$((SECONDS - start))s, see $n.log"
+done
+grep -h "philox seed" "$out"/test-cuda_ops*.log 2>/dev/null | tee "$out/philox.txt"
+echo
+echo "== gpu-check on $gpu"
+printf '%-44s %-10s %s\n' executable result detail
+printf '%s' "$table" | tee "$out/table.txt"
+exit $status

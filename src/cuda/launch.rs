@@ -1,0 +1,495 @@
+//! Thin launch wrappers, one per kernel: check every buffer's length against what the kernel
+//! will index (an `Error::Shape` otherwise), convert sizes to the kernel's integer types, pick the
+//! launch shape of the kernel's contract (kernels/*.cu), enqueue on the device's stream.
+//! Layouts are those of src/ops (row-major NCHW, conv1d [B, C, T], recurrences [B, T, H]).
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::{driver_err, Buf, CudaDevice};
+use crate::error::{Error, Result};
+use crate::ops::conv2d::Conv2dGeom;
+use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
+use crate::ops::rnn::RnnDims;
+use crate::ops::Activation;
+
+/// Threads per block of the 1-D grid-stride kernels.
+const BLOCK: u32 = 256;
+/// Most blocks a 1-D launch uses (the kernels stride over the rest).
+const MAX_BLOCKS: usize = 1 << 16;
+/// Threads per block of the persistent recurrence kernels.
+const RNN_BLOCK: u32 = 256;
+
+/// The fused epilogue on the device: act(acc·scale[c] + shift[c] + residual[i]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epi<'a> {
+    pub scale: Option<&'a Buf>,
+    pub shift: Option<&'a Buf>,
+    pub residual: Option<&'a Buf>,
+    pub act: Activation,
+}
+
+/// Element strides of one GEMM operand: (i, j) of batch entry z at z·bs + i·rs + j·cs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatLayout {
+    pub rs: usize,
+    pub cs: usize,
+    pub bs: usize,
+}
+
+impl MatLayout {
+    /// Row-major [rows, cols] with batch stride `bs`.
+    pub fn row_major(cols: usize, bs: usize) -> MatLayout {
+        MatLayout { rs: cols, cs: 1, bs }
+    }
+
+    /// The transpose of a row-major [cols, rows] (element (i, j) at j·ld + i), batch stride `bs`.
+    pub fn transposed(ld: usize, bs: usize) -> MatLayout {
+        MatLayout { rs: 1, cs: ld, bs }
+    }
+
+    /// Elements a buffer needs to hold a [rows, cols] operand for `batch` entries.
+    fn span(&self, rows: usize, cols: usize, batch: usize) -> usize {
+        (batch - 1) * self.bs + (rows - 1) * self.rs + (cols - 1) * self.cs + 1
+    }
+}
+
+/// A size as the kernels' `int`.
+fn int(v: usize, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::Shape(format!("CUDA {what}: {v} does not fit the kernels' 32-bit int")))
+}
+
+/// Sizes as the kernels' `int`s.
+fn ints<const N: usize>(vals: [usize; N], what: &str) -> Result<[i32; N]> {
+    let mut out = [0; N];
+    for (o, v) in out.iter_mut().zip(vals) {
+        *o = int(v, what)?;
+    }
+    Ok(out)
+}
+
+/// A size as the kernels' `long long`.
+fn long(v: usize) -> i64 {
+    v as i64
+}
+
+/// Fails unless `buf` holds at least `len` elements.
+fn need(buf: &Buf, len: usize, what: &str) -> Result<()> {
+    if buf.len() < len {
+        return Err(Error::Shape(format!("CUDA {what}: buffer of {} elements, the kernel indexes {len}", buf.len())));
+    }
+    Ok(())
+}
+
+/// Fails on an empty problem (every kernel's contract wants sizes ≥ 1).
+fn nonzero(sizes: &[usize], what: &str) -> Result<()> {
+    if sizes.contains(&0) {
+        return Err(Error::Shape(format!("CUDA {what}: zero-sized dimension in {sizes:?}")));
+    }
+    Ok(())
+}
+
+/// (code, slope) of an activation, as kernels/common.cuh numbers them.
+fn act_code(act: Activation) -> (i32, f32) {
+    match act {
+        Activation::None => (0, 0.0),
+        Activation::Relu => (1, 0.0),
+        Activation::LeakyRelu(a) => (2, a),
+        Activation::Tanh => (3, 0.0),
+        Activation::Sigmoid => (4, 0.0),
+    }
+}
+
+/// A 1-D grid-stride launch over `total` elements.
+fn cfg_1d(total: usize) -> LaunchConfig {
+    let blocks = total.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// The epilogue's kernel arguments, lengths checked.
+struct EpiArgs<'a> {
+    flags: i32,
+    scale: &'a Buf,
+    shift: &'a Buf,
+    residual: &'a Buf,
+    act: i32,
+    slope: f32,
+}
+
+impl CudaDevice {
+    fn epi_args<'a>(&'a self, epi: &Epi<'a>, channels: usize, out_len: usize, what: &str) -> Result<EpiArgs<'a>> {
+        let mut flags = 0;
+        if let Some(s) = epi.scale {
+            need(s, channels, &format!("{what} scale"))?;
+            flags |= 1;
+        }
+        if let Some(s) = epi.shift {
+            need(s, channels, &format!("{what} shift"))?;
+            flags |= 2;
+        }
+        if let Some(r) = epi.residual {
+            need(r, out_len, &format!("{what} residual"))?;
+            flags |= 4;
+        }
+        let (act, slope) = act_code(epi.act);
+        Ok(EpiArgs {
+            flags,
+            scale: epi.scale.unwrap_or(&self.dummy),
+            shift: epi.shift.unwrap_or(&self.dummy),
+            residual: epi.residual.unwrap_or(&self.dummy),
+            act,
+            slope,
+        })
+    }
+
+    /// C[z] = epi(A[z] × B[z]) for z < batch: A [m, k], B [k, n], C [m, n] with any strides
+    /// (`gemm_fwd_f32`). The epilogue's channel is the row (`channel_axis` 0) or the column (1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_fwd(
+        &self,
+        (m, n, k, batch): (usize, usize, usize, usize),
+        a: (&Buf, MatLayout),
+        b: (&Buf, MatLayout),
+        c: (&mut Buf, MatLayout),
+        epi: &Epi,
+        channel_axis: usize,
+    ) -> Result<()> {
+        const WHAT: &str = "gemm_fwd_f32";
+        nonzero(&[m, n, k, batch], WHAT)?;
+        need(a.0, a.1.span(m, k, batch), "gemm A")?;
+        need(b.0, b.1.span(k, n, batch), "gemm B")?;
+        let c_span = c.1.span(m, n, batch);
+        need(c.0, c_span, "gemm C")?;
+        let e = self.epi_args(epi, if channel_axis == 0 { m } else { n }, c_span, WHAT)?;
+        let (mi, ni, ki) = (int(m, WHAT)?, int(n, WHAT)?, int(k, WHAT)?);
+        let [a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, c_rs, c_cs, c_bs] =
+            [a.1.rs, a.1.cs, a.1.bs, b.1.rs, b.1.cs, b.1.bs, c.1.rs, c.1.cs, c.1.bs].map(long);
+        let axis = i32::from(channel_axis != 0);
+        let grid = (n.div_ceil(64) as u32, m.div_ceil(64) as u32, int(batch, WHAT)? as u32);
+        let cfg = LaunchConfig { grid_dim: grid, block_dim: (16, 16, 1), shared_mem_bytes: 0 };
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(&mi).arg(&ni).arg(&ki);
+        l.arg(a.0).arg(&a_rs).arg(&a_cs).arg(&a_bs);
+        l.arg(b.0).arg(&b_rs).arg(&b_cs).arg(&b_bs);
+        l.arg(c.0).arg(&c_rs).arg(&c_cs).arg(&c_bs);
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&axis).arg(&e.act).arg(&e.slope);
+        // SAFETY: the argument list matches gemm_fwd_f32's signature in kernels/gemm.cu type for
+        // type; every index the kernel forms is below the spans checked above; the launch shape
+        // is the kernel's contract (16×16 threads, one 64×64 tile of C per block and batch entry).
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// y [B, O] = epi(x [B, I] · Wᵀ), W [O, I] row-major (ops::linear), epilogue per column.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_fwd(
+        &self,
+        x: &Buf,
+        w: &Buf,
+        batch: usize,
+        in_f: usize,
+        out_f: usize,
+        epi: &Epi,
+        y: &mut Buf,
+    ) -> Result<()> {
+        if epi.residual.is_some() {
+            return Err(Error::Shape("CUDA linear: no residual input".into()));
+        }
+        self.gemm_fwd(
+            (batch, out_f, in_f, 1),
+            (x, MatLayout::row_major(in_f, 0)),
+            (w, MatLayout::transposed(in_f, 0)),
+            (y, MatLayout::row_major(out_f, 0)),
+            epi,
+            1,
+        )
+    }
+
+    /// Direct convolution (`conv2d_fwd_f32`): x [B, Cin, H, W], w [Cout, Cin, kh, kw],
+    /// out [B, Cout, Ho, Wo], epilogue per output channel.
+    pub fn conv2d_fwd(&self, x: &Buf, w: &Buf, batch: usize, g: &Conv2dGeom, epi: &Epi, out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "conv2d_fwd_f32";
+        let (ho, wo) = g.out_hw().ok_or_else(|| Error::Shape(format!("{WHAT}: kernel larger than input {g:?}")))?;
+        nonzero(&[batch, g.cin, g.cout, g.stride, ho, wo], WHAT)?;
+        need(x, batch * g.in_len(), "conv2d x")?;
+        need(w, g.cout * g.kdim(), "conv2d w")?;
+        let total = batch * g.cout * ho * wo;
+        need(out, total, "conv2d out")?;
+        let e = self.epi_args(epi, g.cout, total, WHAT)?;
+        let [b, ci, h, wd, co, kh, kw, s, p, hoi, woi] =
+            ints([batch, g.cin, g.h, g.w, g.cout, g.kh, g.kw, g.stride, g.pad, ho, wo], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(w).arg(out);
+        l.arg(&b).arg(&ci).arg(&h).arg(&wd).arg(&co).arg(&kh).arg(&kw).arg(&s).arg(&p).arg(&hoi).arg(&woi);
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
+        // SAFETY: arguments match conv2d_fwd_f32 in kernels/conv2d.cu; x, w, out and the epilogue
+        // buffers were checked to hold every element the kernel indexes for these sizes; the
+        // kernel is a grid-stride loop, so any 1-D grid is within its contract.
+        unsafe { l.launch(cfg_1d(total)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// Transposed convolution, gather form (`conv_transpose2d_fwd_f32`): x [B, Cin, H, W],
+    /// `w_packed` the graph's [Cout·k·k, Cin] (ops::conv_transpose2d::pack_weight), out
+    /// [B, Cout, Ho, Wo].
+    pub fn conv_transpose2d_fwd(
+        &self,
+        x: &Buf,
+        w_packed: &Buf,
+        batch: usize,
+        g: &ConvTranspose2dGeom,
+        epi: &Epi,
+        out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "conv_transpose2d_fwd_f32";
+        let (ho, wo) = g.out_hw().ok_or_else(|| Error::Shape(format!("{WHAT}: padding swallows the output {g:?}")))?;
+        nonzero(&[batch, g.cin, g.cout, g.k, g.stride], WHAT)?;
+        need(x, batch * g.in_len(), "conv_transpose2d x")?;
+        need(w_packed, g.rows() * g.cin, "conv_transpose2d w")?;
+        let total = batch * g.cout * ho * wo;
+        need(out, total, "conv_transpose2d out")?;
+        let e = self.epi_args(epi, g.cout, total, WHAT)?;
+        let [b, ci, h, wd, co, k, s, p, hoi, woi] =
+            ints([batch, g.cin, g.h, g.w, g.cout, g.k, g.stride, g.pad, ho, wo], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(w_packed).arg(out);
+        l.arg(&b).arg(&ci).arg(&h).arg(&wd).arg(&co).arg(&k).arg(&s).arg(&p).arg(&hoi).arg(&woi);
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
+        // SAFETY: arguments match conv_transpose2d_fwd_f32 in kernels/conv_transpose2d.cu; every
+        // buffer holds what the kernel indexes for these sizes (checked above); grid-stride loop.
+        unsafe { l.launch(cfg_1d(total)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// The epilogue as its own pass over x [B, C, S] (`batch_norm_fwd_f32`): inference batch
+    /// norm with (scale, shift) from BatchNormParams::scale_shift, plus residual and activation.
+    pub fn batch_norm_fwd(
+        &self,
+        x: &Buf,
+        (batch, channels, spatial): (usize, usize, usize),
+        epi: &Epi,
+        out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "batch_norm_fwd_f32";
+        nonzero(&[batch, channels, spatial], WHAT)?;
+        let n = batch * channels * spatial;
+        need(x, n, "batch_norm x")?;
+        need(out, n, "batch_norm out")?;
+        let e = self.epi_args(epi, channels, n, WHAT)?;
+        let (nl, c, s) = (long(n), int(channels, WHAT)?, long(spatial));
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(out).arg(&nl).arg(&c).arg(&s);
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
+        // SAFETY: arguments match batch_norm_fwd_f32 in kernels/batch_norm.cu; x, out and the
+        // epilogue buffers hold n = B·C·S elements (or C per channel); grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// out = act(x), elementwise over x's first `n` elements.
+    pub fn activation_fwd(&self, x: &Buf, n: usize, act: Activation, out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "activation_fwd_f32";
+        nonzero(&[n], WHAT)?;
+        need(x, n, "activation x")?;
+        need(out, n, "activation out")?;
+        let (code, slope) = act_code(act);
+        let nl = long(n);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(out).arg(&nl).arg(&code).arg(&slope);
+        // SAFETY: arguments match activation_fwd_f32 in kernels/elementwise.cu; both buffers hold
+        // n elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// out = a + b over the first `n` elements.
+    pub fn add_fwd(&self, a: &Buf, b: &Buf, n: usize, out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "add_fwd_f32";
+        nonzero(&[n], WHAT)?;
+        need(a, n, "add a")?;
+        need(b, n, "add b")?;
+        need(out, n, "add out")?;
+        let nl = long(n);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(a).arg(b).arg(out).arg(&nl);
+        // SAFETY: arguments match add_fwd_f32 in kernels/elementwise.cu; all three buffers hold n
+        // elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// a [B, a_len], b [B, b_len] → out [B, a_len + b_len] (ops::elementwise::concat_channels).
+    pub fn concat_channels_fwd(&self, a: (&Buf, usize), b: (&Buf, usize), batch: usize, out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "concat_channels_fwd_f32";
+        nonzero(&[batch, a.1 + b.1], WHAT)?;
+        need(a.0, batch * a.1, "concat a")?;
+        need(b.0, batch * b.1, "concat b")?;
+        let total = batch * (a.1 + b.1);
+        need(out, total, "concat out")?;
+        let (al, bl, bi) = (long(a.1), long(b.1), int(batch, WHAT)?);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(a.0).arg(&al).arg(b.0).arg(&bl).arg(&bi).arg(out);
+        // SAFETY: arguments match concat_channels_fwd_f32 in kernels/elementwise.cu; a, b and
+        // out hold B·a_len, B·b_len and B·(a_len + b_len) elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(total)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// x [B·C] → out [B·C, hw] (ops::elementwise::replicate_spatial).
+    pub fn replicate_spatial_fwd(&self, x: &Buf, rows: usize, hw: usize, out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "replicate_spatial_fwd_f32";
+        nonzero(&[rows, hw], WHAT)?;
+        need(x, rows, "replicate x")?;
+        need(out, rows * hw, "replicate out")?;
+        let (r, h) = (long(rows), long(hw));
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(&r).arg(&h).arg(out);
+        // SAFETY: arguments match replicate_spatial_fwd_f32 in kernels/elementwise.cu; x holds
+        // rows elements and out rows·hw; grid-stride loop.
+        unsafe { l.launch(cfg_1d(rows * hw)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// x [B, T, H] → out [B, H], the mean over time (ops::pool::mean_time).
+    pub fn mean_time_fwd(&self, x: &Buf, (batch, t, h): (usize, usize, usize), out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "mean_time_fwd_f32";
+        nonzero(&[batch, t, h], WHAT)?;
+        need(x, batch * t * h, "mean_time x")?;
+        need(out, batch * h, "mean_time out")?;
+        let (bi, ti, hi) = (int(batch, WHAT)?, int(t, WHAT)?, int(h, WHAT)?);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(&bi).arg(&ti).arg(&hi).arg(out);
+        // SAFETY: arguments match mean_time_fwd_f32 in kernels/elementwise.cu; x holds B·T·H and
+        // out B·H elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(batch * h)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// Max-pool over rows of length t: out [rows, (t − k)/s + 1] (ops::pool::maxpool1d).
+    pub fn maxpool1d_fwd(&self, x: &Buf, (rows, t, k, s): (usize, usize, usize, usize), out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "maxpool1d_fwd_f32";
+        nonzero(&[rows, t, k, s], WHAT)?;
+        let to = crate::ops::pool::maxpool1d_len(t, k, s)
+            .ok_or_else(|| Error::Shape(format!("{WHAT}: window {k} longer than the input {t}")))?;
+        need(x, rows * t, "maxpool x")?;
+        need(out, rows * to, "maxpool out")?;
+        let (r, ti, ki, si, toi) = (long(rows), int(t, WHAT)?, int(k, WHAT)?, int(s, WHAT)?, int(to, WHAT)?);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(&r).arg(&ti).arg(&ki).arg(&si).arg(&toi).arg(out);
+        // SAFETY: arguments match maxpool1d_fwd_f32 in kernels/elementwise.cu; the last window
+        // ends at (to − 1)·s + k ≤ t, x holds rows·t and out rows·to elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(rows * to)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// conv1d (`conv1d_fwd_f32`): x [B, Cin, T], w [Cout, Cin, k], out [B, Cout, T − k + 1],
+    /// bias as the epilogue's shift (ops::conv1d).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv1d_fwd(
+        &self,
+        x: &Buf,
+        w: &Buf,
+        (batch, cin, t, cout, k): (usize, usize, usize, usize, usize),
+        epi: &Epi,
+        out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "conv1d_fwd_f32";
+        nonzero(&[batch, cin, t, cout, k], WHAT)?;
+        if epi.residual.is_some() || k > t {
+            return Err(Error::Shape(format!("{WHAT}: no residual, and k {k} ≤ T {t}")));
+        }
+        let to = t + 1 - k;
+        need(x, batch * cin * t, "conv1d x")?;
+        need(w, cout * cin * k, "conv1d w")?;
+        need(out, batch * cout * to, "conv1d out")?;
+        let e = self.epi_args(epi, cout, batch * cout * to, WHAT)?;
+        let [b, ci, ti, co, ki] = ints([batch, cin, t, cout, k], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(x).arg(w).arg(out).arg(&b).arg(&ci).arg(&ti).arg(&co).arg(&ki);
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(&e.act).arg(&e.slope);
+        // SAFETY: arguments match conv1d_fwd_f32 in kernels/char_cnn_rnn.cu; x, w, out and the
+        // epilogue's per-channel buffers hold what the kernel indexes; grid-stride loop.
+        unsafe { l.launch(cfg_1d(batch * cout * to)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// The recurrence over time (ops::rnn::gru_ref or rnn_relu_ref): x [B, C, T] → out
+    /// [B, T, H]. `proj` is scratch of B·T·g·H elements (g = 3 for the GRU, 1 for the ReLU
+    /// RNN): first proj = W_ih·x for every step (one batched GEMM), then one persistent kernel
+    /// per sample runs all T steps. Weights row-major as PyTorch's: w_ih [gH, C], w_hh [gH, H].
+    pub fn rnn_fwd(&self, x: &Buf, p: &RnnBufs, gru: bool, d: RnnDims, proj: &mut Buf, out: &mut Buf) -> Result<()> {
+        let what = if gru { "gru_fwd_f32" } else { "rnn_relu_fwd_f32" };
+        let (c, t, h) = (d.cin, d.t, d.hidden);
+        let g = if gru { 3 } else { 1 };
+        nonzero(&[d.batch, c, t, h], what)?;
+        need(p.b_ih, g * h, "rnn b_ih")?;
+        need(p.w_hh, g * h * h, "rnn w_hh")?;
+        need(p.b_hh, g * h, "rnn b_hh")?;
+        need(out, d.batch * t * h, "rnn out")?;
+        let shared = 4 * g * h;
+        if shared > 48 * 1024 {
+            return Err(Error::Shape(format!(
+                "{what}: hidden size {h} needs {shared} bytes of shared memory (> 48 KiB)"
+            )));
+        }
+        // proj_b [T, gH] = x_bᵀ [T, C] · W_ihᵀ [C, gH] for every sample b.
+        self.gemm_fwd(
+            (t, g * h, c, d.batch),
+            (x, MatLayout { rs: 1, cs: t, bs: c * t }),
+            (p.w_ih, MatLayout::transposed(c, 0)),
+            (proj, MatLayout::row_major(g * h, t * g * h)),
+            &Epi::default(),
+            1,
+        )?;
+        let (ti, hi) = (int(t, what)?, int(h, what)?);
+        let cfg = LaunchConfig {
+            grid_dim: (int(d.batch, what)? as u32, 1, 1),
+            block_dim: (RNN_BLOCK, 1, 1),
+            shared_mem_bytes: shared as u32,
+        };
+        let f = self.function(if gru { "gru_fwd_f32" } else { "rnn_relu_fwd_f32" })?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(&*proj).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&ti).arg(&hi).arg(out);
+        // SAFETY: arguments match gru_fwd_f32 / rnn_relu_fwd_f32 in kernels/char_cnn_rnn.cu;
+        // proj (checked by gemm_fwd) holds B·T·gH, out B·T·H, the biases gH and w_hh gH·H
+        // elements; one block of RNN_BLOCK threads per sample with g·H floats of dynamic shared
+        // memory (≤ 48 KiB, checked), as the contract says.
+        unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
+        Ok(())
+    }
+
+    /// z [batch, nz]: row b is the Philox noise of image `image0 + b` for `seed`
+    /// (rng::normal_noise, docs/WEIGHTS.md).
+    pub fn philox_normal_fwd(&self, seed: u64, image0: u64, (nz, batch): (usize, usize), z: &mut Buf) -> Result<()> {
+        const WHAT: &str = "philox_normal_fwd_f32";
+        nonzero(&[nz, batch], WHAT)?;
+        need(z, nz * batch, "philox z")?;
+        let (nzi, bi) = (int(nz, WHAT)?, int(batch, WHAT)?);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(&seed).arg(&image0).arg(&nzi).arg(&bi).arg(z);
+        // SAFETY: arguments match philox_normal_fwd_f32 in kernels/rng.cu; z holds batch·nz
+        // elements; grid-stride loop over the Philox blocks.
+        unsafe { l.launch(cfg_1d(batch * nz.div_ceil(4))) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+}
+
+/// A recurrence's parameters on the device (PyTorch's layout; GRU rows r, z, n).
+#[derive(Clone, Copy, Debug)]
+pub struct RnnBufs<'a> {
+    pub w_ih: &'a Buf,
+    pub b_ih: &'a Buf,
+    pub w_hh: &'a Buf,
+    pub b_hh: &'a Buf,
+}
