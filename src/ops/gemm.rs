@@ -282,7 +282,8 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, acc: bool, 
                 let parallel = threads > 1 && m * nc * kc >= 1 << 15;
                 // Short, wide products (few row blocks) are also cut by column panels, so every
                 // thread has work: tasks are (row block, run of panels).
-                let splits = if parallel && blocks < 2 * threads { (2 * threads).div_ceil(blocks).min(panels) } else { 1 };
+                let splits =
+                    if parallel && blocks < 2 * threads { (2 * threads).div_ceil(blocks).min(panels) } else { 1 };
                 let per = panels.div_ceil(splits);
                 let run = |task: usize| {
                     let (ib, part) = (task / splits, task % splits);
