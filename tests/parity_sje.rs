@@ -21,14 +21,14 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::{micro_config, repo_root};
+use common::{micro_config, open_train_golden};
 use text2img::graph::thread_pool;
 use text2img::model::synthetic::{synthetic_tensor, synthetic_weights};
 use text2img::model::text::encode_batch;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::train::sje::{image_encoder_graph, SjeOptions, SjeTrainer, IMAGE_NF};
 use text2img::train::{Mode, TrainNet, TrainSession};
-use text2img::weights::{LoadMode, WeightFile};
+use text2img::weights::WeightFile;
 
 /// Loss, relative. PyTorch's f32 run of the same step matches the f64 one to 2.5e-7 relative (a
 /// sum of 19 active O(1) margins); 1e-5 leaves room for our summation order, while a wrong
@@ -74,15 +74,11 @@ struct Golden {
 
 impl Golden {
     fn load() -> Golden {
-        let path = repo_root().join("tests/data/golden/train-sje.safetensors");
-        let file = WeightFile::open(&path, LoadMode::Read).expect("golden file (scripts/reference.py sje-goldens)");
-        assert_eq!(file.metadata("format"), Some("text2img/train-sje/1"), "golden format");
-        let config = ModelConfig::from_json(file.metadata("config").expect("config")).expect("config");
-        assert_eq!(config, micro_config(), "golden config differs from common::micro_config()");
+        let (file, o) = open_train_golden("train-sje.safetensors", "text2img/train-sje/1");
+        let config = micro_config();
         let json = |k: &str| -> serde_json::Value {
             serde_json::from_str(file.metadata(k).unwrap_or_else(|| panic!("metadata {k}"))).expect(k)
         };
-        let o = json("options");
         let num = |k: &str| o[k].as_f64().unwrap_or_else(|| panic!("option {k}"));
         assert_eq!(num("step"), 0.0, "the golden is a first step");
         let options = SjeOptions {

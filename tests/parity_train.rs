@@ -12,14 +12,14 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{micro_config, repo_root};
+use common::{micro_config, open_train_golden};
 use text2img::graph::thread_pool;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::rng::normal_noise;
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::TrainNet;
-use text2img::weights::{LoadMode, WeightFile};
+use text2img::weights::WeightFile;
 
 /// Mirrors src/train/gan.rs: the noise seed is options.seed ^ NOISE_KEY; image i of step s uses
 /// Philox index s·STRIDE + i in the D step and s·STRIDE + STRIDE/2 + i in the G step.
@@ -55,12 +55,8 @@ struct Golden {
 
 impl Golden {
     fn load() -> Golden {
-        let path = repo_root().join("tests/data/golden/train-gan.safetensors");
-        let file = WeightFile::open(&path, LoadMode::Read).expect("golden file (scripts/reference.py train-goldens)");
-        assert_eq!(file.metadata("format"), Some("text2img/train-gan/1"), "golden format");
-        let config = ModelConfig::from_json(file.metadata("config").expect("config")).expect("config");
-        assert_eq!(config, micro_config(), "golden config differs from common::micro_config()");
-        let o: serde_json::Value = serde_json::from_str(file.metadata("options").expect("options")).expect("options");
+        let (file, o) = open_train_golden("train-gan.safetensors", "text2img/train-gan/1");
+        let config = micro_config();
         let num = |k: &str| o[k].as_f64().unwrap_or_else(|| panic!("option {k}"));
         let flag = |k: &str| o[k].as_bool().unwrap_or_else(|| panic!("option {k}"));
         assert_eq!(num("step"), 0.0, "the golden is a first step");

@@ -68,3 +68,16 @@ pub fn micro_config() -> ModelConfig {
         discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false },
     }
 }
+
+/// Opens a training golden (scripts/reference.py): checks its format tag and that it was made
+/// for `micro_config()`; returns the file and its `options` JSON.
+pub fn open_train_golden(name: &str, format: &str) -> (text2img::weights::WeightFile, serde_json::Value) {
+    use text2img::weights::{LoadMode, WeightFile};
+    let path = repo_root().join(format!("tests/data/golden/{name}"));
+    let file = WeightFile::open(&path, LoadMode::Read).expect("golden file (scripts/reference.py)");
+    assert_eq!(file.metadata("format"), Some(format), "golden format");
+    let config = ModelConfig::from_json(file.metadata("config").expect("config")).expect("config");
+    assert_eq!(config, micro_config(), "golden config differs from micro_config()");
+    let options = serde_json::from_str(file.metadata("options").expect("options")).expect("options");
+    (file, options)
+}
