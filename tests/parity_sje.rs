@@ -19,9 +19,9 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use common::{micro_config, open_train_golden};
+use common::{assert_same_names, micro_config, open_train_golden};
 use text2img::graph::thread_pool;
 use text2img::model::synthetic::{synthetic_tensor, synthetic_weights};
 use text2img::model::text::encode_batch;
@@ -106,11 +106,6 @@ impl Golden {
         self.file.header().tensors.iter().any(|t| t.name == name)
     }
 
-    /// Golden tensor names starting with `prefix`, without it.
-    fn names(&self, prefix: &str) -> BTreeSet<String> {
-        self.file.header().tensors.iter().filter_map(|t| t.name.strip_prefix(prefix).map(String::from)).collect()
-    }
-
     /// The flat indices a golden tensor of a slot with `n` elements holds.
     fn index(&self, name: &str, n: usize, stored: usize) -> Vec<usize> {
         if n <= self.sample_max {
@@ -180,17 +175,7 @@ struct Worst {
 /// Checks one network's gradient, RMSprop state, updated parameters and running statistics.
 fn check_net(g: &Golden, net: &str, tn: &TrainNet, sq: &[f32], lr: f64, worst: &mut Worst) {
     let graph = &tn.graph;
-    let prefix = format!("{net}.");
-    let slot_names: BTreeSet<String> = graph.params.iter().map(|s| s.name.clone()).collect();
-    let golden_grads: BTreeSet<String> = g.names("grad.").into_iter().filter(|n| n.starts_with(&prefix)).collect();
-    assert_eq!(slot_names, golden_grads, "{net}: parameter names differ from PyTorch's named_parameters");
-    let buffer_names: BTreeSet<String> = graph.buffers.iter().map(|s| s.name.clone()).collect();
-    let golden_new: BTreeSet<String> = g.names("new.").into_iter().filter(|n| n.starts_with(&prefix)).collect();
-    assert_eq!(
-        slot_names.union(&buffer_names).cloned().collect::<BTreeSet<_>>(),
-        golden_new,
-        "{net}: parameters + buffers differ from PyTorch's state_dict"
-    );
+    assert_same_names(&g.file, net, graph);
     let net_scale = graph.params.iter().map(|s| max_abs(&g.t(&format!("grad.{}", s.name)))).fold(0.0, f64::max);
     let floor = 1e-3 * net_scale;
     let c = 1.0 - ALPHA;

@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
-use common::{micro_config, open_train_golden};
+use common::{assert_same_names, micro_config, open_train_golden};
 use text2img::graph::thread_pool;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
@@ -83,11 +81,6 @@ impl Golden {
     fn scalar(&self, name: &str) -> f64 {
         self.t(name)[0] as f64
     }
-
-    /// Golden tensor names starting with `prefix`, without it.
-    fn names(&self, prefix: &str) -> BTreeSet<String> {
-        self.file.header().tensors.iter().filter_map(|t| t.name.strip_prefix(prefix).map(String::from)).collect()
-    }
 }
 
 fn max_abs(v: &[f32]) -> f64 {
@@ -110,17 +103,7 @@ struct Worst {
 /// Checks one network's gradient, updated parameters, running statistics and Adam moments.
 fn check_net(g: &Golden, net: &str, tn: &TrainNet, m: &[f32], v: &[f32], worst: &mut Worst) {
     let graph = &tn.graph;
-    let prefix = format!("{net}.");
-    let slot_names: BTreeSet<String> = graph.params.iter().map(|s| s.name.clone()).collect();
-    let golden_grads: BTreeSet<String> = g.names("grad.").into_iter().filter(|n| n.starts_with(&prefix)).collect();
-    assert_eq!(slot_names, golden_grads, "{net}: parameter names differ from PyTorch's named_parameters");
-    let buffer_names: BTreeSet<String> = graph.buffers.iter().map(|s| s.name.clone()).collect();
-    let golden_new: BTreeSet<String> = g.names("new.").into_iter().filter(|n| n.starts_with(&prefix)).collect();
-    assert_eq!(
-        slot_names.union(&buffer_names).cloned().collect::<BTreeSet<_>>(),
-        golden_new,
-        "{net}: parameters + buffers differ from PyTorch's state_dict"
-    );
+    assert_same_names(&g.file, net, graph);
     let net_scale = graph.params.iter().map(|s| max_abs(&g.t(&format!("grad.{}", s.name)))).fold(0.0, f64::max);
     let lr = g.options.lr as f64;
     let (b1, b2) = (g.options.beta1 as f64, 0.999f64);

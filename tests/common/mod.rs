@@ -81,3 +81,18 @@ pub fn open_train_golden(name: &str, format: &str) -> (text2img::weights::Weight
     let options = serde_json::from_str(file.metadata("options").expect("options")).expect("options");
     (file, options)
 }
+
+/// Asserts a training golden holds a `grad.` tensor for exactly `net`'s parameters (PyTorch's
+/// named_parameters) and a `new.` tensor for exactly its parameters and buffers (its state_dict).
+pub fn assert_same_names(file: &text2img::weights::WeightFile, net: &str, graph: &text2img::train::graph::TrainGraph) {
+    use std::collections::BTreeSet;
+    let prefix = format!("{net}.");
+    let golden = |kind: &str| -> BTreeSet<String> {
+        let names = file.header().tensors.iter().filter_map(|t| t.name.strip_prefix(kind).map(String::from));
+        names.filter(|n| n.starts_with(&prefix)).collect()
+    };
+    let params: BTreeSet<String> = graph.params.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(params, golden("grad."), "{net}: parameter names differ from PyTorch's named_parameters");
+    let state: BTreeSet<String> = params.iter().cloned().chain(graph.buffers.iter().map(|s| s.name.clone())).collect();
+    assert_eq!(state, golden("new."), "{net}: parameters + buffers differ from PyTorch's state_dict");
+}
