@@ -46,7 +46,7 @@ NETWORKS = ("encoder", "generator", "discriminator")
 # --------------------------------------------------------------------------------------------
 
 
-def _config(name, convs, rnn, hidden, embed, final_pool, ngf):
+def _config(name, convs, rnn, hidden, embed, final_pool, ngf, ndf=64, d_batch_norm=True):
     return {
         "name": name,
         "text": {"alphabet": ALPHABET, "doc_length": 201},
@@ -60,7 +60,7 @@ def _config(name, convs, rnn, hidden, embed, final_pool, ngf):
             "embed_dim": embed,
         },
         "generator": {"nz": 100, "nt": 128, "ngf": ngf},
-        "discriminator": {"ndf": 64, "nt": 128, "act_after_deep": False},
+        "discriminator": {"ndf": ndf, "nt": 128, "act_after_deep": False, "batch_norm": d_batch_norm},
     }
 
 
@@ -69,7 +69,7 @@ CONFIGS = {
     "reed-flowers": _config(
         "reed-flowers", (384, 512, 512), "relu", 512, 1024, {"kernel": 3, "stride": 2}, 128
     ),
-    "shapes": _config("shapes", (128, 256, 256), "gru", 256, 256, None, 64),
+    "shapes": _config("shapes", (128, 256, 256), "gru", 256, 256, None, 32, ndf=32, d_batch_norm=False),
 }
 
 
@@ -403,6 +403,11 @@ if torch is not None:
             self.conv4 = nn.Conv2d(8 * d + nt, 8 * d, 1, bias=False)
             self.bn4 = _bn2d(8 * d)
             self.conv5 = nn.Conv2d(8 * d, 1, 4, 1, 0, bias=False)
+            if not d_cfg.get("batch_norm", True):  # a plain conv/LeakyReLU stack (the shapes D)
+                for name in ("bn1", "bn2", "bn3", "bn4", "text_bn"):
+                    setattr(self, name, nn.Identity())
+                for name in ("bn1", "bn2", "bn3"):
+                    setattr(self.res, name, nn.Identity())
 
         def forward(self, img, emb):
             x = _lrelu(self.conv0(img))

@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# Reproduces a default model from nothing on the CPU: the shapes dataset, the text encoder
-# (DS-SJE), GAN-INT-CLS, and the export. Usage: scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS]
-# Seeds are fixed, so the same machine gives the same weights. Times on the 2-core dev machine are
-# in docs/PERF.md.
+# Reproduces the shipped default model (weights/) from nothing on the CPU: the shapes dataset,
+# the text encoder (DS-SJE), GAN-INT-CLS, the eval judge, the export into weights/, and the eval.
+#
+#   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS]
+#
+# Seeds are fixed, so the same machine gives the same weights (the GEMM's summation order depends
+# on the CPU's vector width, so another machine may differ in the last bits). Measured times on the
+# 2-core dev machine are in docs/RESULTS.md. Resuming: rerun with RESUME_ENC=1 and/or RESUME_GAN=1
+# after an interruption; each stage resumes from its last checkpoint.
 set -euo pipefail
 out=${1:-runs/default}
-enc_steps=${2:-3000}
-gan_steps=${3:-3000}
+enc_steps=${2:-6000}
+gan_steps=${3:-5000}
 bin=${T2I_BIN:-target/release/text2img}
 [ -x "$bin" ] || cargo build --release
 mkdir -p "$out"
+t0=$(date +%s)
 [ -d "$out/shapes" ] || "$bin" data make shapes --out "$out/shapes" --images 12000 --seed 0
 "$bin" train-encoder --config shapes --data "$out/shapes" --out "$out/enc" --steps "$enc_steps" \
-    --eval-every 500 --seed 0 ${RESUME_ENC:+--resume "$out/enc/checkpoint.safetensors"}
-"$bin" train --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan" \
-    --steps "$gan_steps" --batch 64 --sample-every 250 --checkpoint-every 100 --seed 0 --export-dtype f16 \
+    --eval-every 1000 --checkpoint-every 500 --seed 0 \
+    ${RESUME_ENC:+--resume "$out/enc/checkpoint.safetensors"}
+t1=$(date +%s)
+"$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan" \
+    --steps "$gan_steps" --batch 64 --sample-every 500 --checkpoint-every 250 --seed 0 --export-dtype f16 \
     ${RESUME_GAN:+--resume "$out/gan/checkpoint.safetensors"}
-echo "model: $out/gan/model.safetensors"
+t2=$(date +%s)
+"$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0
+echo "times: encoder $((t1 - t0)) s, GAN $((t2 - t1)) s, all $(( $(date +%s) - t0 )) s"
+if [ -n "${INSTALL:-}" ]; then
+    mkdir -p weights
+    cp "$out/gan/model.safetensors" weights/default.safetensors
+    cp "$out/enc/image_encoder.safetensors" weights/image_encoder.safetensors
+    cp "$out/judge.safetensors" weights/judge.safetensors
+fi
+"$bin" eval -m "$out/gan/model.safetensors" --judge "$out/judge.safetensors" \
+    --image-encoder "$out/enc/image_encoder.safetensors" --data "$out/shapes" --json "$out/eval.json"

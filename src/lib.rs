@@ -10,6 +10,7 @@ pub mod cuda;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod graph;
 pub mod image;
 pub mod model;

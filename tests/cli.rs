@@ -121,7 +121,7 @@ fn errors_are_one_line_with_exit_codes() {
     let w = weights(dir.path(), DType::F32);
     let bad = text2img_root().join("tests/data/bad_weights/overlap.safetensors");
     let cases: Vec<(Vec<String>, i32, &str)> = vec![
-        (vec!["generate".into(), "x".into()], 3, "no weights"),
+        (vec!["generate".into(), "x".into(), "-m".into(), "/no/such/model.safetensors".into()], 3, "/no/such/model"),
         (vec!["generate".into(), "x".into(), "-m".into(), bad.display().to_string()], 3, "overlap"),
         (vec!["generate".into(), "   ".into(), "-m".into(), w.display().to_string()], 2, "empty"),
         (

@@ -25,7 +25,7 @@ use text2img::ops::elementwise::{
     concat_channels, concat_channels_backward, replicate_spatial, replicate_spatial_backward,
 };
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
-use text2img::ops::loss::{bce_with_logits, sje_loss};
+use text2img::ops::loss::{bce_with_logits, sje_loss, softmax_cross_entropy};
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
     gru_backward_ref, gru_ref, gru_train_forward_ref, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len,
@@ -356,6 +356,25 @@ fn bce_with_logits_fd() {
             Some(bce_with_logits(l, &targets, w, &mut vec![0.0; n]) as f64)
         });
     }
+}
+
+#[test]
+fn softmax_cross_entropy_fd() {
+    let (b, c) = (5, 8);
+    // Large logits too: the loss must stay finite where a naive exp would overflow.
+    let logits: Vec<f32> =
+        random(b * c, 810).iter().enumerate().map(|(i, v)| if i < c { 60.0 * v } else { 3.0 * v }).collect();
+    let labels: Vec<usize> = (0..b).map(|i| (i * 3) % c).collect();
+    let mut dl = vec![f32::NAN; b * c];
+    let l = softmax_cross_entropy(&logits, &labels, c, &mut dl);
+    assert!(l.is_finite() && l > 0.0, "loss {l}");
+    // Each row of the gradient sums to zero (softmax minus a one-hot, over B).
+    for row in dl.chunks(c) {
+        assert!(row.iter().sum::<f32>().abs() < 1e-6, "row sum {row:?}");
+    }
+    check("softmax_cross_entropy", &logits, &dl, 811, |x| {
+        Some(softmax_cross_entropy(x, &labels, c, &mut vec![0.0; b * c]) as f64)
+    });
 }
 
 #[test]

@@ -146,6 +146,12 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--grid-every", type=int, default=100)
+    ap.add_argument("--ngf", type=int, default=None)
+    ap.add_argument("--ndf", type=int, default=None)
+    ap.add_argument("--d-bn", choices=["all", "none"], default="all")
+    ap.add_argument("--inst-noise", type=float, default=0.0)
+    ap.add_argument("--lr-d", type=float, default=None)
+    ap.add_argument("--lr-g", type=float, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -160,13 +166,23 @@ def main():
     N = len(cls)
 
     cfg = ref.get_config("shapes")
+    if args.ngf:
+        cfg["generator"]["ngf"] = args.ngf
+    if args.ndf:
+        cfg["discriminator"]["ndf"] = args.ndf
     model = ref.build(cfg, ("generator", "discriminator"), init="torch")
     G, D = model.generator.train(), model.discriminator.train()
     if args.mode == "nobn1":
         D.bn1 = torch.nn.Identity()
+    if args.d_bn == "none":
+        for name in ("bn1", "bn2", "bn3", "bn4", "text_bn"):
+            setattr(D, name, torch.nn.Identity())
+        for name in ("bn1", "bn2", "bn3"):
+            setattr(D.res, name, torch.nn.Identity())
     lr_d = 2e-4 / 4 if args.mode == "dlr4" else 2e-4
+    lr_d = args.lr_d or lr_d
     opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(0.5, 0.999), eps=1e-8)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), eps=1e-8)
+    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr_g or 2e-4, betas=(0.5, 0.999), eps=1e-8)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed + 1)
     b, nz = args.batch, cfg["generator"]["nz"]
@@ -233,6 +249,9 @@ def main():
     print(json.dumps(rec), flush=True)
     while it < args.iters and time.time() - t_start < args.minutes * 60:
         real, wrong, t = batch()
+        if args.inst_noise:
+            real = real + args.inst_noise * torch.randn_like(real)
+            wrong = wrong + args.inst_noise * torch.randn_like(wrong)
         z_d = torch.randn(b, nz)
         z_g = torch.randn(b + b // 2, nz)
 
@@ -241,6 +260,8 @@ def main():
             p.requires_grad_(True)
         with torch.no_grad():
             fake = G(z_d, t)  # training mode: batch stats, running stats updated
+            if args.inst_noise:
+                fake = fake + args.inst_noise * torch.randn_like(fake)
         opt_d.zero_grad(set_to_none=True)
         if args.mode in ("joint", "joint2"):
             lg = D(torch.cat([real, wrong, fake]), torch.cat([t, t, t]))
@@ -267,6 +288,8 @@ def main():
         t_int = torch.cat([t, 0.5 * (t[: b // 2] + t[b // 2 : b])], 0)
         opt_g.zero_grad(set_to_none=True)
         fk = G(z_g, t_int)
+        if args.inst_noise:
+            fk = fk + args.inst_noise * torch.randn_like(fk)
         if args.mode == "joint":
             lg = D(torch.cat([fk, real]), torch.cat([t_int, t]))[: len(t_int)]
         elif args.mode == "joint2":

@@ -72,17 +72,32 @@ pub fn weights_path(arg: &Option<PathBuf>) -> Result<PathBuf, Failure> {
     if let Some(p) = std::env::var_os("T2I_MODEL") {
         return Ok(PathBuf::from(p));
     }
-    let default = PathBuf::from(DEFAULT_WEIGHTS);
+    let default = default_file(DEFAULT_WEIGHTS);
     if default.exists() {
         return Ok(default);
     }
     Err(fail(
         EXIT_BAD_INPUT,
         format!(
-            "no weights: {DEFAULT_WEIGHTS} is not there (the trained default model is not shipped yet) \
-             and no -m FILE was given; text2img never generates from random weights"
+            "no weights: {DEFAULT_WEIGHTS} is not there (run from the repository, or give -m FILE or \
+             $T2I_MODEL); text2img never generates from random weights"
         ),
     ))
+}
+
+/// A shipped file (`weights/...`): under the working directory when it is there, else under the
+/// source tree the binary was built from (so `text2img` works from any folder of a checkout).
+pub fn default_file(rel: &str) -> PathBuf {
+    let here = PathBuf::from(rel);
+    if here.exists() {
+        return here;
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    if built.exists() {
+        built
+    } else {
+        here
+    }
 }
 
 /// All captions from the three sources, checked.

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod eval;
 mod generate;
 mod inspect;
 mod interpolate;
@@ -72,6 +73,10 @@ pub enum Command {
     TrainEncoder(train::TrainEncoderArgs),
     /// Train GAN-INT-CLS (G and D) on a dataset with a frozen text encoder.
     Train(train::TrainArgs),
+    /// Judge caption fidelity on `shapes`: background, colour, shape and size of generated images.
+    Eval(eval::EvalArgs),
+    /// Train the eval judge's shape classifier on real `shapes` images.
+    TrainJudge(eval::TrainJudgeArgs),
 }
 
 /// How chatty to be.
@@ -96,6 +101,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(a) => bench::run(a),
         Command::TrainEncoder(a) => train::run_encoder(a, v),
         Command::Train(a) => train::run_gan(a, v),
+        Command::Eval(a) => eval::run_eval(a, v),
+        Command::TrainJudge(a) => eval::run_train_judge(a, v),
         Command::Data(cmd) => data::run(cmd).map_err(|e| {
             // A dataset problem is a bad input; anything else is generic.
             let code =

@@ -22,8 +22,8 @@ use text2img::tensor::{DType, Tensor};
 use text2img::train::captions::CaptionTable;
 use text2img::train::checkpoint::{load_gan, load_sje, save_gan, save_sje};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats};
-use text2img::train::sje::{eval_outputs, zero_shot, SjeOptions, SjeTrainer, ZeroShot};
-use text2img::train::{TrainNet, TrainSession};
+use text2img::train::sje::{save_image_encoder, HeldOut, SjeOptions, SjeTrainer};
+use text2img::train::TrainNet;
 use text2img::weights::LoadMode;
 
 use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE};
@@ -78,9 +78,14 @@ pub struct TrainEncoderArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub common: Common,
-    /// The trained text encoder (a weights file holding `encoder`); its config sets G and D too.
+    /// The trained text encoder (a weights file holding `encoder`); its config sets G and D too,
+    /// unless --config is given.
     #[arg(long)]
     pub encoder: PathBuf,
+    /// Take G's and D's sizes from this built-in config (its text and encoder parts must equal
+    /// the encoder file's).
+    #[arg(long, value_name = "NAME")]
+    pub config: Option<String>,
     /// Real images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -150,52 +155,6 @@ fn restore_state<T: serde::de::DeserializeOwned>(meta: &BTreeMap<String, String>
 
 // ---------------------------------------------------------------- train-encoder
 
-/// Held-out data for the zero-shot evaluation, loaded once.
-struct HeldOut {
-    captions: Vec<f32>,
-    caption_class: Vec<usize>,
-    images: Vec<f32>,
-    image_class: Vec<usize>,
-    classes: Vec<usize>,
-}
-
-impl HeldOut {
-    fn load(ds: &Dataset, cfg: &ModelConfig) -> Result<HeldOut, Failure> {
-        let l = cfg.text.doc_length;
-        let per = 70 * l;
-        let (mut captions, mut caption_class, mut images, mut image_class) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for i in ds.item_ids(Split::HeldOut) {
-            let item = &ds.items()[i];
-            for c in &item.captions {
-                let start = captions.len();
-                captions.resize(start + per, 0.0);
-                text2img::model::text::encode_into(c, l, &mut captions[start..]);
-                caption_class.push(item.class);
-            }
-            let img = ds.load_resized(i, 64, &DecodeLimits::default()).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
-            let plane = 64 * 64;
-            let start = images.len();
-            images.resize(start + 3 * plane, 0.0);
-            for p in 0..plane {
-                for ch in 0..3 {
-                    images[start + ch * plane + p] = f32::from(img.pixels[3 * p + ch]) / 127.5 - 1.0;
-                }
-            }
-            image_class.push(item.class);
-        }
-        Ok(HeldOut { captions, caption_class, images, image_class, classes: ds.class_ids(Split::HeldOut) })
-    }
-
-    fn evaluate(&self, t: &mut SjeTrainer, cfg: &ModelConfig, pool: &Arc<rayon::ThreadPool>) -> ZeroShot {
-        let mut ts = TrainSession::new(Arc::clone(&t.text.graph), 64, Arc::clone(pool));
-        let mut is = TrainSession::new(Arc::clone(&t.image.graph), 64, Arc::clone(pool));
-        let te = eval_outputs(&mut t.text, &mut ts, &self.captions, 70 * cfg.text.doc_length);
-        let ie = eval_outputs(&mut t.image, &mut is, &self.images, 3 * 64 * 64);
-        zero_shot(&te, &self.caption_class, &ie, &self.image_class, &self.classes, cfg.encoder.embed_dim)
-    }
-}
-
 pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     let c = &a.common;
     let ds = open_dataset(c)?;
@@ -232,7 +191,7 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
         sampler.restore(s).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     }
     let batches = Prefetcher::encoder(Arc::new(Loader::new(Arc::clone(&ds))), sampler, 4);
-    let held = HeldOut::load(&ds, &cfg)?;
+    let held = HeldOut::load(&ds, &cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     let mut log = Log::open(&c.out)?;
     let ckpt = c.out.join("checkpoint.safetensors");
     let bar = progress(c.steps, t.step, v);
@@ -247,7 +206,7 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
         )?;
         let done = t.step == c.steps;
         if (a.eval_every > 0 && t.step % a.eval_every == 0) || done {
-            let z = held.evaluate(&mut t, &cfg, &pool);
+            let z = held.evaluate(&mut t.text, &mut t.image, &cfg, &pool);
             bar.println(format!(
                 "step {}: zero-shot top-1 {:.3}, precision@50 {:.3} ({} held-out classes, {} images)",
                 t.step, z.top1, z.precision_at_50, z.classes, z.images
@@ -261,10 +220,14 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     bar.finish_and_clear();
     let out = c.out.join("encoder.safetensors");
     save_weights(&out, &cfg, &[Network::Encoder], &t.text.tensors(), DType::F32)?;
+    // θ beside φ: `text2img eval` scores zero-shot retrieval with both.
+    let image_out = c.out.join("image_encoder.safetensors");
+    save_image_encoder(&image_out, &t.image, &cfg, DType::F32)?;
     if v > Verbosity::Quiet {
         eprintln!(
-            "wrote {} and {} ({} steps, {:.0} s)",
+            "wrote {}, {} and {} ({} steps, {:.0} s)",
             out.display(),
+            image_out.display(),
             ckpt.display(),
             t.step,
             start.elapsed().as_secs_f64()
@@ -347,6 +310,19 @@ fn gan_message(s: &StepStats) -> String {
     )
 }
 
+/// The model config of a new GAN run: the encoder file's, or --config's G and D around it.
+fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
+    let Some(name) = &a.config else { return Ok(enc.config().clone()) };
+    let cfg = ModelConfig::builtin(name)?;
+    if cfg.encoder != enc.config().encoder || cfg.text != enc.config().text {
+        return Err(fail(
+            EXIT_BAD_INPUT,
+            format!("--config {name}: its encoder differs from that of {}", a.encoder.display()),
+        ));
+    }
+    Ok(cfg)
+}
+
 pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let c = &a.common;
     let enc = WeightSet::open(&a.encoder, LoadMode::Mmap)?;
@@ -373,7 +349,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 seed: c.seed,
                 ..GanOptions::default()
             };
-            (GanTrainer::new(enc.config(), o, Arc::clone(&pool))?, None)
+            (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
         }
     };
     if v > Verbosity::Quiet {

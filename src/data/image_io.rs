@@ -36,6 +36,17 @@ impl Rgb8Image {
     /// Resized to `width`×`height` (aspect ratio not kept, as Reed's loader does) with a
     /// triangle (bilinear) filter whose support widens when shrinking, so large photos do not
     /// alias. Returns a copy when the size already matches.
+    /// Writes the image as planes [3, H, W] in [-1, 1] (the networks' input layout).
+    pub fn to_chw(&self, out: &mut [f32]) {
+        let plane = self.width as usize * self.height as usize;
+        assert_eq!(out.len(), 3 * plane, "to_chw output size");
+        for (p, px) in self.pixels.chunks_exact(3).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                out[c * plane + p] = f32::from(v) / 127.5 - 1.0;
+            }
+        }
+    }
+
     pub fn resized(&self, width: u32, height: u32) -> Rgb8Image {
         if self.width == width && self.height == height {
             return self.clone();

@@ -66,7 +66,7 @@ pub enum SizeWord {
 }
 
 impl SizeWord {
-    const ALL: [SizeWord; 3] = [SizeWord::Small, SizeWord::Medium, SizeWord::Large];
+    pub const ALL: [SizeWord; 3] = [SizeWord::Small, SizeWord::Medium, SizeWord::Large];
 
     /// Radius range in pixels, [lo, hi).
     pub fn radius_range(self) -> (f32, f32) {
@@ -75,6 +75,22 @@ impl SizeWord {
             SizeWord::Medium => (10.5, 14.5),
             SizeWord::Large => (14.5, 19.5),
         }
+    }
+
+    /// The word whose range holds `radius` (below the smallest range: small; above: large).
+    pub fn from_radius(radius: f32) -> SizeWord {
+        if radius < SizeWord::Small.radius_range().1 {
+            SizeWord::Small
+        } else if radius < SizeWord::Medium.radius_range().1 {
+            SizeWord::Medium
+        } else {
+            SizeWord::Large
+        }
+    }
+
+    /// The caption word (the first synonym).
+    pub fn word(self) -> &'static str {
+        self.synonyms()[0]
     }
 
     fn synonyms(self) -> &'static [&'static str] {
@@ -257,7 +273,8 @@ struct Include {
     bg: bool,
 }
 
-const NUM_TEMPLATES: usize = 18;
+/// Number of caption templates.
+pub const NUM_TEMPLATES: usize = 18;
 
 fn opt(on: bool, text: &str) -> String {
     if on {
@@ -336,7 +353,7 @@ fn capital_bg(p: &Parts) -> String {
 }
 
 /// Turns "a" into "an" before a vowel and normalises spaces.
-fn fix_articles(s: &str) -> String {
+pub fn fix_articles(s: &str) -> String {
     let words: Vec<&str> = s.split_whitespace().collect();
     let mut out = Vec::with_capacity(words.len());
     for (i, w) in words.iter().enumerate() {
@@ -344,6 +361,24 @@ fn fix_articles(s: &str) -> String {
         out.push(if *w == "a" && next_vowel { "an" } else { w });
     }
     out.join(" ")
+}
+
+/// A caption in training template `t` that names all four judged attributes (shape,
+/// colour, background, size; the position, where the template needs one, is random). The
+/// evaluation's captions for training and held-out classes.
+pub fn describe(shape: Shape, colour: usize, background: usize, size: SizeWord, t: usize, rng: &mut Pcg32) -> String {
+    let syn = size.synonyms();
+    let pos = position_phrases(rng.index(3), rng.index(3));
+    let bg_word = PALETTE[background].name.to_string();
+    let parts = Parts {
+        size: syn[rng.index(syn.len())].to_string(),
+        colour: PALETTE[colour].name.to_string(),
+        shape: shape.name(),
+        pos: pos[rng.index(pos.len())].to_string(),
+        bg: BG_PHRASES[rng.index(BG_PHRASES.len())].replace("{}", &bg_word),
+        bg_word,
+    };
+    fix_articles(&template(t % NUM_TEMPLATES, &parts, Include { size: true, pos: false, bg: true }))
 }
 
 fn captions(a: &Attributes, (col, row): (usize, usize), rng: &mut Pcg32) -> Vec<String> {
@@ -403,6 +438,31 @@ pub const META_FILE: &str = "shapes.json";
 
 /// File name of the per-image attributes (one JSON object per line, in image index order).
 pub const ATTRIBUTES_FILE: &str = "attributes.jsonl";
+
+/// Reads `attributes.jsonl` of a shapes dataset at `root` (the ground truth for evaluation).
+/// A line that does not parse is an error naming the file and the line.
+pub fn read_attributes(root: &Path) -> DataResult<Vec<Attributes>> {
+    let path = root.join(ATTRIBUTES_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let a: Attributes = serde_json::from_str(line).map_err(|e| DataError::Empty {
+            path: path.clone(),
+            reason: format!("line {}: not an attributes record ({e})", i + 1),
+        })?;
+        if a.image.contains("..") || Path::new(&a.image).is_absolute() {
+            return Err(DataError::Empty {
+                path: path.clone(),
+                reason: format!("line {}: image path '{}' leaves the dataset", i + 1, a.image),
+            });
+        }
+        out.push(a);
+    }
+    if out.is_empty() {
+        return Err(DataError::Empty { path, reason: "no attribute records".into() });
+    }
+    Ok(out)
+}
 
 /// Writes the dataset to `out` (created if missing) in the CUB layout. Returns the number of
 /// images written.

@@ -64,6 +64,15 @@ pub struct DiscriminatorConfig {
     pub nt: usize,
     /// LeakyReLU after the 8×8 and 4×4 convolutions (the original has none there).
     pub act_after_deep: bool,
+    /// Batch norm after D's convolutions and text projection, as in the paper. Off, D is a plain
+    /// conv/LeakyReLU stack: with batch norm, D's separate real/wrong/fake batches let it win
+    /// within a hundred steps on `shapes` and G never leaves noise (docs/runs/README.md).
+    #[serde(default = "default_true")]
+    pub batch_norm: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A whole model.
@@ -100,7 +109,7 @@ impl ModelConfig {
             embed_dim: 1024,
         };
         let reed_g = GeneratorConfig { nz: 100, nt: 128, ngf: 128 };
-        let d = DiscriminatorConfig { ndf: 64, nt: 128, act_after_deep: false };
+        let d = DiscriminatorConfig { ndf: 64, nt: 128, act_after_deep: false, batch_norm: true };
         let cfg = match name {
             "reed-cub" => {
                 ModelConfig { name: name.into(), text, encoder: reed_encoder, generator: reed_g, discriminator: d }
@@ -125,8 +134,10 @@ impl ModelConfig {
                     embed_dim: 256,
                     ..reed_encoder
                 },
-                generator: GeneratorConfig { nz: 100, nt: 128, ngf: 64 },
-                discriminator: d,
+                // Sized for a 2-core CPU to train in about an hour; D without batch norm is
+                // what makes GAN-INT-CLS learn here (docs/runs/README.md).
+                generator: GeneratorConfig { nz: 100, nt: 128, ngf: 32 },
+                discriminator: DiscriminatorConfig { ndf: 32, batch_norm: false, ..d },
             },
             // For smoke tests and quick experiments: minutes of CPU, not hours.
             "small" => ModelConfig {
@@ -134,7 +145,7 @@ impl ModelConfig {
                 text,
                 encoder: EncoderConfig { conv_channels: [32, 64, 64], rnn_hidden: 64, embed_dim: 64, ..reed_encoder },
                 generator: GeneratorConfig { nz: 32, nt: 32, ngf: 8 },
-                discriminator: DiscriminatorConfig { ndf: 8, nt: 32, act_after_deep: false },
+                discriminator: DiscriminatorConfig { ndf: 8, nt: 32, act_after_deep: false, batch_norm: true },
             },
             other => {
                 return Err(Error::Config(format!(

@@ -18,18 +18,19 @@ pub fn discriminator<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<([Va
     let deep = if cfg.discriminator.act_after_deep { LRELU } else { Activation::None };
     let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
     let one = |cin, cout, k| Conv2dGeom { cin, h: 4, w: 4, cout, kh: k, kw: k, stride: 1, pad: 0 };
+    let norm = cfg.discriminator.batch_norm;
+    let bn = |name: &'static str| norm.then_some(name);
     let img = b.input(&[3, 64, 64]);
     let emb = b.input(&[e]);
     let x = b.conv(img, "discriminator.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
-    let x = b.conv(x, "discriminator.conv1.weight", Some("discriminator.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
-    let x = b.conv(x, "discriminator.conv2.weight", Some("discriminator.bn2"), down(2 * f, 16, 4 * f), deep, None)?; // [4f, 8, 8]
-    let x = b.conv(x, "discriminator.conv3.weight", Some("discriminator.bn3"), down(4 * f, 8, 8 * f), deep, None)?; // [8f, 4, 4]
-    let x = residual_block(b, x, "discriminator.res", (8 * f, 2 * f, 4), LRELU, LRELU)?; // [8f, 4, 4]
-    let t = b.linear(emb, "discriminator.text_proj", Some("discriminator.text_bn"), (e, nt), LRELU)?; // [nt]
+    let x = b.conv(x, "discriminator.conv1.weight", bn("discriminator.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
+    let x = b.conv(x, "discriminator.conv2.weight", bn("discriminator.bn2"), down(2 * f, 16, 4 * f), deep, None)?; // [4f, 8, 8]
+    let x = b.conv(x, "discriminator.conv3.weight", bn("discriminator.bn3"), down(4 * f, 8, 8 * f), deep, None)?; // [8f, 4, 4]
+    let x = residual_block(b, x, "discriminator.res", (8 * f, 2 * f, 4), (LRELU, LRELU), norm)?; // [8f, 4, 4]
+    let t = b.linear(emb, "discriminator.text_proj", bn("discriminator.text_bn"), (e, nt), LRELU)?; // [nt]
     let t = b.replicate("discriminator.replicate", t, nt, 16)?; // [nt, 4, 4]
     let x = b.concat("discriminator.concat", x, t)?; // [8f+nt, 4, 4]
-    let x =
-        b.conv(x, "discriminator.conv4.weight", Some("discriminator.bn4"), one(8 * f + nt, 8 * f, 1), LRELU, None)?; // [8f, 4, 4]
+    let x = b.conv(x, "discriminator.conv4.weight", bn("discriminator.bn4"), one(8 * f + nt, 8 * f, 1), LRELU, None)?; // [8f, 4, 4]
     let logit = b.conv(x, "discriminator.conv5.weight", None, one(8 * f, 1, 4), Activation::None, None)?; // [1, 1, 1]
     Ok(([img, emb], logit))
 }

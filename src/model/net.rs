@@ -66,20 +66,20 @@ pub trait NetBuilder {
     fn shape(&self, v: ValueId) -> &[usize];
 }
 
-/// A residual block: 1×1 c→mid, 3×3 mid→mid, 3×3 mid→c (each with BN), added to its input,
-/// then `act`. `inner` is the activation inside the branch.
+/// A residual block: 1×1 c→mid, 3×3 mid→mid, 3×3 mid→c (each with BN when `batch_norm`),
+/// added to its input, then `act`. `inner` is the activation inside the branch.
 pub fn residual_block<B: NetBuilder>(
     b: &mut B,
     x: ValueId,
     name: &str,
     (c, mid, side): (usize, usize, usize),
-    inner: Activation,
-    act: Activation,
+    (inner, act): (Activation, Activation),
+    batch_norm: bool,
 ) -> Result<ValueId> {
     let g = |cin, cout, k, pad| Conv2dGeom { cin, h: side, w: side, cout, kh: k, kw: k, stride: 1, pad };
     let w = |i: usize| format!("{name}.conv{i}.weight");
-    let bn = |i: usize| format!("{name}.bn{i}");
-    let y = b.conv(x, &w(1), Some(&bn(1)), g(c, mid, 1, 0), inner, None)?;
-    let y = b.conv(y, &w(2), Some(&bn(2)), g(mid, mid, 3, 1), inner, None)?;
-    b.conv(y, &w(3), Some(&bn(3)), g(mid, c, 3, 1), act, Some(x))
+    let bn = |i: usize| batch_norm.then(|| format!("{name}.bn{i}"));
+    let y = b.conv(x, &w(1), bn(1).as_deref(), g(c, mid, 1, 0), inner, None)?;
+    let y = b.conv(y, &w(2), bn(2).as_deref(), g(mid, mid, 3, 1), inner, None)?;
+    b.conv(y, &w(3), bn(3).as_deref(), g(mid, c, 3, 1), act, Some(x))
 }

@@ -34,6 +34,8 @@ pub type Spec = (String, Vec<usize>);
 
 struct Specs {
     prefix: &'static str,
+    /// Whether this network's `bn` entries exist (D can be built without batch norm).
+    batch_norm: bool,
     out: Vec<Spec>,
 }
 
@@ -43,6 +45,9 @@ impl Specs {
     }
 
     fn bn(&mut self, name: &str, c: usize) {
+        if !self.batch_norm {
+            return;
+        }
         for p in ["weight", "bias", "running_mean", "running_var"] {
             self.add(&format!("{name}.{p}"), &[c]);
         }
@@ -60,7 +65,8 @@ impl Specs {
 
 /// Expected tensors of `net` under `cfg`, in a stable order.
 pub fn specs(cfg: &ModelConfig, net: Network) -> Vec<Spec> {
-    let mut s = Specs { prefix: net.name(), out: Vec::new() };
+    let batch_norm = net != Network::Discriminator || cfg.discriminator.batch_norm;
+    let mut s = Specs { prefix: net.name(), batch_norm, out: Vec::new() };
     match net {
         Network::Encoder => {
             let e = &cfg.encoder;

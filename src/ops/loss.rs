@@ -67,3 +67,24 @@ pub fn sje_loss(img: &[f32], txt: &[f32], b: usize, e: usize, d_img: &mut [f32],
     }
     (total * scale) as f32
 }
+
+/// Mean over B rows of softmax cross-entropy on logits [B, C] against class `labels` (the shape
+/// judge's classifier): L = (1/B) Σ_b [logsumexp(x_b) − x_b,y_b], stable (max subtracted).
+/// `dlogits` = (softmax(x_b) − onehot(y_b)) / B. Labels must be < C.
+pub fn softmax_cross_entropy(logits: &[f32], labels: &[usize], classes: usize, dlogits: &mut [f32]) -> f32 {
+    let b = labels.len();
+    assert!(logits.len() == b * classes && dlogits.len() == b * classes, "softmax_cross_entropy sizes");
+    let mut total = 0.0f64;
+    for (i, &y) in labels.iter().enumerate() {
+        assert!(y < classes, "softmax_cross_entropy label {y} of {classes}");
+        let (x, d) = (&logits[i * classes..(i + 1) * classes], &mut dlogits[i * classes..(i + 1) * classes]);
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+        total += max + sum.ln() - x[y] as f64;
+        for (c, (dc, &xc)) in d.iter_mut().zip(x).enumerate() {
+            let p = (xc as f64 - max).exp() / sum;
+            *dc = ((p - f64::from(u8::from(c == y))) / b as f64) as f32;
+        }
+    }
+    (total / b.max(1) as f64) as f32
+}

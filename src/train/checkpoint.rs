@@ -134,3 +134,31 @@ pub fn load_sje(path: &Path, pool: Arc<ThreadPool>) -> Result<(SjeTrainer, BTree
     t.step = o.step;
     Ok((t, o.metadata()))
 }
+
+/// Writes one trained network alone (no optimizer state), tagged `format`, in `dtype`, with
+/// `meta` added: the image encoder θ beside a text encoder, the eval judge's classifier.
+pub fn save_net(
+    path: &Path,
+    format: &str,
+    net: &TrainNet,
+    dtype: crate::tensor::DType,
+    meta: &BTreeMap<String, String>,
+) -> Result<()> {
+    let tensors: Vec<(String, Tensor)> = net.tensors().into_iter().map(|(n, t)| (n, t.to_dtype(dtype))).collect();
+    let mut meta = meta.clone();
+    meta.insert("format".into(), format.into());
+    writer::write(path, &tensors, &meta)
+}
+
+/// Reads a file written by [`save_net`] into `net` (whose graph names every tensor the file
+/// must hold); returns the file's metadata. A file of another format is refused by name.
+pub fn load_net(path: &Path, format: &str, net: &mut TrainNet) -> Result<BTreeMap<String, String>> {
+    let file = WeightFile::open(path, LoadMode::Read)?;
+    if file.metadata("format") != Some(format) {
+        let found = file.metadata("format").unwrap_or("none").to_string();
+        return Err(file.error(WeightsError::Metadata(format!("not a {format} file (format '{found}')"))));
+    }
+    net.load_tensors(&|n| file.f32_data(n).ok().map(|c| c.into_owned()))
+        .map_err(|e| file.error(WeightsError::Metadata(e.to_string())))?;
+    Ok(file.header().metadata.clone())
+}

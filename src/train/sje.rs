@@ -3,14 +3,18 @@
 //! we cannot ship GoogLeNet features) are scored by s_ij = θ(v_i)·φ(t_j) under the symmetric
 //! hinge; RMSprop, lr ×0.98 per epoch. Also the CVPR paper's zero-shot evaluation.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{load_net, save_net};
 use super::graph::{TrainBuilder, TrainGraph};
 use super::net::{train_graph, TrainNet};
 use super::session::{Mode, TrainSession};
+use crate::data::{DataResult, Dataset, DecodeLimits, Split};
 use crate::error::{Error, Result};
 use crate::graph::ValueId;
 use crate::model::config::ModelConfig;
@@ -21,6 +25,10 @@ use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::loss::sje_loss;
 use crate::ops::optim::{lr_exponential, RmsProp};
 use crate::ops::Activation;
+use crate::tensor::DType;
+
+/// Length of one [3, 64, 64] image.
+const IMAGE_LEN: usize = 3 * 64 * 64;
 
 /// Width of the image CNN's first layer.
 pub const IMAGE_NF: usize = 32;
@@ -202,6 +210,71 @@ pub fn zero_shot(
         classes: k,
         images: imgs.len(),
     }
+}
+
+/// Held-out data of the zero-shot evaluation (every caption and image of the held-out
+/// classes), loaded once.
+pub struct HeldOut {
+    captions: Vec<f32>,
+    caption_class: Vec<usize>,
+    images: Vec<f32>,
+    image_class: Vec<usize>,
+    classes: Vec<usize>,
+}
+
+impl HeldOut {
+    pub fn load(ds: &Dataset, cfg: &ModelConfig) -> DataResult<HeldOut> {
+        let l = cfg.text.doc_length;
+        let per = ALPHABET_SIZE * l;
+        let (mut captions, mut caption_class, mut images, mut image_class) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in ds.item_ids(Split::HeldOut) {
+            let item = &ds.items()[i];
+            for c in &item.captions {
+                let start = captions.len();
+                captions.resize(start + per, 0.0);
+                encode_into(c, l, &mut captions[start..]);
+                caption_class.push(item.class);
+            }
+            let img = ds.load_resized(i, 64, &DecodeLimits::default())?;
+            let start = images.len();
+            images.resize(start + IMAGE_LEN, 0.0);
+            img.to_chw(&mut images[start..]);
+            image_class.push(item.class);
+        }
+        Ok(HeldOut { captions, caption_class, images, image_class, classes: ds.class_ids(Split::HeldOut) })
+    }
+
+    /// Zero-shot scores of a text encoder and an image encoder (both run in eval mode).
+    pub fn evaluate(
+        &self,
+        text: &mut TrainNet,
+        image: &mut TrainNet,
+        cfg: &ModelConfig,
+        pool: &Arc<ThreadPool>,
+    ) -> ZeroShot {
+        let mut ts = TrainSession::new(Arc::clone(&text.graph), 64, Arc::clone(pool));
+        let mut is = TrainSession::new(Arc::clone(&image.graph), 64, Arc::clone(pool));
+        let te = eval_outputs(text, &mut ts, &self.captions, ALPHABET_SIZE * cfg.text.doc_length);
+        let ie = eval_outputs(image, &mut is, &self.images, IMAGE_LEN);
+        zero_shot(&te, &self.caption_class, &ie, &self.image_class, &self.classes, cfg.encoder.embed_dim)
+    }
+}
+
+/// Format tag of a standalone image encoder θ file (written beside encoder.safetensors).
+pub const IMAGE_ENCODER_FORMAT: &str = "text2img-image-encoder/1";
+
+/// Writes θ alone (f16 or f32), with the config it was trained with.
+pub fn save_image_encoder(path: &Path, image: &TrainNet, cfg: &ModelConfig, dtype: DType) -> Result<()> {
+    let meta = BTreeMap::from([("config".to_string(), cfg.to_json())]);
+    save_net(path, IMAGE_ENCODER_FORMAT, image, dtype, &meta)
+}
+
+/// Reads θ for an encoder of embedding size `embed`.
+pub fn load_image_encoder(path: &Path, embed: usize) -> Result<TrainNet> {
+    let mut net = TrainNet::init_graph(image_encoder_graph(embed)?, 0)?;
+    load_net(path, IMAGE_ENCODER_FORMAT, &mut net)?;
+    Ok(net)
 }
 
 /// Runs a network in eval mode over `inputs` (per-sample length `per`) in batches of the

@@ -65,7 +65,7 @@ pub fn micro_config() -> ModelConfig {
             embed_dim: 8,
         },
         generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2 },
-        discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false },
+        discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false, batch_norm: true },
     }
 }
 

@@ -1,0 +1,365 @@
+//! `text2img eval`: caption fidelity of a model on `shapes`, by an independent judge, with the
+//! judge's own accuracy on real images, sample diversity against real images, and the text
+//! encoder's zero-shot retrieval. `text2img train-judge`: trains the judge's shape classifier.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use rayon::prelude::*;
+use serde::Serialize;
+use text2img::data::image_io::decode_rgb8;
+use text2img::data::render::Shape;
+use text2img::data::shapes::{read_attributes, Attributes, PALETTE};
+use text2img::data::{Dataset, DecodeLimits};
+use text2img::eval::colour::read;
+use text2img::eval::report::{
+    eval_captions, mean_pairwise_distance, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
+};
+use text2img::eval::shape_net::{crop, JudgeTraining, ShapeJudge, CROP_LEN};
+use text2img::graph::{thread_pool, Backend};
+use text2img::model::{Network, TextToImage, WeightSet};
+use text2img::train::sje::{load_image_encoder, HeldOut, ZeroShot};
+use text2img::train::TrainNet;
+use text2img::weights::LoadMode;
+
+use super::generate::{default_file, weights_path};
+use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT};
+
+/// Where eval looks for the judge and the image encoder when not given.
+pub const DEFAULT_JUDGE: &str = "weights/judge.safetensors";
+pub const DEFAULT_IMAGE_ENCODER: &str = "weights/image_encoder.safetensors";
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Weights file (default as for generate).
+    #[arg(short, long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// The judge's shape classifier (default: weights/judge.safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub judge: Option<PathBuf>,
+    /// A `shapes` dataset: the judge's accuracy on its held-out images, the real images'
+    /// diversity, and zero-shot retrieval are measured on it.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Image encoder θ for zero-shot retrieval (default: weights/image_encoder.safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub image_encoder: Option<PathBuf>,
+    /// Eval captions per class.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub per_class: u32,
+    /// Images per caption (noise indices 0..N of the seed).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=64))]
+    pub seeds: u32,
+    /// Noise seed, and the seed of the eval captions.
+    #[arg(short, long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// CPU threads (0: one per core).
+    #[arg(short, long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub threads: u32,
+}
+
+#[derive(Args)]
+pub struct TrainJudgeArgs {
+    /// A `shapes` dataset (`text2img data make shapes`).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Output file.
+    #[arg(short, long, default_value = DEFAULT_JUDGE)]
+    pub out: PathBuf,
+    /// Passes over the training-class images.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub epochs: u32,
+    #[arg(short, long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads (0: one per core).
+    #[arg(short, long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub threads: u32,
+}
+
+/// Index of a palette colour by name.
+fn palette_index(name: &str) -> Option<usize> {
+    PALETTE.iter().position(|c| c.name == name)
+}
+
+/// The ground truth of a real image as judged attributes.
+fn truth(a: &Attributes) -> Result<Attrs, Failure> {
+    let bad = || fail(EXIT_BAD_INPUT, format!("{}: unknown colour in its attributes", a.image));
+    Ok(Attrs {
+        background: palette_index(&a.background).ok_or_else(bad)?,
+        colour: Some(palette_index(&a.colour).ok_or_else(bad)?),
+        shape: Shape::ALL.iter().position(|&s| s == a.shape).unwrap_or(0),
+        size: a.size,
+    })
+}
+
+/// Real `shapes` images with their attributes: [N, 3, 64, 64] in [-1, 1].
+struct RealImages {
+    attrs: Vec<Attributes>,
+    truth: Vec<Attrs>,
+    images: Vec<f32>,
+}
+
+impl RealImages {
+    fn load(root: &Path) -> Result<RealImages, Failure> {
+        let attrs = read_attributes(root).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+        let truth = attrs.iter().map(truth).collect::<Result<Vec<_>, _>>()?;
+        let mut images = vec![0.0f32; attrs.len() * IMAGE_LEN];
+        let limits = DecodeLimits::default();
+        images.par_chunks_mut(IMAGE_LEN).zip(attrs.par_iter()).try_for_each(|(dst, a)| {
+            let img = decode_rgb8(&root.join(&a.image), &limits).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+            if img.width != 64 || img.height != 64 {
+                return Err(fail(EXIT_BAD_INPUT, format!("{}: not a 64×64 shapes image", a.image)));
+            }
+            img.to_chw(dst);
+            Ok(())
+        })?;
+        Ok(RealImages { attrs, truth, images })
+    }
+
+    fn image(&self, i: usize) -> &[f32] {
+        &self.images[i * IMAGE_LEN..(i + 1) * IMAGE_LEN]
+    }
+
+    /// Indices of the held-out (or training) classes' images.
+    fn split(&self, held_out: bool) -> Vec<usize> {
+        (0..self.attrs.len()).filter(|&i| self.attrs[i].held_out == held_out).collect()
+    }
+}
+
+fn crops_of(images: &[f32]) -> Vec<f32> {
+    let mut crops = vec![0.0; images.len() / IMAGE_LEN * CROP_LEN];
+    crops.par_chunks_mut(CROP_LEN).zip(images.par_chunks(IMAGE_LEN)).for_each(|(c, img)| crop(&read(img), c));
+    crops
+}
+
+pub fn run_train_judge(a: TrainJudgeArgs, v: Verbosity) -> Result<(), Failure> {
+    let start = Instant::now();
+    let pool = thread_pool(a.threads as usize)?;
+    let real = RealImages::load(&a.data)?;
+    let (train, val) = (real.split(false), real.split(true));
+    let gather = |ids: &[usize]| -> (Vec<f32>, Vec<usize>) {
+        let imgs: Vec<f32> = ids.iter().flat_map(|&i| real.image(i).iter().copied()).collect();
+        (pool.install(|| crops_of(&imgs)), ids.iter().map(|&i| real.truth[i].shape).collect())
+    };
+    let (train_crops, train_labels) = gather(&train);
+    let o = JudgeTraining { epochs: a.epochs as usize, seed: a.seed, ..JudgeTraining::default() };
+    let mut judge = ShapeJudge::train(&train_crops, &train_labels, o, Arc::clone(&pool), |epoch, loss| {
+        if v > Verbosity::Quiet {
+            eprintln!("epoch {epoch}: loss {loss:.4}");
+        }
+    })?;
+    let (val_crops, val_labels) = gather(&val);
+    let predicted = judge.predict(&val_crops);
+    let correct = predicted.iter().zip(&val_labels).filter(|(p, l)| p == l).count();
+    let accuracy = correct as f64 / val_labels.len().max(1) as f64;
+    let meta = BTreeMap::from([
+        ("validation_accuracy".to_string(), format!("{accuracy:.4}")),
+        ("validation_images".to_string(), val_labels.len().to_string()),
+        ("training_images".to_string(), train_labels.len().to_string()),
+        ("epochs".to_string(), a.epochs.to_string()),
+        ("seed".to_string(), a.seed.to_string()),
+    ]);
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| fail(EXIT_OUTPUT, format!("{}: {e}", dir.display())))?;
+    }
+    judge.save(&a.out, &meta)?;
+    println!(
+        "shape classifier: {:.2}% correct on {} real images of the held-out classes ({} training images, {:.0} s)",
+        100.0 * accuracy,
+        val_labels.len(),
+        train_labels.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let score = judge_real(&mut Judge::new(judge), &real);
+    print_table(&[Row { what: REAL_ROW.into(), score }]);
+    if v > Verbosity::Quiet {
+        eprintln!("wrote {}", a.out.display());
+    }
+    Ok(())
+}
+
+/// The judge's own row: real images of the held-out classes.
+const REAL_ROW: &str = "real images, held-out classes (the judge's accuracy)";
+
+/// The judge against the ground truth of the real held-out images.
+fn judge_real(judge: &mut Judge, real: &RealImages) -> Score {
+    let held = real.split(true);
+    let imgs: Vec<f32> = held.iter().flat_map(|&i| real.image(i).iter().copied()).collect();
+    let mut score = Score::default();
+    for (j, &i) in judge.judge(&imgs).iter().zip(&held) {
+        score.add(j, &real.truth[i]);
+    }
+    score
+}
+
+/// One row of the results table.
+#[derive(Serialize)]
+struct Row {
+    what: String,
+    #[serde(flatten)]
+    score: Score,
+}
+
+#[derive(Serialize)]
+struct Results {
+    model: String,
+    judge_validation_accuracy: Option<String>,
+    rows: Vec<Row>,
+    diversity_generated: f32,
+    diversity_real: Option<f32>,
+    zero_shot: Option<ZeroShot>,
+    seeds: u32,
+    per_class: u32,
+    seed: u64,
+    seconds: f64,
+}
+
+/// Generates `seeds` images per caption; returns [caption][seed] images, concatenated in
+/// caption-major order.
+fn generate_all(t2i: &mut TextToImage, caps: &[EvalCaption], seeds: u32, seed: u64) -> Result<Vec<f32>, Failure> {
+    const BATCH: usize = 64;
+    let s = seeds as usize;
+    let mut out = vec![0.0f32; caps.len() * s * IMAGE_LEN];
+    for (chunk_i, chunk) in caps.chunks(BATCH).enumerate() {
+        let texts: Vec<String> = chunk.iter().map(|c| c.text.clone()).collect();
+        t2i.embed(&texts)?;
+        for k in 0..s {
+            t2i.generate_loaded(seed, &vec![k as u64; chunk.len()]);
+            for (j, img) in t2i.images().chunks(IMAGE_LEN).enumerate() {
+                let at = ((chunk_i * BATCH + j) * s + k) * IMAGE_LEN;
+                out[at..at + IMAGE_LEN].copy_from_slice(img);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn score_set(judge: &mut Judge, caps: &[EvalCaption], images: &[f32], seeds: usize) -> Score {
+    let judged = judge.judge(images);
+    let mut score = Score::default();
+    for (i, j) in judged.iter().enumerate() {
+        score.add(j, &caps[i / seeds].truth);
+    }
+    score
+}
+
+/// Mean pairwise distance of real training-class images that fit one full description
+/// (class, background and size).
+fn real_diversity(real: &RealImages) -> f32 {
+    let mut groups: BTreeMap<(usize, usize, u8), Vec<usize>> = BTreeMap::new();
+    for i in real.split(false) {
+        let (a, t) = (&real.attrs[i], &real.truth[i]);
+        groups.entry((a.class_id, t.background, t.size as u8)).or_default().push(i);
+    }
+    mean_pairwise_distance(groups.values().map(|g| g.iter().map(|&i| real.image(i)).collect()))
+}
+
+fn zero_shot_of(
+    ws: &WeightSet,
+    data: &Path,
+    image_encoder: &Path,
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<ZeroShot, Failure> {
+    let cfg = ws.config();
+    let ds = Dataset::open(data).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    let held = HeldOut::load(&ds, cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    let mut text = TrainNet::from_weights(ws, Network::Encoder)?;
+    let mut image = load_image_encoder(image_encoder, cfg.encoder.embed_dim)?;
+    Ok(held.evaluate(&mut text, &mut image, cfg, pool))
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| images judged | n | background | shape colour | shape kind | size | all four |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let [b, c, s, z, all] = r.score.rates().map(pct);
+        println!("| {} | {} | {b} | {c} | {s} | {z} | **{all}** |", r.what, r.score.images);
+    }
+}
+
+pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
+    let start = Instant::now();
+    let model = weights_path(&a.model)?;
+    let ws = WeightSet::open(&model, LoadMode::Mmap)?;
+    let pool = thread_pool(a.threads as usize)?;
+    let judge_path = a.judge.clone().unwrap_or_else(|| default_file(DEFAULT_JUDGE));
+    let (shape_judge, judge_meta) = ShapeJudge::open(&judge_path, Arc::clone(&pool))?;
+    let mut judge = Judge::new(shape_judge);
+    let mut t2i = TextToImage::new(&ws, 64, Arc::clone(&pool), Backend::Cpu)?;
+    let s = a.seeds as usize;
+    let mut rows = Vec::new();
+    let mut generated_train = Vec::new();
+    for set in CaptionSet::ALL {
+        let caps = eval_captions(set, a.per_class as usize, a.seed);
+        let images = generate_all(&mut t2i, &caps, a.seeds, a.seed)?;
+        rows.push(Row { what: set.label().to_string(), score: score_set(&mut judge, &caps, &images, s) });
+        if set == CaptionSet::TrainClasses {
+            generated_train = images;
+        }
+        if v == Verbosity::Verbose {
+            eprintln!("{}: {} captions × {s} seeds judged", set.label(), caps.len());
+        }
+    }
+    let diversity_generated =
+        mean_pairwise_distance(generated_train.chunks(s * IMAGE_LEN).map(|g| g.chunks(IMAGE_LEN).collect()));
+    let (mut diversity_real, mut zero_shot) = (None, None);
+    if let Some(data) = &a.data {
+        let real = RealImages::load(data)?;
+        rows.push(Row { what: REAL_ROW.into(), score: judge_real(&mut judge, &real) });
+        diversity_real = Some(real_diversity(&real));
+        let ie = a.image_encoder.clone().unwrap_or_else(|| default_file(DEFAULT_IMAGE_ENCODER));
+        zero_shot = Some(zero_shot_of(&ws, data, &ie, &pool)?);
+    }
+    print_table(&rows);
+    println!();
+    match diversity_real {
+        Some(r) => println!(
+            "diversity (mean pairwise RMS distance, one description): generated {diversity_generated:.4}, real {r:.4} (ratio {:.2})",
+            diversity_generated / r.max(1e-9)
+        ),
+        None => println!("diversity: generated {diversity_generated:.4} (real not measured: no --data)"),
+    }
+    match &zero_shot {
+        Some(z) => println!(
+            "encoder zero-shot on {} held-out classes ({} images): top-1 {}, precision@50 {}",
+            z.classes,
+            z.images,
+            pct(z.top1.into()),
+            pct(z.precision_at_50.into())
+        ),
+        None => println!("encoder zero-shot: not measured (no --data)"),
+    }
+    if let Some(acc) = judge_meta.get("validation_accuracy") {
+        println!(
+            "judge: shape classifier {acc} correct on real held-out images when trained ({})",
+            judge_path.display()
+        );
+    }
+    let results = Results {
+        model: model.display().to_string(),
+        judge_validation_accuracy: judge_meta.get("validation_accuracy").cloned(),
+        rows,
+        diversity_generated,
+        diversity_real,
+        zero_shot,
+        seeds: a.seeds,
+        per_class: a.per_class,
+        seed: a.seed,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&results).unwrap_or_default();
+        std::fs::write(path, text).map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Caption fidelity of a text-to-image model on `shapes`, judged independently: the eval
+//! captions (each names shape, colour, background and size), the judge that reads those four
+//! back from an image, the per-attribute scores, and sample diversity.
+
+use serde::Serialize;
+
+use super::colour::{read, size_from_area, unit_area};
+use super::shape_net::{crop, ShapeJudge, CROP_LEN};
+use crate::data::render::Shape;
+use crate::data::rng::Pcg32;
+use crate::data::shapes::{describe, fix_articles, is_held_out, SizeWord, NUM_TEMPLATES, PALETTE};
+
+/// Length of one [3, 64, 64] image.
+pub const IMAGE_LEN: usize = 3 * 64 * 64;
+
+/// The four judged attributes of one image (palette and `Shape::ALL` indices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Attrs {
+    pub background: usize,
+    /// None when no shape was found.
+    pub colour: Option<usize>,
+    pub shape: usize,
+    pub size: SizeWord,
+}
+
+/// The judge: the colour reader and the shape classifier.
+pub struct Judge {
+    shapes: ShapeJudge,
+    unit_areas: Vec<f32>,
+}
+
+impl Judge {
+    pub fn new(shapes: ShapeJudge) -> Judge {
+        Judge { shapes, unit_areas: Shape::ALL.iter().map(|&s| unit_area(s)).collect() }
+    }
+
+    /// Reads the attributes of each [3, 64, 64] image in `images` (concatenated, in [-1, 1]).
+    pub fn judge(&mut self, images: &[f32]) -> Vec<Attrs> {
+        let readings: Vec<_> = images.chunks(IMAGE_LEN).map(read).collect();
+        let mut crops = vec![0.0; readings.len() * CROP_LEN];
+        for (r, c) in readings.iter().zip(crops.chunks_mut(CROP_LEN)) {
+            crop(r, c);
+        }
+        let kinds = self.shapes.predict(&crops);
+        readings
+            .iter()
+            .zip(kinds)
+            .map(|(r, shape)| Attrs {
+                background: r.background,
+                colour: r.colour,
+                shape,
+                size: size_from_area(r.area, self.unit_areas[shape]),
+            })
+            .collect()
+    }
+}
+
+/// Correct counts per attribute over some judged images.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Score {
+    pub images: usize,
+    pub background: usize,
+    pub colour: usize,
+    pub shape: usize,
+    pub size: usize,
+    pub all: usize,
+}
+
+impl Score {
+    pub fn add(&mut self, judged: &Attrs, truth: &Attrs) {
+        let b = judged.background == truth.background;
+        let c = judged.colour.is_some() && judged.colour == truth.colour;
+        let s = judged.shape == truth.shape;
+        let z = judged.size == truth.size;
+        self.images += 1;
+        self.background += usize::from(b);
+        self.colour += usize::from(c);
+        self.shape += usize::from(s);
+        self.size += usize::from(z);
+        self.all += usize::from(b && c && s && z);
+    }
+
+    /// The rates, in the order background, colour, shape, size, all.
+    pub fn rates(&self) -> [f64; 5] {
+        let n = self.images.max(1) as f64;
+        [self.background, self.colour, self.shape, self.size, self.all].map(|k| k as f64 / n)
+    }
+}
+
+/// Which eval captions: training classes, held-out classes, or templates never seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptionSet {
+    TrainClasses,
+    HeldOutClasses,
+    UnseenTemplates,
+}
+
+impl CaptionSet {
+    pub const ALL: [CaptionSet; 3] =
+        [CaptionSet::TrainClasses, CaptionSet::HeldOutClasses, CaptionSet::UnseenTemplates];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CaptionSet::TrainClasses => "training-class captions",
+            CaptionSet::HeldOutClasses => "held-out-class captions",
+            CaptionSet::UnseenTemplates => "unseen caption templates",
+        }
+    }
+}
+
+/// One eval caption and what an image of it must show.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalCaption {
+    pub set: CaptionSet,
+    pub text: String,
+    pub truth: Attrs,
+}
+
+/// Sentence shapes the dataset's 18 templates never use (same attribute words).
+const UNSEEN_TEMPLATES: [&str; 6] = [
+    "look: a {size} {colour} {shape} over a {bg} field",
+    "{bg} behind a {size} {colour} {shape}",
+    "my drawing has a {size} {shape} painted {colour} on {bg}",
+    "{colour}, {shape}, {size}; background {bg}",
+    "here we have a {size} {colour} {shape} and the rest is {bg}",
+    "a {bg} picture with one {size} {colour} {shape} in it",
+];
+
+fn unseen(t: usize, a: &Attrs, colour: usize) -> String {
+    let s = UNSEEN_TEMPLATES[t % UNSEEN_TEMPLATES.len()]
+        .replace("{size}", a.size.word())
+        .replace("{colour}", PALETTE[colour].name)
+        .replace("{shape}", Shape::ALL[a.shape].name())
+        .replace("{bg}", PALETTE[a.background].name);
+    fix_articles(&s)
+}
+
+/// `per_class` captions for each class of `set` (deterministic in `seed`): a random background
+/// (never the shape's colour) and size, and a template (seen ones for the class sets).
+pub fn eval_captions(set: CaptionSet, per_class: usize, seed: u64) -> Vec<EvalCaption> {
+    let mut rng = Pcg32::derive(seed, set as u64);
+    let mut out = Vec::new();
+    for shape in 0..Shape::ALL.len() {
+        for colour in 0..PALETTE.len() {
+            let held = is_held_out(shape * PALETTE.len() + colour);
+            if held != (set == CaptionSet::HeldOutClasses) {
+                continue;
+            }
+            for k in 0..per_class {
+                let mut background = rng.index(PALETTE.len() - 1);
+                if background >= colour {
+                    background += 1;
+                }
+                let size = SizeWord::ALL[rng.index(3)];
+                let truth = Attrs { background, colour: Some(colour), shape, size };
+                let text = match set {
+                    CaptionSet::UnseenTemplates => unseen(k + rng.index(UNSEEN_TEMPLATES.len()), &truth, colour),
+                    _ => describe(Shape::ALL[shape], colour, background, size, rng.index(NUM_TEMPLATES), &mut rng),
+                };
+                out.push(EvalCaption { set, text, truth });
+            }
+        }
+    }
+    out
+}
+
+/// Root-mean-square distance between two images.
+pub fn rms_distance(a: &[f32], b: &[f32]) -> f32 {
+    let s: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+    (s / a.len().max(1) as f64).sqrt() as f32
+}
+
+/// Mean pairwise RMS distance within each group of images (groups of fewer than two skipped).
+pub fn mean_pairwise_distance<'a>(groups: impl Iterator<Item = Vec<&'a [f32]>>) -> f32 {
+    let (mut total, mut pairs) = (0.0f64, 0usize);
+    for g in groups {
+        for i in 0..g.len() {
+            for j in i + 1..g.len() {
+                total += f64::from(rms_distance(g[i], g[j]));
+                pairs += 1;
+            }
+        }
+    }
+    (total / pairs.max(1) as f64) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_captions_cover_their_classes() {
+        let train = eval_captions(CaptionSet::TrainClasses, 2, 0);
+        let held = eval_captions(CaptionSet::HeldOutClasses, 2, 0);
+        assert_eq!(train.len(), 60 * 2);
+        assert_eq!(held.len(), 20 * 2);
+        for c in train.iter().chain(&held) {
+            let colour = c.truth.colour.unwrap_or(usize::MAX);
+            assert_ne!(c.truth.background, colour, "{}", c.text);
+            for word in [PALETTE[colour].name, PALETTE[c.truth.background].name, Shape::ALL[c.truth.shape].name()] {
+                assert!(c.text.contains(word), "'{}' lacks '{word}'", c.text);
+            }
+        }
+        for c in eval_captions(CaptionSet::UnseenTemplates, 3, 0) {
+            assert!(c.text.contains(c.truth.size.word()), "{}", c.text);
+        }
+    }
+
+    #[test]
+    fn pairwise_distance_of_identical_images_is_zero() {
+        let a = [0.5f32; 12];
+        let b = [-0.5f32; 12];
+        assert_eq!(mean_pairwise_distance([vec![&a[..], &a[..]]].into_iter()), 0.0);
+        assert!((mean_pairwise_distance([vec![&a[..], &b[..]]].into_iter()) - 1.0).abs() < 1e-6);
+    }
+}

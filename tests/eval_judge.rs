@@ -1,0 +1,147 @@
+//! The eval judge: the analytic colour and size reader against the renderer's ground truth, and
+//! `train-judge` + `eval` end to end on a small `shapes` set, with their one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use text2img::data::render::Shape;
+use text2img::data::shapes::{generate, PALETTE};
+use text2img::eval::colour::{read, size_from_area, unit_area};
+use text2img::model::loader::save_weights;
+use text2img::model::synthetic::synthetic_weights;
+use text2img::model::{ModelConfig, Network};
+use text2img::tensor::DType;
+
+fn chw(i: usize) -> (Vec<f32>, text2img::data::shapes::Attributes) {
+    let s = generate(11, i);
+    let mut out = vec![0.0; 3 * 64 * 64];
+    s.image.to_chw(&mut out);
+    (out, s.attributes)
+}
+
+#[test]
+fn colour_reader_recovers_rendered_attributes() {
+    let n = 400;
+    let (mut bg, mut colour, mut size) = (0, 0, 0);
+    for i in 0..n {
+        let (img, a) = chw(i);
+        let r = read(&img);
+        bg += usize::from(PALETTE[r.background].name == a.background);
+        colour += usize::from(r.colour.map(|c| PALETTE[c].name) == Some(a.colour.as_str()));
+        let shape = Shape::ALL.iter().position(|&s| s == a.shape).expect("shape");
+        size += usize::from(size_from_area(r.area, unit_area(Shape::ALL[shape])) == a.size);
+        // The mask holds the shape: its area is within 35 % of the true one.
+        let true_area = unit_area(a.shape) * a.radius * a.radius;
+        assert!((r.area as f32 - true_area).abs() < 0.35 * true_area, "image {i}: area {} vs {true_area}", r.area);
+    }
+    assert_eq!(bg, n, "background right on {bg} of {n}");
+    assert_eq!(colour, n, "shape colour right on {colour} of {n}");
+    assert!(size * 100 >= n * 95, "size right on only {size} of {n}");
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_text2img"));
+    c.env_remove("T2I_MODEL");
+    c
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = c.output().expect("run text2img");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
+}
+
+fn ok(c: &mut Command) -> String {
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+fn model(dir: &Path) -> PathBuf {
+    let cfg = ModelConfig::builtin("shapes").expect("config");
+    let nets = [Network::Encoder, Network::Generator];
+    let path = dir.join("model.safetensors");
+    save_weights(&path, &cfg, &nets, &synthetic_weights(&cfg, &nets), DType::F32).expect("save");
+    path
+}
+
+#[test]
+fn train_judge_then_eval_end_to_end() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let data = d.join("shapes");
+    ok(bin().args(["data", "make", "shapes", "--images", "800", "--seed", "5", "--out"]).arg(&data));
+    let judge = d.join("judge.safetensors");
+    let out = ok(bin().args(["train-judge", "--epochs", "2", "--data"]).arg(&data).arg("-o").arg(&judge));
+    assert!(out.contains("shape classifier:") && out.contains("real images, held-out classes"), "{out}");
+    // θ for zero-shot, from a one-step encoder run.
+    let enc = d.join("enc");
+    ok(bin()
+        .args(["-q", "train-encoder", "--config", "shapes", "--steps", "1", "--batch", "8", "--data"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&enc));
+    let m = model(d);
+    let json = d.join("eval.json");
+    let out = ok(bin()
+        .args(["eval", "--per-class", "1", "--seeds", "2", "-m"])
+        .arg(&m)
+        .arg("--judge")
+        .arg(&judge)
+        .arg("--data")
+        .arg(&data)
+        .arg("--image-encoder")
+        .arg(enc.join("image_encoder.safetensors"))
+        .arg("--json")
+        .arg(&json));
+    for phrase in
+        ["training-class captions", "held-out-class captions", "unseen caption templates", "diversity", "zero-shot"]
+    {
+        assert!(out.contains(phrase), "eval output lacks '{phrase}':\n{out}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["images"], 60 * 2);
+    assert_eq!(rows[1]["images"], 20 * 2);
+    for r in rows {
+        let n = r["images"].as_u64().expect("n");
+        for k in ["background", "colour", "shape", "size", "all"] {
+            assert!(r[k].as_u64().expect(k) <= n, "{r}");
+        }
+    }
+    // The judge reads the real held-out images almost perfectly even after two epochs.
+    let real = &rows[3];
+    assert!(real["colour"].as_u64() == real["images"].as_u64(), "{real}");
+    let z = &v["zero_shot"];
+    assert!(z["top1"].as_f64().is_some_and(|t| (0.0..=1.0).contains(&t)), "{z}");
+    assert!(v["diversity_real"].as_f64().is_some_and(|x| x > 0.0));
+}
+
+#[test]
+fn eval_errors_are_one_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let m = model(d);
+    std::fs::create_dir_all(d.join("notshapes")).expect("mkdir");
+    let cases: Vec<(Vec<PathBuf>, i32, &str)> = vec![
+        // A weights file is not a judge file.
+        (vec!["eval".into(), "-m".into(), m.clone(), "--judge".into(), m.clone()], 3, "text2img-judge/1"),
+        (
+            vec!["eval".into(), "-m".into(), m.clone(), "--judge".into(), d.join("none.safetensors")],
+            3,
+            "none.safetensors",
+        ),
+        (
+            vec!["train-judge".into(), "--data".into(), d.join("notshapes"), "-o".into(), d.join("j.safetensors")],
+            3,
+            "attributes.jsonl",
+        ),
+    ];
+    for (args, want, phrase) in cases {
+        let (code, _, err) = run(bin().args(&args));
+        assert_eq!(code, want, "{args:?}: {err}");
+        assert!(err.contains(phrase), "{args:?}: '{err}' lacks '{phrase}'");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
