@@ -115,6 +115,69 @@ fn train_judge_then_eval_end_to_end() {
     let z = &v["zero_shot"];
     assert!(z["top1"].as_f64().is_some_and(|t| (0.0..=1.0).contains(&t)), "{z}");
     assert!(v["diversity_real"].as_f64().is_some_and(|x| x > 0.0));
+
+    // The style encoder: a run resumed after 2 of 4 steps ends where a straight run ends.
+    let style = |out: &Path, steps: &str, resume: Option<&Path>| {
+        let mut c = bin();
+        c.args(["-q", "train-style", "--batch", "4", "--checkpoint-every", "1", "--steps", steps, "-m"])
+            .arg(&m)
+            .arg("--data")
+            .arg(&data)
+            .arg("-o")
+            .arg(out);
+        if let Some(r) = resume {
+            c.arg("--resume").arg(r);
+        }
+        ok(&mut c);
+    };
+    let (straight, split) = (d.join("style-a"), d.join("style-b"));
+    style(&straight, "4", None);
+    style(&split, "2", None);
+    style(&split, "4", Some(&split.join("checkpoint.safetensors")));
+    let read = |p: &Path| std::fs::read(p.join("style.safetensors")).expect("style file");
+    assert_eq!(read(&straight), read(&split), "resumed style run differs from the straight one");
+    let log = std::fs::read_to_string(split.join("log.jsonl")).expect("log");
+    assert_eq!(log.lines().count(), 4, "{log}");
+
+    // Style transfer: style images down, the style image then one column per caption.
+    let real_image = |k: usize| {
+        let class = std::fs::read_dir(data.join("images")).expect("images").flatten().nth(k).expect("class").path();
+        std::fs::read_dir(class).expect("class dir").flatten().next().expect("image").path()
+    };
+    let grid = d.join("st.png");
+    ok(bin()
+        .args(["style-transfer", "a red circle", "a blue star on a white background", "-m"])
+        .arg(&m)
+        .arg("--style-model")
+        .arg(straight.join("style.safetensors"))
+        .arg("--style")
+        .arg(real_image(0))
+        .arg("--style")
+        .arg(real_image(1))
+        .arg("-o")
+        .arg(&grid));
+    let decoded = image::open(&grid).expect("png").to_rgb8();
+    assert_eq!((decoded.width(), decoded.height()), (3 * 64 + 4 * 2, 2 * 64 + 3 * 2));
+
+    // The disentangling evaluation writes its table and the ROC curves.
+    let roc = d.join("roc");
+    let out = ok(bin()
+        .args(["eval", "--per-class", "1", "--seeds", "2", "--style", "-m"])
+        .arg(&m)
+        .arg("--judge")
+        .arg(&judge)
+        .arg("--data")
+        .arg(&data)
+        .arg("--image-encoder")
+        .arg(enc.join("image_encoder.safetensors"))
+        .arg("--style-model")
+        .arg(straight.join("style.safetensors"))
+        .arg("--roc")
+        .arg(&roc));
+    assert!(out.contains("background AUC") && out.contains("caption embedding (baseline)"), "{out}");
+    let csv = std::fs::read_to_string(roc.with_extension("csv")).expect("csv");
+    assert!(csv.starts_with("feature,property,fpr,tpr") && csv.lines().count() > 8, "{csv}");
+    assert!(roc.with_extension("png").exists());
 }
 
 #[test]
@@ -135,6 +198,21 @@ fn eval_errors_are_one_line() {
             vec!["train-judge".into(), "--data".into(), d.join("notshapes"), "-o".into(), d.join("j.safetensors")],
             3,
             "attributes.jsonl",
+        ),
+        (vec!["eval".into(), "-m".into(), m.clone(), "--style".into()], 2, "--style needs --data"),
+        (
+            vec![
+                "style-transfer".into(),
+                "x".into(),
+                "-m".into(),
+                m.clone(),
+                "--style-model".into(),
+                m.clone(),
+                "--style".into(),
+                m.clone(),
+            ],
+            3,
+            "text2img-style/1",
         ),
     ];
     for (args, want, phrase) in cases {

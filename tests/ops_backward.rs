@@ -25,7 +25,7 @@ use text2img::ops::elementwise::{
     concat_channels, concat_channels_backward, replicate_spatial, replicate_spatial_backward,
 };
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
-use text2img::ops::loss::{bce_with_logits, sje_loss, softmax_cross_entropy};
+use text2img::ops::loss::{bce_with_logits, mse_loss, sje_loss, softmax_cross_entropy};
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
     gru_backward_ref, gru_ref, gru_train_forward_ref, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len,
@@ -375,6 +375,17 @@ fn softmax_cross_entropy_fd() {
     check("softmax_cross_entropy", &logits, &dl, 811, |x| {
         Some(softmax_cross_entropy(x, &labels, c, &mut vec![0.0; b * c]) as f64)
     });
+}
+
+#[test]
+fn mse_loss_fd() {
+    let n = 17;
+    let (pred, target) = (random(n, 820), random(n, 821));
+    let mut d = vec![f32::NAN; n];
+    let l = mse_loss(&pred, &target, &mut d);
+    let direct: f64 = pred.iter().zip(&target).map(|(&p, &t)| f64::from(p - t).powi(2)).sum::<f64>() / n as f64;
+    assert!((f64::from(l) - direct).abs() < 1e-6, "loss {l} vs {direct}");
+    check("mse_loss", &pred, &d, 822, |p| Some(mse_loss(p, &target, &mut vec![0.0; n]) as f64));
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{assert_close, micro_config, random};
+use text2img::eval::shape_net::classifier;
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::model::discriminator::build_discriminator;
 use text2img::model::encoder::build_encoder;
@@ -16,7 +17,9 @@ use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::train::checkpoint::{load_gan, save_gan};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
+use text2img::train::graph::{TrainBuilder, TrainGraph};
 use text2img::train::net::smooth_train_graph;
+use text2img::train::style::style_encoder;
 use text2img::train::{Mode, TrainNet, TrainSession};
 
 const FD_EPS: f32 = 1e-3;
@@ -68,12 +71,19 @@ fn eval_mode_training_graph_matches_inference_graph() {
 /// Loss L = Σ out·r; checks dL/dθ for a sample of parameters against central differences.
 fn grad_check(net: Network, batch: usize) {
     let cfg = micro_config();
-    let pool = thread_pool(1).expect("pool");
+    grad_check_config(&cfg, net, batch);
+}
+
+fn grad_check_config(cfg: &ModelConfig, net: Network, batch: usize) {
     // tanh for every ReLU: finite differences need a smooth function (see the builder).
-    let graph = smooth_train_graph(&cfg, net).expect("graph");
+    let graph = smooth_train_graph(cfg, net).expect("graph");
+    grad_check_graph(&format!("{net:?}"), graph, inputs(net, cfg, batch, 5), batch);
+}
+
+fn grad_check_graph(net: &str, graph: TrainGraph, xs: Vec<Vec<f32>>, batch: usize) {
+    let pool = thread_pool(1).expect("pool");
     let mut tn = TrainNet::init_graph(graph, 11).expect("init");
     let mut s = TrainSession::new(Arc::clone(&tn.graph), batch, pool);
-    let xs = inputs(net, &cfg, batch, 5);
     let loss = |tn: &mut TrainNet, s: &mut TrainSession, r: &[f32]| -> f64 {
         for (i, x) in xs.iter().enumerate() {
             s.input_mut(i).copy_from_slice(x);
@@ -116,10 +126,10 @@ fn grad_check(net: Network, batch: usize) {
         // f32 forward through ~20 layers with batch statistics: roundoff in the quotient is
         // ~1e-6/eps ≈ 1e-3 relative, curvature O(eps²); 2e-2 bounds both while a wrong or missing
         // gradient term is off by O(1).
-        assert!(err < 2e-2, "{net:?} param {i} ({}): fd {fd1:.6} vs backward {:.6}", slot_name(&tn, i), grads[i]);
+        assert!(err < 2e-2, "{net} param {i} ({}): fd {fd1:.6} vs backward {:.6}", slot_name(&tn, i), grads[i]);
     }
-    assert!(checked >= 45, "{net:?}: only {checked} of 60 points were smooth ({kinks} kinks)");
-    eprintln!("{net:?}: worst relative gradient error {worst:.2e} over {checked} points ({kinks} kinks skipped)");
+    assert!(checked >= 45, "{net}: only {checked} of 60 points were smooth ({kinks} kinks)");
+    eprintln!("{net}: worst relative gradient error {worst:.2e} over {checked} points ({kinks} kinks skipped)");
 }
 
 fn slot_name(tn: &TrainNet, i: usize) -> String {
@@ -139,6 +149,27 @@ fn discriminator_gradients_match_finite_differences() {
 #[test]
 fn encoder_gradients_match_finite_differences() {
     grad_check(Network::Encoder, 2);
+}
+
+#[test]
+fn discriminator_without_batch_norm_gradients_match_finite_differences() {
+    let mut cfg = micro_config();
+    cfg.discriminator.batch_norm = false;
+    grad_check_config(&cfg, Network::Discriminator, 4);
+}
+
+#[test]
+fn style_encoder_gradients_match_finite_differences() {
+    let mut b = TrainBuilder::new().smooth_activations();
+    let (_, out) = style_encoder(&mut b, 6).expect("S");
+    grad_check_graph("style encoder", b.finish(&[out]), vec![random(4 * 3 * 64 * 64, 31)], 4);
+}
+
+#[test]
+fn judge_classifier_gradients_match_finite_differences() {
+    let mut b = TrainBuilder::new().smooth_activations();
+    let (_, out) = classifier(&mut b).expect("judge");
+    grad_check_graph("judge classifier", b.finish(&[out]), vec![random(4 * 32 * 32, 32)], 4);
 }
 
 fn gan_batch(cfg: &ModelConfig, b: usize, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {

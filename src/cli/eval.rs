@@ -25,8 +25,10 @@ use text2img::train::sje::{load_image_encoder, HeldOut, ZeroShot};
 use text2img::train::TrainNet;
 use text2img::weights::LoadMode;
 
+use super::eval_style::{self, StyleRow};
 use super::generate::{default_file, weights_path};
-use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT};
+use super::style::DEFAULT_STYLE;
+use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE};
 
 /// Where eval looks for the judge and the image encoder when not given.
 pub const DEFAULT_JUDGE: &str = "weights/judge.safetensors";
@@ -56,6 +58,15 @@ pub struct EvalArgs {
     /// Noise seed, and the seed of the eval captions.
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
+    /// Also run the disentangling evaluation (needs --data and a style encoder).
+    #[arg(long)]
+    pub style: bool,
+    /// Style encoder S for --style (default: weights/style.safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub style_model: Option<PathBuf>,
+    /// With --style, write the ROC curves to PREFIX.png and PREFIX.csv.
+    #[arg(long, value_name = "PREFIX")]
+    pub roc: Option<PathBuf>,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -99,9 +110,9 @@ fn truth(a: &Attributes) -> Result<Attrs, Failure> {
 }
 
 /// Real `shapes` images with their attributes: [N, 3, 64, 64] in [-1, 1].
-struct RealImages {
-    attrs: Vec<Attributes>,
-    truth: Vec<Attrs>,
+pub struct RealImages {
+    pub attrs: Vec<Attributes>,
+    pub truth: Vec<Attrs>,
     images: Vec<f32>,
 }
 
@@ -122,12 +133,12 @@ impl RealImages {
         Ok(RealImages { attrs, truth, images })
     }
 
-    fn image(&self, i: usize) -> &[f32] {
+    pub fn image(&self, i: usize) -> &[f32] {
         &self.images[i * IMAGE_LEN..(i + 1) * IMAGE_LEN]
     }
 
     /// Indices of the held-out (or training) classes' images.
-    fn split(&self, held_out: bool) -> Vec<usize> {
+    pub fn split(&self, held_out: bool) -> Vec<usize> {
         (0..self.attrs.len()).filter(|&i| self.attrs[i].held_out == held_out).collect()
     }
 }
@@ -214,6 +225,7 @@ struct Results {
     diversity_generated: f32,
     diversity_real: Option<f32>,
     zero_shot: Option<ZeroShot>,
+    style: Option<Vec<StyleRow>>,
     seeds: u32,
     per_class: u32,
     seed: u64,
@@ -288,6 +300,9 @@ fn print_table(rows: &[Row]) {
 }
 
 pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
+    if a.style && a.data.is_none() {
+        return Err(fail(EXIT_USAGE, "--style needs --data (a shapes dataset)"));
+    }
     let start = Instant::now();
     let model = weights_path(&a.model)?;
     let ws = WeightSet::open(&model, LoadMode::Mmap)?;
@@ -312,13 +327,19 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
     }
     let diversity_generated =
         mean_pairwise_distance(generated_train.chunks(s * IMAGE_LEN).map(|g| g.chunks(IMAGE_LEN).collect()));
-    let (mut diversity_real, mut zero_shot) = (None, None);
+    let (mut diversity_real, mut zero_shot, mut style) = (None, None, None);
+    let mut real_held = 0;
     if let Some(data) = &a.data {
         let real = RealImages::load(data)?;
         rows.push(Row { what: REAL_ROW.into(), score: judge_real(&mut judge, &real) });
         diversity_real = Some(real_diversity(&real));
         let ie = a.image_encoder.clone().unwrap_or_else(|| default_file(DEFAULT_IMAGE_ENCODER));
         zero_shot = Some(zero_shot_of(&ws, data, &ie, &pool)?);
+        if a.style {
+            let sm = a.style_model.clone().unwrap_or_else(|| default_file(DEFAULT_STYLE));
+            style = Some(eval_style::run(&ws, data, &real, &sm, &pool, a.seed)?);
+        }
+        real_held = real.split(true).len();
     }
     print_table(&rows);
     println!();
@@ -339,6 +360,13 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         ),
         None => println!("encoder zero-shot: not measured (no --data)"),
     }
+    if let Some(rows) = &style {
+        println!();
+        eval_style::print(rows, real_held);
+        if let Some(prefix) = &a.roc {
+            eval_style::write_roc(prefix, rows)?;
+        }
+    }
     if let Some(acc) = judge_meta.get("validation_accuracy") {
         println!(
             "judge: shape classifier {acc} correct on real held-out images when trained ({})",
@@ -352,6 +380,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         diversity_generated,
         diversity_real,
         zero_shot,
+        style,
         seeds: a.seeds,
         per_class: a.per_class,
         seed: a.seed,

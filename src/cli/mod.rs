@@ -3,9 +3,11 @@
 mod bench;
 mod data;
 mod eval;
+mod eval_style;
 mod generate;
 mod inspect;
 mod interpolate;
+mod style;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -77,6 +79,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Train the eval judge's shape classifier on real `shapes` images.
     TrainJudge(eval::TrainJudgeArgs),
+    /// Train the style encoder S to invert a trained generator (z from an image).
+    TrainStyle(train::TrainStyleArgs),
+    /// Captions drawn in the style (background, pose) of given images: G(S(image), φ(caption)).
+    StyleTransfer(style::StyleTransferArgs),
 }
 
 /// How chatty to be.
@@ -103,6 +109,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Train(a) => train::run_gan(a, v),
         Command::Eval(a) => eval::run_eval(a, v),
         Command::TrainJudge(a) => eval::run_train_judge(a, v),
+        Command::TrainStyle(a) => train::run_style(a, v),
+        Command::StyleTransfer(a) => style::run(a, v),
         Command::Data(cmd) => data::run(cmd).map_err(|e| {
             // A dataset problem is a bad input; anything else is generic.
             let code =

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use text2img::data::rng::Pcg32;
 use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
@@ -19,13 +20,15 @@ use text2img::model::text::encode_into;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::rng::normal_noise;
 use text2img::tensor::{DType, Tensor};
-use text2img::train::captions::CaptionTable;
-use text2img::train::checkpoint::{load_gan, load_sje, save_gan, save_sje};
+use text2img::train::captions::{embed_texts, CaptionTable};
+use text2img::train::checkpoint::{load_gan, load_sje, load_style, save_gan, save_sje, save_style, save_style_encoder};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats};
 use text2img::train::sje::{save_image_encoder, HeldOut, SjeOptions, SjeTrainer};
+use text2img::train::style::{StyleOptions, StyleTrainer};
 use text2img::train::TrainNet;
 use text2img::weights::LoadMode;
 
+use super::generate::weights_path;
 use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE};
 
 /// Options both trainers share.
@@ -106,6 +109,20 @@ pub struct TrainArgs {
     /// Weights file dtype of the final export.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     pub export_dtype: String,
+}
+
+#[derive(Args)]
+pub struct TrainStyleArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The model whose generator S learns to invert (default as for generate).
+    #[arg(short, long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
 }
 
 fn io_fail(path: &Path, e: impl std::fmt::Display) -> Failure {
@@ -425,6 +442,70 @@ fn export(a: &TrainArgs, t: &GanTrainer, enc: &WeightSet, v: Verbosity) -> Resul
     save_weights(&path, &t.config, &Network::ALL, &tensors, dtype)?;
     if v > Verbosity::Quiet {
         eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- train-style
+
+/// Captions per training image that S's steps draw from (embedded once).
+const STYLE_CAPTIONS_PER_IMAGE: usize = 2;
+
+pub fn run_style(a: TrainStyleArgs, v: Verbosity) -> Result<(), Failure> {
+    let c = &a.common;
+    let ws = WeightSet::open(&weights_path(&a.model)?, LoadMode::Mmap)?;
+    ws.require(Network::Encoder)?;
+    ws.require(Network::Generator)?;
+    let ds = open_dataset(c)?;
+    let pool = thread_pool(c.threads as usize)?;
+    let mut t = match &c.resume {
+        Some(p) => load_style(p, &ws, Arc::clone(&pool))?.0,
+        None => {
+            let o = StyleOptions { batch: a.batch, lr: a.lr, seed: c.seed };
+            StyleTrainer::new(&ws, o, Arc::clone(&pool))?
+        }
+    };
+    let texts: Vec<&str> = ds
+        .item_ids(Split::TrainVal)
+        .into_iter()
+        .flat_map(|i| ds.items()[i].captions.iter().take(STYLE_CAPTIONS_PER_IMAGE).map(String::as_str))
+        .collect();
+    if texts.is_empty() {
+        return Err(fail(EXIT_BAD_INPUT, format!("{}: no training captions", c.data.display())));
+    }
+    let table = embed_texts(&ws, &texts, Arc::clone(&pool))?;
+    let e = ws.config().encoder.embed_dim;
+    let mut batch = vec![0.0f32; t.options.batch * e];
+    let mut log = Log::open(&c.out)?;
+    let ckpt = c.out.join("checkpoint.safetensors");
+    let bar = progress(c.steps, t.step, v);
+    let start = Instant::now();
+    while t.step < c.steps {
+        // Captions of step s are a pure function of (seed, s): a resumed run draws the same.
+        let mut rng = Pcg32::derive(t.options.seed ^ 0x5354_594c, t.step);
+        for row in batch.chunks_mut(e) {
+            let k = rng.index(texts.len());
+            row.copy_from_slice(&table[k * e..(k + 1) * e]);
+        }
+        let loss = t.step(&batch)?;
+        bar.set_position(t.step);
+        bar.set_message(format!("loss {loss:.4}"));
+        log.write(serde_json::json!({"step": t.step, "loss": loss, "elapsed_s": start.elapsed().as_secs_f64()}))?;
+        if t.step % c.checkpoint_every.max(1) == 0 || t.step == c.steps {
+            save_style(&ckpt, &t, &BTreeMap::new())?;
+        }
+    }
+    bar.finish_and_clear();
+    let out = c.out.join("style.safetensors");
+    save_style_encoder(&out, &t.s, &t.config)?;
+    if v > Verbosity::Quiet {
+        eprintln!(
+            "wrote {} and {} ({} steps, {:.0} s)",
+            out.display(),
+            ckpt.display(),
+            t.step,
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

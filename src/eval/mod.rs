@@ -5,3 +5,4 @@
 pub mod colour;
 pub mod report;
 pub mod shape_net;
+pub mod style;

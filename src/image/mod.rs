@@ -46,4 +46,31 @@ impl Rgb8 {
         }
         Rgb8 { width, height, data }
     }
+
+    /// A blank image of one colour.
+    pub fn filled(width: usize, height: usize, rgb: [u8; 3]) -> Rgb8 {
+        Rgb8 { width, height, data: rgb.repeat(width * height) }
+    }
+
+    /// Sets one pixel; points outside are ignored.
+    pub fn put(&mut self, x: isize, y: isize, rgb: [u8; 3]) {
+        if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
+            let i = 3 * (y as usize * self.width + x as usize);
+            self.data[i..i + 3].copy_from_slice(&rgb);
+        }
+    }
+
+    /// A straight line between two points (inclusive), `thick` pixels wide.
+    pub fn line(&mut self, (x0, y0): (f64, f64), (x1, y1): (f64, f64), rgb: [u8; 3], thick: isize) {
+        let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
+        for k in 0..=steps {
+            let t = k as f64 / steps as f64;
+            let (x, y) = ((x0 + t * (x1 - x0)).round() as isize, (y0 + t * (y1 - y0)).round() as isize);
+            for dy in 0..thick {
+                for dx in 0..thick {
+                    self.put(x + dx - thick / 2, y + dy - thick / 2, rgb);
+                }
+            }
+        }
+    }
 }

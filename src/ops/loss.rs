@@ -88,3 +88,17 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[usize], classes: usize, d
     }
     (total / b.max(1) as f64) as f32
 }
+
+/// Mean squared error over all N elements: L = (1/N) Σ (pred − target)² (the style encoder's
+/// objective, ‖z − S(G(z, t))‖² averaged). `dpred` = 2 (pred − target) / N.
+pub fn mse_loss(pred: &[f32], target: &[f32], dpred: &mut [f32]) -> f32 {
+    let n = pred.len();
+    assert!(target.len() == n && dpred.len() == n, "mse_loss sizes");
+    let mut total = 0.0f64;
+    for ((d, &p), &t) in dpred.iter_mut().zip(pred).zip(target) {
+        let e = f64::from(p) - f64::from(t);
+        total += e * e;
+        *d = (2.0 * e / n as f64) as f32;
+    }
+    (total / n.max(1) as f64) as f32
+}

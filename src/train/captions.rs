@@ -26,26 +26,14 @@ pub struct CaptionTable {
 impl CaptionTable {
     /// Embeds every caption of `ds` with the encoder of `ws`.
     pub fn build(ws: &WeightSet, ds: &Dataset, pool: Arc<ThreadPool>) -> Result<CaptionTable> {
-        let graph = Arc::new(build_encoder(ws)?);
-        let mut s = Session::new(graph, BATCH, pool, Backend::Cpu);
-        let (l, dim) = (ws.config().text.doc_length, ws.config().encoder.embed_dim);
         let mut offsets = vec![0];
         let mut texts: Vec<&str> = Vec::new();
         for item in ds.items() {
             texts.extend(item.captions.iter().map(String::as_str));
             offsets.push(texts.len());
         }
-        let mut emb = Vec::with_capacity(texts.len() * dim);
-        for chunk in texts.chunks(BATCH) {
-            let input = s.input_mut(0);
-            input.fill(0.0);
-            for (t, o) in chunk.iter().zip(input.chunks_mut(ALPHABET_SIZE * l)) {
-                encode_into(t, l, o);
-            }
-            s.run();
-            emb.extend_from_slice(&s.output(0)[..chunk.len() * dim]);
-        }
-        Ok(CaptionTable { dim, offsets, emb })
+        let emb = embed_texts(ws, &texts, pool)?;
+        Ok(CaptionTable { dim: ws.config().encoder.embed_dim, offsets, emb })
     }
 
     /// Embedding of caption `c` of item `item` (indices wrap like the sampler's).
@@ -65,4 +53,22 @@ impl CaptionTable {
             o.iter_mut().for_each(|a| *a /= k as f32);
         }
     }
+}
+
+/// Embeds `texts` with the encoder of `ws` (inference graph, batches of 64): [N, E].
+pub fn embed_texts(ws: &WeightSet, texts: &[&str], pool: Arc<ThreadPool>) -> Result<Vec<f32>> {
+    let graph = Arc::new(build_encoder(ws)?);
+    let mut s = Session::new(graph, BATCH, pool, Backend::Cpu);
+    let (l, dim) = (ws.config().text.doc_length, ws.config().encoder.embed_dim);
+    let mut emb = Vec::with_capacity(texts.len() * dim);
+    for chunk in texts.chunks(BATCH) {
+        let input = s.input_mut(0);
+        input.fill(0.0);
+        for (t, o) in chunk.iter().zip(input.chunks_mut(ALPHABET_SIZE * l)) {
+            encode_into(t, l, o);
+        }
+        s.run();
+        emb.extend_from_slice(&s.output(0)[..chunk.len() * dim]);
+    }
+    Ok(emb)
 }

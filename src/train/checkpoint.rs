@@ -12,9 +12,11 @@ use serde::de::DeserializeOwned;
 use super::gan::{GanOptions, GanTrainer};
 use super::net::{train_graph, TrainNet};
 use super::sje::{image_encoder_graph, SjeOptions, SjeTrainer};
+use super::style::{style_graph, StyleOptions, StyleTrainer};
 use crate::error::Result;
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
+use crate::model::WeightSet;
 use crate::tensor::Tensor;
 use crate::weights::{writer, LoadMode, WeightFile, WeightsError};
 
@@ -161,4 +163,50 @@ pub fn load_net(path: &Path, format: &str, net: &mut TrainNet) -> Result<BTreeMa
     net.load_tensors(&|n| file.f32_data(n).ok().map(|c| c.into_owned()))
         .map_err(|e| file.error(WeightsError::Metadata(e.to_string())))?;
     Ok(file.header().metadata.clone())
+}
+
+/// Writes a style-encoder trainer's whole state (S, Adam, step, options; G is not copied: the
+/// model file is given again on resume).
+pub fn save_style(path: &Path, t: &StyleTrainer, extra: &BTreeMap<String, String>) -> Result<()> {
+    let mut tensors = t.s.tensors();
+    tensors.push(flat("optim.style.m", &t.adam.m));
+    tensors.push(flat("optim.style.v", &t.adam.v));
+    let options = serde_json::to_string(&t.options).unwrap_or_default();
+    write(path, "style", &t.config, options, t.step, tensors, extra)
+}
+
+/// Reads a style checkpoint against the model `ws` whose generator it inverts.
+pub fn load_style(
+    path: &Path,
+    ws: &WeightSet,
+    pool: Arc<ThreadPool>,
+) -> Result<(StyleTrainer, BTreeMap<String, String>)> {
+    let o: Opened<StyleOptions> = open(path, "style")?;
+    if o.config.generator != ws.config().generator || o.config.encoder != ws.config().encoder {
+        return Err(o
+            .file
+            .error(WeightsError::Metadata("the checkpoint was trained against another model config".into())));
+    }
+    let s = o.net(TrainNet::init_graph(style_graph(o.config.generator.nz)?, 0)?)?;
+    let mut t = StyleTrainer::from_net(ws, o.options.clone(), s, pool)?;
+    t.adam.m = o.vec("optim.style.m", t.adam.m.len())?;
+    t.adam.v = o.vec("optim.style.v", t.adam.v.len())?;
+    t.step = o.step;
+    Ok((t, o.metadata()))
+}
+
+/// Format tag of a standalone style encoder S.
+pub const STYLE_FORMAT: &str = "text2img-style/1";
+
+/// Writes S alone, with the config of the model it inverts.
+pub fn save_style_encoder(path: &Path, s: &TrainNet, cfg: &ModelConfig) -> Result<()> {
+    let meta = BTreeMap::from([("config".to_string(), cfg.to_json())]);
+    save_net(path, STYLE_FORMAT, s, crate::tensor::DType::F32, &meta)
+}
+
+/// Reads S for a generator of noise size `nz`.
+pub fn load_style_encoder(path: &Path, nz: usize) -> Result<TrainNet> {
+    let mut s = TrainNet::init_graph(style_graph(nz)?, 0)?;
+    load_net(path, STYLE_FORMAT, &mut s)?;
+    Ok(s)
 }

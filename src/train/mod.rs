@@ -8,6 +8,7 @@ pub mod graph;
 pub mod net;
 pub mod session;
 pub mod sje;
+pub mod style;
 
 pub use net::TrainNet;
 pub use session::{Mode, ParamStore, TrainSession};

@@ -1,0 +1,134 @@
+//! `text2img eval --style`: the paper's disentangling evaluation on `shapes` (ROC AUC of
+//! style-vector similarity for "same background" and "same pose" pairs, against the caption
+//! baseline), with the ROC curves as PNG and CSV.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use text2img::data::shapes::PALETTE;
+use text2img::eval::style::{kmeans, verify, Verification};
+use text2img::image::{write_png, Rgb8};
+use text2img::model::WeightSet;
+use text2img::train::captions::embed_texts;
+use text2img::train::checkpoint::load_style_encoder;
+use text2img::train::style::predict_styles;
+
+use super::eval::RealImages;
+use super::{fail, Failure, EXIT_BAD_INPUT, EXIT_OUTPUT};
+
+/// Folds of the images (the paper averages over 5).
+const FOLDS: usize = 5;
+/// Clusters: one per palette colour for the background; the nine position cells for pose.
+const BACKGROUND_CLUSTERS: usize = PALETTE.len();
+const POSE_CLUSTERS: usize = 9;
+
+#[derive(Serialize)]
+pub struct StyleRow {
+    pub feature: String,
+    pub background: Verification,
+    pub pose: Verification,
+}
+
+/// The first caption of a real image (text_c10/<class>/<stem>.txt).
+fn first_caption(root: &Path, image: &str) -> Result<String, Failure> {
+    let rel = Path::new(image);
+    let class = rel.parent().and_then(|p| p.file_name()).unwrap_or_default();
+    let stem = rel.file_stem().unwrap_or_default();
+    let path = root.join("text_c10").join(class).join(stem).with_extension("txt");
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(EXIT_BAD_INPUT, format!("{}: {e}", path.display())))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| fail(EXIT_BAD_INPUT, format!("{}: no caption", path.display())))
+}
+
+/// Runs the evaluation on the held-out classes' real images of `data`.
+pub fn run(
+    ws: &WeightSet,
+    data: &Path,
+    real: &RealImages,
+    style_model: &Path,
+    pool: &Arc<rayon::ThreadPool>,
+    seed: u64,
+) -> Result<Vec<StyleRow>, Failure> {
+    let held = real.split(true);
+    let mut images = Vec::with_capacity(held.len() * real.image(0).len());
+    let (mut bg, mut pose, mut captions) = (Vec::new(), Vec::new(), Vec::new());
+    for &i in &held {
+        images.extend_from_slice(real.image(i));
+        let a = &real.attrs[i];
+        bg.extend(a.background_rgb.map(|v| f32::from(v) / 255.0));
+        pose.extend([a.x / 64.0, a.y / 64.0]);
+        captions.push(first_caption(data, &a.image)?);
+    }
+    let bg_clusters = kmeans(&bg, 3, BACKGROUND_CLUSTERS, seed, 100);
+    let pose_clusters = kmeans(&pose, 2, POSE_CLUSTERS, seed, 100);
+    let nz = ws.config().generator.nz;
+    let mut s = load_style_encoder(style_model, nz)?;
+    let styles = predict_styles(&mut s, &images, Arc::clone(pool));
+    let texts: Vec<&str> = captions.iter().map(String::as_str).collect();
+    let text_emb = embed_texts(ws, &texts, Arc::clone(pool))?;
+    let e = ws.config().encoder.embed_dim;
+    let row = |feature: &str, f: &[f32], dim: usize| StyleRow {
+        feature: feature.to_string(),
+        background: verify(f, dim, &bg_clusters, FOLDS, seed),
+        pose: verify(f, dim, &pose_clusters, FOLDS, seed),
+    };
+    Ok(vec![row("style vector S(image)", &styles, nz), row("caption embedding (baseline)", &text_emb, e)])
+}
+
+pub fn print(rows: &[StyleRow], images: usize) {
+    println!(
+        "| feature (cosine similarity, {images} real held-out images, {FOLDS} folds) | background AUC | pose AUC |"
+    );
+    println!("|---|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {:.3} ± {:.3} | {:.3} ± {:.3} |",
+            r.feature, r.background.auc_mean, r.background.auc_std, r.pose.auc_mean, r.pose.auc_std
+        );
+    }
+}
+
+/// Writes PREFIX.csv (method, property, fpr, tpr) and PREFIX.png (the curves; background solid
+/// colours, pose lighter; the diagonal is chance).
+pub fn write_roc(prefix: &Path, rows: &[StyleRow]) -> Result<(), Failure> {
+    let mut csv = String::from("feature,property,fpr,tpr\n");
+    for r in rows {
+        for (prop, v) in [("background", &r.background), ("pose", &r.pose)] {
+            for (x, y) in &v.curve {
+                let _ = writeln!(csv, "\"{}\",{prop},{x:.5},{y:.5}", r.feature);
+            }
+        }
+    }
+    let csv_path = prefix.with_extension("csv");
+    std::fs::write(&csv_path, csv)
+        .map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", csv_path.display())))?;
+    const SIDE: f64 = 256.0;
+    const M: f64 = 16.0;
+    let mut img = Rgb8::filled((SIDE + 2.0 * M) as usize, (SIDE + 2.0 * M) as usize, [255, 255, 255]);
+    let at = |(x, y): (f64, f64)| (M + x * SIDE, M + (1.0 - y) * SIDE);
+    let grey = [160, 160, 160];
+    for (a, b) in
+        [((0.0, 0.0), (1.0, 0.0)), ((0.0, 0.0), (0.0, 1.0)), ((1.0, 0.0), (1.0, 1.0)), ((0.0, 1.0), (1.0, 1.0))]
+    {
+        img.line(at(a), at(b), [0, 0, 0], 1);
+    }
+    img.line(at((0.0, 0.0)), at((1.0, 1.0)), grey, 1);
+    let colours = [([200, 30, 30], [240, 150, 150]), ([30, 60, 200], [150, 170, 240])];
+    for (r, (solid, light)) in rows.iter().zip(colours) {
+        for (v, c) in [(&r.pose, light), (&r.background, solid)] {
+            for w in v.curve.windows(2) {
+                img.line(at(w[0]), at(w[1]), c, 2);
+            }
+        }
+    }
+    let png_path = prefix.with_extension("png");
+    let legend = rows.iter().zip(["red", "blue"]).map(|(r, c)| format!("{c}: {}", r.feature)).collect::<Vec<_>>();
+    let text = vec![("roc".to_string(), format!("{} (dark: background, light: pose)", legend.join("; ")))];
+    write_png(&png_path, &img, &text)
+        .map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", png_path.display())))
+}

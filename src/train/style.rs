@@ -1,0 +1,144 @@
+//! The style encoder S of the ICML paper (§4.4; DESIGN.md §1): a convolutional trunk like D's
+//! ending in a linear map to nz, trained to invert a frozen generator,
+//! L = mean over the batch and the nz outputs of (z − S(G(z, φ(t))))², with fresh noise each step
+//! and training captions. G runs as at inference (batch norm folded, running statistics), so S
+//! inverts exactly the generator that `style-transfer` drives.
+
+use std::sync::Arc;
+
+use rayon::ThreadPool;
+use serde::{Deserialize, Serialize};
+
+use super::gan::AdamState;
+use super::graph::{TrainBuilder, TrainGraph};
+use super::net::TrainNet;
+use super::session::{Mode, TrainSession};
+use super::sje::eval_outputs;
+use crate::error::{Error, Result};
+use crate::graph::{Backend, Session, ValueId};
+use crate::model::config::ModelConfig;
+use crate::model::generator::build_generator;
+use crate::model::net::{NetBuilder, LRELU};
+use crate::model::WeightSet;
+use crate::ops::conv2d::Conv2dGeom;
+use crate::ops::loss::mse_loss;
+use crate::ops::optim::Adam;
+use crate::ops::Activation;
+use crate::rng::normal_noise;
+
+/// Width of S's first layer (D's for `shapes`).
+pub const STYLE_NF: usize = 32;
+/// Length of one [3, 64, 64] image.
+const IMAGE_LEN: usize = 3 * 64 * 64;
+/// Noise indices: row i of step s uses s·NOISE_STRIDE + i (a resumed run draws the same noise).
+const NOISE_STRIDE: u64 = 1 << 16;
+/// Mixed into the seed so S's noise differs from the GAN trainer's and from weight init.
+const STYLE_KEY: u64 = 0x7374_796c_655f_6b65;
+
+/// Lays S out: image [3, 64, 64] → style vector [nz, 1, 1]. Parameters are `style.*`.
+pub fn style_encoder<B: NetBuilder>(b: &mut B, nz: usize) -> Result<(ValueId, ValueId)> {
+    let f = STYLE_NF;
+    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let img = b.input(&[3, 64, 64]);
+    let x = b.conv(img, "style.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
+    let x = b.conv(x, "style.conv1.weight", Some("style.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
+    let x = b.conv(x, "style.conv2.weight", Some("style.bn2"), down(2 * f, 16, 4 * f), LRELU, None)?; // [4f, 8, 8]
+    let x = b.conv(x, "style.conv3.weight", Some("style.bn3"), down(4 * f, 8, 8 * f), LRELU, None)?; // [8f, 4, 4]
+                                                                                                     // A 4×4 convolution over the 4×4 map is the paper's final linear layer.
+    let last = Conv2dGeom { cin: 8 * f, h: 4, w: 4, cout: nz, kh: 4, kw: 4, stride: 1, pad: 0 };
+    let s = b.conv(x, "style.proj.weight", None, last, Activation::None, None)?; // [nz, 1, 1]
+    Ok((img, s))
+}
+
+/// S's training graph for noise size `nz`.
+pub fn style_graph(nz: usize) -> Result<TrainGraph> {
+    let mut b = TrainBuilder::new();
+    let (_, out) = style_encoder(&mut b, nz)?;
+    Ok(b.finish(&[out]))
+}
+
+/// Settings of a style run (saved in checkpoints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StyleOptions {
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+}
+
+impl Default for StyleOptions {
+    fn default() -> Self {
+        StyleOptions { batch: 64, lr: 2e-4, seed: 0 }
+    }
+}
+
+/// S, its optimizer, and the frozen G it inverts.
+pub struct StyleTrainer {
+    pub config: ModelConfig,
+    pub options: StyleOptions,
+    pub s: TrainNet,
+    pub adam: AdamState,
+    /// Completed steps.
+    pub step: u64,
+    session: TrainSession,
+    g: Session,
+    z: Vec<f32>,
+    dout: Vec<f32>,
+}
+
+impl StyleTrainer {
+    /// A fresh S (seeded) against the generator of `ws`.
+    pub fn new(ws: &WeightSet, options: StyleOptions, pool: Arc<ThreadPool>) -> Result<StyleTrainer> {
+        let s = TrainNet::init_graph(style_graph(ws.config().generator.nz)?, options.seed)?;
+        StyleTrainer::from_net(ws, options, s, pool)
+    }
+
+    /// A trainer around an existing S (fresh optimizer state).
+    pub fn from_net(ws: &WeightSet, options: StyleOptions, s: TrainNet, pool: Arc<ThreadPool>) -> Result<StyleTrainer> {
+        let (b, nz) = (options.batch, ws.config().generator.nz);
+        if b < 2 || b as u64 > NOISE_STRIDE {
+            return Err(Error::Input(format!("style batch {b}: must be in 2..={NOISE_STRIDE}")));
+        }
+        let g = Session::new(Arc::new(build_generator(ws)?), b, Arc::clone(&pool), Backend::Cpu);
+        Ok(StyleTrainer {
+            config: ws.config().clone(),
+            adam: AdamState { m: vec![0.0; s.graph.param_len], v: vec![0.0; s.graph.param_len] },
+            session: TrainSession::new(Arc::clone(&s.graph), b, pool),
+            s,
+            g,
+            options,
+            step: 0,
+            z: vec![0.0; b * nz],
+            dout: vec![0.0; b * nz],
+        })
+    }
+
+    /// One step on B caption embeddings [B, E]; returns the loss.
+    pub fn step(&mut self, text: &[f32]) -> Result<f32> {
+        let (b, nz, e) = (self.options.batch, self.config.generator.nz, self.config.encoder.embed_dim);
+        if text.len() != b * e {
+            return Err(Error::Input(format!("style step needs {b} embeddings of {e}, got {} values", text.len())));
+        }
+        let first = self.step * NOISE_STRIDE;
+        for (i, z) in self.z.chunks_mut(nz).enumerate() {
+            normal_noise(self.options.seed ^ STYLE_KEY, first + i as u64, z);
+        }
+        self.g.input_mut(0).copy_from_slice(&self.z);
+        self.g.input_mut(1).copy_from_slice(text);
+        self.g.run();
+        self.session.input_mut(0).copy_from_slice(self.g.output(0));
+        self.session.forward(&self.s.params, &mut self.s.buffers, Mode::Train);
+        let loss = mse_loss(self.session.output(0), &self.z, &mut self.dout);
+        self.s.zero_grad();
+        self.session.backward(&self.s.params, &mut self.s.grads, &self.dout);
+        self.step += 1;
+        let adam = Adam { lr: self.options.lr, beta1: 0.5, beta2: 0.999, eps: 1e-8 };
+        adam.step(self.step, self.s.params.data_mut(), &self.s.grads, &mut self.adam.m, &mut self.adam.v);
+        Ok(loss)
+    }
+}
+
+/// Style vectors [N, nz] of images [N, 3, 64, 64] (S in eval mode).
+pub fn predict_styles(s: &mut TrainNet, images: &[f32], pool: Arc<ThreadPool>) -> Vec<f32> {
+    let mut session = TrainSession::new(Arc::clone(&s.graph), 64, pool);
+    eval_outputs(s, &mut session, images, IMAGE_LEN)
+}
