@@ -92,7 +92,12 @@ fn train_judge_then_eval_end_to_end() {
         .arg("--image-encoder")
         .arg(enc.join("image_encoder.safetensors"))
         .arg("--json")
-        .arg(&json));
+        .arg(&json)
+        .arg("--samples")
+        .arg(d.join("judged")));
+    let judged = std::fs::read_to_string(d.join("judged-held-out-classes.txt")).expect("samples text");
+    assert_eq!(judged.lines().filter(|l| l.trim_start().starts_with("read:")).count(), 16, "{judged}");
+    assert!(d.join("judged-unseen-templates.png").exists());
     for phrase in
         ["training-class captions", "held-out-class captions", "unseen caption templates", "diversity", "zero-shot"]
     {

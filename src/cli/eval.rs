@@ -20,6 +20,7 @@ use text2img::eval::report::{
 };
 use text2img::eval::shape_net::{crop, JudgeTraining, ShapeJudge, CROP_LEN};
 use text2img::graph::{thread_pool, Backend};
+use text2img::image::{write_png, Rgb8};
 use text2img::model::{Network, TextToImage, WeightSet};
 use text2img::train::sje::{load_image_encoder, HeldOut, ZeroShot};
 use text2img::train::TrainNet;
@@ -67,6 +68,10 @@ pub struct EvalArgs {
     /// With --style, write the ROC curves to PREFIX.png and PREFIX.csv.
     #[arg(long, value_name = "PREFIX")]
     pub roc: Option<PathBuf>,
+    /// Write PREFIX-<set>.png (the first 16 eval captions' images) and PREFIX-<set>.txt (what
+    /// the judge read in each).
+    #[arg(long, value_name = "PREFIX")]
+    pub samples: Option<PathBuf>,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -252,13 +257,49 @@ fn generate_all(t2i: &mut TextToImage, caps: &[EvalCaption], seeds: u32, seed: u
     Ok(out)
 }
 
-fn score_set(judge: &mut Judge, caps: &[EvalCaption], images: &[f32], seeds: usize) -> Score {
-    let judged = judge.judge(images);
+fn score_set(judged: &[Attrs], caps: &[EvalCaption], seeds: usize) -> Score {
     let mut score = Score::default();
     for (i, j) in judged.iter().enumerate() {
         score.add(j, &caps[i / seeds].truth);
     }
     score
+}
+
+/// Attributes as words: "small red circle on blue" ("nothing" when no shape was found).
+fn describe_attrs(a: &Attrs) -> String {
+    let colour = a.colour.map_or("no shape", |c| PALETTE[c].name);
+    let shape = Shape::ALL[a.shape].name();
+    format!("{} {colour} {shape} on {}", a.size.word(), PALETTE[a.background].name)
+}
+
+/// PREFIX-<set>.png: the first 16 captions down, their images across; PREFIX-<set>.txt: each
+/// caption and what the judge read in each image.
+fn write_samples(
+    prefix: &Path,
+    set: CaptionSet,
+    caps: &[EvalCaption],
+    images: &[f32],
+    judged: &[Attrs],
+    s: usize,
+) -> Result<(), Failure> {
+    const ROWS: usize = 16;
+    let name = |ext: &str| {
+        let mut p = prefix.as_os_str().to_owned();
+        p.push(format!("-{}.{ext}", set.slug()));
+        PathBuf::from(p)
+    };
+    let n = caps.len().min(ROWS);
+    let tiles: Vec<Rgb8> = images.chunks(IMAGE_LEN).take(n * s).map(|x| Rgb8::from_chw(x, 64, 64)).collect();
+    let png = name("png");
+    write_png(&png, &Rgb8::grid(&tiles, s, 2), &[])
+        .map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", png.display())))?;
+    let mut text = String::new();
+    for (i, c) in caps.iter().take(n).enumerate() {
+        let reads: Vec<String> = judged[i * s..(i + 1) * s].iter().map(describe_attrs).collect();
+        text += &format!("{}\n  want: {}\n  read: {}\n", c.text, describe_attrs(&c.truth), reads.join(" | "));
+    }
+    let txt = name("txt");
+    std::fs::write(&txt, text).map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", txt.display())))
 }
 
 /// Mean pairwise distance of real training-class images that fit one full description
@@ -317,7 +358,11 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
     for set in CaptionSet::ALL {
         let caps = eval_captions(set, a.per_class as usize, a.seed);
         let images = generate_all(&mut t2i, &caps, a.seeds, a.seed)?;
-        rows.push(Row { what: set.label().to_string(), score: score_set(&mut judge, &caps, &images, s) });
+        let judged = judge.judge(&images);
+        rows.push(Row { what: set.label().to_string(), score: score_set(&judged, &caps, s) });
+        if let Some(prefix) = &a.samples {
+            write_samples(prefix, set, &caps, &images, &judged, s)?;
+        }
         if set == CaptionSet::TrainClasses {
             generated_train = images;
         }

@@ -100,6 +100,15 @@ impl CaptionSet {
     pub const ALL: [CaptionSet; 3] =
         [CaptionSet::TrainClasses, CaptionSet::HeldOutClasses, CaptionSet::UnseenTemplates];
 
+    /// A file-name word.
+    pub fn slug(self) -> &'static str {
+        match self {
+            CaptionSet::TrainClasses => "train-classes",
+            CaptionSet::HeldOutClasses => "held-out-classes",
+            CaptionSet::UnseenTemplates => "unseen-templates",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             CaptionSet::TrainClasses => "training-class captions",
