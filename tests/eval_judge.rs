@@ -180,6 +180,7 @@ fn train_judge_then_eval_end_to_end() {
         .arg("--roc")
         .arg(&roc));
     assert!(out.contains("background AUC") && out.contains("caption embedding (baseline)"), "{out}");
+    assert!(out.contains("style transfer, 120 pairs"), "{out}");
     let csv = std::fs::read_to_string(roc.with_extension("csv")).expect("csv");
     assert!(csv.starts_with("feature,property,fpr,tpr") && csv.lines().count() > 8, "{csv}");
     assert!(roc.with_extension("png").exists());

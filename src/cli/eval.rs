@@ -26,7 +26,7 @@ use text2img::train::sje::{load_image_encoder, HeldOut, ZeroShot};
 use text2img::train::TrainNet;
 use text2img::weights::LoadMode;
 
-use super::eval_style::{self, StyleRow};
+use super::eval_style::{self, StyleRow, TransferCheck};
 use super::generate::{default_file, weights_path};
 use super::style::DEFAULT_STYLE;
 use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE};
@@ -231,6 +231,7 @@ struct Results {
     diversity_real: Option<f32>,
     zero_shot: Option<ZeroShot>,
     style: Option<Vec<StyleRow>>,
+    style_transfer: Option<TransferCheck>,
     seeds: u32,
     per_class: u32,
     seed: u64,
@@ -374,6 +375,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         mean_pairwise_distance(generated_train.chunks(s * IMAGE_LEN).map(|g| g.chunks(IMAGE_LEN).collect()));
     let (mut diversity_real, mut zero_shot, mut style) = (None, None, None);
     let mut real_held = 0;
+    let mut transfer = None;
     if let Some(data) = &a.data {
         let real = RealImages::load(data)?;
         rows.push(Row { what: REAL_ROW.into(), score: judge_real(&mut judge, &real) });
@@ -383,6 +385,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         if a.style {
             let sm = a.style_model.clone().unwrap_or_else(|| default_file(DEFAULT_STYLE));
             style = Some(eval_style::run(&ws, data, &real, &sm, &pool, a.seed)?);
+            transfer = Some(eval_style::transfer_check(&ws, &real, &sm, &mut judge, &pool, a.seed)?);
         }
         real_held = real.split(true).len();
     }
@@ -411,6 +414,9 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         if let Some(prefix) = &a.roc {
             eval_style::write_roc(prefix, rows)?;
         }
+        if let Some(c) = &transfer {
+            eval_style::print_transfer(c);
+        }
     }
     if let Some(acc) = judge_meta.get("validation_accuracy") {
         println!(
@@ -426,6 +432,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         diversity_real,
         zero_shot,
         style,
+        style_transfer: transfer,
         seeds: a.seeds,
         per_class: a.per_class,
         seed: a.seed,

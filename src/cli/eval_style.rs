@@ -7,9 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
-use text2img::data::shapes::PALETTE;
+use text2img::data::render::Shape;
+use text2img::data::rng::Pcg32;
+use text2img::data::shapes::{fix_articles, PALETTE};
+use text2img::eval::report::{Attrs, Judge};
 use text2img::eval::style::{kmeans, verify, Verification};
+use text2img::graph::Backend;
 use text2img::image::{write_png, Rgb8};
+use text2img::model::TextToImage;
 use text2img::model::WeightSet;
 use text2img::train::captions::embed_texts;
 use text2img::train::checkpoint::load_style_encoder;
@@ -23,6 +28,79 @@ const FOLDS: usize = 5;
 /// Clusters: one per palette colour for the background; the nine position cells for pose.
 const BACKGROUND_CLUSTERS: usize = PALETTE.len();
 const POSE_CLUSTERS: usize = 9;
+
+/// Style transfer judged: how often G(S(image), φ(caption)) keeps the style image's background
+/// and shows the caption's shape colour and kind.
+#[derive(Serialize)]
+pub struct TransferCheck {
+    pub pairs: usize,
+    pub background_of_style_image: f64,
+    pub colour_of_caption: f64,
+    pub shape_of_caption: f64,
+}
+
+/// What one style-transfer output should show.
+struct Want {
+    background: usize,
+    colour: usize,
+    shape: usize,
+}
+
+/// Pairs in the style-transfer check.
+const TRANSFER_PAIRS: usize = 120;
+
+/// Judges style transfer on TRANSFER_PAIRS (held-out image, "a <colour> <shape>") pairs; the
+/// caption names no background, and its colour differs from the image's background.
+pub fn transfer_check(
+    ws: &WeightSet,
+    real: &RealImages,
+    style_model: &Path,
+    judge: &mut Judge,
+    pool: &Arc<rayon::ThreadPool>,
+    seed: u64,
+) -> Result<TransferCheck, Failure> {
+    let held = real.split(true);
+    let nz = ws.config().generator.nz;
+    let mut s = load_style_encoder(style_model, nz)?;
+    let mut rng = Pcg32::new(seed ^ 0x5452_4e53);
+    let (mut images, mut captions, mut wants) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..TRANSFER_PAIRS.min(held.len()) {
+        let i = held[rng.index(held.len())];
+        images.extend_from_slice(real.image(i));
+        let bg = real.truth[i].background;
+        let mut colour = rng.index(PALETTE.len() - 1);
+        if colour >= bg {
+            colour += 1;
+        }
+        let shape = rng.index(Shape::ALL.len());
+        captions.push(fix_articles(&format!("a {} {}", PALETTE[colour].name, Shape::ALL[shape].name())));
+        wants.push(Want { background: bg, colour, shape });
+    }
+    let styles = predict_styles(&mut s, &images, Arc::clone(pool));
+    let mut t2i = TextToImage::new(ws, captions.len(), Arc::clone(pool), Backend::Cpu)?;
+    let (emb, _) = t2i.embed(&captions)?;
+    let out = t2i.generate_from(&styles, &emb)?.to_vec();
+    let judged = judge.judge(&out);
+    let n = judged.len().max(1) as f64;
+    let rate = |hit: fn(&Attrs, &Want) -> bool| judged.iter().zip(&wants).filter(|(j, w)| hit(j, w)).count() as f64 / n;
+    Ok(TransferCheck {
+        pairs: judged.len(),
+        background_of_style_image: rate(|j, w| j.background == w.background),
+        colour_of_caption: rate(|j, w| j.colour == Some(w.colour)),
+        shape_of_caption: rate(|j, w| j.shape == w.shape),
+    })
+}
+
+pub fn print_transfer(c: &TransferCheck) {
+    println!(
+        "style transfer, {} pairs (held-out image, \"a <colour> <shape>\"): background of the style image {:.1}%, \
+         colour of the caption {:.1}%, shape of the caption {:.1}%",
+        c.pairs,
+        100.0 * c.background_of_style_image,
+        100.0 * c.colour_of_caption,
+        100.0 * c.shape_of_caption
+    );
+}
 
 #[derive(Serialize)]
 pub struct StyleRow {
