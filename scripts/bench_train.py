@@ -79,11 +79,11 @@ def bench_torch(cfg_name: str, batch: int, steps: int, threads: int) -> dict:
     }
 
 
-def bench_ours(exe: str, data: str, encoder: str, batch: int, steps: int, threads: int) -> dict:
+def bench_ours(exe: str, config: str, data: str, encoder: str, batch: int, steps: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         out = os.path.join(tmp, "run")
         cmd = [
-            exe, "train", "--data", data, "--encoder", encoder, "--out", out, "--steps", str(steps),
+            exe, "train", "--config", config, "--data", data, "--encoder", encoder, "--out", out, "--steps", str(steps),
             "--batch", str(batch), "--threads", str(threads), "--sample-every", "0",
             "--checkpoint-every", "100000", "-q",
         ]
@@ -116,7 +116,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed iterations each")
     p.add_argument("--ours", help="path of the text2img binary (also time our trainer)")
     p.add_argument("--data", help="dataset folder for --ours")
-    p.add_argument("--encoder", help="encoder weights file for --ours (its config must be --config's)")
+    p.add_argument("--encoder", help="encoder weights file for --ours (its encoder must be --config's)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     a = p.parse_args(argv)
     if a.ours and not (a.data and a.encoder):
@@ -129,7 +129,7 @@ def main(argv=None):
     }
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
     if a.ours:
-        ours = bench_ours(a.ours, a.data, a.encoder, a.batch, a.steps, a.threads)
+        ours = bench_ours(a.ours, a.config, a.data, a.encoder, a.batch, a.steps, a.threads)
         res["ours"] = ours
         print(f"ours:    {ours['images_per_s']:.2f} images/s ({ours['s_per_iter_mean']:.3f} s/iteration mean over "
               f"{ours['iterations']}, median after the first {ours['s_per_iter_median_after_first']:.3f} s; "

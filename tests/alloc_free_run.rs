@@ -9,6 +9,7 @@ use text2img::graph::{thread_pool, Backend, Session};
 use text2img::model::discriminator::build_discriminator;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, TextToImage, WeightSet};
+use text2img::tensor::DType;
 
 struct Counting;
 
@@ -39,13 +40,22 @@ static GLOBAL: Counting = Counting;
 fn repeated_runs_allocate_nothing() {
     let cfg = ModelConfig::builtin("shapes").expect("config");
     let nets = Network::ALL;
-    let ws = WeightSet::from_tensors(cfg.clone(), &nets, synthetic_weights(&cfg, &nets)).expect("weights");
+    let f32_weights = synthetic_weights(&cfg, &nets);
+    // f16 tensors keep f16 GEMM panels, which are widened on the fly: also allocation-free.
+    let f16_weights = f32_weights.iter().map(|(n, t)| (n.clone(), t.to_dtype(DType::F16))).collect();
+    for (dtype, tensors) in [("f32", f32_weights), ("f16", f16_weights)] {
+        let ws = WeightSet::from_tensors(cfg.clone(), &nets, tensors).expect("weights");
+        runs_allocate_nothing(&ws, dtype);
+    }
+}
+
+fn runs_allocate_nothing(ws: &WeightSet, dtype: &str) {
     for threads in [1, 2] {
         for batch in [1, 3] {
             let pool = thread_pool(threads).expect("pool");
             let captions: Vec<String> = (0..batch).map(|i| format!("a small red circle number {i}")).collect();
-            let mut t2i = TextToImage::new(&ws, batch, Arc::clone(&pool), Backend::Cpu).expect("pipeline");
-            let mut d = Session::new(Arc::new(build_discriminator(&ws).expect("D")), batch, pool, Backend::Cpu);
+            let mut t2i = TextToImage::new(ws, batch, Arc::clone(&pool), Backend::Cpu).expect("pipeline");
+            let mut d = Session::new(Arc::new(build_discriminator(ws).expect("D")), batch, pool, Backend::Cpu);
             let indices: Vec<u64> = (0..batch as u64).collect();
             t2i.embed(&captions).expect("embed");
             // Warm-up: thread-local buffers of the pool and GEMM are created here.
@@ -61,7 +71,7 @@ fn repeated_runs_allocate_nothing() {
                 d.run();
             }
             let n = ALLOCS.load(Ordering::SeqCst) - before;
-            assert_eq!(n, 0, "{n} allocations in 3 runs at batch {batch}, {threads} threads");
+            assert_eq!(n, 0, "{n} allocations in 3 runs at batch {batch}, {threads} threads, {dtype} weights");
         }
     }
 }

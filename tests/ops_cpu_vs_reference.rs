@@ -52,6 +52,19 @@ fn matmul_cpu_vs_reference_strided() {
         let mut got_t = poisoned(m * n);
         pool(2).install(|| matmul_packed(&packed, Mat::row_major(&b, k, n), &mut got_t, Out::cols(m), 2));
         assert_close(&format!("matmul_packed {m}x{k}x{n}"), &got_t, &want_t, TOL);
+        // f16 panels: the reference multiplies the f16-rounded weights, so the only difference
+        // left is summation order (same tolerance).
+        let half = packed.to_f16();
+        assert!(half.is_f16() && half.bytes() * 2 == packed.bytes());
+        let rounded: Vec<f32> = a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+        assert_eq!(half.unpack(), rounded, "f16 pack/unpack round trip");
+        let mut want_h = vec![0.0; m * n];
+        matmul_ref(Mat::row_major(&rounded, m, k), Mat::row_major(&b, k, n), &mut want_h, Out::cols(m));
+        for threads in [1, 2] {
+            let mut got_h = poisoned(m * n);
+            pool(threads).install(|| matmul_packed(&half, Mat::row_major(&b, k, n), &mut got_h, Out::cols(m), threads));
+            assert_close(&format!("matmul_packed f16 {m}x{k}x{n} ({threads} threads)"), &got_h, &want_h, TOL);
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! The inference builder: each layer reads its weights by name, folds a following batch norm
 //! into the weights and a shift, packs GEMM weights once into the fast path's panel order, and
 //! adds one fused node (conv + BN + residual + activation is one node).
+//!
+//! Weights stored in f16 in the file stay f16 in the packed panels (half the bytes to stream at
+//! batch 1); their batch norm is then applied as the epilogue's per-channel scale instead of
+//! being folded in, so the f16 values are used exactly as stored.
 
 use super::loader::WeightSet;
 use super::net::NetBuilder;
@@ -35,26 +39,44 @@ impl<'a> InferenceBuilder<'a> {
         Ok(BatchNormParams { gamma: &gamma, beta: &beta, mean: &mean, var: &var }.scale_shift())
     }
 
-    /// Folds `bn` (if any) into out-channel-first rows of `w` (`rows_per_channel` rows each);
-    /// returns the shift parameter.
+    /// Whether `name` keeps f16 storage (it is stored in f16 in the file).
+    fn half(&self, name: &str) -> bool {
+        self.ws.dtype(name) == Some(crate::tensor::DType::F16)
+    }
+
+    /// Packs row-major [m, k] `w`, in f16 when `half`.
+    fn pack(&mut self, name: &str, shape: &[usize], w: &[f32], (m, k): (usize, usize), half: bool) -> Result<usize> {
+        let p = PackedA::from_row_major(w, m, k);
+        self.b.packed(name, shape, if half { p.to_f16() } else { p })
+    }
+
+    /// Applies `bn` (if any) to the out-channel-first rows of `w` (`rows_per_channel` rows
+    /// each): folded into `w`, or, when `keep_w`, left to the epilogue's scale. Returns the
+    /// (scale, shift) parameters; a bias (linear layers) is folded into the shift.
     fn fold(
         &mut self,
         w: &mut [f32],
         bn: Option<&str>,
         rows_per_channel: usize,
         bias: Option<(&str, Vec<f32>)>,
-    ) -> Result<Option<usize>> {
+        keep_w: bool,
+    ) -> Result<(Option<usize>, Option<usize>)> {
         let Some(bn) = bn else {
-            return bias.map(|(name, b)| self.b.owned(name, &[b.len()], b)).transpose();
+            return Ok((None, bias.map(|(name, b)| self.b.owned(name, &[b.len()], b)).transpose()?));
         };
         let bias = bias.map(|(_, b)| b);
         let (scale, mut shift) = self.bn_scale_shift(bn)?;
-        let per_row: Vec<f32> = scale.iter().flat_map(|&s| std::iter::repeat_n(s, rows_per_channel)).collect();
-        fold_out_first(w, &per_row);
         if let Some(bias) = bias {
             fold_bias(&mut shift, &bias, &scale);
         }
-        Ok(Some(self.b.owned(&format!("{bn}.shift"), &[scale.len()], shift)?))
+        let scale_id = if keep_w {
+            Some(self.b.owned(&format!("{bn}.scale"), &[scale.len()], scale.clone())?)
+        } else {
+            let per_row: Vec<f32> = scale.iter().flat_map(|&s| std::iter::repeat_n(s, rows_per_channel)).collect();
+            fold_out_first(w, &per_row);
+            None
+        };
+        Ok((scale_id, Some(self.b.owned(&format!("{bn}.shift"), &[scale.len()], shift)?)))
     }
 }
 
@@ -73,10 +95,11 @@ impl NetBuilder for InferenceBuilder<'_> {
         residual: Option<ValueId>,
     ) -> Result<ValueId> {
         let mut wv = self.ws.vec(w)?;
-        let shift = self.fold(&mut wv, bn, 1, None)?;
+        let half = self.half(w);
+        let (scale, shift) = self.fold(&mut wv, bn, 1, None, half)?;
         let shape = [geom.cout, geom.cin, geom.kh, geom.kw];
-        let wid = self.b.packed(w, &shape, PackedA::from_row_major(&wv, geom.cout, geom.kdim()))?;
-        let op = Op::Conv2d { w: wid, scale: None, shift, geom, act, residual: residual.is_some() };
+        let wid = self.pack(w, &shape, &wv, (geom.cout, geom.kdim()), half)?;
+        let op = Op::Conv2d { w: wid, scale, shift, geom, act, residual: residual.is_some() };
         let inputs: Vec<ValueId> = std::iter::once(x).chain(residual).collect();
         self.b.node(w.trim_end_matches(".weight"), op, &inputs)
     }
@@ -91,9 +114,10 @@ impl NetBuilder for InferenceBuilder<'_> {
     ) -> Result<ValueId> {
         // Packed rows are (co, ky, kx): k·k rows per output channel.
         let mut rows = pack_weight(&self.ws.vec(w)?, &geom);
-        let shift = self.fold(&mut rows, bn, geom.k * geom.k, None)?;
-        let wid = self.b.packed(w, &[geom.rows(), geom.cin], PackedA::from_row_major(&rows, geom.rows(), geom.cin))?;
-        let op = Op::ConvTranspose2d { w: wid, scale: None, shift, geom, act };
+        let half = self.half(w);
+        let (scale, shift) = self.fold(&mut rows, bn, geom.k * geom.k, None, half)?;
+        let wid = self.pack(w, &[geom.rows(), geom.cin], &rows, (geom.rows(), geom.cin), half)?;
+        let op = Op::ConvTranspose2d { w: wid, scale, shift, geom, act };
         self.b.node(w.trim_end_matches(".weight"), op, &[x])
     }
 
@@ -109,9 +133,10 @@ impl NetBuilder for InferenceBuilder<'_> {
         let mut wv = self.ws.vec(&wn)?;
         let bias_name = format!("{prefix}.bias");
         let bias = self.ws.vec(&bias_name)?;
-        let shift = self.fold(&mut wv, bn, 1, Some((bias_name.as_str(), bias)))?;
-        let w = self.b.packed(&wn, &[out_f, in_f], PackedA::from_row_major(&wv, out_f, in_f))?;
-        self.b.node(prefix, Op::Linear { w, scale: None, shift, in_f, out_f, act }, &[x])
+        let half = self.half(&wn);
+        let (scale, shift) = self.fold(&mut wv, bn, 1, Some((bias_name.as_str(), bias)), half)?;
+        let w = self.pack(&wn, &[out_f, in_f], &wv, (out_f, in_f), half)?;
+        self.b.node(prefix, Op::Linear { w, scale, shift, in_f, out_f, act }, &[x])
     }
 
     fn conv1d(
@@ -123,7 +148,8 @@ impl NetBuilder for InferenceBuilder<'_> {
     ) -> Result<ValueId> {
         let wn = format!("{prefix}.weight");
         let wv = self.ws.vec(&wn)?;
-        let w = self.b.packed(&wn, &[cout, cin, k], PackedA::from_row_major(&wv, cout, cin * k))?;
+        let half = self.half(&wn);
+        let w = self.pack(&wn, &[cout, cin, k], &wv, (cout, cin * k), half)?;
         let bias = self.ws.param(&mut self.b, &format!("{prefix}.bias"), &[cout])?;
         self.b.node(prefix, Op::Conv1d { w, shift: Some(bias), cin, t, cout, k, act }, &[x])
     }
@@ -136,7 +162,8 @@ impl NetBuilder for InferenceBuilder<'_> {
         let g = if gru { 3 } else { 1 };
         let name = |p: &str| format!("{prefix}.{p}");
         let w_ih_v = self.ws.vec(&name("weight_ih"))?;
-        let w_ih = self.b.packed(&name("weight_ih"), &[g * h, cin], PackedA::from_row_major(&w_ih_v, g * h, cin))?;
+        let half = self.half(&name("weight_ih"));
+        let w_ih = self.pack(&name("weight_ih"), &[g * h, cin], &w_ih_v, (g * h, cin), half)?;
         let b_ih = self.ws.param(&mut self.b, &name("bias_ih"), &[g * h])?;
         let (w_rz, w_n) = pack_w_hh(&self.ws.vec(&name("weight_hh"))?, gru, h);
         let rows = if gru { 2 * h } else { h };

@@ -88,6 +88,14 @@ impl WeightSet {
     }
 
     /// An owned f32 copy of a tensor (to be folded or packed).
+    /// The storage dtype of tensor `name` (None when it is not there).
+    pub fn dtype(&self, name: &str) -> Option<crate::tensor::DType> {
+        match &self.source {
+            Source::File(f) => f.info(name).ok().map(|i| i.dtype),
+            Source::Memory(m) => m.get(name).map(Tensor::dtype),
+        }
+    }
+
     pub fn vec(&self, name: &str) -> Result<Vec<f32>> {
         match &self.source {
             Source::File(f) => Ok(f.f32_data(name)?.into_owned()),

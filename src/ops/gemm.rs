@@ -93,38 +93,106 @@ const NC: usize = 4096;
 const NR_MAX: usize = 32;
 
 /// A left operand packed once into the fast path's panel order: for each KC block of columns,
-/// for each panel of MR rows, kc × MR values (rows past m are zero).
+/// for each panel of MR rows, kc × MR values (rows past m are zero). Stored in f32, or in f16
+/// (`to_f16`): half the bytes for the weight-bound layers of batch-1 inference, widened to f32
+/// one block at a time as the kernels reach it (the arithmetic stays f32).
 #[derive(Clone, Debug)]
 pub struct PackedA {
     m: usize,
     k: usize,
-    data: Vec<f32>,
+    data: Panels,
+}
+
+#[derive(Clone, Debug)]
+enum Panels {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+}
+
+/// A run of packed values in either storage.
+#[derive(Clone, Copy)]
+enum PanelRef<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+impl PanelRef<'_> {
+    fn slice(self, start: usize, len: usize) -> Self {
+        match self {
+            PanelRef::F32(v) => PanelRef::F32(&v[start..start + len]),
+            PanelRef::F16(v) => PanelRef::F16(&v[start..start + len]),
+        }
+    }
+
+    /// The values as f32: borrowed, or widened into `buf` (which grows as needed).
+    fn widen<'b>(self, buf: &'b mut Vec<f32>) -> &'b [f32]
+    where
+        Self: 'b,
+    {
+        match self {
+            PanelRef::F32(v) => v,
+            PanelRef::F16(v) => {
+                if buf.len() < v.len() {
+                    buf.resize(v.len(), 0.0);
+                }
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(v, &mut buf[..v.len()]);
+                &buf[..v.len()]
+            }
+        }
+    }
 }
 
 impl PackedA {
     /// Packs `a` (any strides).
     pub fn new(a: Mat) -> PackedA {
-        let mut p = PackedA { m: 0, k: 0, data: Vec::new() };
+        let mut p = PackedA { m: 0, k: 0, data: Panels::F32(Vec::new()) };
         p.repack(a);
         p
     }
 
     /// Packs `a` into this buffer, reusing its allocation when the size is unchanged (the
-    /// trainer repacks weights after each optimizer step without allocating).
+    /// trainer repacks weights after each optimizer step without allocating). The storage
+    /// becomes f32.
     pub fn repack(&mut self, a: Mat) {
         let (m, k) = (a.rows, a.cols);
         let m_pad = m.div_ceil(MR) * MR;
-        self.data.resize(m_pad * k, 0.0);
+        if !matches!(self.data, Panels::F32(_)) {
+            self.data = Panels::F32(Vec::new());
+        }
+        let Panels::F32(data) = &mut self.data else { unreachable!("set to f32 above") };
+        data.resize(m_pad * k, 0.0);
         (self.m, self.k) = (m, k);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            pack_a_block(&a, 0, m, pc, kc, &mut self.data[pc * m_pad..pc * m_pad + m_pad * kc]);
+            pack_a_block(&a, 0, m, pc, kc, &mut data[pc * m_pad..pc * m_pad + m_pad * kc]);
         }
     }
 
     /// Packs a row-major [m, k] matrix.
     pub fn from_row_major(w: &[f32], m: usize, k: usize) -> PackedA {
         PackedA::new(Mat::row_major(w, m, k))
+    }
+
+    /// The same panels stored in f16 (values rounded to nearest).
+    pub fn to_f16(&self) -> PackedA {
+        let data = match &self.data {
+            Panels::F32(v) => Panels::F16(v.iter().map(|&x| half::f16::from_f32(x)).collect()),
+            Panels::F16(v) => Panels::F16(v.clone()),
+        };
+        PackedA { m: self.m, k: self.k, data }
+    }
+
+    /// Whether the panels are stored in f16.
+    pub fn is_f16(&self) -> bool {
+        matches!(self.data, Panels::F16(_))
+    }
+
+    /// Bytes of packed storage.
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            Panels::F32(v) => 4 * v.len(),
+            Panels::F16(v) => 2 * v.len(),
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -135,13 +203,22 @@ impl PackedA {
         self.k
     }
 
+    fn panels(&self) -> PanelRef<'_> {
+        match &self.data {
+            Panels::F32(v) => PanelRef::F32(v),
+            Panels::F16(v) => PanelRef::F16(v),
+        }
+    }
+
     /// Back to row-major [m, k] (for the reference backend).
     pub fn unpack(&self) -> Vec<f32> {
         let m_pad = self.m.div_ceil(MR) * MR;
+        let mut all = Vec::new();
+        let data = self.panels().widen(&mut all);
         let mut w = vec![0.0; self.m * self.k];
         for pc in (0..self.k).step_by(KC) {
             let kc = KC.min(self.k - pc);
-            let block = &self.data[pc * m_pad..];
+            let block = &data[pc * m_pad..];
             for i in 0..self.m {
                 let panel = &block[(i / MR) * kc * MR..];
                 for kk in 0..kc {
@@ -153,10 +230,10 @@ impl PackedA {
     }
 
     /// Packed panels of rows [ic, ic+mc) for the KC block starting at pc.
-    fn block(&self, ic: usize, pc: usize) -> &[f32] {
+    fn block(&self, ic: usize, mc: usize, pc: usize) -> PanelRef<'_> {
         let m_pad = self.m.div_ceil(MR) * MR;
         let kc = KC.min(self.k - pc);
-        &self.data[pc * m_pad + (ic / MR) * kc * MR..]
+        self.panels().slice(pc * m_pad + (ic / MR) * kc * MR, mc.div_ceil(MR) * MR * kc)
     }
 }
 
@@ -334,7 +411,10 @@ impl Block<'_> {
     /// Rows [ic, ic+mc) of this block, column panels `panels`.
     fn rows(&self, ic: usize, mc: usize, panels: std::ops::Range<usize>) {
         match self.a {
-            Lhs::Packed(p) => self.rows_with(ic, mc, p.block(ic, self.pc), panels),
+            Lhs::Packed(p) => match p.block(ic, mc, self.pc) {
+                PanelRef::F32(ap) => self.rows_with(ic, mc, ap, panels),
+                wide => PACK_A.with(|cell| self.rows_with(ic, mc, wide.widen(&mut cell.borrow_mut()), panels)),
+            },
             Lhs::View(a) => PACK_A.with(|cell| {
                 let mut ap = cell.borrow_mut();
                 let need = mc.div_ceil(MR) * MR * self.kc;
@@ -570,9 +650,16 @@ fn gemv_packed(a: &PackedA, x: &Mat, c: &mut [f32], out: Out, kernel: Kernel, th
         let c_ptr = SendPtr(c.as_mut_ptr());
         let panel = |ip: usize| {
             let mut y = [0.0f32; MR];
+            let mut wide = [0.0f32; KC * MR];
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                let ap = &a.data[pc * m_pad + ip * kc * MR..][..kc * MR];
+                let ap = match a.panels().slice(pc * m_pad + ip * kc * MR, kc * MR) {
+                    PanelRef::F32(v) => v,
+                    PanelRef::F16(v) => {
+                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(v, &mut wide[..kc * MR]);
+                        &wide[..kc * MR]
+                    }
+                };
                 let part = dot_mod6(kernel, ap, &xe[pc * MR..(pc + kc) * MR]);
                 y.iter_mut().zip(part).for_each(|(acc, v)| *acc += v);
             }
