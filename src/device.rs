@@ -34,45 +34,43 @@ impl FromStr for DeviceRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
+    /// GPU n (builds with the `cuda` feature only).
+    Cuda(usize),
 }
 
 impl DeviceRequest {
     /// Resolves the request. Without the `cuda` feature, `cuda` is an error and `auto` the CPU.
     /// With it, `cuda` probes the driver and the device (a missing driver is an error, never a
-    /// panic) and `auto` falls back to the CPU with one notice on stderr. Until the CUDA
-    /// executor lands (issue 7), a found GPU still cannot run the graphs: `cuda` says so.
+    /// panic) and `auto` takes GPU 0 when it opens, else the CPU with one notice on stderr.
     pub fn resolve(self) -> Result<Device> {
         match self {
             DeviceRequest::Cpu => Ok(Device::Cpu),
             DeviceRequest::Auto => {
                 #[cfg(feature = "cuda")]
-                notice_once(&match cuda_unavailable(0) {
-                    Some(e) => format!("--device auto: no usable GPU ({e}); running on the CPU"),
-                    None => "--device auto: running on the CPU".into(),
-                });
+                match cuda_unavailable(0) {
+                    None => return Ok(Device::Cuda(0)),
+                    Some(e) => notice_once(&format!("--device auto: no usable GPU ({e}); running on the CPU")),
+                }
                 Ok(Device::Cpu)
             }
-            DeviceRequest::Cuda(n) => Err(cuda_error(n)),
+            DeviceRequest::Cuda(n) => cuda_device(n),
         }
     }
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_error(n: usize) -> Error {
-    Error::Device(format!(
-        "--device cuda:{n}: this build of text2img has no CUDA backend yet (the CPU backend \
-         serves; use --device cpu or auto)"
-    ))
+fn cuda_device(n: usize) -> Result<Device> {
+    Err(Error::Device(format!(
+        "--device cuda:{n}: this build of text2img has no CUDA backend (build with --features cuda); \
+         use --device cpu or auto"
+    )))
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_error(n: usize) -> Error {
+fn cuda_device(n: usize) -> Result<Device> {
     match cuda_unavailable(n) {
-        Some(e) => Error::Device(format!("--device cuda:{n}: {e}")),
-        None => Error::Device(format!(
-            "--device cuda:{n}: the GPU and its kernels are there, but the CUDA graph executor is not built \
-             yet (issue 7); use --device cpu or auto"
-        )),
+        Some(e) => Err(Error::Device(format!("--device cuda:{n}: {e}"))),
+        None => Ok(Device::Cuda(n)),
     }
 }
 

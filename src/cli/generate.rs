@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use text2img::device::DeviceRequest;
+use text2img::device::{Device, DeviceRequest};
 use text2img::graph::{thread_pool, Backend};
 use text2img::image::{write_png, PngText, Rgb8};
 use text2img::model::config::IMAGE_SIZE;
@@ -187,14 +187,14 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
         fail(EXIT_USAGE, format!("{} captions × {per} images is more than {MAX_IMAGES} images", captions.len()))
     })?;
     check_output_dir(&a.output)?;
-    a.device.resolve()?;
+    let device = a.device.resolve()?;
     let path = weights_path(&a.model)?;
     let start = Instant::now();
     let mode = if a.no_mmap { LoadMode::Read } else { LoadMode::Mmap };
     let ws = WeightSet::open(&path, mode)?;
     let model = ws.config().name.clone();
     let pool = thread_pool(a.threads as usize)?;
-    let mut t2i = TextToImage::new(&ws, 1, Arc::clone(&pool), Backend::Cpu)?;
+    let mut t2i = Pipeline::new(device, &ws, a.batch_size as usize, &pool)?;
     let doc_length = ws.config().text.doc_length;
     let seed = a.seed.unwrap_or_else(random_seed);
     if a.seed.is_none() && v > Verbosity::Quiet {
@@ -221,9 +221,52 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
     write_outputs(&a, &captions, &made, seed, &model, v)
 }
 
+/// The caption → image pipeline on the device that runs.
+enum Pipeline {
+    Cpu(TextToImage),
+    #[cfg(feature = "cuda")]
+    Cuda(text2img::cuda::CudaTextToImage),
+}
+
+impl Pipeline {
+    fn new(device: Device, ws: &WeightSet, batch: usize, pool: &Arc<rayon::ThreadPool>) -> Result<Pipeline, Failure> {
+        match device {
+            Device::Cpu => Ok(Pipeline::Cpu(TextToImage::new(ws, 1, Arc::clone(pool), Backend::Cpu)?)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => {
+                let dev = Arc::new(text2img::cuda::CudaDevice::new(n)?);
+                Ok(Pipeline::Cuda(text2img::cuda::CudaTextToImage::new(dev, ws, batch)?))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(n) => {
+                let _ = batch;
+                Err(fail(super::EXIT_DEVICE, format!("--device cuda:{n}: this build has no CUDA backend")))
+            }
+        }
+    }
+
+    /// Images of `texts`, image j with noise index `indices[j]` of `seed`.
+    fn generate(
+        &mut self,
+        texts: &[String],
+        seed: u64,
+        indices: &[u64],
+    ) -> Result<(Vec<f32>, Vec<CaptionReport>), Failure> {
+        match self {
+            Pipeline::Cpu(t2i) => {
+                let (_, reports) = t2i.embed(texts)?;
+                t2i.generate_loaded(seed, indices);
+                Ok((t2i.images().to_vec(), reports))
+            }
+            #[cfg(feature = "cuda")]
+            Pipeline::Cuda(t2i) => Ok(t2i.generate(texts, seed, indices)?),
+        }
+    }
+}
+
 /// Generates the images of one forward batch. Every image uses noise index j of the seed.
 fn generate_chunk(
-    t2i: &mut TextToImage,
+    t2i: &mut Pipeline,
     captions: &[String],
     chunk: &[(usize, usize)],
     seed: u64,
@@ -231,16 +274,14 @@ fn generate_chunk(
     v: Verbosity,
 ) -> Result<Vec<Made>, Failure> {
     let texts: Vec<String> = chunk.iter().map(|&(c, _)| captions[c].clone()).collect();
-    let (_, reports) = t2i.embed(&texts)?;
+    // Noise per image by its own index, so batching never changes an image.
+    let indices: Vec<u64> = chunk.iter().map(|&(_, j)| j as u64).collect();
+    let (out, reports) = t2i.generate(&texts, seed, &indices)?;
     for (&(c, j), r) in chunk.iter().zip(&reports) {
         if j == 0 {
             warn_caption(c, r, doc_length, v);
         }
     }
-    // Noise per image by its own index, so batching never changes an image.
-    let indices: Vec<u64> = chunk.iter().map(|&(_, j)| j as u64).collect();
-    t2i.generate_loaded(seed, &indices);
-    let out = t2i.images();
     Ok(chunk
         .iter()
         .zip(out.chunks(IMAGE_LEN))

@@ -9,6 +9,8 @@
 
 mod kernels;
 mod launch;
+mod pipeline;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use crate::error::{Error, Result};
 
 pub use kernels::{KernelFile, ALL as KERNEL_FILES, COMPILED_BY_NVCC, SYMBOLS};
 pub use launch::{Epi, MatLayout, RnnBufs};
+pub use pipeline::CudaTextToImage;
+pub use session::CudaSession;
 
 /// A device buffer of f32.
 pub type Buf = CudaSlice<f32>;
