@@ -43,6 +43,16 @@ for b in .gpu/bin/bench-*; do
   if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
   row "$n" "$r" "$((SECONDS - start))s, see $n.log"
 done
+# the end-to-end benchmark: caption → image replays on the GPU (reed-cub, synthetic weights)
+cli=$(ls .gpu/bin/bin-text2img* 2>/dev/null | head -1)
+if [ -n "$cli" ]; then
+  start=$SECONDS
+  timeout "$per_bench" "$cli" bench --device cuda -m reed-cub -b 1,64,256 -r 1000 --warmup 50 \
+    > "$out/bench-cuda.log" 2>&1
+  rc=$?
+  if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
+  row "text2img bench --device cuda" "$r" "$((SECONDS - start))s, see bench-cuda.log"
+fi
 grep -h "philox seed" "$out"/test-cuda_ops*.log 2>/dev/null | tee "$out/philox.txt"
 echo
 echo "== gpu-check on $gpu"

@@ -52,6 +52,7 @@ pub struct BenchArgs {
 
 /// One measured row.
 struct Row {
+    device: String,
     batch: usize,
     threads: usize,
     first_ms: f64,
@@ -88,13 +89,24 @@ fn load(model: &str) -> Result<(WeightSet, f64), Failure> {
 }
 
 pub fn run(a: BenchArgs) -> Result<(), Failure> {
-    a.device.resolve()?;
+    let device = a.device.resolve()?;
     if a.reps == 0 || a.batch_size.iter().any(|&b| b == 0 || b > 4096) {
         return Err(fail(EXIT_USAGE, "--reps must be ≥ 1 and batch sizes in 1..=4096"));
     }
     let (ws, load_ms) = load(&a.model)?;
     let name = ws.config().name.clone();
     let mut rows = Vec::new();
+    #[cfg(feature = "cuda")]
+    if let text2img::device::Device::Cuda(n) = device {
+        let dev = Arc::new(text2img::cuda::CudaDevice::new(n)?);
+        for &batch in &a.batch_size {
+            let mut t2i = text2img::cuda::CudaTextToImage::new(Arc::clone(&dev), &ws, batch)?;
+            rows.push(measure_cuda(&mut t2i, batch, &a, &format!("cuda:{n} {}", dev.name()))?);
+        }
+        print_rows(&a, &name, load_ms, &rows);
+        return Ok(());
+    }
+    let _ = device;
     for &threads in &a.threads {
         let pool = thread_pool(threads)?;
         for &batch in &a.batch_size {
@@ -109,31 +121,70 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn bench_captions(batch: usize) -> Vec<String> {
+    (0..batch).map(|i| format!("this bird is red with a black crown and a short beak {i}")).collect()
+}
+
+/// Times a closure `reps` times after `warmup` untimed calls; returns sorted milliseconds.
+fn timed(reps: usize, warmup: usize, mut f: impl FnMut() -> Result<(), Failure>) -> Result<Vec<f64>, Failure> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut ms = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms)
+}
+
+/// The GPU row: the first call with uploads and download, then replays of the device-resident
+/// forward (encoder, embedding copy, device noise, G), each waited for.
+#[cfg(feature = "cuda")]
+fn measure_cuda(
+    t2i: &mut text2img::cuda::CudaTextToImage,
+    batch: usize,
+    a: &BenchArgs,
+    device: &str,
+) -> Result<Row, Failure> {
+    let captions = bench_captions(batch);
+    let indices: Vec<u64> = (0..batch as u64).collect();
+    let t = Instant::now();
+    t2i.generate(&captions, 42, &indices)?;
+    let first_ms = t.elapsed().as_secs_f64() * 1e3;
+    let total = timed(a.reps, a.warmup, || Ok(t2i.replay(42).and_then(|_| t2i.synchronize())?))?;
+    let g_only = timed(a.reps, a.warmup, || Ok(t2i.replay_generator(42).and_then(|_| t2i.synchronize())?))?;
+    Ok(Row {
+        device: device.to_string(),
+        batch,
+        threads: 0,
+        first_ms,
+        median_ms: percentile(&total, 0.5),
+        p10_ms: percentile(&total, 0.1),
+        p90_ms: percentile(&total, 0.9),
+        g_median_ms: percentile(&g_only, 0.5),
+    })
+}
+
 fn measure(t2i: &mut TextToImage, batch: usize, threads: usize, a: &BenchArgs) -> Result<Row, Failure> {
-    let captions: Vec<String> =
-        (0..batch).map(|i| format!("this bird is red with a black crown and a short beak {i}")).collect();
+    let captions = bench_captions(batch);
     let indices: Vec<u64> = (0..batch as u64).collect();
     let t = Instant::now();
     t2i.generate(&captions, 42, 0)?;
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
-    for _ in 0..a.warmup {
+    let total = timed(a.reps, a.warmup, || {
         t2i.encoder().run();
         t2i.generate_loaded(42, &indices);
-    }
-    let mut total = Vec::with_capacity(a.reps);
-    let mut g_only = Vec::with_capacity(a.reps);
-    for _ in 0..a.reps {
-        let t0 = Instant::now();
-        t2i.encoder().run();
-        let t1 = Instant::now();
+        Ok(())
+    })?;
+    let g_only = timed(a.reps, a.warmup, || {
         t2i.generate_loaded(42, &indices);
-        let t2 = Instant::now();
-        total.push((t2 - t0).as_secs_f64() * 1e3);
-        g_only.push((t2 - t1).as_secs_f64() * 1e3);
-    }
-    total.sort_by(f64::total_cmp);
-    g_only.sort_by(f64::total_cmp);
+        Ok(())
+    })?;
     Ok(Row {
+        device: "cpu".into(),
         batch,
         threads,
         first_ms,
@@ -173,7 +224,8 @@ fn print_rows(a: &BenchArgs, model: &str, load_ms: f64, rows: &[Row]) {
             println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             for r in rows {
                 println!(
-                    "| {model} | cpu | {} | {} | {load_ms:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {rss:.0} |",
+                    "| {model} | {} | {} | {} | {load_ms:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {rss:.0} |",
+                    r.device,
                     r.batch, r.threads, r.first_ms, r.median_ms, r.p10_ms, r.p90_ms, r.g_median_ms, images_per_s(r)
                 );
             }
@@ -182,7 +234,8 @@ fn print_rows(a: &BenchArgs, model: &str, load_ms: f64, rows: &[Row]) {
             println!("model,device,batch,threads,load_ms,first_ms,median_ms,p10_ms,p90_ms,g_median_ms,images_per_s,peak_rss_mb");
             for r in rows {
                 println!(
-                    "{model},cpu,{},{},{load_ms:.3},{:.3},{:.4},{:.4},{:.4},{:.4},{:.2},{rss:.1}",
+                    "{model},{},{},{},{load_ms:.3},{:.3},{:.4},{:.4},{:.4},{:.4},{:.2},{rss:.1}",
+                    r.device,
                     r.batch,
                     r.threads,
                     r.first_ms,
@@ -197,7 +250,7 @@ fn print_rows(a: &BenchArgs, model: &str, load_ms: f64, rows: &[Row]) {
         Format::Jsonl => {
             for r in rows {
                 let j = serde_json::json!({
-                    "model": model, "device": "cpu", "batch": r.batch, "threads": r.threads,
+                    "model": model, "device": r.device, "batch": r.batch, "threads": r.threads,
                     "load_ms": load_ms, "first_ms": r.first_ms, "median_ms": r.median_ms,
                     "p10_ms": r.p10_ms, "p90_ms": r.p90_ms, "g_median_ms": r.g_median_ms,
                     "images_per_s": images_per_s(r), "peak_rss_mb": rss,

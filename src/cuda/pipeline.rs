@@ -83,13 +83,23 @@ impl CudaTextToImage {
             .map_err(driver_err("copy embedding"))
     }
 
+    /// Runs G alone on the loaded embedding, z drawn on the device (the benchmark's G timing).
+    pub fn replay_generator(&mut self, seed: u64) -> Result<()> {
+        let dev = Arc::clone(self.encoder.device());
+        dev.philox_normal_fwd(seed, 0, (self.config.generator.nz, self.batch()), self.generator.input_buf_mut(0)?)?;
+        self.generator.run()
+    }
+
     /// Runs encoder and G on what is loaded, with z for images 0..batch of `seed` drawn on the
     /// device, copying nothing back (the benchmark's replay loop; `synchronize` to time it).
     pub fn replay(&mut self, seed: u64) -> Result<()> {
         self.encoder.run()?;
         self.embedding_to_generator()?;
-        let dev = Arc::clone(self.encoder.device());
-        dev.philox_normal_fwd(seed, 0, (self.config.generator.nz, self.batch()), self.generator.input_buf_mut(0)?)?;
-        self.generator.run()
+        self.replay_generator(seed)
+    }
+
+    /// Waits for everything enqueued.
+    pub fn synchronize(&self) -> Result<()> {
+        self.encoder.device().synchronize()
     }
 }
