@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the README's pictures and the eval table from the shipped weights (weights/):
 # docs/img/grid.png (captions down, seeds across), docs/img/interp-captions.png,
-# docs/img/interp-noise.png and docs/img/eval.md. Usage: scripts/readme_figures.sh [DATA]
+# docs/img/interp-noise.png, docs/img/eval.md (+ eval.json) and the ROC curves docs/img/roc.png /
+# roc.csv. Usage: scripts/readme_figures.sh [DATA]
 # DATA is a shapes dataset for the eval's real-image rows (made, 12,000 images, if absent).
 set -euo pipefail
 bin=${T2I_BIN:-target/release/text2img}
@@ -12,5 +13,5 @@ data=${1:-/tmp/text2img-shapes}
 "$bin" interpolate "a large red circle on a blue background" "a large yellow star on a green background" \
     -n 8 -s 0 -o docs/img/interp-captions.png
 "$bin" interpolate "a medium white heart on a purple background" -n 8 -s 3 -o docs/img/interp-noise.png
-"$bin" eval --data "$data" --json docs/img/eval.json > docs/img/eval.md
+"$bin" eval --data "$data" --style --roc docs/img/roc --json docs/img/eval.json > docs/img/eval.md
 cat docs/img/eval.md

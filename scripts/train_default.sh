@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default model (weights/) from nothing on the CPU: the shapes dataset,
-# the text encoder (DS-SJE), GAN-INT-CLS, the eval judge, the export into weights/, and the eval.
+# the text encoder (DS-SJE), GAN-INT-CLS, the eval judge, the style encoder, the export into
+# weights/ (with INSTALL=1), and the eval.
 #
-#   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS]
+#   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS] [STYLE_STEPS]
 #
 # Seeds are fixed, so the same machine gives the same weights (the GEMM's summation order depends
 # on the CPU's vector width, so another machine may differ in the last bits). Measured times on the
@@ -11,7 +12,8 @@
 set -euo pipefail
 out=${1:-runs/default}
 enc_steps=${2:-6000}
-gan_steps=${3:-5000}
+gan_steps=${3:-9250}
+style_steps=${4:-1500}
 bin=${T2I_BIN:-target/release/text2img}
 [ -x "$bin" ] || cargo build --release
 mkdir -p "$out"
@@ -26,12 +28,15 @@ t1=$(date +%s)
     ${RESUME_GAN:+--resume "$out/gan/checkpoint.safetensors"}
 t2=$(date +%s)
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0
+"$bin" train-style -m "$out/gan/model.safetensors" --data "$out/shapes" --out "$out/style" --steps "$style_steps" --seed 0
 echo "times: encoder $((t1 - t0)) s, GAN $((t2 - t1)) s, all $(( $(date +%s) - t0 )) s"
 if [ -n "${INSTALL:-}" ]; then
     mkdir -p weights
     cp "$out/gan/model.safetensors" weights/default.safetensors
     cp "$out/enc/image_encoder.safetensors" weights/image_encoder.safetensors
     cp "$out/judge.safetensors" weights/judge.safetensors
+    cp "$out/style/style.safetensors" weights/style.safetensors
 fi
 "$bin" eval -m "$out/gan/model.safetensors" --judge "$out/judge.safetensors" \
-    --image-encoder "$out/enc/image_encoder.safetensors" --data "$out/shapes" --json "$out/eval.json"
+    --image-encoder "$out/enc/image_encoder.safetensors" --data "$out/shapes" --json "$out/eval.json" \
+    --style --style-model "$out/style/style.safetensors" --roc "$out/roc"
