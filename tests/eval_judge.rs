@@ -82,19 +82,14 @@ fn train_judge_then_eval_end_to_end() {
         .arg(&enc));
     let m = model(d);
     let json = d.join("eval.json");
-    let out = ok(bin()
-        .args(["eval", "--per-class", "1", "--seeds", "2", "-m"])
-        .arg(&m)
-        .arg("--judge")
-        .arg(&judge)
-        .arg("--data")
-        .arg(&data)
-        .arg("--image-encoder")
-        .arg(enc.join("image_encoder.safetensors"))
-        .arg("--json")
-        .arg(&json)
-        .arg("--samples")
-        .arg(d.join("judged")));
+    // eval on the tiny set: 1 caption per class, 2 noises.
+    let eval = || {
+        let mut c = bin();
+        c.args(["eval", "--per-class", "1", "--seeds", "2", "-m"]).arg(&m).arg("--judge").arg(&judge);
+        c.arg("--data").arg(&data).arg("--image-encoder").arg(enc.join("image_encoder.safetensors"));
+        c
+    };
+    let out = ok(eval().arg("--json").arg(&json).arg("--samples").arg(d.join("judged")));
     let judged = std::fs::read_to_string(d.join("judged-held-out-classes.txt")).expect("samples text");
     assert_eq!(judged.lines().filter(|l| l.trim_start().starts_with("read:")).count(), 16, "{judged}");
     assert!(d.join("judged-unseen-templates.png").exists());
@@ -166,19 +161,8 @@ fn train_judge_then_eval_end_to_end() {
 
     // The disentangling evaluation writes its table and the ROC curves.
     let roc = d.join("roc");
-    let out = ok(bin()
-        .args(["eval", "--per-class", "1", "--seeds", "2", "--style", "-m"])
-        .arg(&m)
-        .arg("--judge")
-        .arg(&judge)
-        .arg("--data")
-        .arg(&data)
-        .arg("--image-encoder")
-        .arg(enc.join("image_encoder.safetensors"))
-        .arg("--style-model")
-        .arg(straight.join("style.safetensors"))
-        .arg("--roc")
-        .arg(&roc));
+    let out =
+        ok(eval().arg("--style").arg("--style-model").arg(straight.join("style.safetensors")).arg("--roc").arg(&roc));
     assert!(out.contains("background AUC") && out.contains("caption embedding (baseline)"), "{out}");
     assert!(out.contains("style transfer, 120 pairs"), "{out}");
     let csv = std::fs::read_to_string(roc.with_extension("csv")).expect("csv");

@@ -83,3 +83,28 @@ pub fn residual_block<B: NetBuilder>(
     let y = b.conv(y, &w(2), bn(2).as_deref(), g(mid, mid, 3, 1), inner, None)?;
     b.conv(y, &w(3), bn(3).as_deref(), g(mid, c, 3, 1), act, Some(x))
 }
+
+/// The image trunk of the DS-SJE image encoder and the style encoder (D's shape, without its
+/// options): four stride-2 4×4 convolutions 64→32→16→8→4 (widths f, 2f, 4f, 8f; batch norm
+/// after all but the first; LeakyReLU after each), then a 4×4 convolution over the 4×4 map to
+/// `out` values — a linear layer. Parameters `{prefix}.conv0..3.weight`, `{prefix}.bn1..3`, `{prefix}.{last}.weight`.
+pub fn image_to_vector<B: NetBuilder>(
+    b: &mut B,
+    prefix: &str,
+    f: usize,
+    last: &str,
+    out: usize,
+) -> Result<(ValueId, ValueId)> {
+    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
+    let w = |name: &str| format!("{prefix}.{name}.weight");
+    let bn = |i: usize| format!("{prefix}.bn{i}");
+    let img = b.input(&[3, 64, 64]);
+    let mut x = b.conv(img, &w("conv0"), None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
+    for (i, (cin, side)) in [(f, 32), (2 * f, 16), (4 * f, 8)].into_iter().enumerate() {
+        // → [2f, 16, 16], [4f, 8, 8], [8f, 4, 4]
+        x = b.conv(x, &w(&format!("conv{}", i + 1)), Some(&bn(i + 1)), down(cin, side, 2 * cin), LRELU, None)?;
+    }
+    let g = Conv2dGeom { cin: 8 * f, h: 4, w: 4, cout: out, kh: 4, kw: 4, stride: 1, pad: 0 };
+    let v = b.conv(x, &w(last), None, g, Activation::None, None)?; // [out, 1, 1]
+    Ok((img, v))
+}

@@ -18,13 +18,11 @@ use crate::data::{DataResult, Dataset, DecodeLimits, Split};
 use crate::error::{Error, Result};
 use crate::graph::ValueId;
 use crate::model::config::ModelConfig;
-use crate::model::net::{NetBuilder, LRELU};
+use crate::model::net::{image_to_vector, NetBuilder};
 use crate::model::spec::Network;
 use crate::model::text::{encode_into, ALPHABET_SIZE};
-use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::loss::sje_loss;
 use crate::ops::optim::{lr_exponential, RmsProp};
-use crate::ops::Activation;
 use crate::tensor::DType;
 
 /// Length of one [3, 64, 64] image.
@@ -36,16 +34,7 @@ pub const IMAGE_NF: usize = 32;
 /// The image side θ: four strided convolutions 64→4 (BN and LeakyReLU as D's) and a 4×4
 /// convolution to the embedding size. Parameters are named `image_encoder.*`.
 pub fn image_encoder<B: NetBuilder>(b: &mut B, embed: usize) -> Result<(ValueId, ValueId)> {
-    let f = IMAGE_NF;
-    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
-    let img = b.input(&[3, 64, 64]);
-    let x = b.conv(img, "image_encoder.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
-    let x = b.conv(x, "image_encoder.conv1.weight", Some("image_encoder.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
-    let x = b.conv(x, "image_encoder.conv2.weight", Some("image_encoder.bn2"), down(2 * f, 16, 4 * f), LRELU, None)?; // [4f, 8, 8]
-    let x = b.conv(x, "image_encoder.conv3.weight", Some("image_encoder.bn3"), down(4 * f, 8, 8 * f), LRELU, None)?; // [8f, 4, 4]
-    let last = Conv2dGeom { cin: 8 * f, h: 4, w: 4, cout: embed, kh: 4, kw: 4, stride: 1, pad: 0 };
-    let out = b.conv(x, "image_encoder.conv4.weight", None, last, Activation::None, None)?; // [E, 1, 1]
-    Ok((img, out))
+    image_to_vector(b, "image_encoder", IMAGE_NF, "conv4", embed)
 }
 
 /// The image CNN's training graph.

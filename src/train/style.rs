@@ -18,12 +18,10 @@ use crate::error::{Error, Result};
 use crate::graph::{Backend, Session, ValueId};
 use crate::model::config::ModelConfig;
 use crate::model::generator::build_generator;
-use crate::model::net::{NetBuilder, LRELU};
+use crate::model::net::{image_to_vector, NetBuilder};
 use crate::model::WeightSet;
-use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::loss::mse_loss;
 use crate::ops::optim::Adam;
-use crate::ops::Activation;
 use crate::rng::normal_noise;
 
 /// Width of S's first layer (D's for `shapes`).
@@ -37,17 +35,7 @@ const STYLE_KEY: u64 = 0x7374_796c_655f_6b65;
 
 /// Lays S out: image [3, 64, 64] → style vector [nz, 1, 1]. Parameters are `style.*`.
 pub fn style_encoder<B: NetBuilder>(b: &mut B, nz: usize) -> Result<(ValueId, ValueId)> {
-    let f = STYLE_NF;
-    let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
-    let img = b.input(&[3, 64, 64]);
-    let x = b.conv(img, "style.conv0.weight", None, down(3, 64, f), LRELU, None)?; // [f, 32, 32]
-    let x = b.conv(x, "style.conv1.weight", Some("style.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
-    let x = b.conv(x, "style.conv2.weight", Some("style.bn2"), down(2 * f, 16, 4 * f), LRELU, None)?; // [4f, 8, 8]
-    let x = b.conv(x, "style.conv3.weight", Some("style.bn3"), down(4 * f, 8, 8 * f), LRELU, None)?; // [8f, 4, 4]
-                                                                                                     // A 4×4 convolution over the 4×4 map is the paper's final linear layer.
-    let last = Conv2dGeom { cin: 8 * f, h: 4, w: 4, cout: nz, kh: 4, kw: 4, stride: 1, pad: 0 };
-    let s = b.conv(x, "style.proj.weight", None, last, Activation::None, None)?; // [nz, 1, 1]
-    Ok((img, s))
+    image_to_vector(b, "style", STYLE_NF, "proj", nz)
 }
 
 /// S's training graph for noise size `nz`.
