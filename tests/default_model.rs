@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use text2img::data::render::Shape;
-use text2img::data::shapes::{generate, PALETTE};
+use text2img::data::shapes::generate;
 use text2img::eval::report::{eval_captions, Attrs, CaptionSet, Judge, Score, IMAGE_LEN};
 use text2img::eval::shape_net::ShapeJudge;
 use text2img::graph::{thread_pool, Backend};
@@ -49,14 +48,7 @@ fn shipped_judge_reads_rendered_images() {
     for (i, dst) in images.chunks_mut(IMAGE_LEN).enumerate() {
         let s = generate(77, i);
         s.image.to_chw(dst);
-        let a = &s.attributes;
-        let idx = |name: &str| PALETTE.iter().position(|c| c.name == name).expect("palette");
-        truth.push(Attrs {
-            background: idx(&a.background),
-            colour: Some(idx(&a.colour)),
-            shape: Shape::ALL.iter().position(|&x| x == a.shape).expect("shape"),
-            size: a.size,
-        });
+        truth.push(Attrs::from_attributes(&s.attributes).expect("palette colours"));
     }
     let mut score = Score::default();
     for (got, want) in j.judge(&images).iter().zip(&truth) {

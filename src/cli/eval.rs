@@ -14,11 +14,10 @@ use text2img::data::image_io::decode_rgb8;
 use text2img::data::render::Shape;
 use text2img::data::shapes::{read_attributes, Attributes, PALETTE};
 use text2img::data::{Dataset, DecodeLimits};
-use text2img::eval::colour::read;
 use text2img::eval::report::{
-    eval_captions, mean_pairwise_distance, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
+    eval_captions, mean_pairwise_distance, read_and_crop, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
 };
-use text2img::eval::shape_net::{crop, JudgeTraining, ShapeJudge, CROP_LEN};
+use text2img::eval::shape_net::{JudgeTraining, ShapeJudge};
 use text2img::graph::{thread_pool, Backend};
 use text2img::image::{write_png, Rgb8};
 use text2img::model::{Network, TextToImage, WeightSet};
@@ -98,20 +97,10 @@ pub struct TrainJudgeArgs {
     pub threads: u32,
 }
 
-/// Index of a palette colour by name.
-fn palette_index(name: &str) -> Option<usize> {
-    PALETTE.iter().position(|c| c.name == name)
-}
-
 /// The ground truth of a real image as judged attributes.
 fn truth(a: &Attributes) -> Result<Attrs, Failure> {
-    let bad = || fail(EXIT_BAD_INPUT, format!("{}: unknown colour in its attributes", a.image));
-    Ok(Attrs {
-        background: palette_index(&a.background).ok_or_else(bad)?,
-        colour: Some(palette_index(&a.colour).ok_or_else(bad)?),
-        shape: Shape::ALL.iter().position(|&s| s == a.shape).unwrap_or(0),
-        size: a.size,
-    })
+    Attrs::from_attributes(a)
+        .ok_or_else(|| fail(EXIT_BAD_INPUT, format!("{}: unknown colour in its attributes", a.image)))
 }
 
 /// Real `shapes` images with their attributes: [N, 3, 64, 64] in [-1, 1].
@@ -148,12 +137,6 @@ impl RealImages {
     }
 }
 
-fn crops_of(images: &[f32]) -> Vec<f32> {
-    let mut crops = vec![0.0; images.len() / IMAGE_LEN * CROP_LEN];
-    crops.par_chunks_mut(CROP_LEN).zip(images.par_chunks(IMAGE_LEN)).for_each(|(c, img)| crop(&read(img), c));
-    crops
-}
-
 pub fn run_train_judge(a: TrainJudgeArgs, v: Verbosity) -> Result<(), Failure> {
     let start = Instant::now();
     let pool = thread_pool(a.threads as usize)?;
@@ -161,7 +144,7 @@ pub fn run_train_judge(a: TrainJudgeArgs, v: Verbosity) -> Result<(), Failure> {
     let (train, val) = (real.split(false), real.split(true));
     let gather = |ids: &[usize]| -> (Vec<f32>, Vec<usize>) {
         let imgs: Vec<f32> = ids.iter().flat_map(|&i| real.image(i).iter().copied()).collect();
-        (pool.install(|| crops_of(&imgs)), ids.iter().map(|&i| real.truth[i].shape).collect())
+        (pool.install(|| read_and_crop(&imgs).1), ids.iter().map(|&i| real.truth[i].shape).collect())
     };
     let (train_crops, train_labels) = gather(&train);
     let o = JudgeTraining { epochs: a.epochs as usize, seed: a.seed, ..JudgeTraining::default() };

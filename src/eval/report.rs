@@ -2,13 +2,14 @@
 //! captions (each names shape, colour, background and size), the judge that reads those four
 //! back from an image, the per-attribute scores, and sample diversity.
 
+use rayon::prelude::*;
 use serde::Serialize;
 
-use super::colour::{read, size_from_area, unit_area};
+use super::colour::{read, size_from_area, unit_area, Reading};
 use super::shape_net::{crop, ShapeJudge, CROP_LEN};
 use crate::data::render::Shape;
 use crate::data::rng::Pcg32;
-use crate::data::shapes::{describe, fix_articles, is_held_out, SizeWord, NUM_TEMPLATES, PALETTE};
+use crate::data::shapes::{describe, fix_articles, is_held_out, Attributes, SizeWord, NUM_TEMPLATES, PALETTE};
 
 /// Length of one [3, 64, 64] image.
 pub const IMAGE_LEN: usize = 3 * 64 * 64;
@@ -21,6 +22,28 @@ pub struct Attrs {
     pub colour: Option<usize>,
     pub shape: usize,
     pub size: SizeWord,
+}
+
+impl Attrs {
+    /// The ground truth of a real image (None when a colour name is not a palette colour).
+    pub fn from_attributes(a: &Attributes) -> Option<Attrs> {
+        let palette = |name: &str| PALETTE.iter().position(|c| c.name == name);
+        Some(Attrs {
+            background: palette(&a.background)?,
+            colour: Some(palette(&a.colour)?),
+            shape: Shape::ALL.iter().position(|&s| s == a.shape)?,
+            size: a.size,
+        })
+    }
+}
+
+/// Reads colours and mask of each [3, 64, 64] image (in parallel) and crops each mask for the
+/// shape classifier: the readings and the crops [N, 32, 32].
+pub fn read_and_crop(images: &[f32]) -> (Vec<Reading>, Vec<f32>) {
+    let readings: Vec<Reading> = images.par_chunks(IMAGE_LEN).map(read).collect();
+    let mut crops = vec![0.0; readings.len() * CROP_LEN];
+    crops.par_chunks_mut(CROP_LEN).zip(&readings).for_each(|(c, r)| crop(r, c));
+    (readings, crops)
 }
 
 /// The judge: the colour reader and the shape classifier.
@@ -36,11 +59,7 @@ impl Judge {
 
     /// Reads the attributes of each [3, 64, 64] image in `images` (concatenated, in [-1, 1]).
     pub fn judge(&mut self, images: &[f32]) -> Vec<Attrs> {
-        let readings: Vec<_> = images.chunks(IMAGE_LEN).map(read).collect();
-        let mut crops = vec![0.0; readings.len() * CROP_LEN];
-        for (r, c) in readings.iter().zip(crops.chunks_mut(CROP_LEN)) {
-            crop(r, c);
-        }
+        let (readings, crops) = read_and_crop(images);
         let kinds = self.shapes.predict(&crops);
         readings
             .iter()
