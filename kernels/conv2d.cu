@@ -17,10 +17,8 @@ extern "C" __global__ void conv2d_fwd_f32(
     const long long total = (long long)batch * cout * ho * wo;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        int ox = (int)(i % wo);
-        int oy = (int)((i / wo) % ho);
-        int co = (int)((i / ((long long)wo * ho)) % cout);
-        int b = (int)(i / ((long long)wo * ho * cout));
+        const Nchw o = nchw_index(i, cout, ho, wo);
+        const int ox = o.x, oy = o.y, co = o.c, b = o.b;
         float acc = 0.0f;
         for (int ci = 0; ci < cin; ++ci) {
             const float* xp = x + ((long long)b * cin + ci) * h * wd;

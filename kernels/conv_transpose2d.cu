@@ -20,10 +20,8 @@ extern "C" __global__ void conv_transpose2d_fwd_f32(
     const long long plane = (long long)h * wd;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        int ox = (int)(i % wo);
-        int oy = (int)((i / wo) % ho);
-        int co = (int)((i / ((long long)wo * ho)) % cout);
-        int b = (int)(i / ((long long)wo * ho * cout));
+        const Nchw o = nchw_index(i, cout, ho, wo);
+        const int ox = o.x, oy = o.y, co = o.c, b = o.b;
         const float* xb = x + (long long)b * cin * plane;
         float acc = 0.0f;
         for (int ky = 0; ky < k; ++ky) {
