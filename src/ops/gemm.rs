@@ -124,21 +124,33 @@ impl PanelRef<'_> {
         }
     }
 
-    /// The values as f32: borrowed, or widened into `buf` (which grows as needed).
-    fn widen<'b>(self, buf: &'b mut Vec<f32>) -> &'b [f32]
+    fn len(self) -> usize {
+        match self {
+            PanelRef::F32(v) => v.len(),
+            PanelRef::F16(v) => v.len(),
+        }
+    }
+
+    /// The values as f32: borrowed, or widened into the front of `buf` (at least as long).
+    fn widen<'b>(self, buf: &'b mut [f32]) -> &'b [f32]
     where
         Self: 'b,
     {
         match self {
             PanelRef::F32(v) => v,
             PanelRef::F16(v) => {
-                if buf.len() < v.len() {
-                    buf.resize(v.len(), 0.0);
-                }
-                widen_f16(v, &mut buf[..v.len()]);
-                &buf[..v.len()]
+                let out = &mut buf[..v.len()];
+                widen_f16(v, out);
+                out
             }
         }
+    }
+}
+
+/// Grows a pack buffer to at least `n` values (buffers only grow, so steady state allocates nothing).
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
     }
 }
 
@@ -213,7 +225,7 @@ impl PackedA {
     /// Back to row-major [m, k] (for the reference backend).
     pub fn unpack(&self) -> Vec<f32> {
         let m_pad = self.m.div_ceil(MR) * MR;
-        let mut all = Vec::new();
+        let mut all = vec![0.0; self.panels().len()];
         let data = self.panels().widen(&mut all);
         let mut w = vec![0.0; self.m * self.k];
         for pc in (0..self.k).step_by(KC) {
@@ -287,9 +299,7 @@ fn pack_a_block(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [
 /// Packs b[pc..pc+kc, jc..jc+nc] into panels of `nr` columns (kc × nr each), zero-padded.
 fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &mut Vec<f32>) {
     let panels = nc.div_ceil(nr);
-    if out.len() < panels * kc * nr {
-        out.resize(panels * kc * nr, 0.0);
-    }
+    grow(out, panels * kc * nr);
     for p in 0..panels {
         let dst = &mut out[p * kc * nr..(p + 1) * kc * nr];
         let j0 = jc + p * nr;
@@ -316,11 +326,6 @@ thread_local! {
 /// need. Sessions call it on every thread of their pool when they are made, so that which
 /// thread ends up running which block can never cause an allocation in a later run.
 pub fn reserve_thread_buffers(max_k: usize) {
-    let grow = |v: &mut Vec<f32>, n: usize| {
-        if v.len() < n {
-            v.resize(n, 0.0);
-        }
-    };
     PACK_A.with(|c| grow(&mut c.borrow_mut(), MC * KC));
     PACK_B.with(|c| grow(&mut c.borrow_mut(), KC * NC.div_ceil(NR_MAX) * NR_MAX));
     X_EXPANDED.with(|c| grow(&mut c.borrow_mut(), max_k * MR));
@@ -441,14 +446,15 @@ impl Block<'_> {
         match self.a {
             Lhs::Packed(p) => match p.block(ic, mc, self.pc) {
                 PanelRef::F32(ap) => self.rows_with(ic, mc, ap, panels),
-                wide => PACK_A.with(|cell| self.rows_with(ic, mc, wide.widen(&mut cell.borrow_mut()), panels)),
+                wide => PACK_A.with(|cell| {
+                    let mut buf = cell.borrow_mut();
+                    grow(&mut buf, wide.len());
+                    self.rows_with(ic, mc, wide.widen(&mut buf), panels)
+                }),
             },
             Lhs::View(a) => PACK_A.with(|cell| {
                 let mut ap = cell.borrow_mut();
-                let need = mc.div_ceil(MR) * MR * self.kc;
-                if ap.len() < need {
-                    ap.resize(need, 0.0);
-                }
+                grow(&mut ap, mc.div_ceil(MR) * MR * self.kc);
                 pack_a_block(&a, ic, mc, self.pc, self.kc, &mut ap);
                 self.rows_with(ic, mc, &ap, panels);
             }),
@@ -668,9 +674,7 @@ fn gemv_packed(a: &PackedA, x: &Mat, c: &mut [f32], out: Out, kernel: Kernel, th
     let m_pad = m.div_ceil(MR) * MR;
     X_EXPANDED.with(|cell| {
         let mut xe = cell.borrow_mut();
-        if xe.len() < k * MR {
-            xe.resize(k * MR, 0.0);
-        }
+        grow(&mut xe, k * MR);
         for kk in 0..k {
             xe[kk * MR..(kk + 1) * MR].fill(x.data[kk * x.rs]);
         }
@@ -681,13 +685,7 @@ fn gemv_packed(a: &PackedA, x: &Mat, c: &mut [f32], out: Out, kernel: Kernel, th
             let mut wide = [0.0f32; KC * MR];
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                let ap = match a.panels().slice(pc * m_pad + ip * kc * MR, kc * MR) {
-                    PanelRef::F32(v) => v,
-                    PanelRef::F16(v) => {
-                        widen_f16(v, &mut wide[..kc * MR]);
-                        &wide[..kc * MR]
-                    }
-                };
+                let ap = a.panels().slice(pc * m_pad + ip * kc * MR, kc * MR).widen(&mut wide);
                 let part = dot_mod6(kernel, ap, &xe[pc * MR..(pc + kc) * MR]);
                 y.iter_mut().zip(part).for_each(|(acc, v)| *acc += v);
             }
