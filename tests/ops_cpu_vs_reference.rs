@@ -12,6 +12,7 @@ use common::{assert_close, poisoned, random};
 use text2img::ops::conv1d::{conv1d, conv1d_ref};
 use text2img::ops::conv2d::{conv2d, conv2d_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, pack_weight, ConvTranspose2dGeom};
+use text2img::ops::deconv_winograd::{self, WinogradDeconv};
 use text2img::ops::gemm::{matmul, matmul_packed, matmul_ref, Mat, Out, PackedA};
 use text2img::ops::linear::{linear, linear_ref};
 use text2img::ops::rnn::{gru, gru_ref, pack_w_hh, rnn_relu, rnn_relu_ref, scratch_len, RnnDims, RnnPacked, RnnParams};
@@ -146,6 +147,48 @@ fn conv_transpose2d_large_batch_uses_chunks() {
     let packed = PackedA::from_row_major(&pack_weight(&w, &g), g.rows(), g.cin);
     pool(2).install(|| conv_transpose2d(&x, &packed, batch, &g, &epi, &mut scratch, &mut got, 2));
     assert_close("conv_transpose2d chunked", &got, &want, TOL);
+}
+
+/// The phase + Winograd form of 4×4 stride-2 transposed convolutions against the scatter
+/// reference: G's layers (shapes config) at batch 1–3, a non-square odd-channel case, and a
+/// batch large enough to be cut into chunks. The transforms only add and subtract (coefficients
+/// 0, ±1), so the same 1e-5 bound holds.
+#[test]
+fn conv_transpose2d_winograd_vs_reference() {
+    let up = |cin, h, w, cout| ConvTranspose2dGeom { cin, h, w, cout, k: 4, stride: 2, pad: 1 };
+    let cases = [
+        (up(256, 4, 4, 128), 1),
+        (up(256, 4, 4, 128), 3),
+        (up(128, 8, 8, 64), 1),
+        (up(64, 16, 16, 32), 2),
+        (up(32, 32, 32, 3), 1),
+        (up(7, 2, 6, 10), 5),
+        (up(64, 16, 16, 64), 30),
+    ];
+    for (i, (g, batch)) in cases.into_iter().enumerate() {
+        assert!(deconv_winograd::applies(&g));
+        if batch == 30 {
+            assert!(deconv_winograd::chunk(&g, batch) < batch, "the last case must exercise chunking");
+        }
+        let x = random(batch * g.in_len(), 150 + i as u64);
+        let w = random(g.cin * g.rows(), 160 + i as u64);
+        let rows = pack_weight(&w, &g);
+        let wd = WinogradDeconv::new(&rows, &g);
+        assert_eq!(wd.unpack(), rows, "case {i}: unpack must give the kernel back exactly");
+        let (scale, shift) = epilogue_params(g.cout, 170 + i as u64);
+        for act in [Activation::None, Activation::Relu] {
+            let epi = Epilogue { scale: Some(&scale), shift: Some(&shift), residual: None, act };
+            let mut want = vec![0.0; batch * g.out_len()];
+            conv_transpose2d_ref(&x, &w, batch, &g, &epi, &mut want);
+            let mut got = poisoned(batch * g.out_len());
+            let mut scratch = poisoned(deconv_winograd::scratch_len(&g, batch));
+            pool(2).install(|| wd.forward(&x, batch, &g, &epi, &mut scratch, &mut got, 2));
+            assert_close(&format!("winograd case {i} (batch {batch}) {act:?}"), &got, &want, TOL);
+        }
+    }
+    // Only the 4×4 stride-2 padding-1 shape with an even input has this form.
+    assert!(!deconv_winograd::applies(&up(8, 3, 4, 8)));
+    assert!(!deconv_winograd::applies(&ConvTranspose2dGeom { cin: 8, h: 1, w: 1, cout: 8, k: 4, stride: 1, pad: 0 }));
 }
 
 #[test]

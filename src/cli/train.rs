@@ -14,7 +14,7 @@ use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, 
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
 use text2img::model::encoder::build_encoder;
-use text2img::model::generator::build_generator;
+use text2img::model::generator::build_generator_for;
 use text2img::model::loader::save_weights;
 use text2img::model::text::encode_into;
 use text2img::model::{ModelConfig, Network, WeightSet};
@@ -288,7 +288,8 @@ fn sample_grid(
     encoder.run();
     let emb = encoder.output(0).to_vec();
     let cols = 8;
-    let mut g = Session::new(Arc::new(build_generator(&ws)?), captions.len() * cols, Arc::clone(pool), Backend::Cpu);
+    let rows = captions.len() * cols;
+    let mut g = Session::new(Arc::new(build_generator_for(&ws, Some(rows))?), rows, Arc::clone(pool), Backend::Cpu);
     let (nz, e) = (cfg.generator.nz, cfg.encoder.embed_dim);
     for (r, row) in emb.chunks(e).enumerate() {
         for j in 0..cols {

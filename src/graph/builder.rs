@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
+use crate::ops::deconv_winograd::WinogradDeconv;
 use crate::ops::gemm::PackedA;
 use crate::ops::pool::maxpool1d_len;
 use crate::ops::Activation;
@@ -25,6 +26,8 @@ pub enum ParamData {
     Packed(PackedA),
     /// In place in a mapped weights file (f32, aligned: checked when created).
     Mapped { file: Arc<WeightFile>, range: Range<usize> },
+    /// A transposed convolution's kernel in phase + Winograd form (CPU fast path).
+    Winograd(WinogradDeconv),
 }
 
 /// A named parameter tensor.
@@ -42,7 +45,7 @@ impl Param {
             ParamData::Owned(v) => v,
             // Alignment and length were checked by `WeightFile::zero_copy_range`.
             ParamData::Mapped { file, range } => bytemuck::cast_slice(&file.bytes()[range.clone()]),
-            ParamData::Packed(_) => panic!("parameter '{}' is packed", self.name),
+            ParamData::Packed(_) | ParamData::Winograd(_) => panic!("parameter '{}' is packed", self.name),
         }
     }
 
@@ -58,6 +61,7 @@ impl Param {
     pub fn unpacked(&self) -> std::borrow::Cow<'_, [f32]> {
         match &self.data {
             ParamData::Packed(p) => std::borrow::Cow::Owned(p.unpack()),
+            ParamData::Winograd(w) => std::borrow::Cow::Owned(w.unpack()),
             _ => std::borrow::Cow::Borrowed(self.data()),
         }
     }
@@ -66,6 +70,7 @@ impl Param {
     pub fn numel(&self) -> usize {
         match &self.data {
             ParamData::Packed(p) => p.rows() * p.cols(),
+            ParamData::Winograd(w) => w.numel(),
             _ => self.data().len(),
         }
     }
@@ -271,6 +276,11 @@ impl GraphBuilder {
     /// Per-sample shape of a value added so far.
     pub fn shape(&self, v: ValueId) -> &[usize] {
         &self.values[v].shape
+    }
+
+    /// A transposed convolution's kernel in phase + Winograd form.
+    pub fn winograd(&mut self, name: &str, shape: &[usize], data: WinogradDeconv) -> Result<ParamId> {
+        self.param(name, shape, ParamData::Winograd(data))
     }
 
     /// A GEMM weight packed at load.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rayon::ThreadPool;
 
-use super::builder::{Graph, Node, Op};
+use super::builder::{Graph, Node, Op, ParamData};
 use super::plan::Plan;
 use crate::error::{Error, Result};
 use crate::ops::conv1d::{conv1d, conv1d_ref};
@@ -202,7 +202,11 @@ impl Ctx<'_> {
                 conv2d(x, pk(w), b, &geom, &epi(scale, shift, act, residual.then_some(y)), scratch, out, t)
             }
             Op::ConvTranspose2d { w, scale, shift, geom, act } => {
-                conv_transpose2d(x, pk(w), b, &geom, &epi(scale, shift, act, None), scratch, out, t)
+                let e = epi(scale, shift, act, None);
+                match &graph.params[w].data {
+                    ParamData::Winograd(wd) => wd.forward(x, b, &geom, &e, scratch, out, t),
+                    _ => conv_transpose2d(x, pk(w), b, &geom, &e, scratch, out, t),
+                }
             }
             Op::Conv1d { w, shift, cin, t: steps, cout, k, act } => {
                 conv1d(x, pk(w), b, cin, steps, cout, k, &epi(None, shift, act, None), scratch, out, t)

@@ -63,7 +63,10 @@ impl Plan {
 pub(crate) fn scratch_len(op: &Op, batch: usize) -> usize {
     match *op {
         Op::Conv2d { geom, .. } => geom.scratch_len(batch),
-        Op::ConvTranspose2d { geom, .. } => geom.scratch_len(batch),
+        // Either form of the kernel may be in the graph (the builder picks one per layer).
+        Op::ConvTranspose2d { geom, .. } => {
+            geom.scratch_len(batch).max(crate::ops::deconv_winograd::scratch_len(&geom, batch))
+        }
         Op::Conv1d { cin, t, cout, k, .. } => crate::ops::conv1d::as_conv2d(cin, t, cout, k).scratch_len(batch),
         Op::Rnn { gru, cin, t, hidden, .. } => rnn::scratch_len(gru, rnn::RnnDims { batch, cin, t, hidden }),
         _ => 0,

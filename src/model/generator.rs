@@ -35,8 +35,17 @@ pub fn generator<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<([ValueI
 
 /// Builds G's inference graph (BN folded). Inputs: z, embedding. Output: image.
 pub fn build_generator(ws: &WeightSet) -> Result<Graph> {
+    build_generator_for(ws, None)
+}
+
+/// G's inference graph; with `cpu_batch`, laid out for the CPU fast path at that batch size
+/// (`InferenceBuilder::for_cpu`).
+pub fn build_generator_for(ws: &WeightSet, cpu_batch: Option<usize>) -> Result<Graph> {
     ws.require(Network::Generator)?;
-    let mut b = InferenceBuilder::new(ws);
+    let mut b = match cpu_batch {
+        Some(batch) => InferenceBuilder::for_cpu(ws, batch),
+        None => InferenceBuilder::new(ws),
+    };
     let (_, img) = generator(&mut b, ws.config())?;
     Ok(b.finish(&[img]))
 }

@@ -13,6 +13,7 @@ use crate::graph::{Graph, GraphBuilder, Op, ValueId};
 use crate::ops::batch_norm::{fold_bias, fold_out_first, BatchNormParams};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::{pack_weight, ConvTranspose2dGeom};
+use crate::ops::deconv_winograd::{self, WinogradDeconv};
 use crate::ops::gemm::PackedA;
 use crate::ops::rnn::pack_w_hh;
 use crate::ops::Activation;
@@ -21,11 +22,21 @@ use crate::ops::Activation;
 pub struct InferenceBuilder<'a> {
     b: GraphBuilder,
     ws: &'a WeightSet,
+    /// The batch size of the CPU fast path this graph is for, when known: transposed
+    /// convolutions that pay in phase + Winograd form at that batch get their kernel in that
+    /// form (`deconv_winograd::worth_it`). None: the plain packed form everywhere (the reference
+    /// and CUDA backends read it).
+    cpu_batch: Option<usize>,
 }
 
 impl<'a> InferenceBuilder<'a> {
     pub fn new(ws: &'a WeightSet) -> InferenceBuilder<'a> {
-        InferenceBuilder { b: GraphBuilder::new(), ws }
+        InferenceBuilder { b: GraphBuilder::new(), ws, cpu_batch: None }
+    }
+
+    /// A builder for the CPU fast path at `batch` (see `cpu_batch`).
+    pub fn for_cpu(ws: &'a WeightSet, batch: usize) -> InferenceBuilder<'a> {
+        InferenceBuilder { b: GraphBuilder::new(), ws, cpu_batch: Some(batch) }
     }
 
     pub fn finish(self, outputs: &[ValueId]) -> Graph {
@@ -116,7 +127,14 @@ impl NetBuilder for InferenceBuilder<'_> {
         let mut rows = pack_weight(&self.ws.vec(w)?, &geom);
         let half = self.half(w);
         let (scale, shift) = self.fold(&mut rows, bn, geom.k * geom.k, None, half)?;
-        let wid = self.pack(w, &[geom.rows(), geom.cin], &rows, (geom.rows(), geom.cin), half)?;
+        let shape = [geom.rows(), geom.cin];
+        let wid = match self.cpu_batch {
+            // The transformed weights are sums of the stored values, kept in f32.
+            Some(batch) if deconv_winograd::worth_it(&geom, batch) => {
+                self.b.winograd(w, &shape, WinogradDeconv::new(&rows, &geom))?
+            }
+            _ => self.pack(w, &shape, &rows, (geom.rows(), geom.cin), half)?,
+        };
         let op = Op::ConvTranspose2d { w: wid, scale, shift, geom, act };
         self.b.node(w.trim_end_matches(".weight"), op, &[x])
     }

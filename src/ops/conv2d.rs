@@ -116,7 +116,23 @@ pub fn conv2d_ref(x: &[f32], w: &[f32], batch: usize, g: &Conv2dGeom, epi: &Epil
     }
 }
 
-/// im2col of samples [b0, b0+nb) into col [kdim, nb·HoWo].
+/// Indices i < n whose position i·stride + k − pad lies in [0, len): the outputs a kernel tap k
+/// reads from an input of length `len` (convolution), or the inputs whose scatter lands in an
+/// output of length `len` (transposed convolution). Empty when there are none.
+#[inline]
+pub(crate) fn tap_range(k: usize, stride: usize, pad: usize, n: usize, len: usize) -> std::ops::Range<usize> {
+    // i·s + k ≥ pad  and  i·s + k ≤ len − 1 + pad.
+    let lo = pad.saturating_sub(k).div_ceil(stride);
+    let hi = match (len + pad).checked_sub(k + 1) {
+        Some(t) => (t / stride + 1).min(n),
+        None => 0,
+    };
+    lo..hi.max(lo)
+}
+
+/// im2col of samples [b0, b0+nb) into col [kdim, nb·HoWo]. Per tap, the valid output rows and
+/// columns are computed once, so the copy has no per-element bounds tests (stride 1 is a
+/// memcpy per row).
 pub(crate) fn im2col(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut [f32]) {
     let (ho, wo) = g.out_hw_checked();
     let ncols = nb * ho * wo;
@@ -124,20 +140,24 @@ pub(crate) fn im2col(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut 
         let ci = r / (g.kh * g.kw);
         let ky = (r / g.kw) % g.kh;
         let kx = r % g.kw;
+        let (rows, cols) = (tap_range(ky, g.stride, g.pad, ho, g.h), tap_range(kx, g.stride, g.pad, wo, g.w));
         for bi in 0..nb {
             let plane = &x[((b0 + bi) * g.cin + ci) * g.h * g.w..][..g.h * g.w];
             let dst = &mut row[bi * ho * wo..(bi + 1) * ho * wo];
-            for oy in 0..ho {
-                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+            dst[..rows.start * wo].fill(0.0);
+            dst[rows.end * wo..].fill(0.0);
+            for oy in rows.clone() {
                 let drow = &mut dst[oy * wo..(oy + 1) * wo];
-                if iy < 0 || iy >= g.h as isize {
-                    drow.fill(0.0);
-                    continue;
-                }
-                let srow = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                for (ox, d) in drow.iter_mut().enumerate() {
-                    let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                    *d = if ix < 0 || ix >= g.w as isize { 0.0 } else { srow[ix as usize] };
+                drow[..cols.start].fill(0.0);
+                drow[cols.end..].fill(0.0);
+                let iy = oy * g.stride + ky - g.pad;
+                let ix0 = cols.start * g.stride + kx - g.pad;
+                let srow = &plane[iy * g.w + ix0..(iy + 1) * g.w];
+                let drow = &mut drow[cols.clone()];
+                if g.stride == 1 {
+                    drow.copy_from_slice(&srow[..drow.len()]);
+                } else {
+                    drow.iter_mut().zip(srow.iter().step_by(g.stride)).for_each(|(d, &v)| *d = v);
                 }
             }
         }
@@ -251,21 +271,17 @@ fn col2im(dcol: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, dx: &mut [f32]) {
         let (bi, ci) = (i / g.cin, i % g.cin);
         plane.fill(0.0);
         for ky in 0..g.kh {
+            let rows = tap_range(ky, g.stride, g.pad, ho, g.h);
             for kx in 0..g.kw {
+                let cols = tap_range(kx, g.stride, g.pad, wo, g.w);
                 let r = (ci * g.kh + ky) * g.kw + kx;
                 let src = &dcol[r * ncols + bi * ho * wo..][..ho * wo];
-                for oy in 0..ho {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let drow = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for (ox, &v) in src[oy * wo..(oy + 1) * wo].iter().enumerate() {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        if ix >= 0 && ix < g.w as isize {
-                            drow[ix as usize] += v;
-                        }
-                    }
+                for oy in rows.clone() {
+                    let iy = oy * g.stride + ky - g.pad;
+                    let ix0 = cols.start * g.stride + kx - g.pad;
+                    let drow = &mut plane[iy * g.w + ix0..(iy + 1) * g.w];
+                    let srow = &src[oy * wo + cols.start..oy * wo + cols.end];
+                    drow.iter_mut().step_by(g.stride).zip(srow).for_each(|(d, &v)| *d += v);
                 }
             }
         }

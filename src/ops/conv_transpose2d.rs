@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d::{im2col, Conv2dGeom};
+use super::conv2d::{im2col, tap_range, Conv2dGeom};
 use super::gemm::{matmul, matmul_acc, matmul_packed, Mat, Out, PackedA};
 use super::Epilogue;
 
@@ -150,18 +150,6 @@ pub fn conv_transpose2d_ref(
     }
 }
 
-/// Range of input indices i (< n) whose output i·s + kk − pad lies in [0, out).
-#[inline]
-fn input_range(kk: usize, g: &ConvTranspose2dGeom, n: usize, out: usize) -> std::ops::Range<usize> {
-    // i·s + kk ≥ pad  and  i·s + kk ≤ out − 1 + pad.
-    let lo = g.pad.saturating_sub(kk).div_ceil(g.stride);
-    let hi = match (out - 1 + g.pad).checked_sub(kk) {
-        Some(t) => (t / g.stride + 1).min(n),
-        None => 0,
-    };
-    lo..hi.max(lo)
-}
-
 /// Gathers one output plane (sample `bi` of the chunk, channel `co`) from cols. Per output
 /// row, only the taps ky that reach it; per tap kx, the contiguous run of inputs that lands in
 /// the row (a strided add), so no per-element index checks remain.
@@ -179,7 +167,7 @@ fn gather_plane(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTransp
             for kx in 0..g.k {
                 let r = (co * g.k + ky) * g.k + kx;
                 let src = &cols[r * ncols + bi * hw + iy * g.w..][..g.w];
-                let range = input_range(kx, g, g.w, wo);
+                let range = tap_range(kx, g.stride, g.pad, g.w, wo);
                 let start = range.start * g.stride + kx - g.pad;
                 let dst = row[start..].iter_mut().step_by(g.stride);
                 dst.zip(&src[range]).for_each(|(d, &v)| *d += v);

@@ -277,26 +277,36 @@ unsafe fn widen_f16_avx512(src: &[half::f16], dst: &mut [f32]) {
     half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[n..], &mut dst[n..]);
 }
 
-/// Packs a[ic..ic+mc, pc..pc+kc] into panels of MR rows (kc × MR each), zero-padded.
+/// Packs a[ic..ic+mc, pc..pc+kc] into panels of MR rows (kc × MR each), zero-padded. The loop
+/// order follows the view's contiguous direction (a transposed view is read row by row).
 fn pack_a_block(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [f32]) {
     for p in 0..mc.div_ceil(MR) {
         let dst = &mut out[p * kc * MR..(p + 1) * kc * MR];
         let i0 = ic + p * MR;
         let h = MR.min(ic + mc - i0);
-        for i in 0..MR {
-            if i >= h {
-                (0..kc).for_each(|kk| dst[kk * MR + i] = 0.0);
-                continue;
+        if a.cs == 1 || h < MR {
+            for i in 0..MR {
+                if i >= h {
+                    (0..kc).for_each(|kk| dst[kk * MR + i] = 0.0);
+                    continue;
+                }
+                let base = (i0 + i) * a.rs + pc * a.cs;
+                for kk in 0..kc {
+                    dst[kk * MR + i] = a.data[base + kk * a.cs];
+                }
             }
-            let base = (i0 + i) * a.rs + pc * a.cs;
-            for kk in 0..kc {
-                dst[kk * MR + i] = a.data[base + kk * a.cs];
+        } else {
+            for (kk, d) in dst.chunks_exact_mut(MR).enumerate() {
+                let base = i0 * a.rs + (pc + kk) * a.cs;
+                d.iter_mut().enumerate().for_each(|(i, v)| *v = a.data[base + i * a.rs]);
             }
         }
     }
 }
 
-/// Packs b[pc..pc+kc, jc..jc+nc] into panels of `nr` columns (kc × nr each), zero-padded.
+/// Packs b[pc..pc+kc, jc..jc+nc] into panels of `nr` columns (kc × nr each), zero-padded. A
+/// transposed view (columns contiguous) is read column by column, so reads stay sequential and
+/// the strided writes land in the L1-resident panel.
 fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &mut Vec<f32>) {
     let panels = nc.div_ceil(nr);
     grow(out, panels * kc * nr);
@@ -304,16 +314,43 @@ fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &
         let dst = &mut out[p * kc * nr..(p + 1) * kc * nr];
         let j0 = jc + p * nr;
         let w = nr.min(jc + nc - j0);
-        for kk in 0..kc {
-            let row = &mut dst[kk * nr..(kk + 1) * nr];
-            let base = (pc + kk) * b.rs + j0 * b.cs;
-            if b.cs == 1 {
-                row[..w].copy_from_slice(&b.data[base..base + w]);
-            } else {
-                row[..w].iter_mut().enumerate().for_each(|(j, v)| *v = b.data[base + j * b.cs]);
+        if b.cs == 1 || b.rs != 1 {
+            for kk in 0..kc {
+                let row = &mut dst[kk * nr..(kk + 1) * nr];
+                let base = (pc + kk) * b.rs + j0 * b.cs;
+                if b.cs == 1 && w == nr {
+                    copy_row(&b.data[base..base + nr], row);
+                    continue;
+                } else if b.cs == 1 {
+                    row[..w].copy_from_slice(&b.data[base..base + w]);
+                } else {
+                    row[..w].iter_mut().enumerate().for_each(|(j, v)| *v = b.data[base + j * b.cs]);
+                }
+                row[w..].fill(0.0);
             }
-            row[w..].fill(0.0);
+            continue;
         }
+        for j in 0..nr {
+            if j >= w {
+                (0..kc).for_each(|kk| dst[kk * nr + j] = 0.0);
+                continue;
+            }
+            let src = &b.data[(j0 + j) * b.cs + pc..][..kc];
+            src.iter().enumerate().for_each(|(kk, &v)| dst[kk * nr + j] = v);
+        }
+    }
+}
+
+/// dst = src for a whole panel row; the kernels' widths get fixed-size copies (inline vector
+/// moves instead of a memmove call per row).
+#[inline]
+fn copy_row(src: &[f32], dst: &mut [f32]) {
+    match (<&[f32; 32]>::try_from(src), <&mut [f32; 32]>::try_from(&mut *dst)) {
+        (Ok(s), Ok(d)) => *d = *s,
+        _ => match (<&[f32; 16]>::try_from(src), <&mut [f32; 16]>::try_from(&mut *dst)) {
+            (Ok(s), Ok(d)) => *d = *s,
+            _ => dst.copy_from_slice(src),
+        },
     }
 }
 
@@ -446,6 +483,16 @@ impl Block<'_> {
         match self.a {
             Lhs::Packed(p) => match p.block(ic, mc, self.pc) {
                 PanelRef::F32(ap) => self.rows_with(ic, mc, ap, panels),
+                // One column panel (batch-1 convolutions): widen each row panel just before
+                // its micro-kernel call, so the f32 copy never leaves L1.
+                PanelRef::F16(h) if panels.len() == 1 => {
+                    let mut wide = [0.0f32; KC * MR];
+                    for ip in 0..mc.div_ceil(MR) {
+                        let ap = PanelRef::F16(&h[ip * self.kc * MR..(ip + 1) * self.kc * MR]).widen(&mut wide);
+                        let (ic, mc) = (ic + ip * MR, MR.min(mc - ip * MR));
+                        self.rows_with(ic, mc, ap, panels.clone());
+                    }
+                }
                 wide => PACK_A.with(|cell| {
                     let mut buf = cell.borrow_mut();
                     grow(&mut buf, wide.len());
@@ -483,7 +530,7 @@ impl Block<'_> {
                         if self.accumulate {
                             dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
                         } else {
-                            dst.copy_from_slice(src);
+                            copy_row(src, dst);
                         }
                         continue;
                     }
@@ -685,8 +732,16 @@ fn gemv_packed(a: &PackedA, x: &Mat, c: &mut [f32], out: Out, kernel: Kernel, th
             let mut wide = [0.0f32; KC * MR];
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                let ap = a.panels().slice(pc * m_pad + ip * kc * MR, kc * MR).widen(&mut wide);
-                let part = dot_mod6(kernel, ap, &xe[pc * MR..(pc + kc) * MR]);
+                let (ap, xs) = (a.panels().slice(pc * m_pad + ip * kc * MR, kc * MR), &xe[pc * MR..(pc + kc) * MR]);
+                let part = match ap {
+                    PanelRef::F32(v) => dot_mod6(kernel, v, xs),
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX-512F (Kernel::detect); the lengths match.
+                    PanelRef::F16(v) if matches!(kernel, Kernel::Avx512 | Kernel::Avx512N16) => unsafe {
+                        dot_mod6_f16_avx512(v, xs)
+                    },
+                    wide16 => dot_mod6(kernel, wide16.widen(&mut wide), xs),
+                };
                 y.iter_mut().zip(part).for_each(|(acc, v)| *acc += v);
             }
             for (i, &v) in y.iter().enumerate().take(MR.min(m - ip * MR)) {
@@ -728,6 +783,42 @@ unsafe fn dot_mod6_avx512(a: &[f32], x: &[f32]) -> [f32; MR] {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_mod6_avx2(a: &[f32], x: &[f32]) -> [f32; MR] {
     dot_mod6_body(a, x)
+}
+
+/// dot_mod6 of f16 panels, widened in registers (16 halves per vcvtph2ps) rather than through
+/// a buffer, so a weight is read once, at half the bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn dot_mod6_f16_avx512(a: &[half::f16], x: &[f32]) -> [f32; MR] {
+    use std::arch::x86_64::*;
+    assert_eq!(a.len(), x.len(), "dot lengths");
+    const W: usize = 48;
+    let n = a.len() / W * W;
+    let mut acc = [_mm512_setzero_ps(); 3];
+    let (ap, xp) = (a.as_ptr(), x.as_ptr());
+    for l in (0..n).step_by(W) {
+        for (c, v) in acc.iter_mut().enumerate() {
+            // SAFETY: l + 16c + 16 ≤ n ≤ a.len() = x.len(): 32 bytes of a and 64 of x in bounds.
+            unsafe {
+                let h = _mm256_loadu_si256(ap.add(l + 16 * c) as *const __m256i);
+                *v = _mm512_fmadd_ps(_mm512_cvtph_ps(h), _mm512_loadu_ps(xp.add(l + 16 * c)), *v);
+            }
+        }
+    }
+    let mut lanes = [0.0f32; W];
+    for (c, v) in acc.iter().enumerate() {
+        // SAFETY: 16 floats written at 16c, within the 48-lane array.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr().add(16 * c), *v) };
+    }
+    let mut y = [0.0f32; MR];
+    for (l, v) in lanes.iter().enumerate() {
+        y[l % MR] += v;
+    }
+    // The remainder starts at a multiple of 48, itself a multiple of 6.
+    for (l, (va, &vx)) in a[n..].iter().zip(&x[n..]).enumerate() {
+        y[l % MR] += va.to_f32() * vx;
+    }
+    y
 }
 
 /// Chunks of 48 (= lcm(6, 16)) lanes accumulate independently, so the compiler vectorises

@@ -17,7 +17,7 @@ use super::sje::eval_outputs;
 use crate::error::{Error, Result};
 use crate::graph::{Backend, Session, ValueId};
 use crate::model::config::ModelConfig;
-use crate::model::generator::build_generator;
+use crate::model::generator::build_generator_for;
 use crate::model::net::{image_to_vector, NetBuilder};
 use crate::model::WeightSet;
 use crate::ops::loss::mse_loss;
@@ -86,7 +86,7 @@ impl StyleTrainer {
         if b < 2 || b as u64 > NOISE_STRIDE {
             return Err(Error::Input(format!("style batch {b}: must be in 2..={NOISE_STRIDE}")));
         }
-        let g = Session::new(Arc::new(build_generator(ws)?), b, Arc::clone(&pool), Backend::Cpu);
+        let g = Session::new(Arc::new(build_generator_for(ws, Some(b))?), b, Arc::clone(&pool), Backend::Cpu);
         Ok(StyleTrainer {
             config: ws.config().clone(),
             adam: AdamState { m: vec![0.0; s.graph.param_len], v: vec![0.0; s.graph.param_len] },

@@ -1,0 +1,269 @@
+//! Transposed convolution 4×4, stride 2, padding 1 (every up-sampling layer of G but the first)
+//! by phases and Winograd F(2×2, 2×2): 9 multiplies per 2×2 output tile instead of 16, so the
+//! GEMM work of these layers falls to 9/16.
+//!
+//! Phases: output pixel (2a + p, 2b + q) only ever meets kernel rows ky = 3 − p − 2t and columns
+//! kx = 3 − q − 2s (t, s ∈ {0, 1}) at input (a + p − 1 + t, b + q − 1 + s). So each of the four
+//! phases (p, q) is a plain 2×2 correlation of the input, with its own 2×2 slice of the kernel.
+//!
+//! Winograd F(2, 2) in one dimension, for outputs y0 = d0·g0 + d1·g1 and y1 = d1·g0 + d2·g1:
+//!   V = Bᵀd = [d0 − d1, d1, d2 − d1],  U = Gg = [g0, g0 + g1, g1],  y = Aᵀ(U ⊙ V) = [m0 + m1, m1 + m2].
+//! In two dimensions U = G g Gᵀ and V = Bᵀ d B are 3×3, and for each of the 9 points the sum over
+//! input channels of U ⊙ V is one GEMM [Cout, Cin] × [Cin, tiles]. All coefficients are 0 or ±1,
+//! so the transforms add no rounding beyond a few f32 additions.
+//!
+//! The transformed weights (36 matrices [Cout, Cin]: 4 phases × 9 points) are 2.25× the size of
+//! the kernel, so the builder picks this path only where the layer is not bound by reading its
+//! weights (enough tiles per phase, see `worth_it`).
+
+use rayon::prelude::*;
+
+use super::conv_transpose2d::ConvTranspose2dGeom;
+use super::gemm::{matmul_packed, Mat, Out, PackedA};
+use super::Epilogue;
+
+/// Phases × Winograd points.
+const MATS: usize = 36;
+/// Tiles per product a chunk aims for (narrower GEMMs lose efficiency; the products have a few
+/// hundred FLOPs per byte of V and M, so a chunk need not fit in cache).
+const CHUNK_TILES: usize = 512;
+/// Most elements of V and M one chunk may use.
+const CHUNK_ELEMS: usize = 1 << 24;
+/// Widest input row handled (the transforms keep padded rows on the stack).
+const MAX_W: usize = 256;
+
+/// Whether this geometry has the phase + Winograd form: 4×4, stride 2, padding 1, even input.
+pub fn applies(g: &ConvTranspose2dGeom) -> bool {
+    g.k == 4
+        && g.stride == 2
+        && g.pad == 1
+        && g.h.is_multiple_of(2)
+        && g.w.is_multiple_of(2)
+        && g.h > 0
+        && g.w > 0
+        && g.w <= MAX_W
+}
+
+/// Whether the Winograd form pays at `batch`: at least 16 tiles per phase (fewer, and the 2.25×
+/// larger weights make the layer bound by reading them), and more than a handful of outputs.
+pub fn worth_it(g: &ConvTranspose2dGeom, batch: usize) -> bool {
+    applies(g) && batch * tiles_per_sample(g) >= 16 && g.cout >= 8
+}
+
+fn tiles_per_sample(g: &ConvTranspose2dGeom) -> usize {
+    (g.h / 2) * (g.w / 2)
+}
+
+/// Samples per chunk (whole samples, so every output plane of a chunk is finished in it).
+pub fn chunk(g: &ConvTranspose2dGeom, batch: usize) -> usize {
+    let per = MATS * (g.cin + g.cout) * tiles_per_sample(g);
+    CHUNK_TILES.div_ceil(tiles_per_sample(g).max(1)).min(CHUNK_ELEMS / per.max(1)).clamp(1, batch.max(1))
+}
+
+/// Scratch elements `WinogradDeconv::forward` needs: V [4, Cin, 9, tiles] and M [36, Cout, tiles].
+pub fn scratch_len(g: &ConvTranspose2dGeom, batch: usize) -> usize {
+    if !applies(g) {
+        return 0;
+    }
+    MATS * (g.cin + g.cout) * tiles_per_sample(g) * chunk(g, batch)
+}
+
+/// The kernel row (or column) of phase `p`, tap `t`.
+fn tap(p: usize, t: usize) -> usize {
+    3 - p - 2 * t
+}
+
+/// G (3×2): the Winograd weight transform, rows [1, 0], [1, 1], [0, 1].
+const G: [[f32; 2]; 3] = [[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]];
+
+/// The weights of one layer in phase + Winograd form.
+#[derive(Clone, Debug)]
+pub struct WinogradDeconv {
+    cin: usize,
+    cout: usize,
+    /// Index (phase p·2 + q)·9 + u·3 + v: U[co, ci] packed for the GEMM.
+    u: Vec<PackedA>,
+}
+
+impl WinogradDeconv {
+    /// From the kernel as packed GEMM rows [Cout·16, Cin] (row (co·4 + ky)·4 + kx: the layout of
+    /// `conv_transpose2d::pack_weight`).
+    pub fn new(rows: &[f32], g: &ConvTranspose2dGeom) -> WinogradDeconv {
+        assert!(applies(g), "not a 4×4 stride-2 padding-1 transposed convolution");
+        let (cin, cout) = (g.cin, g.cout);
+        let w = |co: usize, ky: usize, kx: usize, ci: usize| rows[((co * 4 + ky) * 4 + kx) * cin + ci];
+        let mut u = Vec::with_capacity(MATS);
+        for (p, q) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            for (gu, gv) in (0..9).map(|xi| (G[xi / 3], G[xi % 3])) {
+                let mut m = vec![0.0f32; cout * cin];
+                for co in 0..cout {
+                    for (t, s) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let c = gu[t] * gv[s];
+                        if c == 0.0 {
+                            continue;
+                        }
+                        let dst = &mut m[co * cin..(co + 1) * cin];
+                        dst.iter_mut().enumerate().for_each(|(ci, d)| *d += c * w(co, tap(p, t), tap(q, s), ci));
+                    }
+                }
+                u.push(PackedA::from_row_major(&m, cout, cin));
+            }
+        }
+        WinogradDeconv { cin, cout, u }
+    }
+
+    /// Elements of the kernel this stands for (Cout·16·Cin).
+    pub fn numel(&self) -> usize {
+        self.cout * 16 * self.cin
+    }
+
+    /// Bytes of the transformed weights.
+    pub fn bytes(&self) -> usize {
+        self.u.iter().map(PackedA::bytes).sum()
+    }
+
+    /// Back to the packed GEMM rows [Cout·16, Cin], exactly: the corner points (u, v ∈ {0, 2})
+    /// of each phase hold the kernel's taps untouched.
+    pub fn unpack(&self) -> Vec<f32> {
+        let (cin, cout) = (self.cin, self.cout);
+        let mut rows = vec![0.0; cout * 16 * cin];
+        for (ph, (p, q)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+            for (t, s) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let m = self.u[ph * 9 + (2 * t) * 3 + 2 * s].unpack();
+                for co in 0..cout {
+                    let r = (co * 4 + tap(p, t)) * 4 + tap(q, s);
+                    rows[r * cin..(r + 1) * cin].copy_from_slice(&m[co * cin..(co + 1) * cin]);
+                }
+            }
+        }
+        rows
+    }
+
+    /// Same contract as `conv_transpose2d` (epilogue fused, every output element written);
+    /// `scratch` holds at least `scratch_len(g, batch)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &[f32],
+        batch: usize,
+        g: &ConvTranspose2dGeom,
+        epi: &Epilogue,
+        scratch: &mut [f32],
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        assert!(applies(g) && g.cin == self.cin && g.cout == self.cout, "Winograd weights do not match {g:?}");
+        let (in_len, out_len, tps) = (g.in_len(), g.out_len(), tiles_per_sample(g));
+        let plane_len = out_len / g.cout;
+        let chunk = chunk(g, batch);
+        let mut b0 = 0;
+        while b0 < batch {
+            let nb = chunk.min(batch - b0);
+            let tc = nb * tps;
+            let (v, rest) = scratch.split_at_mut(MATS * g.cin * tc);
+            let m = &mut rest[..MATS * g.cout * tc];
+            let xc = &x[b0 * in_len..(b0 + nb) * in_len];
+            v.par_chunks_mut(9 * tc).enumerate().for_each(|(i, vc)| {
+                let (ph, ci) = (i / g.cin, i % g.cin);
+                input_transform(xc, nb, ci, g, (ph / 2, ph % 2), vc);
+            });
+            // The 36 products are independent: one task each (a GEMM of these sizes is too
+            // small to split well, and one fork-join for all of them costs least).
+            let v = &*v;
+            let product = |(k, mk): (usize, &mut [f32])| {
+                let (ph, xi) = (k / 9, k % 9);
+                let rhs = Mat { data: &v[(ph * g.cin * 9 + xi) * tc..], rows: g.cin, cols: tc, rs: 9 * tc, cs: 1 };
+                matmul_packed(&self.u[k], rhs, mk, Out::rows(tc), 1);
+            };
+            if threads > 1 {
+                m.par_chunks_mut(g.cout * tc).enumerate().for_each(product);
+            } else {
+                m.chunks_mut(g.cout * tc).enumerate().for_each(product);
+            }
+            let m = &*m;
+            let dst = &mut out[b0 * out_len..(b0 + nb) * out_len];
+            dst.par_chunks_mut(plane_len).enumerate().for_each(|(i, plane)| {
+                let (bi, co) = (i / g.cout, i % g.cout);
+                output_plane(m, (g.cout, co), tc, bi * tps, g, plane);
+                epi.apply_channel(co, plane, None);
+            });
+            b0 += nb;
+        }
+    }
+}
+
+/// V [9, nb·tiles] of input channel `ci` for phase (p, q), `nb` samples of x: per tile, the 3×3
+/// input window at (2·ty + p − 1, 2·tx + q − 1) (zero outside), transformed to Bᵀ d B. Per tile
+/// row, the three input rows are copied into zero-padded buffers and combined (Bᵀ) once, so the
+/// per-tile work is branch-free.
+fn input_transform(x: &[f32], nb: usize, ci: usize, g: &ConvTranspose2dGeom, (p, q): (usize, usize), vc: &mut [f32]) {
+    let (h, w) = (g.h, g.w);
+    let (th, tw) = (h / 2, w / 2);
+    let tc = nb * th * tw;
+    let mut d = [[0.0f32; MAX_W + 2]; 3];
+    for bi in 0..nb {
+        let plane = &x[(bi * g.cin + ci) * h * w..][..h * w];
+        for ty in 0..th {
+            // Input rows 2·ty + p − 1 + i at d[i][1..=w]; column c of the window at d[i][c + 1].
+            for (i, row) in d.iter_mut().enumerate() {
+                let y = (2 * ty + p + i).checked_sub(1).filter(|&y| y < h);
+                match y {
+                    Some(y) => row[1..=w].copy_from_slice(&plane[y * w..(y + 1) * w]),
+                    None => row[1..=w].fill(0.0),
+                }
+            }
+            // Bᵀ on the rows: d0 − d1, d1, d2 − d1 (in place).
+            let [d0, d1, d2] = &mut d;
+            for c in 0..w + 2 {
+                d0[c] -= d1[c];
+                d2[c] -= d1[c];
+            }
+            let r = &d;
+            let base = (bi * th + ty) * tw;
+            for (u, ru) in r.iter().enumerate() {
+                let (v0, rest) = vc[(u * 3) * tc..].split_at_mut(tc);
+                let (v1, v2) = rest.split_at_mut(tc);
+                for tx in 0..tw {
+                    let c = 2 * tx + q;
+                    v0[base + tx] = ru[c] - ru[c + 1];
+                    v1[base + tx] = ru[c + 1];
+                    v2[base + tx] = ru[c + 2] - ru[c + 1];
+                }
+            }
+        }
+    }
+}
+
+/// One output plane (channel `co` of `cout`) from M [36, Cout, tc] (tiles of its sample start at
+/// `t0`): per tile and phase, Y = Aᵀ M A, written at rows 4·ty + 2i + p and columns 4·tx + 2j + q.
+fn output_plane(
+    m: &[f32],
+    (cout, co): (usize, usize),
+    tc: usize,
+    t0: usize,
+    g: &ConvTranspose2dGeom,
+    plane: &mut [f32],
+) {
+    let (th, tw, wo) = (g.h / 2, g.w / 2, 2 * g.w);
+    let row_of = |ph: usize, u: usize, v: usize, ty: usize| {
+        let start = ((ph * 9 + u * 3 + v) * cout + co) * tc + t0 + ty * tw;
+        &m[start..start + tw]
+    };
+    for ty in 0..th {
+        for i in 0..2 {
+            for p in 0..2 {
+                let out = &mut plane[(4 * ty + 2 * i + p) * wo..][..wo];
+                // Rows (Aᵀ M) for phases (p, 0) and (p, 1): t_v = M[i][v] + M[i + 1][v].
+                let ta: [&[f32]; 6] = std::array::from_fn(|k| row_of(2 * p, i + k / 3, k % 3, ty));
+                let tb: [&[f32]; 6] = std::array::from_fn(|k| row_of(2 * p + 1, i + k / 3, k % 3, ty));
+                // Columns (· A); one tile's four outputs of this row are contiguous: (q, j) =
+                // (0, 0), (1, 0), (0, 1), (1, 1).
+                for (tx, o) in out.chunks_exact_mut(4).enumerate() {
+                    let a = [ta[0][tx] + ta[3][tx], ta[1][tx] + ta[4][tx], ta[2][tx] + ta[5][tx]];
+                    let b = [tb[0][tx] + tb[3][tx], tb[1][tx] + tb[4][tx], tb[2][tx] + tb[5][tx]];
+                    o.copy_from_slice(&[a[0] + a[1], b[0] + b[1], a[1] + a[2], b[1] + b[2]]);
+                }
+            }
+        }
+    }
+}
