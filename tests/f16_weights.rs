@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::assert_close;
 use text2img::graph::{thread_pool, Backend};
-use text2img::model::generator::build_generator;
+use text2img::model::generator::{build_generator, build_generator_for};
 use text2img::model::loader::save_weights;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, TextToImage, WeightSet};
@@ -39,6 +39,9 @@ fn f16_file_generates_what_the_same_values_in_f32_generate() {
         .map(|p| p.name.as_str())
         .collect();
     assert!(half.len() >= 8, "G's GEMM weights should stay f16, got {half:?}");
+    // At batch 3 the CPU pipeline below runs deconv3 (16×16 input) in phase + Winograd form.
+    let g3 = build_generator_for(&w16, Some(3)).expect("graph");
+    assert!(g3.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::Winograd(_))));
 
     let caps: Vec<String> =
         ["a small red circle on a blue background", "white ring", "a huge green star, black background"]

@@ -9,18 +9,21 @@ use std::time::Instant;
 
 use clap::Args;
 use rayon::prelude::*;
+use rayon::ThreadPool;
 use serde::Serialize;
 use text2img::data::image_io::decode_rgb8;
 use text2img::data::render::Shape;
 use text2img::data::shapes::{read_attributes, Attributes, PALETTE};
 use text2img::data::{Dataset, DecodeLimits};
 use text2img::eval::report::{
-    eval_captions, mean_pairwise_distance, read_and_crop, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
+    attribute_separation, eval_captions, mean_pairwise_distance, read_and_crop, separation_captions,
+    AttributeSeparation, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
 };
 use text2img::eval::shape_net::{JudgeTraining, ShapeJudge};
 use text2img::graph::{thread_pool, Backend};
 use text2img::image::{write_png, Rgb8};
 use text2img::model::{Network, TextToImage, WeightSet};
+use text2img::train::captions::embed_texts;
 use text2img::train::sje::{load_image_encoder, HeldOut, ZeroShot};
 use text2img::train::TrainNet;
 use text2img::weights::LoadMode;
@@ -213,6 +216,7 @@ struct Results {
     diversity_generated: f32,
     diversity_real: Option<f32>,
     zero_shot: Option<ZeroShot>,
+    text_attribute_separation: AttributeSeparation,
     style: Option<Vec<StyleRow>>,
     style_transfer: Option<TransferCheck>,
     seeds: u32,
@@ -311,6 +315,14 @@ fn zero_shot_of(
     Ok(held.evaluate(&mut text, &mut image, cfg, pool))
 }
 
+/// How much colour and shape the model's text embedding carries (`attribute_separation`).
+fn text_separation(ws: &WeightSet, pool: &Arc<ThreadPool>) -> Result<AttributeSeparation, Failure> {
+    let caps = separation_captions();
+    let texts: Vec<&str> = caps.iter().map(String::as_str).collect();
+    let emb = embed_texts(ws, &texts, Arc::clone(pool))?;
+    Ok(attribute_separation(&emb, ws.config().encoder.embed_dim))
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
@@ -354,6 +366,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
             eprintln!("{}: {} captions × {s} seeds judged", set.label(), caps.len());
         }
     }
+    let separation = text_separation(&ws, &pool)?;
     let diversity_generated =
         mean_pairwise_distance(generated_train.chunks(s * IMAGE_LEN).map(|g| g.chunks(IMAGE_LEN).collect()));
     let (mut diversity_real, mut zero_shot, mut style) = (None, None, None);
@@ -391,6 +404,10 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         ),
         None => println!("encoder zero-shot: not measured (no --data)"),
     }
+    println!(
+        "text embedding of \"a <colour> <shape>\", mean cosine: same colour, other shape {:.3}; same shape, other colour {:.3}; neither {:.3}",
+        separation.same_colour_other_shape, separation.same_shape_other_colour, separation.neither
+    );
     if let Some(rows) = &style {
         println!();
         eval_style::print(rows, real_held);
@@ -414,6 +431,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         diversity_generated,
         diversity_real,
         zero_shot,
+        text_attribute_separation: separation,
         style,
         style_transfer: transfer,
         seeds: a.seeds,

@@ -213,6 +213,52 @@ pub fn mean_pairwise_distance<'a>(groups: impl Iterator<Item = Vec<&'a [f32]>>) 
     (total / pairs.max(1) as f64) as f32
 }
 
+/// How much of each attribute the text embedding carries: the mean cosine similarity of the
+/// embeddings of bare captions "a <colour> <shape>" (every palette colour × every shape) over
+/// the pairs that share only their colour, only their shape, or neither. An encoder that carries
+/// the shape keeps same-colour pairs well below 1; one that carries only the colour puts them
+/// near 1, and then G cannot learn shapes from it, whatever its training.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AttributeSeparation {
+    pub same_colour_other_shape: f32,
+    pub same_shape_other_colour: f32,
+    pub neither: f32,
+}
+
+/// The captions `attribute_separation` reads: colour-major, "a <colour> <shape>".
+pub fn separation_captions() -> Vec<String> {
+    PALETTE
+        .iter()
+        .flat_map(|c| Shape::ALL.iter().map(move |s| fix_articles(&format!("a {} {}", c.name, s.name()))))
+        .collect()
+}
+
+/// `AttributeSeparation` of the embeddings (dimension `dim`) of `separation_captions()`.
+pub fn attribute_separation(emb: &[f32], dim: usize) -> AttributeSeparation {
+    let shapes = Shape::ALL.len();
+    let rows: Vec<&[f32]> = emb.chunks(dim).collect();
+    let mut sums = [(0.0f64, 0usize); 3];
+    for i in 0..rows.len() {
+        for j in i + 1..rows.len() {
+            let (same_colour, same_shape) = (i / shapes == j / shapes, i % shapes == j % shapes);
+            let bucket = match (same_colour, same_shape) {
+                (true, false) => 0,
+                (false, true) => 1,
+                (false, false) => 2,
+                (true, true) => continue,
+            };
+            sums[bucket].0 += f64::from(super::style::cosine(rows[i], rows[j]));
+            sums[bucket].1 += 1;
+        }
+    }
+    let mean = |(s, n): (f64, usize)| (s / n.max(1) as f64) as f32;
+    AttributeSeparation {
+        same_colour_other_shape: mean(sums[0]),
+        same_shape_other_colour: mean(sums[1]),
+        neither: mean(sums[2]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +287,31 @@ mod tests {
         let b = [-0.5f32; 12];
         assert_eq!(mean_pairwise_distance([vec![&a[..], &a[..]]].into_iter()), 0.0);
         assert!((mean_pairwise_distance([vec![&a[..], &b[..]]].into_iter()) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn attribute_separation_of_hand_made_embeddings() {
+        let (colours, shapes) = (PALETTE.len(), Shape::ALL.len());
+        assert_eq!(separation_captions().len(), colours * shapes);
+        assert_eq!(separation_captions()[1], format!("a {} {}", PALETTE[0].name, Shape::ALL[1].name()));
+        // Colour only: same-colour pairs identical, the rest orthogonal.
+        let dim = colours + shapes;
+        let embed = |shape_weight: f32| -> Vec<f32> {
+            (0..colours * shapes)
+                .flat_map(|i| {
+                    let mut e = vec![0.0; dim];
+                    e[i / shapes] = 1.0;
+                    e[colours + i % shapes] = shape_weight;
+                    e
+                })
+                .collect()
+        };
+        let s = attribute_separation(&embed(0.0), dim);
+        assert!((s.same_colour_other_shape - 1.0).abs() < 1e-6 && s.same_shape_other_colour.abs() < 1e-6);
+        assert!(s.neither.abs() < 1e-6);
+        // Both attributes at equal weight: each shared attribute gives cosine 1/2.
+        let s = attribute_separation(&embed(1.0), dim);
+        assert!((s.same_colour_other_shape - 0.5).abs() < 1e-6 && (s.same_shape_other_colour - 0.5).abs() < 1e-6);
+        assert!(s.neither.abs() < 1e-6);
     }
 }

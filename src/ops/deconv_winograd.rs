@@ -44,10 +44,12 @@ pub fn applies(g: &ConvTranspose2dGeom) -> bool {
         && g.w <= MAX_W
 }
 
-/// Whether the Winograd form pays at `batch`: at least 16 tiles per phase (fewer, and the 2.25×
-/// larger weights make the layer bound by reading them), and more than a handful of outputs.
+/// Whether the Winograd form pays at `batch`: at least 128 tiles per phase, and more than a
+/// handful of output channels. With fewer tiles the layer is bound by reading its weights, which
+/// this form makes 2.25× larger (and keeps in f32): measured on reed-cub at batch 1 (16 and 64
+/// tiles), it saved 17 % on one layer and nothing on the other (docs/PERF.md).
 pub fn worth_it(g: &ConvTranspose2dGeom, batch: usize) -> bool {
-    applies(g) && batch * tiles_per_sample(g) >= 16 && g.cout >= 8
+    applies(g) && batch * tiles_per_sample(g) >= 128 && g.cout >= 8
 }
 
 fn tiles_per_sample(g: &ConvTranspose2dGeom) -> usize {
