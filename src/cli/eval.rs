@@ -217,6 +217,7 @@ struct Results {
     diversity_real: Option<f32>,
     zero_shot: Option<ZeroShot>,
     text_attribute_separation: AttributeSeparation,
+    image_attribute_separation: Option<AttributeSeparation>,
     style: Option<Vec<StyleRow>>,
     style_transfer: Option<TransferCheck>,
     seeds: u32,
@@ -301,26 +302,56 @@ fn real_diversity(real: &RealImages) -> f32 {
     mean_pairwise_distance(groups.values().map(|g| g.iter().map(|&i| real.image(i)).collect()))
 }
 
+/// The encoders' zero-shot scores on the held-out classes, and how much colour and shape the
+/// image encoder θ carries (class-mean embeddings of the held-out images).
 fn zero_shot_of(
     ws: &WeightSet,
     data: &Path,
     image_encoder: &Path,
     pool: &Arc<rayon::ThreadPool>,
-) -> Result<ZeroShot, Failure> {
+) -> Result<(ZeroShot, AttributeSeparation), Failure> {
     let cfg = ws.config();
     let ds = Dataset::open(data).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     let held = HeldOut::load(&ds, cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     let mut text = TrainNet::from_weights(ws, Network::Encoder)?;
     let mut image = load_image_encoder(image_encoder, cfg.encoder.embed_dim)?;
-    Ok(held.evaluate(&mut text, &mut image, cfg, pool))
+    let ie = held.embed_images(&mut image, pool);
+    let zs = held.evaluate_embedded(&mut text, &ie, cfg, pool);
+    let dim = cfg.encoder.embed_dim;
+    let mut means: BTreeMap<usize, (Vec<f32>, usize)> = BTreeMap::new();
+    for (row, &class) in ie.chunks(dim).zip(held.image_classes()) {
+        let (sum, n) = means.entry(class).or_insert_with(|| (vec![0.0; dim], 0));
+        sum.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        *n += 1;
+    }
+    let (mut emb, mut labels) = (Vec::new(), Vec::new());
+    for (class, (sum, n)) in means {
+        let Some(label) = shapes_labels(&ds.classes()[class].name) else { continue };
+        emb.extend(sum.iter().map(|v| v / n as f32));
+        labels.push(label);
+    }
+    Ok((zs, attribute_separation(&emb, dim, &labels)))
+}
+
+/// (colour, shape) of a `shapes` class folder name such as `001.red_circle`.
+fn shapes_labels(name: &str) -> Option<(usize, usize)> {
+    let id = name.split('.').next()?.parse::<usize>().ok()?.checked_sub(1)?;
+    (id < PALETTE.len() * Shape::ALL.len()).then(|| (id % PALETTE.len(), id / PALETTE.len()))
 }
 
 /// How much colour and shape the model's text embedding carries (`attribute_separation`).
 fn text_separation(ws: &WeightSet, pool: &Arc<ThreadPool>) -> Result<AttributeSeparation, Failure> {
-    let caps = separation_captions();
+    let (caps, labels) = separation_captions();
     let texts: Vec<&str> = caps.iter().map(String::as_str).collect();
     let emb = embed_texts(ws, &texts, Arc::clone(pool))?;
-    Ok(attribute_separation(&emb, ws.config().encoder.embed_dim))
+    Ok(attribute_separation(&emb, ws.config().encoder.embed_dim, &labels))
+}
+
+fn print_separation(what: &str, s: &AttributeSeparation) {
+    println!(
+        "{what}, mean cosine: same colour, other shape {:.3}; same shape, other colour {:.3}; neither {:.3}",
+        s.same_colour_other_shape, s.same_shape_other_colour, s.neither
+    );
 }
 
 fn pct(x: f64) -> String {
@@ -369,7 +400,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
     let separation = text_separation(&ws, &pool)?;
     let diversity_generated =
         mean_pairwise_distance(generated_train.chunks(s * IMAGE_LEN).map(|g| g.chunks(IMAGE_LEN).collect()));
-    let (mut diversity_real, mut zero_shot, mut style) = (None, None, None);
+    let (mut diversity_real, mut zero_shot, mut style, mut image_separation) = (None, None, None, None);
     let mut real_held = 0;
     let mut transfer = None;
     if let Some(data) = &a.data {
@@ -377,7 +408,8 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         rows.push(Row { what: REAL_ROW.into(), score: judge_real(&mut judge, &real) });
         diversity_real = Some(real_diversity(&real));
         let ie = a.image_encoder.clone().unwrap_or_else(|| default_file(DEFAULT_IMAGE_ENCODER));
-        zero_shot = Some(zero_shot_of(&ws, data, &ie, &pool)?);
+        let (zs, image_sep) = zero_shot_of(&ws, data, &ie, &pool)?;
+        (zero_shot, image_separation) = (Some(zs), Some(image_sep));
         if a.style {
             let sm = a.style_model.clone().unwrap_or_else(|| default_file(DEFAULT_STYLE));
             style = Some(eval_style::run(&ws, data, &real, &sm, &pool, a.seed)?);
@@ -404,10 +436,10 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         ),
         None => println!("encoder zero-shot: not measured (no --data)"),
     }
-    println!(
-        "text embedding of \"a <colour> <shape>\", mean cosine: same colour, other shape {:.3}; same shape, other colour {:.3}; neither {:.3}",
-        separation.same_colour_other_shape, separation.same_shape_other_colour, separation.neither
-    );
+    print_separation("text embedding of \"a <colour> <shape>\"", &separation);
+    if let Some(s) = &image_separation {
+        print_separation("image encoder, class means of held-out images", s);
+    }
     if let Some(rows) = &style {
         println!();
         eval_style::print(rows, real_held);
@@ -432,6 +464,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         diversity_real,
         zero_shot,
         text_attribute_separation: separation,
+        image_attribute_separation: image_separation,
         style,
         style_transfer: transfer,
         seeds: a.seeds,

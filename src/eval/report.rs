@@ -225,22 +225,23 @@ pub struct AttributeSeparation {
     pub neither: f32,
 }
 
-/// The captions `attribute_separation` reads: colour-major, "a <colour> <shape>".
-pub fn separation_captions() -> Vec<String> {
-    PALETTE
-        .iter()
-        .flat_map(|c| Shape::ALL.iter().map(move |s| fix_articles(&format!("a {} {}", c.name, s.name()))))
-        .collect()
+/// The bare captions "a <colour> <shape>" for every palette colour and shape, with their
+/// (colour, shape) labels.
+pub fn separation_captions() -> (Vec<String>, Vec<(usize, usize)>) {
+    let labels: Vec<(usize, usize)> =
+        (0..PALETTE.len()).flat_map(|c| (0..Shape::ALL.len()).map(move |s| (c, s))).collect();
+    let caps =
+        labels.iter().map(|&(c, s)| fix_articles(&format!("a {} {}", PALETTE[c].name, Shape::ALL[s].name()))).collect();
+    (caps, labels)
 }
 
-/// `AttributeSeparation` of the embeddings (dimension `dim`) of `separation_captions()`.
-pub fn attribute_separation(emb: &[f32], dim: usize) -> AttributeSeparation {
-    let shapes = Shape::ALL.len();
+/// `AttributeSeparation` of embeddings (dimension `dim`, one row per (colour, shape) label).
+pub fn attribute_separation(emb: &[f32], dim: usize, labels: &[(usize, usize)]) -> AttributeSeparation {
     let rows: Vec<&[f32]> = emb.chunks(dim).collect();
     let mut sums = [(0.0f64, 0usize); 3];
-    for i in 0..rows.len() {
-        for j in i + 1..rows.len() {
-            let (same_colour, same_shape) = (i / shapes == j / shapes, i % shapes == j % shapes);
+    for i in 0..rows.len().min(labels.len()) {
+        for j in i + 1..rows.len().min(labels.len()) {
+            let (same_colour, same_shape) = (labels[i].0 == labels[j].0, labels[i].1 == labels[j].1);
             let bucket = match (same_colour, same_shape) {
                 (true, false) => 0,
                 (false, true) => 1,
@@ -292,8 +293,10 @@ mod tests {
     #[test]
     fn attribute_separation_of_hand_made_embeddings() {
         let (colours, shapes) = (PALETTE.len(), Shape::ALL.len());
-        assert_eq!(separation_captions().len(), colours * shapes);
-        assert_eq!(separation_captions()[1], format!("a {} {}", PALETTE[0].name, Shape::ALL[1].name()));
+        let (caps, labels) = separation_captions();
+        assert_eq!(caps.len(), colours * shapes);
+        assert_eq!(caps[1], format!("a {} {}", PALETTE[0].name, Shape::ALL[1].name()));
+        assert_eq!(labels[1], (0, 1));
         // Colour only: same-colour pairs identical, the rest orthogonal.
         let dim = colours + shapes;
         let embed = |shape_weight: f32| -> Vec<f32> {
@@ -306,11 +309,11 @@ mod tests {
                 })
                 .collect()
         };
-        let s = attribute_separation(&embed(0.0), dim);
+        let s = attribute_separation(&embed(0.0), dim, &labels);
         assert!((s.same_colour_other_shape - 1.0).abs() < 1e-6 && s.same_shape_other_colour.abs() < 1e-6);
         assert!(s.neither.abs() < 1e-6);
         // Both attributes at equal weight: each shared attribute gives cosine 1/2.
-        let s = attribute_separation(&embed(1.0), dim);
+        let s = attribute_separation(&embed(1.0), dim, &labels);
         assert!((s.same_colour_other_shape - 0.5).abs() < 1e-6 && (s.same_shape_other_colour - 0.5).abs() < 1e-6);
         assert!(s.neither.abs() < 1e-6);
     }

@@ -242,11 +242,32 @@ impl HeldOut {
         cfg: &ModelConfig,
         pool: &Arc<ThreadPool>,
     ) -> ZeroShot {
+        let ie = self.embed_images(image, pool);
+        self.evaluate_embedded(text, &ie, cfg, pool)
+    }
+
+    /// `evaluate` for image embeddings already computed by `embed_images`.
+    pub fn evaluate_embedded(
+        &self,
+        text: &mut TrainNet,
+        image_emb: &[f32],
+        cfg: &ModelConfig,
+        pool: &Arc<ThreadPool>,
+    ) -> ZeroShot {
         let mut ts = TrainSession::new(Arc::clone(&text.graph), 64, Arc::clone(pool));
-        let mut is = TrainSession::new(Arc::clone(&image.graph), 64, Arc::clone(pool));
         let te = eval_outputs(text, &mut ts, &self.captions, ALPHABET_SIZE * cfg.text.doc_length);
-        let ie = eval_outputs(image, &mut is, &self.images, IMAGE_LEN);
-        zero_shot(&te, &self.caption_class, &ie, &self.image_class, &self.classes, cfg.encoder.embed_dim)
+        zero_shot(&te, &self.caption_class, image_emb, &self.image_class, &self.classes, cfg.encoder.embed_dim)
+    }
+
+    /// θ(v) of every held-out image (eval mode), in `image_classes` order.
+    pub fn embed_images(&self, image: &mut TrainNet, pool: &Arc<ThreadPool>) -> Vec<f32> {
+        let mut is = TrainSession::new(Arc::clone(&image.graph), 64, Arc::clone(pool));
+        eval_outputs(image, &mut is, &self.images, IMAGE_LEN)
+    }
+
+    /// The class of each held-out image.
+    pub fn image_classes(&self) -> &[usize] {
+        &self.image_class
     }
 }
 
