@@ -25,7 +25,7 @@ use text2img::ops::elementwise::{
     concat_channels, concat_channels_backward, replicate_spatial, replicate_spatial_backward,
 };
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
-use text2img::ops::loss::{bce_with_logits, mse_loss, sje_loss, softmax_cross_entropy};
+use text2img::ops::loss::{bce_with_logits, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy};
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
     gru_backward_ref, gru_ref, gru_train_forward_ref, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len,
@@ -386,6 +386,51 @@ fn mse_loss_fd() {
     let direct: f64 = pred.iter().zip(&target).map(|(&p, &t)| f64::from(p - t).powi(2)).sum::<f64>() / n as f64;
     assert!((f64::from(l) - direct).abs() < 1e-6, "loss {l} vs {direct}");
     check("mse_loss", &pred, &d, 822, |p| Some(mse_loss(p, &target, &mut vec![0.0; n]) as f64));
+}
+
+#[test]
+fn sje_loss_cosine_fd() {
+    let (b, e, scale) = (4, 6, 5.0f32);
+    let (img, txt) = (random(b * e, 910), random(b * e, 911));
+    let cos = |img: &[f32], txt: &[f32], i: usize, j: usize| {
+        let (x, y) = (&img[i * e..(i + 1) * e], &txt[j * e..(j + 1) * e]);
+        let d = |a: &[f32], c: &[f32]| a.iter().zip(c).map(|(&p, &q)| f64::from(p) * f64::from(q)).sum::<f64>();
+        d(x, y) / (d(x, x) * d(y, y)).sqrt()
+    };
+    // Which hinges are active at given embeddings (finite differences must not cross a kink).
+    let pattern = |img: &[f32], txt: &[f32]| {
+        let s = |i, j| f64::from(scale) * cos(img, txt, i, j);
+        (0..b * b)
+            .map(|ij| (ij / b, ij % b))
+            .filter(|(i, j)| i != j)
+            .map(|(i, j)| (1.0 + s(i, j) - s(i, i) > 0.0, 1.0 + s(j, i) - s(i, i) > 0.0))
+            .collect::<Vec<_>>()
+    };
+    let base = pattern(&img, &txt);
+    let active = base.iter().filter(|(a, b)| *a || *b).count();
+    assert!(active > 0 && active < b * (b - 1), "a mix of active and inactive hinges");
+    let (mut di, mut dt) = (vec![f32::NAN; b * e], vec![f32::NAN; b * e]);
+    let mut scratch = vec![f32::NAN; 4 * b * e];
+    let l = sje_loss_cosine(&img, &txt, (b, e), scale, &mut scratch, &mut di, &mut dt);
+    // The loss is sje_loss of the rows scaled to length √scale.
+    let unit = |x: &[f32]| -> Vec<f32> {
+        x.chunks(e)
+            .flat_map(|r| {
+                let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+                r.iter().map(move |v| v * scale.sqrt() / n).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let plain = sje_loss(&unit(&img), &unit(&txt), b, e, &mut vec![0.0; b * e], &mut vec![0.0; b * e]);
+    assert!((l - plain).abs() < 1e-5, "cosine loss {l} vs sje_loss of unit rows {plain}");
+    let loss = |img: &[f32], txt: &[f32]| {
+        (pattern(img, txt) == base).then(|| {
+            let mut s = vec![0.0; 4 * b * e];
+            sje_loss_cosine(img, txt, (b, e), scale, &mut s, &mut vec![0.0; b * e], &mut vec![0.0; b * e]) as f64
+        })
+    };
+    check("sje cosine d_img", &img, &di, 912, |v| loss(v, &txt));
+    check("sje cosine d_txt", &txt, &dt, 913, |v| loss(&img, v));
 }
 
 #[test]

@@ -75,6 +75,10 @@ pub struct TrainEncoderArgs {
     /// Zero-shot evaluation on held-out classes every N steps (0: only at the end).
     #[arg(long, default_value_t = 500)]
     pub eval_every: u64,
+    /// Score pairs by S·cos(θ(v), φ(t)) instead of the paper's dot product (0: the paper's), so
+    /// that classes must differ in angle (see docs/RESULTS.md on shape).
+    #[arg(long, default_value_t = 0.0, value_name = "S")]
+    pub cosine_scale: f32,
 }
 
 #[derive(Args)]
@@ -195,6 +199,7 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
                 lr: a.lr,
                 iters_per_epoch: train_classes,
                 seed: c.seed,
+                cosine_scale: a.cosine_scale,
                 ..SjeOptions::default()
             };
             (SjeTrainer::new(&cfg, o, Arc::clone(&pool))?, None)
@@ -208,7 +213,8 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
         sampler.restore(s).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     }
     let batches = Prefetcher::encoder(Arc::new(Loader::new(Arc::clone(&ds))), sampler, 4);
-    let held = HeldOut::load(&ds, &cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    let mut held = HeldOut::load(&ds, &cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    held.cosine = t.options.cosine_scale > 0.0;
     let mut log = Log::open(&c.out)?;
     let ckpt = c.out.join("checkpoint.safetensors");
     let bar = progress(c.steps, t.step, v);

@@ -68,6 +68,59 @@ pub fn sje_loss(img: &[f32], txt: &[f32], b: usize, e: usize, d_img: &mut [f32],
     (total * scale) as f32
 }
 
+/// `sje_loss` on cosine scores: s_ij = scale · cos(img_i, txt_j). Each row is normalised
+/// (times √scale) into `scratch` (at least 4·B·E), the hinge loss runs there, and its gradients
+/// are taken back through the normalisation: for x̂ = x/‖x‖, dx = √scale (dx̂ − x̂ (x̂·dx̂)) / ‖x‖.
+/// The margin of 1 then needs an angle between classes, not merely longer vectors (the plain
+/// dot product lets DS-SJE meet its margins with tiny angles and large norms). Zero rows get
+/// zero gradients. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn sje_loss_cosine(
+    img: &[f32],
+    txt: &[f32],
+    (b, e): (usize, usize),
+    scale: f32,
+    scratch: &mut [f32],
+    d_img: &mut [f32],
+    d_txt: &mut [f32],
+) -> f32 {
+    let n = b * e;
+    assert!(img.len() >= n && txt.len() >= n && d_img.len() >= n && d_txt.len() >= n, "sje sizes");
+    assert!(scratch.len() >= 4 * n, "sje_loss_cosine scratch");
+    let (unit, grads) = scratch.split_at_mut(2 * n);
+    let (ui, ut) = unit.split_at_mut(n);
+    let (gi, gt) = grads[..2 * n].split_at_mut(n);
+    let root = scale.sqrt();
+    let norms = |x: &[f32], u: &mut [f32]| {
+        for (xr, ur) in x[..n].chunks(e).zip(u.chunks_mut(e)) {
+            let len = dot(xr, xr).sqrt() as f32;
+            let k = if len > 0.0 { root / len } else { 0.0 };
+            ur.iter_mut().zip(xr).for_each(|(o, &v)| *o = v * k);
+        }
+    };
+    norms(img, ui);
+    norms(txt, ut);
+    let loss = sje_loss(ui, ut, b, e, gi, gt);
+    // Back through u = √s·x/‖x‖ (u already holds √s·x̂): dx = (du − û(û·du))·√s/‖x‖.
+    let back = |x: &[f32], u: &[f32], du: &[f32], dx: &mut [f32]| {
+        for (((xr, ur), dur), dxr) in x[..n].chunks(e).zip(u.chunks(e)).zip(du.chunks(e)).zip(dx.chunks_mut(e)) {
+            let len = dot(xr, xr).sqrt();
+            if len == 0.0 {
+                dxr.fill(0.0);
+                continue;
+            }
+            let along = dot(ur, dur) / f64::from(scale);
+            let k = f64::from(root) / len;
+            for ((d, &g), &uv) in dxr.iter_mut().zip(dur).zip(ur) {
+                *d = ((f64::from(g) - f64::from(uv) * along) * k) as f32;
+            }
+        }
+    };
+    back(img, ui, gi, d_img);
+    back(txt, ut, gt, d_txt);
+    loss
+}
+
 /// Mean over B rows of softmax cross-entropy on logits [B, C] against class `labels` (the shape
 /// judge's classifier): L = (1/B) Σ_b [logsumexp(x_b) − x_b,y_b], stable (max subtracted).
 /// `dlogits` = (softmax(x_b) − onehot(y_b)) / B. Labels must be < C.

@@ -21,7 +21,7 @@ use crate::model::config::ModelConfig;
 use crate::model::net::{image_to_vector, NetBuilder};
 use crate::model::spec::Network;
 use crate::model::text::{encode_into, ALPHABET_SIZE};
-use crate::ops::loss::sje_loss;
+use crate::ops::loss::{sje_loss, sje_loss_cosine};
 use crate::ops::optim::{lr_exponential, RmsProp};
 use crate::tensor::DType;
 
@@ -55,11 +55,15 @@ pub struct SjeOptions {
     /// Iterations per epoch (the number of training classes in the paper).
     pub iters_per_epoch: usize,
     pub seed: u64,
+    /// Scores s_ij = scale · cos(θ(v_i), φ(t_j)) instead of the paper's dot product when > 0
+    /// (`sje_loss_cosine`): the margins must then come from angles between classes.
+    #[serde(default)]
+    pub cosine_scale: f32,
 }
 
 impl Default for SjeOptions {
     fn default() -> Self {
-        SjeOptions { batch: 40, lr: 7e-4, lr_decay: 0.98, iters_per_epoch: 150, seed: 0 }
+        SjeOptions { batch: 40, lr: 7e-4, lr_decay: 0.98, iters_per_epoch: 150, seed: 0, cosine_scale: 0.0 }
     }
 }
 
@@ -76,6 +80,8 @@ pub struct SjeTrainer {
     image_s: TrainSession,
     d_text: Vec<f32>,
     d_img: Vec<f32>,
+    /// Normalised embeddings and their gradients (cosine scores only).
+    cosine_scratch: Vec<f32>,
 }
 
 impl SjeTrainer {
@@ -98,6 +104,7 @@ impl SjeTrainer {
             return Err(Error::Input("the encoder batch needs at least 2 classes".into()));
         }
         let e = config.encoder.embed_dim;
+        let cosine_scratch = vec![0.0; if options.cosine_scale > 0.0 { 4 * b * e } else { 0 }];
         Ok(SjeTrainer {
             config: config.clone(),
             text_s: TrainSession::new(Arc::clone(&text.graph), b, Arc::clone(&pool)),
@@ -110,6 +117,7 @@ impl SjeTrainer {
             step: 0,
             d_text: vec![0.0; b * e],
             d_img: vec![0.0; b * e],
+            cosine_scratch,
         })
     }
 
@@ -131,7 +139,13 @@ impl SjeTrainer {
         self.image_s.input_mut(0).copy_from_slice(images);
         self.text_s.forward(&self.text.params, &mut self.text.buffers, Mode::Train);
         self.image_s.forward(&self.image.params, &mut self.image.buffers, Mode::Train);
-        let loss = sje_loss(self.image_s.output(0), self.text_s.output(0), b, e, &mut self.d_img, &mut self.d_text);
+        let (img, txt) = (self.image_s.output(0), self.text_s.output(0));
+        let loss = if self.options.cosine_scale > 0.0 {
+            let scratch = &mut self.cosine_scratch;
+            sje_loss_cosine(img, txt, (b, e), self.options.cosine_scale, scratch, &mut self.d_img, &mut self.d_text)
+        } else {
+            sje_loss(img, txt, b, e, &mut self.d_img, &mut self.d_text)
+        };
         self.text.zero_grad();
         self.image.zero_grad();
         self.text_s.backward(&self.text.params, &mut self.text.grads, &self.d_text);
@@ -156,14 +170,15 @@ pub struct ZeroShot {
 }
 
 /// Zero-shot top-1 and precision@50: class vector = mean text embedding of all its captions;
-/// images scored by θ(v)·class.
+/// images scored by θ(v)·class, or by their cosine when `cosine` (encoders trained on cosine
+/// scores).
 pub fn zero_shot(
     text_emb: &[f32],
     caption_class: &[usize],
     image_emb: &[f32],
     image_class: &[usize],
     classes: &[usize],
-    e: usize,
+    (e, cosine): (usize, bool),
 ) -> ZeroShot {
     let k = classes.len();
     let mut centroids = vec![0.0f32; k * e];
@@ -176,6 +191,11 @@ pub fn zero_shot(
     }
     for (ci, n) in counts.iter().enumerate() {
         centroids[ci * e..(ci + 1) * e].iter_mut().for_each(|a| *a /= (*n).max(1) as f32);
+    }
+    let mut image_emb = std::borrow::Cow::Borrowed(image_emb);
+    if cosine {
+        unit_rows(&mut centroids, e);
+        unit_rows(image_emb.to_mut(), e);
     }
     let score =
         |img: &[f32], ci: usize| -> f32 { img.iter().zip(&centroids[ci * e..(ci + 1) * e]).map(|(a, b)| a * b).sum() };
@@ -201,6 +221,16 @@ pub fn zero_shot(
     }
 }
 
+/// Scales every row of length `e` to unit length (zero rows stay zero).
+fn unit_rows(v: &mut [f32], e: usize) {
+    for r in v.chunks_mut(e) {
+        let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if n > 0.0 {
+            r.iter_mut().for_each(|x| *x /= n);
+        }
+    }
+}
+
 /// Held-out data of the zero-shot evaluation (every caption and image of the held-out
 /// classes), loaded once.
 pub struct HeldOut {
@@ -209,6 +239,8 @@ pub struct HeldOut {
     images: Vec<f32>,
     image_class: Vec<usize>,
     classes: Vec<usize>,
+    /// Score by cosine (for an encoder trained on cosine scores).
+    pub cosine: bool,
 }
 
 impl HeldOut {
@@ -231,7 +263,14 @@ impl HeldOut {
             img.to_chw(&mut images[start..]);
             image_class.push(item.class);
         }
-        Ok(HeldOut { captions, caption_class, images, image_class, classes: ds.class_ids(Split::HeldOut) })
+        Ok(HeldOut {
+            captions,
+            caption_class,
+            images,
+            image_class,
+            classes: ds.class_ids(Split::HeldOut),
+            cosine: false,
+        })
     }
 
     /// Zero-shot scores of a text encoder and an image encoder (both run in eval mode).
@@ -256,7 +295,8 @@ impl HeldOut {
     ) -> ZeroShot {
         let mut ts = TrainSession::new(Arc::clone(&text.graph), 64, Arc::clone(pool));
         let te = eval_outputs(text, &mut ts, &self.captions, ALPHABET_SIZE * cfg.text.doc_length);
-        zero_shot(&te, &self.caption_class, image_emb, &self.image_class, &self.classes, cfg.encoder.embed_dim)
+        let (e, cosine) = (cfg.encoder.embed_dim, self.cosine);
+        zero_shot(&te, &self.caption_class, image_emb, &self.image_class, &self.classes, (e, cosine))
     }
 
     /// θ(v) of every held-out image (eval mode), in `image_classes` order.
@@ -303,4 +343,23 @@ pub fn eval_outputs(net: &mut TrainNet, session: &mut TrainSession, inputs: &[f3
         out.extend_from_slice(&session.output(0)[..m * out_len]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zero_shot;
+
+    #[test]
+    fn zero_shot_by_dot_product_or_cosine() {
+        // Class 0's text vector is short and points along x; class 1's is long and diagonal. An
+        // image of class 0 near the x axis wins by angle but loses by dot product.
+        let text = [1.0, 0.0, 10.0, 10.0];
+        let image = [1.0, 0.1, 0.0, 1.0];
+        let (caption_class, image_class, classes) = ([0, 1], [0, 1], [0, 1]);
+        let dot = zero_shot(&text, &caption_class, &image, &image_class, &classes, (2, false));
+        let cos = zero_shot(&text, &caption_class, &image, &image_class, &classes, (2, true));
+        assert_eq!(dot.top1, 0.5, "by dot product both images go to the long class vector");
+        assert_eq!(cos.top1, 1.0, "by cosine each image finds its class");
+        assert_eq!((cos.classes, cos.images), (2, 2));
+    }
 }
