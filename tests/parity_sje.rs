@@ -87,6 +87,7 @@ impl Golden {
             lr_decay: num("lr_decay") as f32,
             iters_per_epoch: num("iters_per_epoch") as usize,
             seed: o["seed"].as_u64().expect("seed"),
+            cosine_scale: 0.0,
         };
         let captions: Vec<String> = serde_json::from_value(json("captions")).expect("captions");
         let nf: usize = file.metadata("image_nf").expect("image_nf").parse().expect("image_nf");
