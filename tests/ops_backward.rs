@@ -388,6 +388,15 @@ fn mse_loss_fd() {
     check("mse_loss", &pred, &d, 822, |p| Some(mse_loss(p, &target, &mut vec![0.0; n]) as f64));
 }
 
+/// Which of DS-SJE's hinges are active (margin > 0) for scores s(i, j), both directions.
+fn hinge_pattern(b: usize, s: impl Fn(usize, usize) -> f64) -> Vec<(bool, bool)> {
+    (0..b * b)
+        .map(|ij| (ij / b, ij % b))
+        .filter(|(i, j)| i != j)
+        .map(|(i, j)| (1.0 + s(i, j) - s(i, i) > 0.0, 1.0 + s(j, i) - s(i, i) > 0.0))
+        .collect()
+}
+
 #[test]
 fn sje_loss_cosine_fd() {
     let (b, e, scale) = (4, 6, 5.0f32);
@@ -398,14 +407,7 @@ fn sje_loss_cosine_fd() {
         d(x, y) / (d(x, x) * d(y, y)).sqrt()
     };
     // Which hinges are active at given embeddings (finite differences must not cross a kink).
-    let pattern = |img: &[f32], txt: &[f32]| {
-        let s = |i, j| f64::from(scale) * cos(img, txt, i, j);
-        (0..b * b)
-            .map(|ij| (ij / b, ij % b))
-            .filter(|(i, j)| i != j)
-            .map(|(i, j)| (1.0 + s(i, j) - s(i, i) > 0.0, 1.0 + s(j, i) - s(i, i) > 0.0))
-            .collect::<Vec<_>>()
-    };
+    let pattern = |img: &[f32], txt: &[f32]| hinge_pattern(b, |i, j| f64::from(scale) * cos(img, txt, i, j));
     let base = pattern(&img, &txt);
     let active = base.iter().filter(|(a, b)| *a || *b).count();
     assert!(active > 0 && active < b * (b - 1), "a mix of active and inactive hinges");
@@ -441,12 +443,7 @@ fn sje_loss_fd() {
     let (img, txt) = (scaled(900), scaled(901));
     // The hinge pattern (which margins are positive) at given embeddings.
     let pattern = |img: &[f32], txt: &[f32]| {
-        let s = |i: usize, j: usize| (0..e).map(|k| img[i * e + k] as f64 * txt[j * e + k] as f64).sum::<f64>();
-        (0..b * b)
-            .map(|ij| (ij / b, ij % b))
-            .filter(|(i, j)| i != j)
-            .map(|(i, j)| (1.0 + s(i, j) - s(i, i) > 0.0, 1.0 + s(j, i) - s(i, i) > 0.0))
-            .collect::<Vec<_>>()
+        hinge_pattern(b, |i, j| (0..e).map(|k| img[i * e + k] as f64 * txt[j * e + k] as f64).sum::<f64>())
     };
     let base = pattern(&img, &txt);
     let active = base.iter().filter(|(a, b)| *a || *b).count();
