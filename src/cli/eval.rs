@@ -312,9 +312,10 @@ fn zero_shot_of(
 ) -> Result<(ZeroShot, AttributeSeparation), Failure> {
     let cfg = ws.config();
     let ds = Dataset::open(data).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
-    let held = HeldOut::load(&ds, cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
+    let mut held = HeldOut::load(&ds, cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     let mut text = TrainNet::from_weights(ws, Network::Encoder)?;
-    let mut image = load_image_encoder(image_encoder, cfg.encoder.embed_dim)?;
+    let (mut image, cosine) = load_image_encoder(image_encoder, cfg.encoder.embed_dim)?;
+    held.cosine = cosine;
     let ie = held.embed_images(&mut image, pool);
     let zs = held.evaluate_embedded(&mut text, &ie, cfg, pool);
     let dim = cfg.encoder.embed_dim;

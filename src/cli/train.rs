@@ -245,7 +245,7 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     save_weights(&out, &cfg, &[Network::Encoder], &t.text.tensors(), DType::F32)?;
     // θ beside φ: `text2img eval` scores zero-shot retrieval with both.
     let image_out = c.out.join("image_encoder.safetensors");
-    save_image_encoder(&image_out, &t.image, &cfg, DType::F32)?;
+    save_image_encoder(&image_out, &t.image, &cfg, DType::F32, t.options.cosine_scale > 0.0)?;
     if v > Verbosity::Quiet {
         eprintln!(
             "wrote {}, {} and {} ({} steps, {:.0} s)",

@@ -314,17 +314,23 @@ impl HeldOut {
 /// Format tag of a standalone image encoder θ file (written beside encoder.safetensors).
 pub const IMAGE_ENCODER_FORMAT: &str = "text2img-image-encoder/1";
 
-/// Writes θ alone (f16 or f32), with the config it was trained with.
-pub fn save_image_encoder(path: &Path, image: &TrainNet, cfg: &ModelConfig, dtype: DType) -> Result<()> {
-    let meta = BTreeMap::from([("config".to_string(), cfg.to_json())]);
+/// Metadata key of a θ file naming how pairs were scored in training ("dot" or "cosine").
+const SCORES_KEY: &str = "scores";
+
+/// Writes θ alone (f16 or f32), with the config it was trained with and its scoring (`cosine`:
+/// trained on cosine scores, so zero-shot ranks by cosine too).
+pub fn save_image_encoder(path: &Path, image: &TrainNet, cfg: &ModelConfig, dtype: DType, cosine: bool) -> Result<()> {
+    let scores = if cosine { "cosine" } else { "dot" };
+    let meta = BTreeMap::from([("config".to_string(), cfg.to_json()), (SCORES_KEY.to_string(), scores.to_string())]);
     save_net(path, IMAGE_ENCODER_FORMAT, image, dtype, &meta)
 }
 
-/// Reads θ for an encoder of embedding size `embed`.
-pub fn load_image_encoder(path: &Path, embed: usize) -> Result<TrainNet> {
+/// Reads θ for an encoder of embedding size `embed`; also whether it was trained on cosine
+/// scores (files without the note were trained on dot products).
+pub fn load_image_encoder(path: &Path, embed: usize) -> Result<(TrainNet, bool)> {
     let mut net = TrainNet::init_graph(image_encoder_graph(embed)?, 0)?;
-    load_net(path, IMAGE_ENCODER_FORMAT, &mut net)?;
-    Ok(net)
+    let meta = load_net(path, IMAGE_ENCODER_FORMAT, &mut net)?;
+    Ok((net, meta.get(SCORES_KEY).map(String::as_str) == Some("cosine")))
 }
 
 /// Runs a network in eval mode over `inputs` (per-sample length `per`) in batches of the
