@@ -109,18 +109,19 @@ pub struct StyleRow {
     pub pose: Verification,
 }
 
-/// The first caption of a real image (text_c10/<class>/<stem>.txt).
-fn first_caption(root: &Path, image: &str) -> Result<String, Failure> {
+/// Two captions of a real image (text_c10/<class>/<stem>.txt): its first, and its first that
+/// does not name `background` (the analogue of CUB's captions, which describe the bird and not
+/// the scene; the first caption when every one names it).
+fn captions_of(root: &Path, image: &str, background: &str) -> Result<(String, String), Failure> {
     let rel = Path::new(image);
     let class = rel.parent().and_then(|p| p.file_name()).unwrap_or_default();
     let stem = rel.file_stem().unwrap_or_default();
     let path = root.join("text_c10").join(class).join(stem).with_extension("txt");
     let text = std::fs::read_to_string(&path).map_err(|e| fail(EXIT_BAD_INPUT, format!("{}: {e}", path.display())))?;
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| fail(EXIT_BAD_INPUT, format!("{}: no caption", path.display())))
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.clone().next().ok_or_else(|| fail(EXIT_BAD_INPUT, format!("{}: no caption", path.display())))?;
+    let content = lines.find(|l| !l.split(|c: char| !c.is_alphanumeric()).any(|w| w == background)).unwrap_or(first);
+    Ok((first.to_string(), content.to_string()))
 }
 
 /// Runs the evaluation on the held-out classes' real images of `data`.
@@ -134,28 +135,37 @@ pub fn run(
 ) -> Result<Vec<StyleRow>, Failure> {
     let held = real.split(true);
     let mut images = Vec::with_capacity(held.len() * real.image(0).len());
-    let (mut bg, mut pose, mut captions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bg, mut pose, mut captions, mut content) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for &i in &held {
         images.extend_from_slice(real.image(i));
         let a = &real.attrs[i];
         bg.extend(a.background_rgb.map(|v| f32::from(v) / 255.0));
         pose.extend([a.x / 64.0, a.y / 64.0]);
-        captions.push(first_caption(data, &a.image)?);
+        let (first, no_background) = captions_of(data, &a.image, &a.background)?;
+        captions.push(first);
+        content.push(no_background);
     }
     let bg_clusters = kmeans(&bg, 3, BACKGROUND_CLUSTERS, seed, 100);
     let pose_clusters = kmeans(&pose, 2, POSE_CLUSTERS, seed, 100);
     let nz = ws.config().generator.nz;
     let mut s = load_style_encoder(style_model, nz)?;
     let styles = predict_styles(&mut s, &images, Arc::clone(pool));
-    let texts: Vec<&str> = captions.iter().map(String::as_str).collect();
-    let text_emb = embed_texts(ws, &texts, Arc::clone(pool))?;
+    let embed = |caps: &[String]| {
+        let texts: Vec<&str> = caps.iter().map(String::as_str).collect();
+        embed_texts(ws, &texts, Arc::clone(pool))
+    };
+    let (text_emb, content_emb) = (embed(&captions)?, embed(&content)?);
     let e = ws.config().encoder.embed_dim;
     let row = |feature: &str, f: &[f32], dim: usize| StyleRow {
         feature: feature.to_string(),
         background: verify(f, dim, &bg_clusters, FOLDS, seed),
         pose: verify(f, dim, &pose_clusters, FOLDS, seed),
     };
-    Ok(vec![row("style vector S(image)", &styles, nz), row("caption embedding (baseline)", &text_emb, e)])
+    Ok(vec![
+        row("style vector S(image)", &styles, nz),
+        row("caption embedding (baseline)", &text_emb, e),
+        row("caption embedding, a caption naming no background", &content_emb, e),
+    ])
 }
 
 pub fn print(rows: &[StyleRow], images: usize) {
@@ -196,7 +206,8 @@ pub fn write_roc(prefix: &Path, rows: &[StyleRow]) -> Result<(), Failure> {
         img.line(at(a), at(b), [0, 0, 0], 1);
     }
     img.line(at((0.0, 0.0)), at((1.0, 1.0)), grey, 1);
-    let colours = [([200, 30, 30], [240, 150, 150]), ([30, 60, 200], [150, 170, 240])];
+    let colours =
+        [([200, 30, 30], [240, 150, 150]), ([30, 60, 200], [150, 170, 240]), ([30, 150, 60], [150, 220, 160])];
     for (r, (solid, light)) in rows.iter().zip(colours) {
         for (v, c) in [(&r.pose, light), (&r.background, solid)] {
             for w in v.curve.windows(2) {
@@ -205,7 +216,8 @@ pub fn write_roc(prefix: &Path, rows: &[StyleRow]) -> Result<(), Failure> {
         }
     }
     let png_path = prefix.with_extension("png");
-    let legend = rows.iter().zip(["red", "blue"]).map(|(r, c)| format!("{c}: {}", r.feature)).collect::<Vec<_>>();
+    let legend =
+        rows.iter().zip(["red", "blue", "green"]).map(|(r, c)| format!("{c}: {}", r.feature)).collect::<Vec<_>>();
     let text = vec![("roc".to_string(), format!("{} (dark: background, light: pose)", legend.join("; ")))];
     write_png(&png_path, &img, &text)
         .map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", png_path.display())))
