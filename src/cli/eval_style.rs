@@ -37,6 +37,11 @@ pub struct TransferCheck {
     pub background_of_style_image: f64,
     pub colour_of_caption: f64,
     pub shape_of_caption: f64,
+    /// Mean length of the style vectors S(image) handed to G, beside that of the prior's z
+    /// (√nz): an S that shrinks towards the mean style gives G a "typical" z, whose background
+    /// is the caption's most likely one.
+    pub style_norm: f64,
+    pub prior_norm: f64,
 }
 
 /// What one style-transfer output should show.
@@ -77,6 +82,9 @@ pub fn transfer_check(
         wants.push(Want { background: bg, colour, shape });
     }
     let styles = predict_styles(&mut s, &images, Arc::clone(pool));
+    let norms: Vec<f64> =
+        styles.chunks(nz).map(|v| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt()).collect();
+    let style_norm = norms.iter().sum::<f64>() / norms.len().max(1) as f64;
     let mut t2i = TextToImage::new(ws, captions.len(), Arc::clone(pool), Backend::Cpu)?;
     let (emb, _) = t2i.embed(&captions)?;
     let out = t2i.generate_from(&styles, &emb)?.to_vec();
@@ -88,6 +96,8 @@ pub fn transfer_check(
         background_of_style_image: rate(|j, w| j.background == w.background),
         colour_of_caption: rate(|j, w| j.colour == Some(w.colour)),
         shape_of_caption: rate(|j, w| j.shape == w.shape),
+        style_norm,
+        prior_norm: (nz as f64).sqrt(),
     })
 }
 
@@ -100,6 +110,7 @@ pub fn print_transfer(c: &TransferCheck) {
         100.0 * c.colour_of_caption,
         100.0 * c.shape_of_caption
     );
+    println!("style vectors: mean length {:.2} (z ~ N(0, I): {:.2})", c.style_norm, c.prior_norm);
 }
 
 #[derive(Serialize)]
