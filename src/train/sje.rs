@@ -353,7 +353,25 @@ pub fn eval_outputs(net: &mut TrainNet, session: &mut TrainSession, inputs: &[f3
 
 #[cfg(test)]
 mod tests {
-    use super::zero_shot;
+    use super::{image_encoder_graph, load_image_encoder, save_image_encoder, zero_shot};
+    use crate::model::config::ModelConfig;
+    use crate::tensor::DType;
+    use crate::train::TrainNet;
+
+    #[test]
+    fn image_encoder_file_keeps_its_scoring() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = ModelConfig::builtin("shapes").expect("config");
+        let e = cfg.encoder.embed_dim;
+        let net = TrainNet::init_graph(image_encoder_graph(e).expect("graph"), 3).expect("net");
+        for cosine in [false, true] {
+            let path = dir.path().join(format!("theta-{cosine}.safetensors"));
+            save_image_encoder(&path, &net, &cfg, DType::F32, cosine).expect("save");
+            let (loaded, scored_by_cosine) = load_image_encoder(&path, e).expect("load");
+            assert_eq!(scored_by_cosine, cosine);
+            assert_eq!(loaded.params.data, net.params.data, "weights round-trip");
+        }
+    }
 
     #[test]
     fn zero_shot_by_dot_product_or_cosine() {
