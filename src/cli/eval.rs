@@ -13,7 +13,7 @@ use rayon::ThreadPool;
 use serde::Serialize;
 use text2img::data::image_io::decode_rgb8;
 use text2img::data::render::Shape;
-use text2img::data::shapes::{read_attributes, Attributes, PALETTE};
+use text2img::data::shapes::{class_parts, parse_class_name, read_attributes, Attributes, PALETTE};
 use text2img::data::{Dataset, DecodeLimits};
 use text2img::eval::report::{
     attribute_separation, eval_captions, mean_pairwise_distance, read_and_crop, separation_captions,
@@ -327,17 +327,11 @@ fn zero_shot_of(
     }
     let (mut emb, mut labels) = (Vec::new(), Vec::new());
     for (class, (sum, n)) in means {
-        let Some(label) = shapes_labels(&ds.classes()[class].name) else { continue };
+        let Some((shape, colour)) = parse_class_name(&ds.classes()[class].name).map(class_parts) else { continue };
         emb.extend(sum.iter().map(|v| v / n as f32));
-        labels.push(label);
+        labels.push((colour, shape));
     }
     Ok((zs, attribute_separation(&emb, dim, &labels)))
-}
-
-/// (colour, shape) of a `shapes` class folder name such as `001.red_circle`.
-fn shapes_labels(name: &str) -> Option<(usize, usize)> {
-    let id = name.split('.').next()?.parse::<usize>().ok()?.checked_sub(1)?;
-    (id < PALETTE.len() * Shape::ALL.len()).then(|| (id % PALETTE.len(), id / PALETTE.len()))
 }
 
 /// How much colour and shape the model's text embedding carries (`attribute_separation`).

@@ -107,17 +107,27 @@ pub fn class_id(shape: usize, colour: usize) -> usize {
     shape * PALETTE.len() + colour
 }
 
+/// (shape, colour) of a class id: the inverse of `class_id`.
+pub fn class_parts(class: usize) -> (usize, usize) {
+    (class / PALETTE.len(), class % PALETTE.len())
+}
+
 /// CUB-style class folder name, e.g. `001.red_circle`.
 pub fn class_name(class: usize) -> String {
-    let shape = Shape::ALL[class / PALETTE.len()];
-    let colour = PALETTE[class % PALETTE.len()];
-    format!("{:03}.{}_{}", class + 1, colour.name, shape.name())
+    let (shape, colour) = class_parts(class);
+    format!("{:03}.{}_{}", class + 1, PALETTE[colour].name, Shape::ALL[shape].name())
+}
+
+/// The class id of a folder name written by `class_name` (its number), if it is one.
+pub fn parse_class_name(name: &str) -> Option<usize> {
+    let id = name.split('.').next()?.parse::<usize>().ok()?.checked_sub(1)?;
+    (id < NUM_CLASSES).then_some(id)
 }
 
 /// True for the 20 held-out classes: (3·shape + colour) mod 4 = 0. Each colour is held out with
 /// exactly 2 shapes and each shape with 2 or 3 colours, so every word appears in training.
 pub fn is_held_out(class: usize) -> bool {
-    let (shape, colour) = (class / PALETTE.len(), class % PALETTE.len());
+    let (shape, colour) = class_parts(class);
     (3 * shape + colour) % 4 == 0
 }
 
@@ -172,8 +182,8 @@ fn jitter(rgb: [u8; 3], rng: &mut Pcg32) -> [u8; 3] {
 
 /// Image name inside its class folder, without extension.
 pub fn image_stem(class: usize, k: usize) -> String {
-    let shape = Shape::ALL[class / PALETTE.len()];
-    format!("{}_{}_{:05}", PALETTE[class % PALETTE.len()].name, shape.name(), k)
+    let (shape, colour) = class_parts(class);
+    format!("{}_{}_{:05}", PALETTE[colour].name, Shape::ALL[shape].name(), k)
 }
 
 /// Generates image `index` of the dataset with `seed`: class `index % 80`, the
@@ -182,7 +192,7 @@ pub fn generate(seed: u64, index: usize) -> ShapeSample {
     let mut rng = Pcg32::derive(seed, index as u64);
     let class = index % NUM_CLASSES;
     let k = index / NUM_CLASSES;
-    let (shape_i, colour_i) = (class / PALETTE.len(), class % PALETTE.len());
+    let (shape_i, colour_i) = class_parts(class);
     let shape = Shape::ALL[shape_i];
     let mut bg_i = rng.index(PALETTE.len() - 1);
     if bg_i >= colour_i {

@@ -42,10 +42,7 @@ pub fn build_generator(ws: &WeightSet) -> Result<Graph> {
 /// (`InferenceBuilder::for_cpu`).
 pub fn build_generator_for(ws: &WeightSet, cpu_batch: Option<usize>) -> Result<Graph> {
     ws.require(Network::Generator)?;
-    let mut b = match cpu_batch {
-        Some(batch) => InferenceBuilder::for_cpu(ws, batch),
-        None => InferenceBuilder::new(ws),
-    };
+    let mut b = InferenceBuilder::for_cpu(ws, cpu_batch);
     let (_, img) = generator(&mut b, ws.config())?;
     Ok(b.finish(&[img]))
 }

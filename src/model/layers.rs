@@ -31,12 +31,12 @@ pub struct InferenceBuilder<'a> {
 
 impl<'a> InferenceBuilder<'a> {
     pub fn new(ws: &'a WeightSet) -> InferenceBuilder<'a> {
-        InferenceBuilder { b: GraphBuilder::new(), ws, cpu_batch: None }
+        InferenceBuilder::for_cpu(ws, None)
     }
 
-    /// A builder for the CPU fast path at `batch` (see `cpu_batch`).
-    pub fn for_cpu(ws: &'a WeightSet, batch: usize) -> InferenceBuilder<'a> {
-        InferenceBuilder { b: GraphBuilder::new(), ws, cpu_batch: Some(batch) }
+    /// A builder for the CPU fast path at `cpu_batch`, when given (see the field).
+    pub fn for_cpu(ws: &'a WeightSet, cpu_batch: Option<usize>) -> InferenceBuilder<'a> {
+        InferenceBuilder { b: GraphBuilder::new(), ws, cpu_batch }
     }
 
     pub fn finish(self, outputs: &[ValueId]) -> Graph {

@@ -75,6 +75,9 @@ fn tap(p: usize, t: usize) -> usize {
     3 - p - 2 * t
 }
 
+/// The four (p, q) phases, and likewise the four (t, s) taps of a phase's 2×2 kernel.
+const PAIRS: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
+
 /// G (3×2): the Winograd weight transform, rows [1, 0], [1, 1], [0, 1].
 const G: [[f32; 2]; 3] = [[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]];
 
@@ -95,11 +98,11 @@ impl WinogradDeconv {
         let (cin, cout) = (g.cin, g.cout);
         let w = |co: usize, ky: usize, kx: usize, ci: usize| rows[((co * 4 + ky) * 4 + kx) * cin + ci];
         let mut u = Vec::with_capacity(MATS);
-        for (p, q) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        for (p, q) in PAIRS {
             for (gu, gv) in (0..9).map(|xi| (G[xi / 3], G[xi % 3])) {
                 let mut m = vec![0.0f32; cout * cin];
                 for co in 0..cout {
-                    for (t, s) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    for (t, s) in PAIRS {
                         let c = gu[t] * gv[s];
                         if c == 0.0 {
                             continue;
@@ -119,18 +122,13 @@ impl WinogradDeconv {
         self.cout * 16 * self.cin
     }
 
-    /// Bytes of the transformed weights.
-    pub fn bytes(&self) -> usize {
-        self.u.iter().map(PackedA::bytes).sum()
-    }
-
     /// Back to the packed GEMM rows [Cout·16, Cin], exactly: the corner points (u, v ∈ {0, 2})
     /// of each phase hold the kernel's taps untouched.
     pub fn unpack(&self) -> Vec<f32> {
         let (cin, cout) = (self.cin, self.cout);
         let mut rows = vec![0.0; cout * 16 * cin];
-        for (ph, (p, q)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
-            for (t, s) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        for (ph, (p, q)) in PAIRS.into_iter().enumerate() {
+            for (t, s) in PAIRS {
                 let m = self.u[ph * 9 + (2 * t) * 3 + 2 * s].unpack();
                 for co in 0..cout {
                     let r = (co * 4 + tap(p, t)) * 4 + tap(q, s);

@@ -318,11 +318,8 @@ fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &
             for kk in 0..kc {
                 let row = &mut dst[kk * nr..(kk + 1) * nr];
                 let base = (pc + kk) * b.rs + j0 * b.cs;
-                if b.cs == 1 && w == nr {
-                    copy_row(&b.data[base..base + nr], row);
-                    continue;
-                } else if b.cs == 1 {
-                    row[..w].copy_from_slice(&b.data[base..base + w]);
+                if b.cs == 1 {
+                    copy_row(&b.data[base..base + w], &mut row[..w]);
                 } else {
                     row[..w].iter_mut().enumerate().for_each(|(j, v)| *v = b.data[base + j * b.cs]);
                 }
