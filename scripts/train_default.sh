@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default model (weights/) from nothing on the CPU: the shapes dataset,
-# the text encoder (DS-SJE), GAN-INT-CLS, the eval judge, the style encoder, the export into
-# weights/ (with INSTALL=1), and the eval.
+# the text encoder (DS-SJE plus a shared shape/colour read-out, docs/RESULTS.md), GAN-INT-CLS,
+# the eval judge, the style encoder, the export into weights/ (with INSTALL=1), and the eval.
 #
 #   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS] [STYLE_STEPS]
 #
@@ -11,21 +11,27 @@
 # after an interruption; each stage resumes from its last checkpoint.
 set -euo pipefail
 out=${1:-runs/default}
-enc_steps=${2:-6000}
-gan_steps=${3:-9250}
+enc_steps=${2:-3000}
+gan_steps=${3:-6000}
 style_steps=${4:-1500}
+ms_from=${MS_FROM:-2000}
 bin=${T2I_BIN:-target/release/text2img}
 [ -x "$bin" ] || cargo build --release
 mkdir -p "$out"
 t0=$(date +%s)
 [ -d "$out/shapes" ] || "$bin" data make shapes --out "$out/shapes" --images 12000 --seed 0
 "$bin" train-encoder --config shapes --data "$out/shapes" --out "$out/enc" --steps "$enc_steps" \
-    --eval-every 1000 --checkpoint-every 500 --seed 0 \
+    --eval-every 1000 --checkpoint-every 500 --seed 0 --attribute-weight 1 \
     ${RESUME_ENC:+--resume "$out/enc/checkpoint.safetensors"}
 t1=$(date +%s)
-"$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan" \
-    --steps "$gan_steps" --batch 64 --sample-every 500 --checkpoint-every 250 --seed 0 --export-dtype f16 \
-    ${RESUME_GAN:+--resume "$out/gan/checkpoint.safetensors"}
+# GAN-INT-CLS, with the mode-seeking term switched on from step $ms_from (as the shipped run
+# was made: without it G draws one image per caption, docs/RESULTS.md).
+gan() {
+    "$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan" \
+        --batch 64 --sample-every 500 --checkpoint-every 250 --seed 0 --export-dtype f16 "$@"
+}
+gan --steps "$ms_from" ${RESUME_GAN:+--resume "$out/gan/checkpoint.safetensors"}
+gan --steps "$gan_steps" --resume "$out/gan/checkpoint.safetensors" --mode-seeking 0.1
 t2=$(date +%s)
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0
 "$bin" train-style -m "$out/gan/model.safetensors" --data "$out/shapes" --out "$out/style" --steps "$style_steps" --seed 0

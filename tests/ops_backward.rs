@@ -25,7 +25,9 @@ use text2img::ops::elementwise::{
     concat_channels, concat_channels_backward, replicate_spatial, replicate_spatial_backward,
 };
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
-use text2img::ops::loss::{bce_with_logits, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy};
+use text2img::ops::loss::{
+    bce_with_logits, mode_seeking_loss, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy,
+};
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
     gru_backward_ref, gru_ref, gru_train_forward_ref, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len,
@@ -456,4 +458,36 @@ fn sje_loss_fd() {
     };
     check("sje d_img", &img, &di, 902, |v| loss(v, &txt));
     check("sje d_txt", &txt, &dt, 903, |v| loss(&img, v));
+}
+
+#[test]
+fn mode_seeking_loss_fd() {
+    let (pairs, n, nz) = (3, 10, 4);
+    let (x1, x2) = (random(pairs * n, 930), random(pairs * n, 931));
+    let (z1, z2) = (random(pairs * nz, 932), random(pairs * nz, 933));
+    let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
+    let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, (&mut d1, &mut d2));
+    // Direct: mean over pairs of mean|z1 − z2| / mean|x1 − x2|.
+    let mean_abs =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64;
+    let direct: f64 = (0..pairs)
+        .map(|p| mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz]) / mean_abs(&x1[p * n..][..n], &x2[p * n..][..n]))
+        .sum::<f64>()
+        / pairs as f64;
+    assert!((f64::from(l) - direct).abs() < 1e-4 * direct, "loss {l} vs {direct}");
+    assert!(d1.iter().zip(&d2).all(|(a, b)| a.is_finite() && *a == -*b), "∂x2 = −∂x1, all written");
+    // |x1 − x2| has a kink where the two are equal: skip perturbations that cross it.
+    let sign = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p > q).collect::<Vec<_>>();
+    let base = sign(&x1, &x2);
+    check("mode_seeking_loss x1", &x1, &d1, 934, |x| {
+        (sign(x, &x2) == base).then(|| {
+            mode_seeking_loss((x, &x2), (&z1, &z2), pairs, (&mut vec![0.0; pairs * n], &mut vec![0.0; pairs * n]))
+                as f64
+        })
+    });
+    // Pushing the images apart lowers the loss: the gradient points towards x1 = x2.
+    let apart: Vec<f32> = x1.iter().zip(&x2).map(|(a, b)| a + 0.5 * (a - b)).collect();
+    let further =
+        mode_seeking_loss((&apart, &x2), (&z1, &z2), pairs, (&mut vec![0.0; pairs * n], &mut vec![0.0; pairs * n]));
+    assert!(further < l, "images further apart score {further}, not below {l}");
 }

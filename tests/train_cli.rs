@@ -72,8 +72,7 @@ fn gan(data: &Path, enc: &Path, out: &Path, extra: &[&str]) -> Command {
 fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let ws = WeightSet::open(path, LoadMode::Read).expect("weights");
     assert!(ws.has(Network::Generator) && ws.has(Network::Encoder));
-    let file = ws.file().expect("file");
-    file.header().tensors.iter().map(|t| (t.name.clone(), file.f32_data(&t.name).expect("data").into_owned())).collect()
+    file_tensors(path)
 }
 
 #[test]
@@ -121,4 +120,77 @@ fn resume_refuses_a_wrong_file_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("not a gan checkpoint") && err.trim_end().lines().count() == 1, "{err}");
+}
+
+/// `train-encoder` with the flags of `setup` plus `extra`, writing into `out`.
+fn encoder_run(data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = bin();
+    c.args([
+        "-q",
+        "train-encoder",
+        "--config",
+        "small",
+        "--batch",
+        "8",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "1",
+    ])
+    .arg("--data")
+    .arg(data)
+    .arg("--out")
+    .arg(out)
+    .args(extra);
+    c
+}
+
+fn file_tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let file = text2img::weights::WeightFile::open(path, LoadMode::Read).expect("weights");
+    file.header().tensors.iter().map(|t| (t.name.clone(), file.f32_data(&t.name).expect("data").into_owned())).collect()
+}
+
+#[test]
+fn encoder_with_attribute_heads_resumes_exactly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("shapes");
+    ok(bin().args(["data", "make", "shapes", "--images", "240", "--seed", "3", "--out"]).arg(&data));
+    let heads = ["--attribute-weight", "1"];
+    let straight = dir.path().join("straight");
+    ok(&mut encoder_run(&data, &straight, &[&heads[..], &["--steps", "4"]].concat()));
+    let split = dir.path().join("split");
+    ok(&mut encoder_run(&data, &split, &[&heads[..], &["--steps", "2"]].concat()));
+    let ckpt = split.join("checkpoint.safetensors");
+    assert!(file_tensors(&ckpt).iter().any(|(n, _)| n.starts_with("attribute_heads.")), "heads are checkpointed");
+    ok(&mut encoder_run(&data, &split, &["--steps", "4", "--resume", ckpt.to_str().expect("utf8")]));
+    for name in ["encoder.safetensors", "image_encoder.safetensors", "checkpoint.safetensors"] {
+        let (a, b) = (file_tensors(&straight.join(name)), file_tensors(&split.join(name)));
+        assert_eq!(a.len(), b.len(), "{name}");
+        assert!(!a.iter().any(|(n, _)| n.starts_with("attribute_heads.")) || name == "checkpoint.safetensors");
+        for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+            assert!(na == nb && va == vb, "{name}: {na} differs after resume");
+        }
+    }
+}
+
+#[test]
+fn attribute_heads_refuse_a_dataset_without_shapes_classes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("birds");
+    ok(bin().args(["data", "make", "shapes", "--images", "240", "--seed", "3", "--out"]).arg(&data));
+    // Rename one class the CUB way: its number stays, its name no longer says shape and colour.
+    for list in ["allclasses.txt", "trainvalclasses.txt", "testclasses.txt"] {
+        let p = data.join(list);
+        let s = std::fs::read_to_string(&p).expect("read").replace("002.orange_circle", "002.albatross");
+        std::fs::write(&p, s).expect("write");
+    }
+    for sub in ["images", "text_c10"] {
+        std::fs::rename(data.join(sub).join("002.orange_circle"), data.join(sub).join("002.albatross")).expect("mv");
+    }
+    let out = encoder_run(&data, &dir.path().join("enc"), &["--steps", "2", "--attribute-weight", "1"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("002.albatross") && err.trim_end().lines().count() == 1, "{err}");
 }

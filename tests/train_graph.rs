@@ -184,14 +184,29 @@ fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>)
         let (real, wrong, text) = gan_batch(cfg, t.options.batch, s);
         let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text }).expect("step");
         assert!(st.d_loss.is_finite() && st.g_loss.is_finite(), "losses finite at step {s}");
+        let seeking = t.options.mode_seeking > 0.0;
+        assert!(
+            st.mode_seeking.is_finite() && (st.mode_seeking > 0.0) == seeking,
+            "mode-seeking term {}",
+            st.mode_seeking
+        );
     }
 }
 
 #[test]
 fn gan_step_updates_and_resume_is_exact() {
+    let plain = gan_resume_case(0.0);
+    // The mode-seeking term (its own noise rows, its gradient added to G's) resumes exactly too,
+    // and changes G.
+    let seeking = gan_resume_case(1.0);
+    assert_ne!(plain, seeking, "the mode-seeking term changes G");
+}
+
+/// Three steps straight, and one step + checkpoint + two steps: equal. Returns G's parameters.
+fn gan_resume_case(mode_seeking: f32) -> Vec<f32> {
     let cfg = micro_config();
     let pool = thread_pool(2).expect("pool");
-    let opts = GanOptions { batch: 4, seed: 5, ..GanOptions::default() };
+    let opts = GanOptions { batch: 4, seed: 5, mode_seeking, ..GanOptions::default() };
     let mut a = GanTrainer::new(&cfg, opts.clone(), Arc::clone(&pool)).expect("trainer");
     let g0 = a.g.params.data.clone();
     run_steps(&mut a, &cfg, 0..3);
@@ -205,9 +220,11 @@ fn gan_step_updates_and_resume_is_exact() {
     drop(b);
     let (mut c, _) = load_gan(&path, pool).expect("load");
     assert_eq!(c.step, 1);
+    assert_eq!(c.options.mode_seeking, mode_seeking, "options restored");
     run_steps(&mut c, &cfg, 1..3);
     assert_eq!(c.g.params.data, a.g.params.data, "G after resume");
     assert_eq!(c.d.params.data, a.d.params.data, "D after resume");
     assert_eq!(c.g.buffers, a.g.buffers, "G running statistics after resume");
     assert_eq!(c.d_adam.v, a.d_adam.v, "D Adam moments after resume");
+    a.g.params.data.clone()
 }

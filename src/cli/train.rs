@@ -10,6 +10,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use text2img::data::rng::Pcg32;
+use text2img::data::shapes::{class_labels, LABEL_SIZES};
 use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
@@ -23,7 +24,9 @@ use text2img::tensor::{DType, Tensor};
 use text2img::train::captions::{embed_texts, CaptionTable};
 use text2img::train::checkpoint::{load_gan, load_sje, load_style, save_gan, save_sje, save_style, save_style_encoder};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats};
-use text2img::train::sje::{save_image_encoder, HeldOut, SjeOptions, SjeTrainer};
+use text2img::train::sje::{
+    rescale_embeddings, save_image_encoder, training_embedding_rms, HeldOut, SjeOptions, SjeTrainer,
+};
 use text2img::train::style::{StyleOptions, StyleTrainer};
 use text2img::train::TrainNet;
 use text2img::weights::LoadMode;
@@ -79,6 +82,17 @@ pub struct TrainEncoderArgs {
     /// that classes must differ in angle (see docs/RESULTS.md on shape).
     #[arg(long, default_value_t = 0.0, value_name = "S")]
     pub cosine_scale: f32,
+    /// Also train a linear read-out of shape kind and colour, shared by the text and image
+    /// embeddings, with this weight on its cross-entropy (0: DS-SJE alone). Needs a `shapes`
+    /// dataset; it makes φ(t) carry shape for G (docs/RESULTS.md, "Why shapes fail").
+    #[arg(long, default_value_t = 0.0, value_name = "W")]
+    pub attribute_weight: f32,
+    /// Export φ scaled to this RMS length over training captions, and θ by the inverse, so
+    /// every score is unchanged (0: as trained). DS-SJE leaves |φ(t)| ≈ 0.3, too faint for G's
+    /// unnormalised text projection to learn from quickly; 16 (z's per-dimension scale) makes G
+    /// ignore z (docs/RESULTS.md).
+    #[arg(long, default_value_t = 4.0, value_name = "R")]
+    pub export_rms: f32,
 }
 
 #[derive(Args)]
@@ -107,6 +121,10 @@ pub struct TrainArgs {
     /// Train without interpolated embeddings (GAN-CLS or GAN).
     #[arg(long)]
     pub no_int: bool,
+    /// Weight of the mode-seeking term (not in the paper; 0: off): keeps G from drawing one
+    /// image per caption. With --resume, switches it on or off from the checkpoint's step.
+    #[arg(long, value_name = "W")]
+    pub mode_seeking: Option<f32>,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     pub sample_every: u64,
@@ -178,6 +196,11 @@ fn restore_state<T: serde::de::DeserializeOwned>(meta: &BTreeMap<String, String>
 
 pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     let c = &a.common;
+    for (flag, v) in [("--attribute-weight", a.attribute_weight), ("--export-rms", a.export_rms)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(fail(EXIT_USAGE, format!("{flag} must be a finite number ≥ 0, got {v}")));
+        }
+    }
     let ds = open_dataset(c)?;
     let pool = thread_pool(c.threads as usize)?;
     let train_classes = ds.class_ids(Split::TrainVal).len();
@@ -200,12 +223,19 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
                 iters_per_epoch: train_classes,
                 seed: c.seed,
                 cosine_scale: a.cosine_scale,
+                attribute_weight: a.attribute_weight,
+                attribute_sizes: if a.attribute_weight > 0.0 { LABEL_SIZES.to_vec() } else { Vec::new() },
                 ..SjeOptions::default()
             };
             (SjeTrainer::new(&cfg, o, Arc::clone(&pool))?, None)
         }
     };
     let cfg = t.config.clone();
+    let class_labels = match t.heads.is_some() {
+        true => shapes_labels(&ds)?,
+        false => Vec::new(),
+    };
+    let mut labels = Vec::new();
     let mut scfg = SamplerConfig::encoder(t.options.seed);
     scfg.batch_size = t.options.batch;
     let mut sampler = EncoderSampler::new(&ds, scfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
@@ -221,12 +251,17 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     let start = Instant::now();
     while t.step < c.steps {
         let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
-        let loss = t.step(&batch.images, &batch.texts)?;
+        labels.clear();
+        labels.extend(batch.classes.iter().filter_map(|&c| class_labels.get(c)).flatten());
+        let (loss, attribute_loss) = t.step(&batch.images, &batch.texts, &labels)?;
         bar.set_position(t.step);
         bar.set_message(format!("loss {loss:.4} lr {:.2e}", t.lr()));
-        log.write(
-            serde_json::json!({"step": t.step, "loss": loss, "lr": t.lr(), "elapsed_s": start.elapsed().as_secs_f64()}),
-        )?;
+        let elapsed_s = start.elapsed().as_secs_f64();
+        let mut entry = serde_json::json!({"step": t.step, "loss": loss, "lr": t.lr(), "elapsed_s": elapsed_s});
+        if t.heads.is_some() {
+            entry["attribute_loss"] = attribute_loss.into();
+        }
+        log.write(entry)?;
         let done = t.step == c.steps;
         if (a.eval_every > 0 && t.step % a.eval_every == 0) || done {
             let z = held.evaluate(&mut t.text, &mut t.image, &cfg, &pool);
@@ -241,6 +276,16 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
         }
     }
     bar.finish_and_clear();
+    // Exported at the asked scale with every score unchanged (the checkpoint keeps the trained
+    // values, so resuming is exact).
+    let rms = training_embedding_rms(&ds, &mut t.text, &cfg, &pool);
+    if a.export_rms > 0.0 {
+        if !(rms.is_finite() && rms > 0.0) {
+            let m = format!("text embeddings of the training captions have RMS length {rms}: cannot rescale");
+            return Err(fail(EXIT_BAD_INPUT, m));
+        }
+        rescale_embeddings(&mut t.text, &mut t.image, a.export_rms / rms)?;
+    }
     let out = c.out.join("encoder.safetensors");
     save_weights(&out, &cfg, &[Network::Encoder], &t.text.tensors(), DType::F32)?;
     // θ beside φ: `text2img eval` scores zero-shot retrieval with both.
@@ -248,15 +293,27 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     save_image_encoder(&image_out, &t.image, &cfg, DType::F32, t.options.cosine_scale > 0.0)?;
     if v > Verbosity::Quiet {
         eprintln!(
-            "wrote {}, {} and {} ({} steps, {:.0} s)",
+            "wrote {}, {} and {} ({} steps, {:.0} s; text embeddings of RMS length {rms:.3} exported at {})",
             out.display(),
             image_out.display(),
             ckpt.display(),
             t.step,
-            start.elapsed().as_secs_f64()
+            start.elapsed().as_secs_f64(),
+            if a.export_rms > 0.0 { a.export_rms } else { rms }
         );
     }
     Ok(())
+}
+
+/// [shape, colour] of every class of a `shapes` dataset, by class id.
+fn shapes_labels(ds: &Dataset) -> Result<Vec<[usize; 2]>, Failure> {
+    let labels = |c: &text2img::data::Class| {
+        class_labels(&c.name).ok_or_else(|| {
+            let m = format!("--attribute-weight needs a shapes dataset; class '{}' names no shape and colour", c.name);
+            fail(EXIT_USAGE, m)
+        })
+    };
+    ds.classes().iter().map(labels).collect()
 }
 
 // ---------------------------------------------------------------- train (GAN)
@@ -353,6 +410,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     enc.require(Network::Encoder)?;
     let ds = open_dataset(c)?;
     let pool = thread_pool(c.threads as usize)?;
+    if let Some(w) = a.mode_seeking.filter(|w| !(w.is_finite() && *w >= 0.0)) {
+        return Err(fail(EXIT_USAGE, format!("--mode-seeking must be a finite number ≥ 0, got {w}")));
+    }
     let (mut t, state) = match &c.resume {
         Some(p) => {
             let (t, meta) = load_gan(p, Arc::clone(&pool))?;
@@ -371,6 +431,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 lr_halve_every: a.lr_halve_every,
                 iters_per_epoch: train_items.div_ceil(a.batch.max(1)),
                 seed: c.seed,
+                mode_seeking: a.mode_seeking.unwrap_or(0.0),
                 ..GanOptions::default()
             };
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
@@ -382,6 +443,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             ds.items().iter().map(|i| i.captions.len()).sum::<usize>(),
             a.encoder.display()
         );
+    }
+    if let (Some(w), Some(_)) = (a.mode_seeking, &c.resume) {
+        t.set_mode_seeking(w, Arc::clone(&pool));
     }
     let table = CaptionTable::build(&enc, &ds, Arc::clone(&pool))?;
     let mut scfg = SamplerConfig::gan(&ds, t.options.seed);

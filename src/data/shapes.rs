@@ -124,6 +124,17 @@ pub fn parse_class_name(name: &str) -> Option<usize> {
     (id < NUM_CLASSES).then_some(id)
 }
 
+/// Classes of each attribute that `class_labels` gives: shape kind, then colour.
+pub const LABEL_SIZES: [usize; 2] = [Shape::ALL.len(), PALETTE.len()];
+
+/// [shape kind, colour] of a class folder name written by `class_name`, if it is exactly one
+/// (a CUB name such as `001.Black_footed_Albatross` is not).
+pub fn class_labels(name: &str) -> Option<[usize; 2]> {
+    let id = parse_class_name(name).filter(|&id| class_name(id) == name)?;
+    let (shape, colour) = class_parts(id);
+    Some([shape, colour])
+}
+
 /// True for the 20 held-out classes: (3·shape + colour) mod 4 = 0. Each colour is held out with
 /// exactly 2 shapes and each shape with 2 or 3 colours, so every word appears in training.
 pub fn is_held_out(class: usize) -> bool {
@@ -550,6 +561,18 @@ fn write_meta(out: &Path, cfg: &ShapesConfig) -> DataResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_labels_read_only_shapes_names() {
+        for class in 0..NUM_CLASSES {
+            let (shape, colour) = class_parts(class);
+            assert_eq!(class_labels(&class_name(class)), Some([shape, colour]));
+        }
+        assert_eq!(class_labels("002.albatross"), None, "a number alone is not a shapes class");
+        assert_eq!(class_labels("001.Black_footed_Albatross"), None);
+        assert_eq!(class_labels("081.red_circle"), None);
+        assert!(LABEL_SIZES.iter().zip([Shape::ALL.len(), PALETTE.len()]).all(|(a, b)| *a == b));
+    }
 
     #[test]
     fn articles() {

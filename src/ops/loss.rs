@@ -142,6 +142,41 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[usize], classes: usize, d
     (total / b.max(1) as f64) as f32
 }
 
+/// Keeps 1/(r + ε) finite when two images are equal.
+const MODE_SEEKING_EPS: f64 = 1e-5;
+
+/// Mode-seeking term (Mao et al., CVPR 2019) over P pairs of images made from one text with two
+/// noises: r_p = mean|x1_p − x2_p| / mean|z1_p − z2_p|, L = (1/P) Σ_p 1/(r_p + ε). Minimising it
+/// pushes G's images apart when only the noise differs, against one image per caption.
+/// Gradients are overwritten: ∂L/∂x1 = −(1/P) sign(x1 − x2) / ((r + ε)² · mean|z1 − z2| · N),
+/// ∂L/∂x2 = −∂L/∂x1 (the zero subgradient where x1 = x2).
+pub fn mode_seeking_loss(x: (&[f32], &[f32]), z: (&[f32], &[f32]), pairs: usize, dx: (&mut [f32], &mut [f32])) -> f32 {
+    let (n, nz) = (x.0.len() / pairs.max(1), z.0.len() / pairs.max(1));
+    assert!(x.1.len() == x.0.len() && z.1.len() == z.0.len() && dx.0.len() == x.0.len() && dx.1.len() == x.0.len());
+    let mean_abs =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64;
+    let mut total = 0.0;
+    for p in 0..pairs {
+        let (x1, x2) = (&x.0[p * n..(p + 1) * n], &x.1[p * n..(p + 1) * n]);
+        let dz = mean_abs(&z.0[p * nz..(p + 1) * nz], &z.1[p * nz..(p + 1) * nz]).max(MODE_SEEKING_EPS);
+        let r = mean_abs(x1, x2) / dz + MODE_SEEKING_EPS;
+        total += 1.0 / r;
+        let g = (-1.0 / (r * r * dz * n as f64 * pairs as f64)) as f32;
+        let (d1, d2) = (&mut dx.0[p * n..(p + 1) * n], &mut dx.1[p * n..(p + 1) * n]);
+        for ((a, b), (&v1, &v2)) in d1.iter_mut().zip(d2.iter_mut()).zip(x1.iter().zip(x2)) {
+            let s = if v1 > v2 {
+                g
+            } else if v1 < v2 {
+                -g
+            } else {
+                0.0
+            };
+            (*a, *b) = (s, -s);
+        }
+    }
+    (total / pairs.max(1) as f64) as f32
+}
+
 /// Mean squared error over all N elements: L = (1/N) Σ (pred − target)² (the style encoder's
 /// objective, ‖z − S(G(z, t))‖² averaged). `dpred` = 2 (pred − target) / N.
 pub fn mse_loss(pred: &[f32], target: &[f32], dpred: &mut [f32]) -> f32 {

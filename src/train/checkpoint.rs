@@ -66,8 +66,12 @@ impl<O> Opened<O> {
     }
 
     fn net(&self, mut net: TrainNet) -> Result<TrainNet> {
-        net.load_tensors(&|n| self.find(n)).map_err(|e| self.file.error(WeightsError::Metadata(e.to_string())))?;
+        self.load_into(&mut net)?;
         Ok(net)
+    }
+
+    fn load_into(&self, net: &mut TrainNet) -> Result<()> {
+        net.load_tensors(&|n| self.find(n)).map_err(|e| self.file.error(WeightsError::Metadata(e.to_string())))
     }
 
     fn metadata(&self) -> BTreeMap<String, String> {
@@ -121,6 +125,10 @@ pub fn save_sje(path: &Path, t: &SjeTrainer, extra: &BTreeMap<String, String>) -
     tensors.extend(t.image.tensors());
     tensors.push(flat("optim.encoder.sq", &t.text_sq));
     tensors.push(flat("optim.image_encoder.sq", &t.image_sq));
+    if let Some(h) = &t.heads {
+        tensors.extend(h.net.tensors());
+        tensors.push(flat("optim.attribute_heads.sq", &h.sq));
+    }
     let options = serde_json::to_string(&t.options).unwrap_or_default();
     write(path, "sje", &t.config, options, t.step, tensors, extra)
 }
@@ -133,6 +141,10 @@ pub fn load_sje(path: &Path, pool: Arc<ThreadPool>) -> Result<(SjeTrainer, BTree
     let mut t = SjeTrainer::from_nets(&o.config, o.options.clone(), text, image, pool)?;
     t.text_sq = o.vec("optim.encoder.sq", t.text_sq.len())?;
     t.image_sq = o.vec("optim.image_encoder.sq", t.image_sq.len())?;
+    if let Some(h) = &mut t.heads {
+        o.load_into(&mut h.net)?;
+        h.sq = o.vec("optim.attribute_heads.sq", h.sq.len())?;
+    }
     t.step = o.step;
     Ok((t, o.metadata()))
 }

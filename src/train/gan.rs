@@ -16,7 +16,7 @@ use super::session::{Mode, TrainSession};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
-use crate::ops::loss::bce_with_logits;
+use crate::ops::loss::{bce_with_logits, mode_seeking_loss};
 use crate::ops::optim::{lr_halving, Adam};
 use crate::rng::normal_noise;
 
@@ -41,6 +41,12 @@ pub struct GanOptions {
     pub iters_per_epoch: usize,
     /// Seed of the noise and the initial weights.
     pub seed: u64,
+    /// Weight of the mode-seeking term (Mao et al. 2019; not in the paper, 0 = off): the first
+    /// B/2 captions of the G step are drawn a second time with other noise, and G is pushed to
+    /// make the two images differ. Without it G learns one image per caption once the text
+    /// embedding carries every attribute (docs/RESULTS.md).
+    #[serde(default)]
+    pub mode_seeking: f32,
 }
 
 impl Default for GanOptions {
@@ -56,6 +62,7 @@ impl Default for GanOptions {
             lr_halve_every: 100,
             iters_per_epoch: 100,
             seed: 0,
+            mode_seeking: 0.0,
         }
     }
 }
@@ -71,6 +78,8 @@ pub struct StepStats {
     pub d_wrong_acc: f32,
     pub d_fake_acc: f32,
     pub lr: f32,
+    /// The mode-seeking term (unweighted; 0 when off).
+    pub mode_seeking: f32,
 }
 
 /// The inputs of one step: B real images, B wrong images, B text vectors.
@@ -114,6 +123,8 @@ pub struct GanTrainer {
     g_int: TrainSession,
     d_b: TrainSession,
     d_int: TrainSession,
+    /// G on the mode-seeking rows (the first B/2 captions, other noise), when that term is on.
+    g_ms: Option<TrainSession>,
     /// D's parameter gradients from the G step (discarded: D is not updated there).
     d_discard: Vec<f32>,
     scratch: Scratch,
@@ -127,10 +138,14 @@ struct Scratch {
     targets_one: Vec<f32>,
     targets_zero: Vec<f32>,
     weights_int: Vec<f32>,
+    /// Mode-seeking gradients of the G-step rows (then of G's input gradient) and of `g_ms`.
+    d_images_int: Vec<f32>,
+    d_images_ms: Vec<f32>,
 }
 
 /// Noise indices: image i of step s in the D step uses s·NOISE_STRIDE + i, in the G step
-/// s·NOISE_STRIDE + NOISE_STRIDE/2 + i, so a resumed run draws the same noise.
+/// s·NOISE_STRIDE + NOISE_STRIDE/2 + i, on the mode-seeking rows s·NOISE_STRIDE +
+/// 7·NOISE_STRIDE/8 + i, so a resumed run draws the same noise.
 const NOISE_STRIDE: u64 = 1 << 16;
 /// Mixed into the seed for the noise stream, so it differs from the weight initialisation's.
 const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
@@ -166,13 +181,17 @@ impl GanTrainer {
             targets_one: vec![1.0; bi],
             targets_zero: vec![0.0; bi],
             weights_int: (0..bi).map(|i| if i < b { 1.0 } else { options.interp_weight }).collect(),
+            d_images_int: Vec::new(),
+            d_images_ms: Vec::new(),
         };
-        Ok(GanTrainer {
+        let mode_seeking = options.mode_seeking;
+        let mut t = GanTrainer {
             config: config.clone(),
             g_b: TrainSession::new(Arc::clone(&g.graph), b, Arc::clone(&pool)),
             g_int: TrainSession::new(Arc::clone(&g.graph), bi, Arc::clone(&pool)),
             d_b: TrainSession::new(Arc::clone(&d.graph), b, Arc::clone(&pool)),
             d_int,
+            g_ms: None,
             d_discard: vec![0.0; d.graph.param_len],
             g_adam: AdamState::new(g.graph.param_len),
             d_adam: AdamState::new(d.graph.param_len),
@@ -181,7 +200,19 @@ impl GanTrainer {
             options,
             step: 0,
             scratch,
-        })
+        };
+        t.set_mode_seeking(mode_seeking, pool);
+        Ok(t)
+    }
+
+    /// Turns the mode-seeking term on (weight > 0) or off, also on a resumed run.
+    pub fn set_mode_seeking(&mut self, weight: f32, pool: Arc<ThreadPool>) {
+        self.options.mode_seeking = weight;
+        let (b, img) = (self.options.batch, IMAGE_LEN);
+        let on = weight > 0.0;
+        self.g_ms = on.then(|| TrainSession::new(Arc::clone(&self.g.graph), b / 2, pool));
+        self.scratch.d_images_int = vec![0.0; if on { self.g_int.batch() * img } else { 0 }];
+        self.scratch.d_images_ms = vec![0.0; if on { b / 2 * img } else { 0 }];
     }
 
     /// Learning rate at the current step.
@@ -198,7 +229,7 @@ impl GanTrainer {
     pub fn step(&mut self, batch: &GanBatch) -> Result<StepStats> {
         let b = self.options.batch;
         let e = self.config.encoder.embed_dim;
-        let img = 3 * 64 * 64;
+        let img = IMAGE_LEN;
         if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
             return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
         }
@@ -281,9 +312,50 @@ impl GanTrainer {
         self.d_discard.fill(0.0);
         self.d_int.backward(&self.d.params, &mut self.d_discard, &self.scratch.dlogits[..bi]);
         self.g.zero_grad();
-        self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad(0));
+        match self.g_ms.as_mut() {
+            None => self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad(0)),
+            Some(ms) => {
+                stats.mode_seeking = mode_seeking_rows(
+                    (&mut self.g_int, ms),
+                    (&mut self.g, batch.text),
+                    (noise_seed, self.step * NOISE_STRIDE + NOISE_STRIDE / 8 * 7),
+                    self.options.mode_seeking,
+                    (&mut self.scratch.d_images_int, &mut self.scratch.d_images_ms),
+                );
+                let d = &mut self.scratch.d_images_int;
+                d.iter_mut().zip(self.d_int.input_grad(0)).for_each(|(a, &g)| *a += g);
+                self.g_int.backward(&self.g.params, &mut self.g.grads, d);
+                ms.backward(&self.g.params, &mut self.g.grads, &self.scratch.d_images_ms);
+            }
+        }
         let adam = self.adam();
         let t = self.step + 1;
         adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
     }
+}
+
+/// Length of one [3, 64, 64] image.
+const IMAGE_LEN: usize = 3 * 64 * 64;
+
+/// Runs G on the mode-seeking rows (the first B/2 texts with noise from `first`) and fills
+/// `d_int` (the G-step rows; zero past B/2) and `d_ms` with the weighted gradient of the
+/// mode-seeking term; returns the term.
+fn mode_seeking_rows(
+    (g_int, ms): (&mut TrainSession, &mut TrainSession),
+    (g, text): (&mut TrainNet, &[f32]),
+    (seed, first): (u64, u64),
+    weight: f32,
+    (d_int, d_ms): (&mut [f32], &mut [f32]),
+) -> f32 {
+    let p = ms.batch();
+    let (nz, e) = (g_int.input(0).len() / g_int.batch(), text.len() / (2 * p));
+    GanTrainer::noise(ms, seed, first, nz);
+    ms.input_mut(1).copy_from_slice(&text[..p * e]);
+    ms.forward(&g.params, &mut g.buffers, Mode::Train);
+    d_int.fill(0.0);
+    let x = (&g_int.output(0)[..p * IMAGE_LEN], ms.output(0));
+    let z = (&g_int.input(0)[..p * nz], ms.input(0));
+    let loss = mode_seeking_loss(x, z, p, (&mut d_int[..p * IMAGE_LEN], d_ms));
+    d_int.iter_mut().chain(d_ms.iter_mut()).for_each(|v| *v *= weight);
+    loss
 }

@@ -1,6 +1,7 @@
 //! Training: networks laid out unfused (`graph`), run forward and backward at a batch size
 //! (`session`), their parameters, gradients and running statistics (`net`).
 
+pub mod attributes;
 pub mod captions;
 pub mod checkpoint;
 pub mod gan;

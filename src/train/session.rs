@@ -172,6 +172,11 @@ impl TrainSession {
         &mut self.values[r]
     }
 
+    /// Graph input `i` as last written.
+    pub fn input(&self, i: usize) -> &[f32] {
+        &self.values[self.range(self.graph.inputs[i])]
+    }
+
     /// Graph output `i` after `forward`.
     pub fn output(&self, i: usize) -> &[f32] {
         &self.values[self.range(self.graph.outputs[i])]

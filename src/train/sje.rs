@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
+use super::attributes::AttributeHeads;
 use super::checkpoint::{load_net, save_net};
 use super::graph::{TrainBuilder, TrainGraph};
 use super::net::{train_graph, TrainNet};
@@ -59,11 +60,26 @@ pub struct SjeOptions {
     /// (`sje_loss_cosine`): the margins must then come from angles between classes.
     #[serde(default)]
     pub cosine_scale: f32,
+    /// Weight of the auxiliary attribute cross-entropy (0: DS-SJE alone, the paper's loss).
+    #[serde(default)]
+    pub attribute_weight: f32,
+    /// Classes of each labelled attribute (on `shapes`: [8 shapes, 10 colours]).
+    #[serde(default)]
+    pub attribute_sizes: Vec<usize>,
 }
 
 impl Default for SjeOptions {
     fn default() -> Self {
-        SjeOptions { batch: 40, lr: 7e-4, lr_decay: 0.98, iters_per_epoch: 150, seed: 0, cosine_scale: 0.0 }
+        SjeOptions {
+            batch: 40,
+            lr: 7e-4,
+            lr_decay: 0.98,
+            iters_per_epoch: 150,
+            seed: 0,
+            cosine_scale: 0.0,
+            attribute_weight: 0.0,
+            attribute_sizes: Vec::new(),
+        }
     }
 }
 
@@ -82,6 +98,8 @@ pub struct SjeTrainer {
     d_img: Vec<f32>,
     /// Normalised embeddings and their gradients (cosine scores only).
     cosine_scratch: Vec<f32>,
+    /// Attribute read-outs (when `attribute_weight` > 0).
+    pub heads: Option<AttributeHeads>,
 }
 
 impl SjeTrainer {
@@ -105,6 +123,16 @@ impl SjeTrainer {
         }
         let e = config.encoder.embed_dim;
         let cosine_scratch = vec![0.0; if options.cosine_scale > 0.0 { 4 * b * e } else { 0 }];
+        let heads = match options.attribute_weight > 0.0 {
+            true => Some(AttributeHeads::new(
+                &options.attribute_sizes,
+                e,
+                b,
+                options.seed.wrapping_add(13),
+                Arc::clone(&pool),
+            )?),
+            false => None,
+        };
         Ok(SjeTrainer {
             config: config.clone(),
             text_s: TrainSession::new(Arc::clone(&text.graph), b, Arc::clone(&pool)),
@@ -118,6 +146,7 @@ impl SjeTrainer {
             d_text: vec![0.0; b * e],
             d_img: vec![0.0; b * e],
             cosine_scratch,
+            heads,
         })
     }
 
@@ -127,8 +156,10 @@ impl SjeTrainer {
         lr_exponential(self.options.lr, epoch, self.options.lr_decay)
     }
 
-    /// One step on B (image, caption) pairs of distinct classes; returns the loss.
-    pub fn step(&mut self, images: &[f32], captions: &[String]) -> Result<f32> {
+    /// One step on B (image, caption) pairs of distinct classes, `labels` holding each pair's
+    /// attributes when the trainer has attribute heads (else empty); returns the DS-SJE loss and
+    /// the attribute loss (0 without heads).
+    pub fn step(&mut self, images: &[f32], captions: &[String], labels: &[usize]) -> Result<(f32, f32)> {
         let (b, e, l) = (self.options.batch, self.config.encoder.embed_dim, self.config.text.doc_length);
         if images.len() != b * 3 * 64 * 64 || captions.len() != b {
             return Err(Error::Input(format!("encoder batch must hold {b} 64×64 images and captions")));
@@ -146,15 +177,23 @@ impl SjeTrainer {
         } else {
             sje_loss(img, txt, b, e, &mut self.d_img, &mut self.d_text)
         };
+        let lr = self.lr();
+        let attribute_loss = match &mut self.heads {
+            Some(h) => {
+                let d = (&mut self.d_text[..], &mut self.d_img[..]);
+                h.step((txt, img), labels, self.options.attribute_weight, d, lr)?
+            }
+            None => 0.0,
+        };
         self.text.zero_grad();
         self.image.zero_grad();
         self.text_s.backward(&self.text.params, &mut self.text.grads, &self.d_text);
         self.image_s.backward(&self.image.params, &mut self.image.grads, &self.d_img);
-        let opt = RmsProp { lr: self.lr(), alpha: 0.99, eps: 1e-8 };
+        let opt = RmsProp { lr, alpha: 0.99, eps: 1e-8 };
         opt.step(self.text.params.data_mut(), &self.text.grads, &mut self.text_sq);
         opt.step(self.image.params.data_mut(), &self.image.grads, &mut self.image_sq);
         self.step += 1;
-        Ok(loss)
+        Ok((loss, attribute_loss))
     }
 }
 
@@ -333,6 +372,46 @@ pub fn load_image_encoder(path: &Path, embed: usize) -> Result<(TrainNet, bool)>
     Ok((net, meta.get(SCORES_KEY).map(String::as_str) == Some("cosine")))
 }
 
+/// Captions used to measure the embedding scale: the first of at most this many training items.
+const SCALE_CAPTIONS: usize = 2000;
+
+/// RMS length of φ(t) over training captions (the first caption of up to 2,000 items spread
+/// over the training split).
+pub fn training_embedding_rms(ds: &Dataset, text: &mut TrainNet, cfg: &ModelConfig, pool: &Arc<ThreadPool>) -> f32 {
+    let (l, per) = (cfg.text.doc_length, ALPHABET_SIZE * cfg.text.doc_length);
+    let ids = ds.item_ids(Split::TrainVal);
+    let every = ids.len().div_ceil(SCALE_CAPTIONS).max(1);
+    let mut onehot = Vec::new();
+    for &i in ids.iter().step_by(every) {
+        if let Some(c) = ds.items()[i].captions.first() {
+            let start = onehot.len();
+            onehot.resize(start + per, 0.0);
+            encode_into(c, l, &mut onehot[start..]);
+        }
+    }
+    let mut ts = TrainSession::new(Arc::clone(&text.graph), 64, Arc::clone(pool));
+    let emb = eval_outputs(text, &mut ts, &onehot, per);
+    let n = (emb.len() / cfg.encoder.embed_dim).max(1);
+    (emb.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>() / n as f64).sqrt() as f32
+}
+
+/// Multiplies φ's output by `c` (its final linear) and θ's by 1/c (its last convolution, which
+/// has no bias): every score θ(v)·φ(t) and every cosine stays as it was, but G and D, which
+/// read φ(t) alone, see it at a chosen scale. Why: DS-SJE meets its margin through θ's length and
+/// leaves |φ(t)| ≈ 0.2, while G's text projection has no normalisation, so at that scale the
+/// caption is a whisper beside z (|z| ≈ 10).
+pub fn rescale_embeddings(text: &mut TrainNet, image: &mut TrainNet, c: f32) -> Result<()> {
+    let scale = |net: &mut TrainNet, name: &str, by: f32| -> Result<()> {
+        let slot = net.graph.param(name).ok_or_else(|| Error::Input(format!("encoder has no '{name}'")))?;
+        let range = slot.offset..slot.offset + slot.len;
+        net.params.data_mut()[range].iter_mut().for_each(|w| *w *= by);
+        Ok(())
+    };
+    scale(text, "encoder.proj.weight", c)?;
+    scale(text, "encoder.proj.bias", c)?;
+    scale(image, "image_encoder.conv4.weight", 1.0 / c)
+}
+
 /// Runs a network in eval mode over `inputs` (per-sample length `per`) in batches of the
 /// session's size (the last one padded); returns the outputs.
 pub fn eval_outputs(net: &mut TrainNet, session: &mut TrainSession, inputs: &[f32], per: usize) -> Vec<f32> {
@@ -353,10 +432,52 @@ pub fn eval_outputs(net: &mut TrainNet, session: &mut TrainSession, inputs: &[f3
 
 #[cfg(test)]
 mod tests {
-    use super::{image_encoder_graph, load_image_encoder, save_image_encoder, zero_shot};
+    use std::sync::Arc;
+
+    use super::{
+        eval_outputs, image_encoder_graph, load_image_encoder, rescale_embeddings, save_image_encoder, zero_shot,
+    };
     use crate::model::config::ModelConfig;
+    use crate::model::spec::Network;
+    use crate::model::text::{encode_into, ALPHABET_SIZE};
     use crate::tensor::DType;
-    use crate::train::TrainNet;
+    use crate::train::net::train_graph;
+    use crate::train::{TrainNet, TrainSession};
+
+    #[test]
+    fn rescaled_embeddings_keep_every_score() {
+        let cfg = ModelConfig::builtin("small").expect("config");
+        let (e, l) = (cfg.encoder.embed_dim, cfg.text.doc_length);
+        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool"));
+        let mut text = TrainNet::init_graph(train_graph(&cfg, Network::Encoder).expect("graph"), 1).expect("text");
+        let mut image = TrainNet::init_graph(image_encoder_graph(e).expect("graph"), 2).expect("image");
+        let per = ALPHABET_SIZE * l;
+        let mut captions = vec![0.0; 3 * per];
+        for (c, o) in
+            ["a red circle", "a big blue star", "a tiny green heart on pink"].iter().zip(captions.chunks_mut(per))
+        {
+            encode_into(c, l, o);
+        }
+        let images: Vec<f32> = (0..3 * super::IMAGE_LEN).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
+        let embed = |text: &mut TrainNet, image: &mut TrainNet| {
+            let mut ts = TrainSession::new(Arc::clone(&text.graph), 3, Arc::clone(&pool));
+            let mut is = TrainSession::new(Arc::clone(&image.graph), 3, Arc::clone(&pool));
+            (eval_outputs(text, &mut ts, &captions, per), eval_outputs(image, &mut is, &images, super::IMAGE_LEN))
+        };
+        let (t0, v0) = embed(&mut text, &mut image);
+        rescale_embeddings(&mut text, &mut image, 40.0).expect("rescale");
+        let (t1, v1) = embed(&mut text, &mut image);
+        for (a, b) in t0.iter().zip(&t1) {
+            assert!((40.0 * a - b).abs() <= 1e-4 * b.abs().max(1.0), "text embedding scaled by 40: {a} → {b}");
+        }
+        let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
+        for (i, (x0, x1)) in t0.chunks(e).zip(t1.chunks(e)).enumerate() {
+            for (j, (y0, y1)) in v0.chunks(e).zip(v1.chunks(e)).enumerate() {
+                let (s0, s1) = (dot(x0, y0), dot(x1, y1));
+                assert!((s0 - s1).abs() <= 1e-4 * s0.abs().max(1e-2), "score ({i}, {j}): {s0} → {s1}");
+            }
+        }
+    }
 
     #[test]
     fn image_encoder_file_keeps_its_scoring() {
