@@ -213,3 +213,50 @@ fn sampler_refuses_a_split_with_one_class() {
     cfg.split = Split::HeldOut;
     assert!(matches!(GanSampler::new(&ds, cfg), Err(DataError::Config(_))));
 }
+
+#[test]
+fn hard_wrong_pairs_share_the_colour_and_not_the_shape() {
+    use text2img::data::shapes::class_labels;
+    let (_d, ds) = shapes(480);
+    let labels = |item: usize| class_labels(&ds.classes()[ds.items()[item].class].name).expect("shapes class");
+    let count = |hard: f32| {
+        let mut cfg = SamplerConfig::gan(&ds, 7);
+        cfg.hard_wrong = hard;
+        let mut s = GanSampler::new(&ds, cfg).unwrap();
+        let (mut same_colour, mut total) = (0, 0);
+        for p in plans(&mut s, 20) {
+            for (r, w) in p.real.iter().zip(&p.wrong) {
+                let (a, b) = (labels(r.item), labels(w.item));
+                assert_ne!(a, b, "the wrong image is of another class");
+                same_colour += usize::from(a[1] == b[1]);
+                total += 1;
+            }
+        }
+        same_colour as f64 / total as f64
+    };
+    // Uniform: ~5 of 59 other classes share the colour. All hard: every one does.
+    let (uniform, half, all) = (count(0.0), count(0.5), count(1.0));
+    assert!(uniform < 0.2, "uniform draw: {uniform}");
+    assert!((0.4..0.65).contains(&half), "half hard: {half}");
+    assert_eq!(all, 1.0);
+    let cfg = SamplerConfig::gan(&ds, 7);
+    assert!(!serde_json::to_string(&cfg).unwrap().contains("hard_wrong"), "0 is left out of saved configs");
+}
+
+#[test]
+fn hard_wrong_pairs_need_shapes_class_names() {
+    let (d, _) = shapes(240);
+    for list in ["allclasses.txt", "trainvalclasses.txt", "testclasses.txt"] {
+        let p = d.path().join(list);
+        fs::write(&p, fs::read_to_string(&p).unwrap().replace("002.orange_circle", "002.albatross")).unwrap();
+    }
+    for sub in ["images", "text_c10"] {
+        fs::rename(d.path().join(sub).join("002.orange_circle"), d.path().join(sub).join("002.albatross")).unwrap();
+    }
+    let ds = Dataset::open(d.path()).unwrap();
+    let mut cfg = SamplerConfig::gan(&ds, 1);
+    assert!(GanSampler::new(&ds, cfg).is_ok(), "uniform draws need no labels");
+    cfg.hard_wrong = 0.5;
+    let err = GanSampler::new(&ds, cfg).expect_err("albatross is no shapes class").to_string();
+    assert!(err.contains("002.albatross"), "{err}");
+}

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{DataError, DataResult};
 use super::image_io::{DecodeLimits, Rgb8Image};
 use super::rng::Pcg32;
+use super::shapes::class_labels;
 use super::{Dataset, Split, DEFAULT_MAX_BAD_FRACTION};
 
 /// Augmentation, as in Reed's loader: resize the whole image to `load_size` (aspect ratio not
@@ -67,6 +68,15 @@ pub struct SamplerConfig {
     pub augment: Augment,
     pub split: Split,
     pub seed: u64,
+    /// GAN batches: the fraction of wrong images drawn from a class of the same colour and
+    /// another shape (`shapes` datasets; 0 = the paper's uniform draw). Left out of the JSON
+    /// when 0, so states saved before it existed still restore.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hard_wrong: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 impl SamplerConfig {
@@ -79,6 +89,7 @@ impl SamplerConfig {
             augment: Augment::reed(ds.flip_allowed()),
             split: Split::TrainVal,
             seed,
+            hard_wrong: 0.0,
         }
     }
 
@@ -91,6 +102,7 @@ impl SamplerConfig {
             augment: Augment::none(64),
             split: Split::TrainVal,
             seed,
+            hard_wrong: 0.0,
         }
     }
 }
@@ -166,6 +178,24 @@ fn group(ds: &Dataset, cfg: &SamplerConfig, kind: SamplerKind) -> (Vec<Vec<usize
     (by_class, h)
 }
 
+/// For each grouped class, the grouped classes of the same colour and another shape (a
+/// `shapes` dataset: every class name must be one of its names).
+fn same_colour_other_shape(ds: &Dataset, by_class: &[Vec<usize>]) -> DataResult<Vec<Vec<usize>>> {
+    let labels = by_class
+        .iter()
+        .map(|items| {
+            let name = &ds.classes()[ds.items()[items[0]].class].name;
+            class_labels(name).ok_or_else(|| {
+                DataError::Config(format!(
+                    "hard wrong pairs need a shapes dataset; class '{name}' names no shape and colour"
+                ))
+            })
+        })
+        .collect::<DataResult<Vec<[usize; 2]>>>()?;
+    let same = |a: [usize; 2], b: [usize; 2]| a[1] == b[1] && a[0] != b[0];
+    Ok(labels.iter().map(|&a| (0..labels.len()).filter(|&j| same(a, labels[j])).collect()).collect())
+}
+
 fn draw_view(rng: &mut Pcg32, item: usize, aug: &Augment) -> View {
     let slack = aug.load_size - aug.fine_size;
     let (dx, dy) =
@@ -196,7 +226,10 @@ fn restore_into(
 
 /// GAN-INT-CLS sampling (reference section 2): per slot two distinct classes drawn uniformly,
 /// a real image from the first, a "wrong" image from the second, and `captions_per_image`
-/// caption indices of the real image drawn with replacement.
+/// caption indices of the real image drawn with replacement. With `hard_wrong` > 0 that
+/// fraction of wrong classes shares the real class's colour and differs in shape: drawn
+/// uniformly, only ~8 % of `shapes` wrong pairs differ in shape alone, so D can judge matching
+/// by colour (docs/RESULTS.md).
 #[derive(Clone, Debug)]
 pub struct GanSampler {
     cfg: SamplerConfig,
@@ -205,6 +238,8 @@ pub struct GanSampler {
     batches: u64,
     fingerprint: u64,
     caption_counts: Vec<u32>,
+    /// Per class (index into `by_class`): the classes of the same colour and another shape.
+    hard: Vec<Vec<usize>>,
 }
 
 impl GanSampler {
@@ -225,7 +260,8 @@ impl GanSampler {
             )));
         }
         let caption_counts = ds.items().iter().map(|i| i.captions.len().min(u32::MAX as usize) as u32).collect();
-        Ok(GanSampler { rng: Pcg32::new(cfg.seed), cfg, by_class, batches: 0, fingerprint, caption_counts })
+        let hard = if cfg.hard_wrong > 0.0 { same_colour_other_shape(ds, &by_class)? } else { Vec::new() };
+        Ok(GanSampler { rng: Pcg32::new(cfg.seed), cfg, by_class, batches: 0, fingerprint, caption_counts, hard })
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -240,10 +276,7 @@ impl GanSampler {
         let n = self.by_class.len();
         for _ in 0..b {
             let c1 = self.rng.index(n);
-            let mut c2 = self.rng.index(n - 1);
-            if c2 >= c1 {
-                c2 += 1;
-            }
+            let c2 = self.wrong_class(c1);
             let real = self.by_class[c1][self.rng.index(self.by_class[c1].len())];
             let wrong = self.by_class[c2][self.rng.index(self.by_class[c2].len())];
             for _ in 0..k {
@@ -254,6 +287,17 @@ impl GanSampler {
         }
         self.batches += 1;
         plan
+    }
+
+    /// A class other than `c1`: uniform, or (with chance `hard_wrong`, when there is one) of
+    /// the same colour and another shape. No extra draw when `hard_wrong` is 0.
+    fn wrong_class(&mut self, c1: usize) -> usize {
+        let hard = self.hard.get(c1).filter(|h| !h.is_empty());
+        if let Some(h) = hard.filter(|_| self.rng.chance(f64::from(self.cfg.hard_wrong))) {
+            return h[self.rng.index(h.len())];
+        }
+        let c2 = self.rng.index(self.by_class.len() - 1);
+        c2 + usize::from(c2 >= c1)
     }
 
     /// The state after the batches drawn so far.

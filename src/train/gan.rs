@@ -47,6 +47,10 @@ pub struct GanOptions {
     /// embedding carries every attribute (docs/RESULTS.md).
     #[serde(default)]
     pub mode_seeking: f32,
+    /// Fraction of wrong images of the same colour and another shape (the sampler's
+    /// `hard_wrong`; not in the paper, 0 = off).
+    #[serde(default)]
+    pub hard_wrong: f32,
 }
 
 impl Default for GanOptions {
@@ -63,6 +67,7 @@ impl Default for GanOptions {
             iters_per_epoch: 100,
             seed: 0,
             mode_seeking: 0.0,
+            hard_wrong: 0.0,
         }
     }
 }
