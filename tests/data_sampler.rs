@@ -239,8 +239,13 @@ fn hard_wrong_pairs_share_the_colour_and_not_the_shape() {
     assert!(uniform < 0.2, "uniform draw: {uniform}");
     assert!((0.4..0.65).contains(&half), "half hard: {half}");
     assert_eq!(all, 1.0);
-    let cfg = SamplerConfig::gan(&ds, 7);
-    assert!(!serde_json::to_string(&cfg).unwrap().contains("hard_wrong"), "0 is left out of saved configs");
+    // A state saved without hard pairs restores onto a sampler with them (switched on resume).
+    let mut plain = GanSampler::new(&ds, SamplerConfig::gan(&ds, 7)).unwrap();
+    plans(&mut plain, 2);
+    let mut cfg = SamplerConfig::gan(&ds, 7);
+    cfg.hard_wrong = 0.5;
+    let mut switched = GanSampler::new(&ds, cfg).unwrap();
+    switched.restore(plain.state()).expect("same dataset, same sampler otherwise");
 }
 
 #[test]

@@ -126,9 +126,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "W")]
     pub mode_seeking: Option<f32>,
     /// Draw this fraction of D's wrong images from a class of the same colour and another
-    /// shape (`shapes` datasets; not in the paper; 0: uniform over the other classes).
-    #[arg(long, default_value_t = 0.0, value_name = "F")]
-    pub hard_wrong: f32,
+    /// shape (`shapes` datasets; not in the paper; 0: uniform over the other classes). With
+    /// --resume, switches it from the checkpoint's step.
+    #[arg(long, value_name = "F")]
+    pub hard_wrong: Option<f32>,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     pub sample_every: u64,
@@ -417,8 +418,8 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let Some(w) = a.mode_seeking.filter(|w| !(w.is_finite() && *w >= 0.0)) {
         return Err(fail(EXIT_USAGE, format!("--mode-seeking must be a finite number ≥ 0, got {w}")));
     }
-    if !(0.0..=1.0).contains(&a.hard_wrong) {
-        return Err(fail(EXIT_USAGE, format!("--hard-wrong must be a fraction in [0, 1], got {}", a.hard_wrong)));
+    if let Some(f) = a.hard_wrong.filter(|f| !(0.0..=1.0).contains(f)) {
+        return Err(fail(EXIT_USAGE, format!("--hard-wrong must be a fraction in [0, 1], got {f}")));
     }
     let (mut t, state) = match &c.resume {
         Some(p) => {
@@ -439,7 +440,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 iters_per_epoch: train_items.div_ceil(a.batch.max(1)),
                 seed: c.seed,
                 mode_seeking: a.mode_seeking.unwrap_or(0.0),
-                hard_wrong: a.hard_wrong,
+                hard_wrong: a.hard_wrong.unwrap_or(0.0),
                 ..GanOptions::default()
             };
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
@@ -455,9 +456,8 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let (Some(w), Some(_)) = (a.mode_seeking, &c.resume) {
         t.set_mode_seeking(w, Arc::clone(&pool));
     }
-    if c.resume.is_some() && a.hard_wrong != 0.0 && a.hard_wrong != t.options.hard_wrong {
-        let m = format!("--hard-wrong is fixed when a run starts (this checkpoint's: {})", t.options.hard_wrong);
-        return Err(fail(EXIT_USAGE, m));
+    if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
+        t.options.hard_wrong = f;
     }
     let table = CaptionTable::build(&enc, &ds, Arc::clone(&pool))?;
     let mut scfg = SamplerConfig::gan(&ds, t.options.seed);

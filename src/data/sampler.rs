@@ -69,14 +69,10 @@ pub struct SamplerConfig {
     pub split: Split,
     pub seed: u64,
     /// GAN batches: the fraction of wrong images drawn from a class of the same colour and
-    /// another shape (`shapes` datasets; 0 = the paper's uniform draw). Left out of the JSON
-    /// when 0, so states saved before it existed still restore.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// another shape (`shapes` datasets; 0 = the paper's uniform draw). Not part of the
+    /// fingerprint (the trainer keeps it in its options), so a run can switch it on resume.
+    #[serde(skip)]
     pub hard_wrong: f32,
-}
-
-fn is_zero(v: &f32) -> bool {
-    *v == 0.0
 }
 
 impl SamplerConfig {
