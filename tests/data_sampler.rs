@@ -2,6 +2,8 @@
 //! (wrong image from another class, caption draws, train-val classes only), encoder batches of
 //! distinct classes, augmentation bounds, and the prefetch thread.
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
@@ -251,13 +253,7 @@ fn hard_wrong_pairs_share_the_colour_and_not_the_shape() {
 #[test]
 fn hard_wrong_pairs_need_shapes_class_names() {
     let (d, _) = shapes(240);
-    for list in ["allclasses.txt", "trainvalclasses.txt", "testclasses.txt"] {
-        let p = d.path().join(list);
-        fs::write(&p, fs::read_to_string(&p).unwrap().replace("002.orange_circle", "002.albatross")).unwrap();
-    }
-    for sub in ["images", "text_c10"] {
-        fs::rename(d.path().join(sub).join("002.orange_circle"), d.path().join(sub).join("002.albatross")).unwrap();
-    }
+    common::rename_class(d.path(), "002.orange_circle", "002.albatross");
     let ds = Dataset::open(d.path()).unwrap();
     let mut cfg = SamplerConfig::gan(&ds, 1);
     assert!(GanSampler::new(&ds, cfg).is_ok(), "uniform draws need no labels");

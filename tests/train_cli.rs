@@ -2,6 +2,8 @@
 //! resumed ends with exactly the weights of an uninterrupted run; the checkpoint left behind is
 //! always whole; bad resume files are refused with one line.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -179,14 +181,7 @@ fn attribute_heads_refuse_a_dataset_without_shapes_classes() {
     let data = dir.path().join("birds");
     ok(bin().args(["data", "make", "shapes", "--images", "240", "--seed", "3", "--out"]).arg(&data));
     // Rename one class the CUB way: its number stays, its name no longer says shape and colour.
-    for list in ["allclasses.txt", "trainvalclasses.txt", "testclasses.txt"] {
-        let p = data.join(list);
-        let s = std::fs::read_to_string(&p).expect("read").replace("002.orange_circle", "002.albatross");
-        std::fs::write(&p, s).expect("write");
-    }
-    for sub in ["images", "text_c10"] {
-        std::fs::rename(data.join(sub).join("002.orange_circle"), data.join(sub).join("002.albatross")).expect("mv");
-    }
+    common::rename_class(&data, "002.orange_circle", "002.albatross");
     let out = encoder_run(&data, &dir.path().join("enc"), &["--steps", "2", "--attribute-weight", "1"])
         .output()
         .expect("run");

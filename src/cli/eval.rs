@@ -13,7 +13,7 @@ use rayon::ThreadPool;
 use serde::Serialize;
 use text2img::data::image_io::decode_rgb8;
 use text2img::data::render::Shape;
-use text2img::data::shapes::{class_parts, parse_class_name, read_attributes, Attributes, PALETTE};
+use text2img::data::shapes::{class_labels, read_attributes, Attributes, PALETTE};
 use text2img::data::{Dataset, DecodeLimits};
 use text2img::eval::report::{
     attribute_separation, eval_captions, mean_pairwise_distance, read_and_crop, separation_captions,
@@ -327,7 +327,7 @@ fn zero_shot_of(
     }
     let (mut emb, mut labels) = (Vec::new(), Vec::new());
     for (class, (sum, n)) in means {
-        let Some((shape, colour)) = parse_class_name(&ds.classes()[class].name).map(class_parts) else { continue };
+        let Some([shape, colour]) = class_labels(&ds.classes()[class].name) else { continue };
         emb.extend(sum.iter().map(|v| v / n as f32));
         labels.push((colour, shape));
     }

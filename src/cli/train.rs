@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use text2img::data::rng::Pcg32;
-use text2img::data::shapes::{class_labels, LABEL_SIZES};
+use text2img::data::shapes::{dataset_labels, LABEL_SIZES};
 use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
@@ -201,11 +201,8 @@ fn restore_state<T: serde::de::DeserializeOwned>(meta: &BTreeMap<String, String>
 
 pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     let c = &a.common;
-    for (flag, v) in [("--attribute-weight", a.attribute_weight), ("--export-rms", a.export_rms)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(fail(EXIT_USAGE, format!("{flag} must be a finite number ≥ 0, got {v}")));
-        }
-    }
+    non_negative("--attribute-weight", a.attribute_weight)?;
+    non_negative("--export-rms", a.export_rms)?;
     let ds = open_dataset(c)?;
     let pool = thread_pool(c.threads as usize)?;
     let train_classes = ds.class_ids(Split::TrainVal).len();
@@ -236,8 +233,8 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
         }
     };
     let cfg = t.config.clone();
-    let class_labels = match t.heads.is_some() {
-        true => shapes_labels(&ds)?,
+    let labels_of_class = match t.heads.is_some() {
+        true => dataset_labels(&ds, "--attribute-weight").map_err(|e| fail(EXIT_USAGE, e))?,
         false => Vec::new(),
     };
     let mut labels = Vec::new();
@@ -257,7 +254,7 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     while t.step < c.steps {
         let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
         labels.clear();
-        labels.extend(batch.classes.iter().filter_map(|&c| class_labels.get(c)).flatten());
+        labels.extend(batch.classes.iter().filter_map(|&c| labels_of_class.get(c)).flatten());
         let (loss, attribute_loss) = t.step(&batch.images, &batch.texts, &labels)?;
         bar.set_position(t.step);
         bar.set_message(format!("loss {loss:.4} lr {:.2e}", t.lr()));
@@ -310,15 +307,12 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     Ok(())
 }
 
-/// [shape, colour] of every class of a `shapes` dataset, by class id.
-fn shapes_labels(ds: &Dataset) -> Result<Vec<[usize; 2]>, Failure> {
-    let labels = |c: &text2img::data::Class| {
-        class_labels(&c.name).ok_or_else(|| {
-            let m = format!("--attribute-weight needs a shapes dataset; class '{}' names no shape and colour", c.name);
-            fail(EXIT_USAGE, m)
-        })
-    };
-    ds.classes().iter().map(labels).collect()
+/// A usage error unless `v` is a finite number ≥ 0.
+fn non_negative(flag: &str, v: f32) -> Result<(), Failure> {
+    match v.is_finite() && v >= 0.0 {
+        true => Ok(()),
+        false => Err(fail(EXIT_USAGE, format!("{flag} must be a finite number ≥ 0, got {v}"))),
+    }
 }
 
 // ---------------------------------------------------------------- train (GAN)
@@ -415,8 +409,8 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     enc.require(Network::Encoder)?;
     let ds = open_dataset(c)?;
     let pool = thread_pool(c.threads as usize)?;
-    if let Some(w) = a.mode_seeking.filter(|w| !(w.is_finite() && *w >= 0.0)) {
-        return Err(fail(EXIT_USAGE, format!("--mode-seeking must be a finite number ≥ 0, got {w}")));
+    if let Some(w) = a.mode_seeking {
+        non_negative("--mode-seeking", w)?;
     }
     if let Some(f) = a.hard_wrong.filter(|f| !(0.0..=1.0).contains(f)) {
         return Err(fail(EXIT_USAGE, format!("--hard-wrong must be a fraction in [0, 1], got {f}")));

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{DataError, DataResult};
 use super::image_io::{DecodeLimits, Rgb8Image};
 use super::rng::Pcg32;
-use super::shapes::class_labels;
+use super::shapes::dataset_labels;
 use super::{Dataset, Split, DEFAULT_MAX_BAD_FRACTION};
 
 /// Augmentation, as in Reed's loader: resize the whole image to `load_size` (aspect ratio not
@@ -177,17 +177,8 @@ fn group(ds: &Dataset, cfg: &SamplerConfig, kind: SamplerKind) -> (Vec<Vec<usize
 /// For each grouped class, the grouped classes of the same colour and another shape (a
 /// `shapes` dataset: every class name must be one of its names).
 fn same_colour_other_shape(ds: &Dataset, by_class: &[Vec<usize>]) -> DataResult<Vec<Vec<usize>>> {
-    let labels = by_class
-        .iter()
-        .map(|items| {
-            let name = &ds.classes()[ds.items()[items[0]].class].name;
-            class_labels(name).ok_or_else(|| {
-                DataError::Config(format!(
-                    "hard wrong pairs need a shapes dataset; class '{name}' names no shape and colour"
-                ))
-            })
-        })
-        .collect::<DataResult<Vec<[usize; 2]>>>()?;
+    let of_class = dataset_labels(ds, "--hard-wrong")?;
+    let labels: Vec<[usize; 2]> = by_class.iter().map(|items| of_class[ds.items()[items[0]].class]).collect();
     let same = |a: [usize; 2], b: [usize; 2]| a[1] == b[1] && a[0] != b[0];
     Ok(labels.iter().map(|&a| (0..labels.len()).filter(|&j| same(a, labels[j])).collect()).collect())
 }

@@ -18,6 +18,7 @@ use super::image_io::{encode_png, Rgb8Image};
 use super::render::{render, Scene};
 pub use super::render::{Background, Shape};
 use super::rng::Pcg32;
+use super::Dataset;
 
 /// A palette colour: the caption word and its nominal sRGB value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +134,17 @@ pub fn class_labels(name: &str) -> Option<[usize; 2]> {
     let id = parse_class_name(name).filter(|&id| class_name(id) == name)?;
     let (shape, colour) = class_parts(id);
     Some([shape, colour])
+}
+
+/// `class_labels` of every class of `ds`, by class id; an error naming the first class that is
+/// not a `shapes` class (`what` says what needs the labels).
+pub fn dataset_labels(ds: &Dataset, what: &str) -> DataResult<Vec<[usize; 2]>> {
+    let labels = |name: &str| {
+        class_labels(name).ok_or_else(|| {
+            DataError::Config(format!("{what} needs a shapes dataset; class '{name}' names no shape and colour"))
+        })
+    };
+    ds.classes().iter().map(|c| labels(&c.name)).collect()
 }
 
 /// True for the 20 held-out classes: (3·shape + colour) mod 4 = 0. Each colour is held out with

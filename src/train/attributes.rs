@@ -78,7 +78,6 @@ impl AttributeHeads {
     /// image rows `img` ([B, E] each, row b labelled `labels[b·A..(b+1)·A]`) to the gradients
     /// `d_txt` and `d_img`, takes one RMSprop step on the heads at `lr`, and returns the
     /// unweighted loss (mean over rows, summed over attributes).
-    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         (txt, img): (&[f32], &[f32]),
@@ -110,7 +109,7 @@ impl AttributeHeads {
         let loss = self.cross_entropy(labels, weight);
         self.net.zero_grad();
         self.session.backward(&self.net.params, &mut self.net.grads, &self.d_logits);
-        let (u, du) = (self.session.input_mut(0).to_vec(), self.session.input_grad(0));
+        let (u, du) = (self.session.input(0), self.session.input_grad(0));
         let targets = d_txt[..b * e].chunks_mut(e).chain(d_img[..b * e].chunks_mut(e));
         for (((d, u), du), &n) in targets.zip(u.chunks(e)).zip(du.chunks(e)).zip(&self.norms) {
             unit_backward(u, du, n, d);

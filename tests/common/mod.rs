@@ -1,10 +1,23 @@
 //! Shared test helpers: seeded random data, poisoned buffers, relative-error checks.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use text2img::model::config::{DiscriminatorConfig, EncoderConfig, GeneratorConfig, RnnKind, TextConfig, ALPHABET};
 use text2img::model::ModelConfig;
+
+/// Renames class `from` of a CUB-layout dataset at `root` to `to` (class lists and folders),
+/// e.g. to make a `shapes` class look like a CUB one.
+pub fn rename_class(root: &Path, from: &str, to: &str) {
+    for list in ["allclasses.txt", "trainvalclasses.txt", "testclasses.txt"] {
+        let p = root.join(list);
+        let s = std::fs::read_to_string(&p).expect("read class list").replace(from, to);
+        std::fs::write(&p, s).expect("write class list");
+    }
+    for sub in ["images", "text_c10"] {
+        std::fs::rename(root.join(sub).join(from), root.join(sub).join(to)).expect("rename class folder");
+    }
+}
 
 /// Deterministic uniform values in [-1, 1) (xorshift64*), fresh per seed.
 pub fn random(n: usize, seed: u64) -> Vec<f32> {
