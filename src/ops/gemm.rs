@@ -304,42 +304,75 @@ fn pack_a_block(a: &Mat, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [
     }
 }
 
-/// Packs b[pc..pc+kc, jc..jc+nc] into panels of `nr` columns (kc × nr each), zero-padded. A
-/// transposed view (columns contiguous) is read column by column, so reads stay sequential and
-/// the strided writes land in the L1-resident panel.
-fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &mut Vec<f32>) {
+/// Packs b[pc..pc+kc, jc..jc+nc] into panels of `nr` columns (kc × nr each), zero-padded; the
+/// panels in parallel when `parallel` (a big right operand would otherwise be packed by one
+/// thread while the others wait).
+#[allow(clippy::too_many_arguments)]
+fn pack_b(b: &Mat, pc: usize, kc: usize, jc: usize, nc: usize, nr: usize, out: &mut Vec<f32>, parallel: bool) {
     let panels = nc.div_ceil(nr);
     grow(out, panels * kc * nr);
-    for p in 0..panels {
-        let dst = &mut out[p * kc * nr..(p + 1) * kc * nr];
+    let pack = |(p, dst): (usize, &mut [f32])| {
         let j0 = jc + p * nr;
-        let w = nr.min(jc + nc - j0);
-        if b.cs == 1 || b.rs != 1 {
-            for kk in 0..kc {
-                let row = &mut dst[kk * nr..(kk + 1) * nr];
-                let base = (pc + kk) * b.rs + j0 * b.cs;
-                if b.cs == 1 {
-                    copy_row(&b.data[base..base + w], &mut row[..w]);
-                } else {
-                    row[..w].iter_mut().enumerate().for_each(|(j, v)| *v = b.data[base + j * b.cs]);
-                }
-                row[w..].fill(0.0);
-            }
-            continue;
-        }
-        for j in 0..nr {
-            if j >= w {
-                (0..kc).for_each(|kk| dst[kk * nr + j] = 0.0);
-                continue;
-            }
-            let src = &b.data[(j0 + j) * b.cs + pc..][..kc];
-            src.iter().enumerate().for_each(|(kk, &v)| dst[kk * nr + j] = v);
-        }
+        pack_b_panel(b, pc, kc, j0, nr.min(jc + nc - j0), dst);
+    };
+    let dst = &mut out[..panels * kc * nr];
+    if parallel && panels > 1 {
+        dst.par_chunks_mut(kc * nr).enumerate().for_each(pack);
+    } else {
+        dst.chunks_mut(kc * nr).enumerate().for_each(pack);
     }
 }
 
-/// dst = src for a whole panel row; the kernels' widths get fixed-size copies (inline vector
-/// moves instead of a memmove call per row).
+/// Columns used per step of the transposed read: each a sequential stream.
+const TB: usize = 8;
+
+/// One panel (kc × nr, the first `w` columns from b[pc.., j0..]). A transposed view (columns
+/// contiguous) is read TB columns at a time, TB values of each, and written as TB rows of TB
+/// contiguous values: reads stay sequential and writes whole runs of the L1-resident panel.
+fn pack_b_panel(b: &Mat, pc: usize, kc: usize, j0: usize, w: usize, dst: &mut [f32]) {
+    let nr = dst.len() / kc;
+    if b.cs == 1 || b.rs != 1 {
+        for kk in 0..kc {
+            let row = &mut dst[kk * nr..(kk + 1) * nr];
+            let base = (pc + kk) * b.rs + j0 * b.cs;
+            if b.cs == 1 {
+                copy_row(&b.data[base..base + w], &mut row[..w]);
+            } else {
+                row[..w].iter_mut().enumerate().for_each(|(j, v)| *v = b.data[base + j * b.cs]);
+            }
+            row[w..].fill(0.0);
+        }
+        return;
+    }
+    let col = |j: usize| &b.data[(j0 + j) * b.cs + pc..][..kc];
+    let full = w / TB * TB;
+    let kfull = kc / TB * TB;
+    for jb in (0..full).step_by(TB) {
+        let cols: [&[f32]; TB] = std::array::from_fn(|t| col(jb + t));
+        for kb in (0..kfull).step_by(TB) {
+            let mut block = [[0.0f32; TB]; TB];
+            block.iter_mut().zip(&cols).for_each(|(r, c)| r.copy_from_slice(&c[kb..kb + TB]));
+            for (i, row) in dst[kb * nr..(kb + TB) * nr].chunks_exact_mut(nr).enumerate() {
+                let run: [f32; TB] = std::array::from_fn(|t| block[t][i]);
+                row[jb..jb + TB].copy_from_slice(&run);
+            }
+        }
+        for kk in kfull..kc {
+            (0..TB).for_each(|t| dst[kk * nr + jb + t] = cols[t][kk]);
+        }
+    }
+    for j in full..nr {
+        if j >= w {
+            (0..kc).for_each(|kk| dst[kk * nr + j] = 0.0);
+            continue;
+        }
+        col(j).iter().enumerate().for_each(|(kk, &v)| dst[kk * nr + j] = v);
+    }
+}
+
+/// dst = src for a whole panel row; the kernels' widths get fixed-size copies. (They compile to
+/// a `memcpy` call per row all the same; inlined AVX-512 masked moves instead measured 10 %
+/// slower on a training step, docs/PERF.md.)
 #[inline]
 fn copy_row(src: &[f32], dst: &mut [f32]) {
     match (<&[f32; 32]>::try_from(src), <&mut [f32; 32]>::try_from(&mut *dst)) {
@@ -419,11 +452,11 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, acc: bool, 
             let kc = KC.min(k - pc);
             PACK_B.with(|cell| {
                 let mut bp = cell.borrow_mut();
-                pack_b(&b, pc, kc, jc, nc, nr, &mut bp);
+                let parallel = threads > 1 && m * nc * kc >= 1 << 15;
+                pack_b(&b, pc, kc, jc, nc, nr, &mut bp, parallel && kc * nc >= 1 << 14);
                 let blk = Block { a, bp: &bp, pc, kc, jc, nc, accumulate: acc || pc > 0, kernel, out, c: c_ptr };
                 let blocks = m.div_ceil(MC);
                 let panels = nc.div_ceil(nr);
-                let parallel = threads > 1 && m * nc * kc >= 1 << 15;
                 // Short, wide products (few row blocks) are also cut by column panels, so every
                 // thread has work: tasks are (row block, run of panels).
                 let splits =
@@ -514,7 +547,20 @@ impl Block<'_> {
             let bpanel = &self.bp[jp * self.kc * nr..(jp + 1) * self.kc * nr];
             for ip in 0..mc.div_ceil(MR) {
                 let h = MR.min(mc - ip * MR);
-                micro(self.kernel, self.kc, &ap[ip * self.kc * MR..(ip + 1) * self.kc * MR], bpanel, &mut tile);
+                let a_panel = &ap[ip * self.kc * MR..(ip + 1) * self.kc * MR];
+                if h == MR && w == nr && self.out.cs == 1 {
+                    let first = (ic + ip * MR) * self.out.rs + j0;
+                    // SAFETY: rows ic + ip·MR + i (i < MR) of this task's row block, columns
+                    // [j0, j0 + nr) of its panels: in C (the last ends at most at
+                    // out.last_index(m, n) < c.len(), asserted in gemm) and written by this task
+                    // alone.
+                    let c = unsafe { self.c.get().add(first) };
+                    // SAFETY: as above, per `micro_direct`'s contract.
+                    if unsafe { micro_direct(self.kernel, self.kc, a_panel, bpanel, c, self.out.rs, self.accumulate) } {
+                        continue;
+                    }
+                }
+                micro(self.kernel, self.kc, a_panel, bpanel, &mut tile);
                 for i in 0..h {
                     let row = ic + ip * MR + i;
                     let src = &tile[i * nr..i * nr + w];
@@ -604,15 +650,37 @@ fn micro(kernel: Kernel, kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * 
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F (Kernel::detect) and the lengths are asserted above.
-        Kernel::Avx512 => unsafe { micro_avx512(kc, a, b, tile) },
+        Kernel::Avx512 => unsafe { micro_avx512(kc, a, b, tile.as_mut_ptr(), 32, false) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2 and FMA (Kernel::detect) and the lengths are asserted above.
         Kernel::Avx2Fma => unsafe { micro_avx2(kc, a, b, tile) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F (Kernel::detect) and the lengths are asserted above.
-        Kernel::Avx512N16 => unsafe { micro_avx512_n16(kc, a, b, tile) },
+        Kernel::Avx512N16 => unsafe { micro_avx512_n16(kc, a, b, tile.as_mut_ptr(), 16, false) },
         Kernel::Portable => micro_portable(kc, a, b, tile),
     }
+}
+
+/// A whole MR × nr tile written (or added, when `acc`) straight into C at `c` with row stride
+/// `rs`, skipping the tile buffer and its copy. Returns false (nothing done) for kernels
+/// without this form.
+///
+/// # Safety
+/// For each i < MR, the nr elements at c + i·rs must be valid for reads and writes and not
+/// accessed by anyone else during the call.
+#[inline]
+unsafe fn micro_direct(kernel: Kernel, kc: usize, a: &[f32], b: &[f32], c: *mut f32, rs: usize, acc: bool) -> bool {
+    assert!(a.len() >= kc * MR && b.len() >= kc * kernel.nr());
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F detected (Kernel::detect), lengths asserted, C's rows per the caller.
+        Kernel::Avx512 => unsafe { micro_avx512(kc, a, b, c, rs, acc) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx512N16 => unsafe { micro_avx512_n16(kc, a, b, c, rs, acc) },
+        _ => return false,
+    }
+    true
 }
 
 fn micro_portable(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
@@ -657,51 +725,61 @@ unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_M
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
+unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rs: usize, acc: bool) {
     use std::arch::x86_64::*;
     const NR: usize = 32;
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut sums = [[_mm512_setzero_ps(); 2]; MR];
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
     for p in 0..kc {
         // SAFETY: p < kc, so p·NR + 32 ≤ kc·NR ≤ b.len() and p·MR + i < kc·MR ≤ a.len().
         unsafe {
             let b0 = _mm512_loadu_ps(bp.add(p * NR));
             let b1 = _mm512_loadu_ps(bp.add(p * NR + 16));
-            for (i, row) in acc.iter_mut().enumerate() {
+            for (i, row) in sums.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*ap.add(p * MR + i));
                 row[0] = _mm512_fmadd_ps(av, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(av, b1, row[1]);
             }
         }
     }
-    for (i, row) in acc.iter().enumerate() {
-        // SAFETY: i·NR + 32 ≤ MR·NR = the tile's length.
+    for (i, row) in sums.iter().enumerate() {
+        // SAFETY: row i of C holds NR = 32 elements at c + i·rs (the caller's contract).
         unsafe {
-            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
-            _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), row[1]);
+            let p = c.add(i * rs);
+            let (mut r0, mut r1) = (row[0], row[1]);
+            if acc {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(p));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(p.add(16)));
+            }
+            _mm512_storeu_ps(p, r0);
+            _mm512_storeu_ps(p.add(16), r1);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512_n16(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR_MAX]) {
+unsafe fn micro_avx512_n16(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rs: usize, acc: bool) {
     use std::arch::x86_64::*;
     const NR: usize = 16;
-    let mut acc = [_mm512_setzero_ps(); MR];
+    let mut sums = [_mm512_setzero_ps(); MR];
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
     for p in 0..kc {
         // SAFETY: p < kc, so p·NR + 16 ≤ kc·NR ≤ b.len() and p·MR + i < kc·MR ≤ a.len().
         unsafe {
             let b0 = _mm512_loadu_ps(bp.add(p * NR));
-            for (i, row) in acc.iter_mut().enumerate() {
+            for (i, row) in sums.iter_mut().enumerate() {
                 *row = _mm512_fmadd_ps(_mm512_set1_ps(*ap.add(p * MR + i)), b0, *row);
             }
         }
     }
-    for (i, row) in acc.iter().enumerate() {
-        // SAFETY: i·NR + 16 ≤ MR·NR ≤ the tile's length.
-        unsafe { _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), *row) };
+    for (i, row) in sums.iter().enumerate() {
+        // SAFETY: row i of C holds NR = 16 elements at c + i·rs (the caller's contract).
+        unsafe {
+            let p = c.add(i * rs);
+            let r = if acc { _mm512_add_ps(*row, _mm512_loadu_ps(p)) } else { *row };
+            _mm512_storeu_ps(p, r);
+        }
     }
 }
 
