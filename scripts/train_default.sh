@@ -24,13 +24,14 @@ t0=$(date +%s)
     --eval-every 1000 --checkpoint-every 500 --seed 0 --attribute-weight 1 \
     ${RESUME_ENC:+--resume "$out/enc/checkpoint.safetensors"}
 t1=$(date +%s)
-# GAN-INT-CLS, with the mode-seeking term switched on from step $ms_from (as the shipped run
-# was made: without it G draws one image per caption, docs/RESULTS.md).
+# GAN-INT-CLS with D's auxiliary classifier of shape, colour and size (AC-GAN) from the start,
+# and the mode-seeking term switched on from step $ms_from (without it G draws one image per
+# caption, docs/RESULTS.md).
 gan() {
     "$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan" \
         --batch 64 --sample-every 500 --checkpoint-every 250 --seed 0 --export-dtype f16 "$@"
 }
-gan --steps "$ms_from" ${RESUME_GAN:+--resume "$out/gan/checkpoint.safetensors"}
+gan --steps "$ms_from" --classifier 1 ${RESUME_GAN:+--resume "$out/gan/checkpoint.safetensors"}
 gan --steps "$gan_steps" --resume "$out/gan/checkpoint.safetensors" --mode-seeking 0.1
 t2=$(date +%s)
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0

@@ -9,8 +9,11 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
+use text2img::data::render::Shape;
 use text2img::data::sampler::{Augment, EncoderPlan, GanPlan, View};
-use text2img::data::shapes::{make_shapes, ShapesConfig};
+use text2img::data::shapes::{
+    image_labels, make_shapes, palette_index, read_attributes, Attributes, ShapesConfig, SizeWord, IMAGE_LABEL_SIZES,
+};
 use text2img::data::{
     DataError, Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, SamplerState,
     Split,
@@ -77,6 +80,22 @@ fn a_state_does_not_restore_onto_another_configuration_or_sampler() {
 }
 
 #[test]
+fn a_state_restores_onto_the_same_dataset_moved_elsewhere() {
+    let (d, ds) = shapes(160);
+    let cfg = SamplerConfig::gan(&ds, 1);
+    let mut s = GanSampler::new(&ds, cfg).unwrap();
+    plans(&mut s, 2);
+    let state = s.state();
+    let moved = tempfile::tempdir().unwrap();
+    let to = moved.path().join("elsewhere");
+    fs::rename(d.path(), &to).unwrap();
+    let ds2 = Dataset::open(&to).unwrap();
+    let mut r = GanSampler::new(&ds2, cfg).unwrap();
+    r.restore(state).unwrap();
+    assert_eq!(plans(&mut r, 3), plans(&mut s, 3));
+}
+
+#[test]
 fn gan_plans_follow_the_reed_rules() {
     let (_d, ds) = shapes(400);
     let cfg = SamplerConfig::gan(&ds, 2);
@@ -114,6 +133,31 @@ fn flips_and_crops_vary_where_allowed() {
     assert!(flips > 80 && flips < 176, "{flips} flips of 256");
     let dxs: HashSet<u32> = views.iter().map(|v| v.dx).collect();
     assert_eq!(dxs.len(), 13, "crop offsets 0..=12");
+}
+
+#[test]
+fn shapes_images_are_not_zoomed() {
+    // "small" and "large" are pixel sizes in shapes captions: the real images D sees must be
+    // the files as they are (Reed's 76/64 zoom would move a third of the small shapes to medium).
+    let (_d, ds) = shapes(160);
+    let cfg = SamplerConfig::gan(&ds, 5);
+    assert_eq!(cfg.augment, Augment::none(64));
+    let mut s = GanSampler::new(&ds, cfg).unwrap();
+    let plan = s.next_plan();
+    let batch = Loader::new(Arc::clone(&ds)).gan_batch(&plan, &cfg, s.state()).unwrap();
+    let per = 3 * 64 * 64;
+    for (b, view) in plan.real.iter().enumerate().take(4) {
+        let img = ds.load_image(view.item, &DecodeLimits::default()).unwrap();
+        let (w, h) = (img.width, img.height);
+        assert_eq!((w, h), (64, 64));
+        let got = &batch.real[b * per..(b + 1) * per];
+        for (c, plane) in got.chunks(64 * 64).enumerate() {
+            for (i, &v) in plane.iter().enumerate() {
+                let want = img.pixel((i % 64) as u32, (i / 64) as u32)[c] as f32 / 127.5 - 1.0;
+                assert!((v - want).abs() < 1e-5, "image {b} channel {c} pixel {i}: {v} vs {want}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -260,4 +304,37 @@ fn hard_wrong_pairs_need_shapes_class_names() {
     cfg.hard_wrong = 0.5;
     let err = GanSampler::new(&ds, cfg).expect_err("albatross is no shapes class").to_string();
     assert!(err.contains("002.albatross"), "{err}");
+}
+
+#[test]
+fn image_labels_come_from_attributes_and_bad_records_are_named() {
+    let (dir, ds) = shapes(120);
+    let labels = image_labels(&ds, "--classifier").unwrap();
+    assert_eq!(labels.len(), ds.items().len());
+    let records = read_attributes(dir.path()).unwrap();
+    for (item, l) in ds.items().iter().zip(&labels) {
+        let a = records.iter().find(|a| dir.path().join(&a.image) == item.image).unwrap();
+        assert_eq!(l[1], palette_index(&a.colour).unwrap());
+        assert_eq!(Shape::ALL[l[0]], a.shape);
+        assert_eq!(SizeWord::ALL[l[2]], a.size);
+        assert!(l.iter().zip(IMAGE_LABEL_SIZES).all(|(&v, n)| v < n));
+    }
+    let sizes: HashSet<usize> = labels.iter().map(|l| l[2]).collect();
+    assert_eq!(sizes.len(), 3, "all three sizes occur");
+
+    // A record missing, then one that contradicts its folder: one-line errors naming the image.
+    let path = dir.path().join("attributes.jsonl");
+    let text = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first: Attributes = serde_json::from_str(lines[0]).unwrap();
+    fs::write(&path, lines[1..].join("\n")).unwrap();
+    let err = image_labels(&ds, "--classifier").unwrap_err().to_string();
+    assert!(err.contains(first.image.rsplit('/').next().unwrap()) && err.contains("no line"), "{err}");
+    let mut wrong = first.clone();
+    wrong.colour = if first.colour == "red" { "blue".into() } else { "red".into() };
+    let mut all = vec![serde_json::to_string(&wrong).unwrap()];
+    all.extend(lines[1..].iter().map(|l| l.to_string()));
+    fs::write(&path, all.join("\n")).unwrap();
+    let err = image_labels(&ds, "--classifier").unwrap_err().to_string();
+    assert!(err.contains(&first.image) && err.contains("contradicts") && !err.contains('\n'), "{err}");
 }

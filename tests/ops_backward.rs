@@ -27,6 +27,7 @@ use text2img::ops::elementwise::{
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
 use text2img::ops::loss::{
     bce_with_logits, mode_seeking_loss, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy,
+    softmax_cross_entropy_blocks,
 };
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
@@ -376,6 +377,29 @@ fn softmax_cross_entropy_fd() {
     }
     check("softmax_cross_entropy", &logits, &dl, 811, |x| {
         Some(softmax_cross_entropy(x, &labels, c, &mut vec![0.0; b * c]) as f64)
+    });
+}
+
+#[test]
+fn softmax_cross_entropy_blocks_fd() {
+    // Two attributes side by side (3 and 5 classes): the sum of each block's own loss.
+    let (b, sizes) = (4, [3, 5]);
+    let logits: Vec<f32> = random(b * 8, 812).iter().map(|v| 4.0 * v).collect();
+    let labels: Vec<usize> = (0..b).flat_map(|i| [i % 3, (2 * i + 1) % 5]).collect();
+    let mut dl = vec![f32::NAN; b * 8];
+    let l = softmax_cross_entropy_blocks(&logits, &sizes, &labels, &mut dl);
+    let mut want = 0.0;
+    for (a, (first, c)) in [(0, 3), (3, 5)].into_iter().enumerate() {
+        let block: Vec<f32> = logits.chunks(8).flat_map(|r| r[first..first + c].to_vec()).collect();
+        let ls: Vec<usize> = labels.chunks(2).map(|r| r[a]).collect();
+        let mut d = vec![0.0; b * c];
+        want += softmax_cross_entropy(&block, &ls, c, &mut d);
+        let got: Vec<f32> = dl.chunks(8).flat_map(|r| r[first..first + c].to_vec()).collect();
+        assert_eq!(got, d, "block {a}'s gradient is its own cross-entropy's");
+    }
+    assert!((l - want).abs() < 1e-6, "loss {l} vs {want}");
+    check("softmax_cross_entropy_blocks", &logits, &dl, 813, |x| {
+        Some(softmax_cross_entropy_blocks(x, &sizes, &labels, &mut vec![0.0; b * 8]) as f64)
     });
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use text2img::model::discriminator::CLASSIFIER_WEIGHT;
 use text2img::model::{Network, WeightSet};
 use text2img::weights::LoadMode;
 
@@ -47,27 +48,18 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
 
 fn gan(data: &Path, enc: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = bin();
-    c.args([
-        "-q",
-        "train",
-        "--steps",
-        "6",
-        "--batch",
-        "8",
-        "--checkpoint-every",
-        "1",
-        "--sample-every",
-        "0",
-        "-t",
-        "2",
-    ])
-    .arg("--data")
-    .arg(data)
-    .arg("--encoder")
-    .arg(enc)
-    .arg("--out")
-    .arg(out)
-    .args(extra);
+    // Six steps unless `extra` says otherwise.
+    let steps: &[&str] = if extra.contains(&"--steps") { &[] } else { &["--steps", "6"] };
+    c.args(["-q", "train"])
+        .args(steps)
+        .args(["--batch", "8", "--checkpoint-every", "1", "--sample-every", "0", "-t", "2"])
+        .arg("--data")
+        .arg(data)
+        .arg("--encoder")
+        .arg(enc)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
     c
 }
 
@@ -103,6 +95,14 @@ fn sigkilled_run_resumes_to_the_uninterrupted_weights() {
     assert!(!killed.join("model.safetensors").exists(), "the run was killed before it finished");
     // Whatever step it died in, the checkpoint is whole and resumes to the same end.
     ok(&mut gan(&data, &enc, &killed, &["--resume", ckpt.to_str().expect("utf8")]));
+    // The log holds each step once: lines the killed run wrote after its last checkpoint are
+    // dropped on resume (the resumed run writes those steps again).
+    let log = std::fs::read_to_string(killed.join("log.jsonl")).expect("log");
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["step"].as_u64().expect("step"))
+        .collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<u64>>(), "log steps after kill + resume");
     let (a, b) = (tensors(&straight.join("model.safetensors")), tensors(&killed.join("model.safetensors")));
     assert_eq!(a.len(), b.len());
     for ((na, va), (nb, vb)) in a.iter().zip(&b) {
@@ -188,4 +188,61 @@ fn attribute_heads_refuse_a_dataset_without_shapes_classes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("002.albatross") && err.trim_end().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn classifier_switches_on_at_resume_and_stays_out_of_the_model_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("gan");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "3"]));
+    let ckpt = out.join("checkpoint.safetensors");
+    ok(&mut gan(&data, &enc, &out, &["--classifier", "1", "--resume", ckpt.to_str().expect("utf8")]));
+    let names: Vec<String> = file_tensors(&ckpt).into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().any(|n| n == CLASSIFIER_WEIGHT), "the checkpoint keeps D's classifier");
+    let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
+    let classes: Vec<f64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["d_class"].as_f64().unwrap_or(-1.0))
+        .collect();
+    assert_eq!(classes.len(), 6);
+    assert!(classes[..3].iter().all(|&c| c == 0.0) && classes[3..].iter().all(|&c| c > 0.0), "{classes:?}");
+    let model: Vec<String> = tensors(&out.join("model.safetensors")).into_iter().map(|(n, _)| n).collect();
+    assert!(!model.iter().any(|n| n == CLASSIFIER_WEIGHT), "the model file has no classifier");
+    assert!(model.iter().any(|n| n.starts_with("discriminator.")), "it has D");
+}
+
+#[test]
+fn classifier_refuses_a_dataset_without_shapes_classes_and_a_negative_weight() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    common::rename_class(&data, "002.orange_circle", "002.albatross");
+    let out = gan(&data, &enc, &dir.path().join("a"), &["--classifier", "1"]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("002.albatross") && err.trim_end().lines().count() == 1, "{err}");
+    let out = gan(&data, &enc, &dir.path().join("b"), &["--classifier=-1"]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--classifier") && err.trim_end().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn resume_drops_log_lines_past_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("gan");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "3"]));
+    // As if the run had gone on to step 5 and died before checkpointing again.
+    let log = out.join("log.jsonl");
+    let mut text = std::fs::read_to_string(&log).expect("log");
+    text.push_str("{\"step\":4,\"d_loss\":9}\n{\"step\":5,\"d_loss\":9}\n");
+    std::fs::write(&log, text).expect("write");
+    let ckpt = out.join("checkpoint.safetensors");
+    ok(&mut gan(&data, &enc, &out, &["--resume", ckpt.to_str().expect("utf8")]));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).expect("log").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let steps: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().expect("step")).collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
+    assert!(rows.iter().all(|r| r["d_loss"].as_f64() != Some(9.0)), "the stale lines are gone");
 }

@@ -11,6 +11,7 @@ use common::{assert_close, micro_config, random};
 use text2img::eval::shape_net::classifier;
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::model::discriminator::build_discriminator;
+use text2img::model::discriminator::CLASSIFIER_WEIGHT;
 use text2img::model::encoder::build_encoder;
 use text2img::model::generator::build_generator;
 use text2img::model::synthetic::synthetic_weights;
@@ -18,7 +19,7 @@ use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::train::checkpoint::{load_gan, save_gan};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::graph::{TrainBuilder, TrainGraph};
-use text2img::train::net::smooth_train_graph;
+use text2img::train::net::{smooth_discriminator_graph, smooth_train_graph};
 use text2img::train::style::style_encoder;
 use text2img::train::{Mode, TrainNet, TrainSession};
 
@@ -68,7 +69,7 @@ fn eval_mode_training_graph_matches_inference_graph() {
     }
 }
 
-/// Loss L = Σ out·r; checks dL/dθ for a sample of parameters against central differences.
+/// Loss L = Σ_outputs Σ out·r; checks dL/dθ for a sample of parameters against central differences.
 fn grad_check(net: Network, batch: usize) {
     let cfg = micro_config();
     grad_check_config(&cfg, net, batch);
@@ -84,19 +85,21 @@ fn grad_check_graph(net: &str, graph: TrainGraph, xs: Vec<Vec<f32>>, batch: usiz
     let pool = thread_pool(1).expect("pool");
     let mut tn = TrainNet::init_graph(graph, 11).expect("init");
     let mut s = TrainSession::new(Arc::clone(&tn.graph), batch, pool);
-    let loss = |tn: &mut TrainNet, s: &mut TrainSession, r: &[f32]| -> f64 {
+    let loss = |tn: &mut TrainNet, s: &mut TrainSession, r: &[Vec<f32>]| -> f64 {
         for (i, x) in xs.iter().enumerate() {
             s.input_mut(i).copy_from_slice(x);
         }
         let mut buffers = tn.buffers.clone();
         s.forward(&tn.params, &mut buffers, Mode::Train);
-        s.output(0).iter().zip(r).map(|(&o, &r)| o as f64 * r as f64).sum()
+        let dot = |o: usize| -> f64 { s.output(o).iter().zip(&r[o]).map(|(&o, &r)| o as f64 * r as f64).sum() };
+        (0..r.len()).map(dot).sum()
     };
-    let out_len = tn.graph.len(tn.graph.outputs[0]) * batch;
-    let r = random(out_len, 99);
+    let outputs = &tn.graph.outputs;
+    let r: Vec<Vec<f32>> = outputs.iter().zip(99..).map(|(&o, seed)| random(tn.graph.len(o) * batch, seed)).collect();
     loss(&mut tn, &mut s, &r);
     tn.zero_grad();
-    s.backward(&tn.params, &mut tn.grads, &r);
+    let douts: Vec<(usize, &[f32])> = r.iter().enumerate().map(|(i, r)| (i, &r[..])).collect();
+    s.backward_outputs(&tn.params, &mut tn.grads, &douts);
     let grads = tn.grads.clone();
     let n = tn.graph.param_len;
     let fd_at = |tn: &mut TrainNet, s: &mut TrainSession, i: usize, eps: f32| -> f64 {
@@ -110,8 +113,11 @@ fn grad_check_graph(net: &str, graph: TrainGraph, xs: Vec<Vec<f32>>, batch: usiz
     };
     let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(b.abs()).max(1e-2);
     let (mut worst, mut checked, mut kinks) = (0.0f64, 0, 0);
-    for k in 0..60 {
-        let i = (k * 7919 + 13) % n;
+    // 60 points spread over the store, and 8 in the last parameter (a head added last).
+    let last = tn.graph.params.last().map_or(0, |p| p.offset);
+    let points: Vec<usize> =
+        (0..60).map(|k| (k * 7919 + 13) % n).chain((0..8).map(|k| last + (k * 37) % (n - last))).collect();
+    for i in points {
         // Two step sizes: where they disagree, a ReLU/LeakyReLU kink lies within ±eps and the
         // difference quotient is not a derivative there (an O(1) error, not a backward bug):
         // such points are skipped and counted.
@@ -128,7 +134,7 @@ fn grad_check_graph(net: &str, graph: TrainGraph, xs: Vec<Vec<f32>>, batch: usiz
         // gradient term is off by O(1).
         assert!(err < 2e-2, "{net} param {i} ({}): fd {fd1:.6} vs backward {:.6}", slot_name(&tn, i), grads[i]);
     }
-    assert!(checked >= 45, "{net}: only {checked} of 60 points were smooth ({kinks} kinks)");
+    assert!(checked >= 50, "{net}: only {checked} of 68 points were smooth ({kinks} kinks)");
     eprintln!("{net}: worst relative gradient error {worst:.2e} over {checked} points ({kinks} kinks skipped)");
 }
 
@@ -144,6 +150,18 @@ fn generator_gradients_match_finite_differences() {
 #[test]
 fn discriminator_gradients_match_finite_differences() {
     grad_check(Network::Discriminator, 8);
+}
+
+#[test]
+fn discriminator_with_classifier_gradients_match_finite_differences() {
+    // Both outputs (the logit and the classifier's logits) carry gradient into the shared trunk;
+    // the classifier's weight is the last parameter, so the sampled points reach it too.
+    let cfg = micro_config();
+    let graph = smooth_discriminator_graph(&cfg, 5).expect("graph");
+    assert_eq!(graph.outputs.len(), 2);
+    let last = graph.params.last().expect("params");
+    assert_eq!(last.name, CLASSIFIER_WEIGHT);
+    grad_check_graph("D + classifier", graph, inputs(Network::Discriminator, &cfg, 3, 5), 3);
 }
 
 #[test]
@@ -179,10 +197,29 @@ fn gan_batch(cfg: &ModelConfig, b: usize, step: u64) -> (Vec<f32>, Vec<f32>, Vec
     (real, wrong, random(b * cfg.encoder.embed_dim, 3000 + step))
 }
 
+/// Labels of step `s` for a classifier of `sizes` (none when it is off).
+fn gan_labels(t: &GanTrainer, s: u64) -> Vec<usize> {
+    let sizes = &t.options.classifier_sizes;
+    if t.options.classifier_weight == 0.0 {
+        return Vec::new();
+    }
+    (0..t.options.batch)
+        .flat_map(|i| sizes.iter().enumerate().map(move |(a, &c)| (s as usize + (a + 1) * i) % c))
+        .collect()
+}
+
 fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>) {
     for s in steps {
         let (real, wrong, text) = gan_batch(cfg, t.options.batch, s);
-        let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text }).expect("step");
+        let labels = gan_labels(t, s);
+        let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &labels }).expect("step");
+        let classified = t.options.classifier_weight > 0.0;
+        assert!(
+            [st.d_class, st.g_class].iter().all(|&l| l.is_finite() && (l > 0.0) == classified),
+            "classifier terms {} {}",
+            st.d_class,
+            st.g_class
+        );
         assert!(st.d_loss.is_finite() && st.g_loss.is_finite(), "losses finite at step {s}");
         let seeking = t.options.mode_seeking > 0.0;
         assert!(
@@ -195,18 +232,22 @@ fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>)
 
 #[test]
 fn gan_step_updates_and_resume_is_exact() {
-    let plain = gan_resume_case(0.0);
+    let plain = gan_resume_case(0.0, 0.0);
     // The mode-seeking term (its own noise rows, its gradient added to G's) resumes exactly too,
-    // and changes G.
-    let seeking = gan_resume_case(1.0);
+    // and changes G; so does D's classifier (its head, its labels, G's term).
+    let seeking = gan_resume_case(1.0, 0.0);
     assert_ne!(plain, seeking, "the mode-seeking term changes G");
+    let classified = gan_resume_case(0.0, 1.0);
+    assert_ne!(plain, classified, "the classifier term changes G");
 }
 
 /// Three steps straight, and one step + checkpoint + two steps: equal. Returns G's parameters.
-fn gan_resume_case(mode_seeking: f32) -> Vec<f32> {
+fn gan_resume_case(mode_seeking: f32, classifier_weight: f32) -> Vec<f32> {
     let cfg = micro_config();
     let pool = thread_pool(2).expect("pool");
-    let opts = GanOptions { batch: 4, seed: 5, mode_seeking, ..GanOptions::default() };
+    let classifier_sizes = if classifier_weight > 0.0 { vec![3, 4] } else { Vec::new() };
+    let opts =
+        GanOptions { batch: 4, seed: 5, mode_seeking, classifier_sizes, classifier_weight, ..GanOptions::default() };
     let mut a = GanTrainer::new(&cfg, opts.clone(), Arc::clone(&pool)).expect("trainer");
     let g0 = a.g.params.data.clone();
     run_steps(&mut a, &cfg, 0..3);
@@ -227,4 +268,77 @@ fn gan_resume_case(mode_seeking: f32) -> Vec<f32> {
     assert_eq!(c.g.buffers, a.g.buffers, "G running statistics after resume");
     assert_eq!(c.d_adam.v, a.d_adam.v, "D Adam moments after resume");
     a.g.params.data.clone()
+}
+
+#[test]
+fn classifier_switched_on_keeps_d_and_its_optimizer() {
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let mut t = GanTrainer::new(&cfg, GanOptions { batch: 4, seed: 2, ..GanOptions::default() }, Arc::clone(&pool))
+        .expect("trainer");
+    run_steps(&mut t, &cfg, 0..2);
+    let before: Vec<(String, Vec<f32>, Vec<f32>)> = t
+        .d
+        .graph
+        .params
+        .iter()
+        .map(|s| {
+            (s.name.clone(), t.d.params.data[s.offset..][..s.len].to_vec(), t.d_adam.v[s.offset..][..s.len].to_vec())
+        })
+        .collect();
+    let buffers = t.d.buffers.clone();
+    t.set_classifier(&[3, 4], 0.5, Arc::clone(&pool)).expect("switch on");
+    for (name, params, v) in &before {
+        let s = t.d.graph.param(name).expect("slot kept");
+        assert_eq!(&t.d.params.data[s.offset..][..s.len], &params[..], "{name} kept");
+        assert_eq!(&t.d_adam.v[s.offset..][..s.len], &v[..], "{name}'s Adam moment kept");
+    }
+    assert_eq!(t.d.buffers, buffers, "running statistics kept");
+    let head = t.d.graph.param(CLASSIFIER_WEIGHT).expect("a classifier");
+    assert!(t.d.params.data[head.offset..][..head.len].iter().any(|&v| v != 0.0), "initialised");
+    run_steps(&mut t, &cfg, 2..4);
+    // Another set of attributes for the same head is refused; a weight of 0 keeps the head.
+    assert!(t.set_classifier(&[2, 4], 1.0, Arc::clone(&pool)).is_err());
+    assert!(t.set_classifier(&[0], 1.0, Arc::clone(&pool)).is_err());
+    t.set_classifier(&[], 0.0, pool).expect("off");
+    assert!(t.d.graph.param(CLASSIFIER_WEIGHT).is_some());
+    run_steps(&mut t, &cfg, 4..5);
+}
+
+#[test]
+fn classifier_labels_are_checked() {
+    let cfg = micro_config();
+    let pool = thread_pool(1).expect("pool");
+    let o = GanOptions { batch: 2, classifier_sizes: vec![3], classifier_weight: 1.0, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, o, pool).expect("trainer");
+    let (real, wrong, text) = gan_batch(&cfg, 2, 0);
+    for labels in [&[0usize][..], &[0, 3], &[]] {
+        let err = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels }).err();
+        assert!(err.is_some(), "labels {labels:?} accepted");
+    }
+    assert_eq!(t.step, 0, "a refused batch takes no step");
+    t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[2, 0] }).expect("good labels");
+}
+
+#[test]
+fn classifier_learns_labels_that_show_in_the_image() {
+    // Label 1: a bright image, label 0: a dark one. D's classifier has to find that out.
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let b = 8;
+    let o =
+        GanOptions { batch: b, seed: 3, classifier_sizes: vec![2], classifier_weight: 1.0, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, o, pool).expect("trainer");
+    let img = 3 * 64 * 64;
+    let mut accs = Vec::new();
+    for s in 0..60u64 {
+        let (noise, wrong, text) = gan_batch(&cfg, b, s);
+        let labels: Vec<usize> = (0..b).map(|i| (i + s as usize) % 2).collect();
+        let real: Vec<f32> =
+            noise.iter().enumerate().map(|(j, v)| 0.3 * v + if labels[j / img] == 1 { 0.5 } else { -0.5 }).collect();
+        let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &labels }).expect("step");
+        accs.push(st.d_class_acc);
+    }
+    let late = accs[50..].iter().sum::<f32>() / 10.0;
+    assert!(late >= 0.9, "classifier accuracy over the last 10 steps {late} ({accs:?})");
 }

@@ -360,6 +360,10 @@ fn print_table(rows: &[Row]) {
         let [b, c, s, z, all] = r.score.rates().map(pct);
         println!("| {} | {} | {b} | {c} | {s} | {z} | **{all}** |", r.what, r.score.images);
     }
+    if let Some(r) = rows.first() {
+        let kinds = r.score.judged_kinds().into_iter().zip(Shape::ALL).map(|(f, k)| format!("{} {}", k.name(), pct(f)));
+        println!("\nshape kinds as judged ({}): {}", r.what, kinds.collect::<Vec<_>>().join(", "));
+    }
 }
 
 pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {

@@ -10,10 +10,11 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use text2img::data::rng::Pcg32;
-use text2img::data::shapes::{dataset_labels, LABEL_SIZES};
+use text2img::data::shapes::{dataset_labels, image_labels, IMAGE_LABEL_SIZES, LABEL_SIZES};
 use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
+use text2img::model::discriminator::CLASSIFIER_WEIGHT;
 use text2img::model::encoder::build_encoder;
 use text2img::model::generator::build_generator_for;
 use text2img::model::loader::save_weights;
@@ -29,6 +30,7 @@ use text2img::train::sje::{
 };
 use text2img::train::style::{StyleOptions, StyleTrainer};
 use text2img::train::TrainNet;
+use text2img::weights::writer::write_atomic;
 use text2img::weights::LoadMode;
 
 use super::generate::weights_path;
@@ -130,6 +132,13 @@ pub struct TrainArgs {
     /// --resume, switches it from the checkpoint's step.
     #[arg(long, value_name = "F")]
     pub hard_wrong: Option<f32>,
+    /// Weight W of an auxiliary classifier (AC-GAN, Odena et al. 2017; not in the paper; 0:
+    /// none): D also learns the shape kind, colour and size of real images (`shapes` datasets,
+    /// from attributes.jsonl), and G is pushed, with weight W, to draw what D classifies as the
+    /// shape, colour and size of the image whose captions it was given.
+    /// With --resume, switches it on (D gets a fresh classifier) or changes W.
+    #[arg(long, value_name = "W")]
+    pub classifier: Option<f32>,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     pub sample_every: u64,
@@ -160,8 +169,22 @@ fn io_fail(path: &Path, e: impl std::fmt::Display) -> Failure {
 struct Log(std::fs::File, PathBuf);
 
 impl Log {
-    fn open(out: &Path) -> Result<Log, Failure> {
+    /// Opens the log for a run at `step` (> 0 when resumed): lines of later steps, written by a
+    /// run that was interrupted after its last checkpoint, are dropped (atomically), since the
+    /// resumed run writes those steps again.
+    fn open(out: &Path, step: u64) -> Result<Log, Failure> {
         let path = out.join("log.jsonl");
+        if step > 0 && path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| io_fail(&path, e))?;
+            let later = |line: &&str| {
+                let row = serde_json::from_str::<serde_json::Value>(line).ok();
+                row.and_then(|r| r["step"].as_u64()).is_some_and(|s| s > step)
+            };
+            if text.lines().any(|l| later(&l)) {
+                let kept: String = text.lines().filter(|l| !later(l)).flat_map(|l| [l, "\n"]).collect();
+                write_atomic(&path, kept.as_bytes()).map_err(|e| fail(EXIT_OUTPUT, e))?;
+            }
+        }
         let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_fail(&path, e))?;
         Ok(Log(f, path))
     }
@@ -247,7 +270,7 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     let batches = Prefetcher::encoder(Arc::new(Loader::new(Arc::clone(&ds))), sampler, 4);
     let mut held = HeldOut::load(&ds, &cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     held.cosine = t.options.cosine_scale > 0.0;
-    let mut log = Log::open(&c.out)?;
+    let mut log = Log::open(&c.out, t.step)?;
     let ckpt = c.out.join("checkpoint.safetensors");
     let bar = progress(c.steps, t.step, v);
     let start = Instant::now();
@@ -385,8 +408,13 @@ pub fn diversity(imgs: &[&[f32]], cols: usize) -> f32 {
 
 fn gan_message(s: &StepStats) -> String {
     format!(
-        "D {:.3} G {:.3} acc r/w/f {:.2}/{:.2}/{:.2}",
-        s.d_loss, s.g_loss, s.d_real_acc, s.d_wrong_acc, s.d_fake_acc
+        "D {:.3} G {:.3} acc r/w/f {:.2}/{:.2}/{:.2}{}",
+        s.d_loss,
+        s.g_loss,
+        s.d_real_acc,
+        s.d_wrong_acc,
+        s.d_fake_acc,
+        if s.d_class > 0.0 { format!(" class {:.2}", s.d_class_acc) } else { String::new() }
     )
 }
 
@@ -411,6 +439,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let pool = thread_pool(c.threads as usize)?;
     if let Some(w) = a.mode_seeking {
         non_negative("--mode-seeking", w)?;
+    }
+    if let Some(w) = a.classifier {
+        non_negative("--classifier", w)?;
     }
     if let Some(f) = a.hard_wrong.filter(|f| !(0.0..=1.0).contains(f)) {
         return Err(fail(EXIT_USAGE, format!("--hard-wrong must be a fraction in [0, 1], got {f}")));
@@ -453,6 +484,15 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;
     }
+    if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
+        let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };
+        t.set_classifier(&sizes, w, Arc::clone(&pool))?;
+    }
+    let labels_of_item = match t.options.classifier_weight > 0.0 {
+        true => image_labels(&ds, "--classifier").map_err(|e| fail(EXIT_USAGE, e))?,
+        false => Vec::new(),
+    };
+    let mut labels = Vec::new();
     let table = CaptionTable::build(&enc, &ds, Arc::clone(&pool))?;
     let mut scfg = SamplerConfig::gan(&ds, t.options.seed);
     scfg.hard_wrong = t.options.hard_wrong;
@@ -464,7 +504,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let k = scfg.captions_per_image;
     let batches = Prefetcher::gan(Arc::new(Loader::new(Arc::clone(&ds))), sampler, 4);
     let captions = sample_captions(&ds);
-    let mut log = Log::open(&c.out)?;
+    let mut log = Log::open(&c.out, t.step)?;
     let ckpt = c.out.join("checkpoint.safetensors");
     let bar = progress(c.steps, t.step, v);
     let start = Instant::now();
@@ -473,7 +513,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     while t.step < c.steps {
         let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
         table.mean_into(&batch.items, &batch.captions, k, &mut text);
-        let s = t.step(&GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text })?;
+        labels.clear();
+        labels.extend(batch.items.iter().filter_map(|&i| labels_of_item.get(i)).flatten());
+        let s = t.step(&GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text, labels: &labels })?;
         let ips = ((t.step - first) * t.options.batch as u64) as f64 / start.elapsed().as_secs_f64();
         bar.set_position(t.step);
         bar.set_message(format!("{} {ips:.1} img/s", gan_message(&s)));
@@ -512,7 +554,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
 /// out/model.safetensors: encoder + generator + discriminator, ready for `generate`.
 fn export(a: &TrainArgs, t: &GanTrainer, enc: &WeightSet, v: Verbosity) -> Result<(), Failure> {
     let mut tensors: Vec<(String, Tensor)> = t.g.tensors();
-    tensors.extend(t.d.tensors());
+    tensors.extend(t.d.tensors().into_iter().filter(|(n, _)| n != CLASSIFIER_WEIGHT));
     let enc_net = TrainNet::from_weights(enc, Network::Encoder)?;
     tensors.extend(enc_net.tensors());
     let dtype = if a.export_dtype == "f16" { DType::F16 } else { DType::F32 };
@@ -554,7 +596,7 @@ pub fn run_style(a: TrainStyleArgs, v: Verbosity) -> Result<(), Failure> {
     let table = embed_texts(&ws, &texts, Arc::clone(&pool))?;
     let e = ws.config().encoder.embed_dim;
     let mut batch = vec![0.0f32; t.options.batch * e];
-    let mut log = Log::open(&c.out)?;
+    let mut log = Log::open(&c.out, t.step)?;
     let ckpt = c.out.join("checkpoint.safetensors");
     let bar = progress(c.steps, t.step, v);
     let start = Instant::now();

@@ -237,6 +237,12 @@ impl Dataset {
         self.kind != DatasetKind::Shapes
     }
 
+    /// Zooming keeps captions true: false for `shapes`, whose captions give the size in pixels'
+    /// terms (Reed's 76/64 zoom makes a third of the small shapes medium-sized).
+    pub fn zoom_allowed(&self) -> bool {
+        self.kind != DatasetKind::Shapes
+    }
+
     /// Decodes item `index`'s image to RGB8 at its own size.
     pub fn load_image(&self, index: usize, limits: &DecodeLimits) -> DataResult<Rgb8Image> {
         let item = self

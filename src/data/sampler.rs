@@ -77,12 +77,12 @@ pub struct SamplerConfig {
 
 impl SamplerConfig {
     /// The GAN-INT-CLS defaults: batch 64, 4 captions, Reed's augmentation (flip only where
-    /// the dataset allows it), train-val classes.
+    /// the dataset allows it; none where zooming would falsify captions), train-val classes.
     pub fn gan(ds: &Dataset, seed: u64) -> Self {
         SamplerConfig {
             batch_size: 64,
             captions_per_image: 4,
-            augment: Augment::reed(ds.flip_allowed()),
+            augment: if ds.zoom_allowed() { Augment::reed(ds.flip_allowed()) } else { Augment::none(64) },
             split: Split::TrainVal,
             seed,
             hard_wrong: 0.0,
@@ -156,22 +156,41 @@ fn fnv1a(hash: &mut u64, bytes: &[u8]) {
 }
 
 /// Items of the split grouped by class (only classes with items), plus a fingerprint.
-fn group(ds: &Dataset, cfg: &SamplerConfig, kind: SamplerKind) -> (Vec<Vec<usize>>, u64) {
+fn group(ds: &Dataset, cfg: &SamplerConfig, kind: SamplerKind) -> (Vec<Vec<usize>>, Fingerprint) {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); ds.classes().len()];
     for i in ds.item_ids(cfg.split) {
         by_class[ds.items()[i].class].push(i);
     }
     by_class.retain(|v| !v.is_empty());
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for (i, item) in ds.items().iter().enumerate() {
-        fnv1a(&mut h, &(i as u64).to_le_bytes());
-        fnv1a(&mut h, item.image.to_string_lossy().as_bytes());
-        fnv1a(&mut h, &(item.class as u64).to_le_bytes());
-        fnv1a(&mut h, &(item.captions.len() as u64).to_le_bytes());
-    }
     let cfg_json = serde_json::to_string(&(cfg, kind)).unwrap_or_default();
-    fnv1a(&mut h, cfg_json.as_bytes());
-    (by_class, h)
+    let hash = |relative: bool| {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for (i, item) in ds.items().iter().enumerate() {
+            fnv1a(&mut h, &(i as u64).to_le_bytes());
+            // Relative to the root: a dataset moved or reached by another path resumes as well.
+            let path = if relative { item.image.strip_prefix(ds.root()).unwrap_or(&item.image) } else { &item.image };
+            fnv1a(&mut h, path.to_string_lossy().as_bytes());
+            fnv1a(&mut h, &(item.class as u64).to_le_bytes());
+            fnv1a(&mut h, &(item.captions.len() as u64).to_le_bytes());
+        }
+        fnv1a(&mut h, cfg_json.as_bytes());
+        h
+    };
+    (by_class, Fingerprint { current: hash(true), legacy: hash(false) })
+}
+
+/// What a saved state must match: the hash of the items (paths relative to the dataset root)
+/// and the configuration, or the same with absolute paths (states saved before 2026-11-27).
+#[derive(Clone, Copy, Debug)]
+struct Fingerprint {
+    current: u64,
+    legacy: u64,
+}
+
+impl Fingerprint {
+    fn matches(&self, saved: u64) -> bool {
+        saved == self.current || saved == self.legacy
+    }
 }
 
 /// For each grouped class, the grouped classes of the same colour and another shape (a
@@ -195,13 +214,13 @@ fn restore_into(
     rng: &mut Pcg32,
     batches: &mut u64,
     kind: SamplerKind,
-    fingerprint: u64,
+    fingerprint: Fingerprint,
     s: SamplerState,
 ) -> DataResult<()> {
     if s.kind != kind {
         return Err(DataError::StateMismatch(format!("state of a {:?} sampler given to a {kind:?} sampler", s.kind)));
     }
-    if s.fingerprint != fingerprint {
+    if !fingerprint.matches(s.fingerprint) {
         return Err(DataError::StateMismatch(
             "the dataset or the sampler configuration changed since the state was saved".into(),
         ));
@@ -223,7 +242,7 @@ pub struct GanSampler {
     by_class: Vec<Vec<usize>>,
     rng: Pcg32,
     batches: u64,
-    fingerprint: u64,
+    fingerprint: Fingerprint,
     caption_counts: Vec<u32>,
     /// Per class (index into `by_class`): the classes of the same colour and another shape.
     hard: Vec<Vec<usize>>,
@@ -293,7 +312,7 @@ impl GanSampler {
             kind: SamplerKind::Gan,
             rng: self.rng.clone(),
             batches: self.batches,
-            fingerprint: self.fingerprint,
+            fingerprint: self.fingerprint.current,
         }
     }
 
@@ -311,7 +330,7 @@ pub struct EncoderSampler {
     by_class: Vec<Vec<usize>>,
     rng: Pcg32,
     batches: u64,
-    fingerprint: u64,
+    fingerprint: Fingerprint,
     caption_counts: Vec<u32>,
 }
 
@@ -365,7 +384,7 @@ impl EncoderSampler {
             kind: SamplerKind::Encoder,
             rng: self.rng.clone(),
             batches: self.batches,
-            fingerprint: self.fingerprint,
+            fingerprint: self.fingerprint.current,
         }
     }
 
@@ -674,5 +693,30 @@ impl<B> Drop for Prefetcher<B> {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::shapes::{make_shapes, ShapesConfig};
+
+    #[test]
+    fn states_saved_with_absolute_paths_still_restore() {
+        let dir = tempfile::tempdir().expect("tmp");
+        make_shapes(dir.path(), &ShapesConfig { images: 60, seed: 1 }).expect("shapes");
+        let ds = Dataset::open(dir.path()).expect("open");
+        let cfg = SamplerConfig::gan(&ds, 3);
+        let mut s = GanSampler::new(&ds, cfg).expect("sampler");
+        s.next_plan();
+        let mut state = s.state();
+        assert_ne!(s.fingerprint.current, s.fingerprint.legacy, "the two hashes differ");
+        // The hash of the absolute paths, as states were saved before: still accepted.
+        state.fingerprint = s.fingerprint.legacy;
+        let mut r = GanSampler::new(&ds, cfg).expect("sampler");
+        r.restore(state.clone()).expect("legacy state");
+        assert_eq!(r.next_plan(), s.next_plan());
+        state.fingerprint ^= 1;
+        assert!(matches!(r.restore(state), Err(DataError::StateMismatch(_))));
     }
 }

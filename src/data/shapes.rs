@@ -6,6 +6,7 @@
 //! order. Classes are (shape, colour) pairs, class id = shape × 10 + colour; the held-out split
 //! is fixed (not seeded) and leaves every shape and colour in the training classes.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -145,6 +146,43 @@ pub fn dataset_labels(ds: &Dataset, what: &str) -> DataResult<Vec<[usize; 2]>> {
         })
     };
     ds.classes().iter().map(|c| labels(&c.name)).collect()
+}
+
+/// Classes of each attribute that `image_labels` gives: shape kind, colour, size word.
+pub const IMAGE_LABEL_SIZES: [usize; 3] = [Shape::ALL.len(), PALETTE.len(), SizeWord::ALL.len()];
+
+/// Index of a palette colour name.
+pub fn palette_index(name: &str) -> Option<usize> {
+    PALETTE.iter().position(|c| c.name == name)
+}
+
+/// [shape kind, colour, size word] of every item of a `shapes` dataset, from its
+/// `attributes.jsonl` (sizes are per image, not per class). An error names the first item
+/// without a record, or a record that contradicts its image's class folder (`what` says what
+/// needs the labels).
+pub fn image_labels(ds: &Dataset, what: &str) -> DataResult<Vec<[usize; 3]>> {
+    let classes = dataset_labels(ds, what)?;
+    let records = read_attributes(ds.root()).map_err(|e| DataError::Config(format!("{what}: {e}")))?;
+    let by_path: HashMap<PathBuf, &Attributes> = records.iter().map(|a| (ds.root().join(&a.image), a)).collect();
+    let label = |a: &Attributes| {
+        let shape = Shape::ALL.iter().position(|&s| s == a.shape)?;
+        let size = SizeWord::ALL.iter().position(|&s| s == a.size)?;
+        Some([shape, palette_index(&a.colour)?, size])
+    };
+    let item_labels = |item: &super::Item| {
+        let a = by_path.get(&item.image).ok_or_else(|| {
+            DataError::Config(format!("{what}: {} has no line in {ATTRIBUTES_FILE}", item.image.display()))
+        })?;
+        label(a).filter(|l| l[..2] == classes[item.class]).ok_or_else(|| {
+            DataError::Config(format!(
+                "{what}: the {ATTRIBUTES_FILE} record of {} ({} {}) contradicts its class folder",
+                a.image,
+                a.colour,
+                a.shape.name()
+            ))
+        })
+    };
+    ds.items().iter().map(item_labels).collect()
 }
 
 /// True for the 20 held-out classes: (3·shape + colour) mod 4 = 0. Each colour is held out with

@@ -6,10 +6,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::colour::{read, size_from_area, unit_area, Reading};
-use super::shape_net::{crop, ShapeJudge, CROP_LEN};
+use super::shape_net::{crop, ShapeJudge, CROP_LEN, KINDS};
 use crate::data::render::Shape;
 use crate::data::rng::Pcg32;
-use crate::data::shapes::{describe, fix_articles, is_held_out, Attributes, SizeWord, NUM_TEMPLATES, PALETTE};
+use crate::data::shapes::{
+    describe, fix_articles, is_held_out, palette_index, Attributes, SizeWord, NUM_TEMPLATES, PALETTE,
+};
 
 /// Length of one [3, 64, 64] image.
 pub const IMAGE_LEN: usize = 3 * 64 * 64;
@@ -27,10 +29,9 @@ pub struct Attrs {
 impl Attrs {
     /// The ground truth of a real image (None when a colour name is not a palette colour).
     pub fn from_attributes(a: &Attributes) -> Option<Attrs> {
-        let palette = |name: &str| PALETTE.iter().position(|c| c.name == name);
         Some(Attrs {
-            background: palette(&a.background)?,
-            colour: Some(palette(&a.colour)?),
+            background: palette_index(&a.background)?,
+            colour: Some(palette_index(&a.colour)?),
             shape: Shape::ALL.iter().position(|&s| s == a.shape)?,
             size: a.size,
         })
@@ -83,6 +84,8 @@ pub struct Score {
     pub shape: usize,
     pub size: usize,
     pub all: usize,
+    /// Shape kinds as judged, per kind asked for: `shape_confusion[asked][judged]`.
+    pub shape_confusion: [[usize; KINDS]; KINDS],
 }
 
 impl Score {
@@ -91,12 +94,22 @@ impl Score {
         let c = judged.colour.is_some() && judged.colour == truth.colour;
         let s = judged.shape == truth.shape;
         let z = judged.size == truth.size;
+        if let Some(row) = self.shape_confusion.get_mut(truth.shape) {
+            row[judged.shape.min(KINDS - 1)] += 1;
+        }
         self.images += 1;
         self.background += usize::from(b);
         self.colour += usize::from(c);
         self.shape += usize::from(s);
         self.size += usize::from(z);
         self.all += usize::from(b && c && s && z);
+    }
+
+    /// How often each shape kind was judged, over all images (fractions, `Shape::ALL` order):
+    /// a G that draws one blob for every caption shows as one kind taking most of it.
+    pub fn judged_kinds(&self) -> [f64; KINDS] {
+        let n = self.images.max(1) as f64;
+        std::array::from_fn(|k| self.shape_confusion.iter().map(|row| row[k]).sum::<usize>() as f64 / n)
     }
 
     /// The rates, in the order background, colour, shape, size, all.
@@ -280,6 +293,22 @@ mod tests {
         for c in eval_captions(CaptionSet::UnseenTemplates, 3, 0) {
             assert!(c.text.contains(c.truth.size.word()), "{}", c.text);
         }
+    }
+
+    #[test]
+    fn score_counts_each_attribute_and_which_kind_was_judged() {
+        let truth = |shape| Attrs { background: 0, colour: Some(1), shape, size: SizeWord::Small };
+        let mut s = Score::default();
+        s.add(&truth(0), &truth(0));
+        s.add(&truth(3), &truth(0));
+        s.add(&Attrs { size: SizeWord::Large, ..truth(3) }, &truth(2));
+        assert_eq!((s.images, s.background, s.colour, s.shape, s.size, s.all), (3, 3, 3, 1, 2, 1));
+        assert_eq!(s.shape_confusion[0][0], 1);
+        assert_eq!(s.shape_confusion[0][3], 1);
+        assert_eq!(s.shape_confusion[2][3], 1);
+        let kinds = s.judged_kinds();
+        assert!((kinds[0] - 1.0 / 3.0).abs() < 1e-12 && (kinds[3] - 2.0 / 3.0).abs() < 1e-12);
+        assert!((kinds.iter().sum::<f64>() - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -14,6 +14,21 @@ use crate::ops::Activation;
 
 /// Lays D out on `b`. Returns the inputs (image, embedding) and the logit [1, 1, 1].
 pub fn discriminator<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<([ValueId; 2], ValueId)> {
+    let (inputs, logit, _) = discriminator_with_classifier(b, cfg, 0)?;
+    Ok((inputs, logit))
+}
+
+/// Parameter name of the auxiliary classifier (training only; never exported).
+pub const CLASSIFIER_WEIGHT: &str = "discriminator.classifier.weight";
+
+/// D with, when `classes` > 0, an auxiliary classifier (AC-GAN, Odena et al. 2017; not in the
+/// paper): a 4×4 conv from the image trunk, before the text joins, to `classes` logits
+/// [classes, 1, 1]. Its parameter comes after all of D's, so D's own keep their offsets.
+pub fn discriminator_with_classifier<B: NetBuilder>(
+    b: &mut B,
+    cfg: &ModelConfig,
+    classes: usize,
+) -> Result<([ValueId; 2], ValueId, Option<ValueId>)> {
     let (f, nt, e) = (cfg.discriminator.ndf, cfg.discriminator.nt, cfg.encoder.embed_dim);
     let deep = if cfg.discriminator.act_after_deep { LRELU } else { Activation::None };
     let down = |cin, side, cout| Conv2dGeom { cin, h: side, w: side, cout, kh: 4, kw: 4, stride: 2, pad: 1 };
@@ -26,13 +41,17 @@ pub fn discriminator<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<([Va
     let x = b.conv(x, "discriminator.conv1.weight", bn("discriminator.bn1"), down(f, 32, 2 * f), LRELU, None)?; // [2f, 16, 16]
     let x = b.conv(x, "discriminator.conv2.weight", bn("discriminator.bn2"), down(2 * f, 16, 4 * f), deep, None)?; // [4f, 8, 8]
     let x = b.conv(x, "discriminator.conv3.weight", bn("discriminator.bn3"), down(4 * f, 8, 8 * f), deep, None)?; // [8f, 4, 4]
-    let x = residual_block(b, x, "discriminator.res", (8 * f, 2 * f, 4), (LRELU, LRELU), norm)?; // [8f, 4, 4]
+    let trunk = residual_block(b, x, "discriminator.res", (8 * f, 2 * f, 4), (LRELU, LRELU), norm)?; // [8f, 4, 4]
     let t = b.linear(emb, "discriminator.text_proj", bn("discriminator.text_bn"), (e, nt), LRELU)?; // [nt]
     let t = b.replicate("discriminator.replicate", t, nt, 16)?; // [nt, 4, 4]
-    let x = b.concat("discriminator.concat", x, t)?; // [8f+nt, 4, 4]
+    let x = b.concat("discriminator.concat", trunk, t)?; // [8f+nt, 4, 4]
     let x = b.conv(x, "discriminator.conv4.weight", bn("discriminator.bn4"), one(8 * f + nt, 8 * f, 1), LRELU, None)?; // [8f, 4, 4]
     let logit = b.conv(x, "discriminator.conv5.weight", None, one(8 * f, 1, 4), Activation::None, None)?; // [1, 1, 1]
-    Ok(([img, emb], logit))
+    let classifier = match classes {
+        0 => None,
+        k => Some(b.conv(trunk, CLASSIFIER_WEIGHT, None, one(8 * f, k, 4), Activation::None, None)?),
+    };
+    Ok(([img, emb], logit, classifier))
 }
 
 /// Builds D's inference graph (BN folded). Inputs: image [3, 64, 64], embedding. Output: logit.

@@ -125,18 +125,30 @@ pub fn sje_loss_cosine(
 /// judge's classifier): L = (1/B) Σ_b [logsumexp(x_b) − x_b,y_b], stable (max subtracted).
 /// `dlogits` = (softmax(x_b) − onehot(y_b)) / B. Labels must be < C.
 pub fn softmax_cross_entropy(logits: &[f32], labels: &[usize], classes: usize, dlogits: &mut [f32]) -> f32 {
-    let b = labels.len();
-    assert!(logits.len() == b * classes && dlogits.len() == b * classes, "softmax_cross_entropy sizes");
+    softmax_cross_entropy_blocks(logits, &[classes], labels, dlogits)
+}
+
+/// Softmax cross-entropy of several attributes side by side: row b of `logits` holds one block of
+/// `sizes[a]` logits per attribute a, `labels` is [B, A] row-major. Each block's loss is averaged
+/// over the rows and the blocks' losses are summed; `dlogits` is overwritten.
+pub fn softmax_cross_entropy_blocks(logits: &[f32], sizes: &[usize], labels: &[usize], dlogits: &mut [f32]) -> f32 {
+    let (k, a) = (sizes.iter().sum::<usize>(), sizes.len());
+    let b = labels.len() / a.max(1);
+    assert!(labels.len() == b * a && logits.len() == b * k && dlogits.len() == b * k, "cross-entropy sizes");
     let mut total = 0.0f64;
-    for (i, &y) in labels.iter().enumerate() {
-        assert!(y < classes, "softmax_cross_entropy label {y} of {classes}");
-        let (x, d) = (&logits[i * classes..(i + 1) * classes], &mut dlogits[i * classes..(i + 1) * classes]);
-        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-        let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
-        total += max + sum.ln() - x[y] as f64;
-        for (c, (dc, &xc)) in d.iter_mut().zip(x).enumerate() {
-            let p = (xc as f64 - max).exp() / sum;
-            *dc = ((p - f64::from(u8::from(c == y))) / b as f64) as f32;
+    for (i, row_labels) in labels.chunks(a).enumerate() {
+        let mut first = i * k;
+        for (&classes, &y) in sizes.iter().zip(row_labels) {
+            assert!(y < classes, "softmax_cross_entropy label {y} of {classes}");
+            let (x, d) = (&logits[first..first + classes], &mut dlogits[first..first + classes]);
+            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+            let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+            total += max + sum.ln() - x[y] as f64;
+            for (c, (dc, &xc)) in d.iter_mut().zip(x).enumerate() {
+                let p = (xc as f64 - max).exp() / sum;
+                *dc = ((p - f64::from(u8::from(c == y))) / b as f64) as f32;
+            }
+            first += classes;
         }
     }
     (total / b.max(1) as f64) as f32

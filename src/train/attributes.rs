@@ -17,7 +17,7 @@ use super::net::TrainNet;
 use super::session::{Mode, TrainSession};
 use crate::error::{Error, Result};
 use crate::model::net::NetBuilder;
-use crate::ops::loss::softmax_cross_entropy;
+use crate::ops::loss::softmax_cross_entropy_blocks;
 use crate::ops::optim::RmsProp;
 use crate::ops::Activation;
 
@@ -39,9 +39,6 @@ pub struct AttributeHeads {
     session: TrainSession,
     /// Norms of the 2B input rows.
     norms: Vec<f32>,
-    /// Logits of one attribute and their gradient, [2B, classes].
-    block: Vec<f32>,
-    d_block: Vec<f32>,
     /// Gradient of all logits, [2B, Σ sizes].
     d_logits: Vec<f32>,
     labels: Vec<usize>,
@@ -60,17 +57,14 @@ impl AttributeHeads {
         let net = TrainNet::init_graph(tb.finish(&[y]), seed)?;
         let mut session = TrainSession::new(Arc::clone(&net.graph), 2 * b, pool);
         session.set_input_grad(0, true);
-        let widest = sizes.iter().copied().max().unwrap_or(0);
         Ok(AttributeHeads {
             sizes: sizes.to_vec(),
             sq: vec![0.0; net.graph.param_len],
             net,
             session,
             norms: vec![0.0; 2 * b],
-            block: vec![0.0; 2 * b * widest],
-            d_block: vec![0.0; 2 * b * widest],
             d_logits: vec![0.0; 2 * b * k],
-            labels: vec![0; 2 * b],
+            labels: Vec::with_capacity(2 * b * sizes.len()),
         })
     }
 
@@ -121,25 +115,13 @@ impl AttributeHeads {
 
     /// Cross-entropy of each attribute's block of logits; fills `d_logits` (× `weight`).
     fn cross_entropy(&mut self, labels: &[usize], weight: f32) -> f32 {
-        let (a, rows) = (self.sizes.len(), self.session.batch());
-        let k: usize = self.sizes.iter().sum();
-        let logits = self.session.output(0);
-        let mut total = 0.0;
-        let mut first = 0;
-        for (attr, &c) in self.sizes.iter().enumerate() {
-            let (block, d_block) = (&mut self.block[..rows * c], &mut self.d_block[..rows * c]);
-            for (r, row) in block.chunks_mut(c).enumerate() {
-                row.copy_from_slice(&logits[r * k + first..][..c]);
-                // Row r < B is the text of pair r, row B + r the image of pair r.
-                self.labels[r] = labels[(r % (rows / 2)) * a + attr];
-            }
-            total += softmax_cross_entropy(block, &self.labels, c, d_block);
-            for (r, row) in d_block.chunks(c).enumerate() {
-                self.d_logits[r * k + first..][..c].iter_mut().zip(row).for_each(|(d, g)| *d = weight * g);
-            }
-            first += c;
-        }
-        total
+        // Rows < B are the texts of the pairs, rows ≥ B their images: the labels twice.
+        self.labels.clear();
+        self.labels.extend_from_slice(labels);
+        self.labels.extend_from_slice(labels);
+        let loss = softmax_cross_entropy_blocks(self.session.output(0), &self.sizes, &self.labels, &mut self.d_logits);
+        self.d_logits.iter_mut().for_each(|d| *d *= weight);
+        loss
     }
 }
 

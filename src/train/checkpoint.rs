@@ -10,7 +10,7 @@ use rayon::ThreadPool;
 use serde::de::DeserializeOwned;
 
 use super::gan::{GanOptions, GanTrainer};
-use super::net::{train_graph, TrainNet};
+use super::net::{discriminator_graph, train_graph, TrainNet};
 use super::sje::{image_encoder_graph, SjeOptions, SjeTrainer};
 use super::style::{style_graph, StyleOptions, StyleTrainer};
 use crate::error::Result;
@@ -109,7 +109,8 @@ pub fn save_gan(path: &Path, t: &GanTrainer, extra: &BTreeMap<String, String>) -
 pub fn load_gan(path: &Path, pool: Arc<ThreadPool>) -> Result<(GanTrainer, BTreeMap<String, String>)> {
     let o: Opened<GanOptions> = open(path, "gan")?;
     let g = o.net(TrainNet::init(&o.config, Network::Generator, 0)?)?;
-    let d = o.net(TrainNet::init(&o.config, Network::Discriminator, 0)?)?;
+    let classes = o.options.classifier_sizes.iter().sum();
+    let d = o.net(TrainNet::init_graph(discriminator_graph(&o.config, classes)?, 0)?)?;
     let mut t = GanTrainer::from_nets(&o.config, o.options.clone(), g, d, pool)?;
     t.g_adam.m = o.vec("optim.generator.m", t.g_adam.m.len())?;
     t.g_adam.v = o.vec("optim.generator.v", t.g_adam.v.len())?;

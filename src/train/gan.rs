@@ -11,12 +11,12 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
-use super::net::TrainNet;
+use super::net::{discriminator_graph, TrainNet};
 use super::session::{Mode, TrainSession};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
-use crate::ops::loss::{bce_with_logits, mode_seeking_loss};
+use crate::ops::loss::{bce_with_logits, mode_seeking_loss, softmax_cross_entropy_blocks};
 use crate::ops::optim::{lr_halving, Adam};
 use crate::rng::normal_noise;
 
@@ -51,6 +51,14 @@ pub struct GanOptions {
     /// `hard_wrong`; not in the paper, 0 = off).
     #[serde(default)]
     pub hard_wrong: f32,
+    /// Classes of each attribute of D's auxiliary classifier (AC-GAN; not in the paper; empty =
+    /// no classifier), e.g. [8 shape kinds, 10 colours]. D learns them on real images; G is
+    /// pushed to make images D classifies as its caption's attributes.
+    #[serde(default)]
+    pub classifier_sizes: Vec<usize>,
+    /// Weight of G's classifier term (D's own classifier loss has weight 1 while this is > 0).
+    #[serde(default)]
+    pub classifier_weight: f32,
 }
 
 impl Default for GanOptions {
@@ -68,6 +76,8 @@ impl Default for GanOptions {
             seed: 0,
             mode_seeking: 0.0,
             hard_wrong: 0.0,
+            classifier_sizes: Vec::new(),
+            classifier_weight: 0.0,
         }
     }
 }
@@ -85,13 +95,20 @@ pub struct StepStats {
     pub lr: f32,
     /// The mode-seeking term (unweighted; 0 when off).
     pub mode_seeking: f32,
+    /// D's classifier on the real images: cross-entropy (summed over attributes) and the
+    /// fraction with every attribute right; G's classifier term (unweighted). 0 when off.
+    pub d_class: f32,
+    pub d_class_acc: f32,
+    pub g_class: f32,
 }
 
-/// The inputs of one step: B real images, B wrong images, B text vectors.
+/// The inputs of one step: B real images, B wrong images, B text vectors, and (only with the
+/// classifier on) the real images' labels, [B, attributes].
 pub struct GanBatch<'a> {
     pub real: &'a [f32],
     pub wrong: &'a [f32],
     pub text: &'a [f32],
+    pub labels: &'a [usize],
 }
 
 /// The three passes of the D step.
@@ -146,6 +163,8 @@ struct Scratch {
     /// Mode-seeking gradients of the G-step rows (then of G's input gradient) and of `g_ms`.
     d_images_int: Vec<f32>,
     d_images_ms: Vec<f32>,
+    /// Gradient of the classifier's logits, [B + B/2, Σ classes] (rows past B stay zero).
+    d_class: Vec<f32>,
 }
 
 /// Noise indices: image i of step s in the D step uses s·NOISE_STRIDE + i, in the G step
@@ -159,7 +178,8 @@ impl GanTrainer {
     /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
     pub fn new(config: &ModelConfig, options: GanOptions, pool: Arc<ThreadPool>) -> Result<GanTrainer> {
         let g = TrainNet::init(config, Network::Generator, options.seed)?;
-        let d = TrainNet::init(config, Network::Discriminator, options.seed.wrapping_add(1))?;
+        let classes = options.classifier_sizes.iter().sum();
+        let d = TrainNet::init_graph(discriminator_graph(config, classes)?, options.seed.wrapping_add(1))?;
         GanTrainer::from_nets(config, options, g, d, pool)
     }
 
@@ -188,8 +208,10 @@ impl GanTrainer {
             weights_int: (0..bi).map(|i| if i < b { 1.0 } else { options.interp_weight }).collect(),
             d_images_int: Vec::new(),
             d_images_ms: Vec::new(),
+            d_class: Vec::new(),
         };
         let mode_seeking = options.mode_seeking;
+        let classifier = (options.classifier_sizes.clone(), options.classifier_weight);
         let mut t = GanTrainer {
             config: config.clone(),
             g_b: TrainSession::new(Arc::clone(&g.graph), b, Arc::clone(&pool)),
@@ -206,8 +228,59 @@ impl GanTrainer {
             step: 0,
             scratch,
         };
-        t.set_mode_seeking(mode_seeking, pool);
+        t.set_mode_seeking(mode_seeking, Arc::clone(&pool));
+        t.set_classifier(&classifier.0, classifier.1, pool)?;
         Ok(t)
+    }
+
+    /// Classes of D's classifier (0 when it has none).
+    fn classes(&self) -> usize {
+        self.options.classifier_sizes.iter().sum()
+    }
+
+    /// Sets the weight of G's classifier term, also on a resumed run; gives D a fresh classifier
+    /// of `sizes` when it has none (D's trained parameters and optimizer state are kept). A D
+    /// that has one keeps it (a weight of 0 stops its training).
+    pub fn set_classifier(&mut self, sizes: &[usize], weight: f32, pool: Arc<ThreadPool>) -> Result<()> {
+        if sizes.contains(&0) {
+            return Err(Error::Input(format!("classifier attributes need 1 class or more, got {sizes:?}")));
+        }
+        let has = self.d.graph.outputs.len() > 1;
+        if !has && !sizes.is_empty() {
+            let graph = discriminator_graph(&self.config, sizes.iter().sum())?;
+            let mut d = TrainNet::init_graph(graph, self.options.seed.wrapping_add(1))?;
+            let mut adam = AdamState::new(d.graph.param_len);
+            let old = &self.d.graph;
+            for s in &old.params {
+                let n = d.graph.param(&s.name).map(|n| n.offset..n.offset + n.len);
+                let n = n.ok_or_else(|| Error::Input(format!("D lost parameter '{}'", s.name)))?;
+                let o = s.offset..s.offset + s.len;
+                d.params.data_mut()[n.clone()].copy_from_slice(&self.d.params.data[o.clone()]);
+                adam.m[n.clone()].copy_from_slice(&self.d_adam.m[o.clone()]);
+                adam.v[n].copy_from_slice(&self.d_adam.v[o]);
+            }
+            d.buffers.copy_from_slice(&self.d.buffers);
+            self.options.classifier_sizes = sizes.to_vec();
+            (self.d, self.d_adam) = (d, adam);
+        } else if has && !sizes.is_empty() && sizes != self.options.classifier_sizes {
+            return Err(Error::Input(format!(
+                "D's classifier has attributes {:?}, not {sizes:?}",
+                self.options.classifier_sizes
+            )));
+        }
+        self.options.classifier_weight = weight;
+        let (b, bi) = (self.options.batch, self.g_int.batch());
+        self.d_b = TrainSession::new(Arc::clone(&self.d.graph), b, Arc::clone(&pool));
+        self.d_int = TrainSession::new(Arc::clone(&self.d.graph), bi, pool);
+        self.d_int.set_input_grad(0, true);
+        self.d_discard = vec![0.0; self.d.graph.param_len];
+        self.scratch.d_class = vec![0.0; bi * self.classes()];
+        Ok(())
+    }
+
+    /// Whether the classifier terms are on.
+    fn classifier_on(&self) -> bool {
+        self.classes() > 0 && self.options.classifier_weight > 0.0
     }
 
     /// Turns the mode-seeking term on (weight > 0) or off, also on a resumed run.
@@ -237,6 +310,15 @@ impl GanTrainer {
         let img = IMAGE_LEN;
         if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
             return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
+        }
+        if self.classifier_on() {
+            let sizes = &self.options.classifier_sizes;
+            if batch.labels.len() != b * sizes.len() {
+                return Err(Error::Input(format!("the classifier needs {} labels per image", sizes.len())));
+            }
+            if batch.labels.chunks(sizes.len()).any(|r| r.iter().zip(sizes).any(|(&l, &c)| l >= c)) {
+                return Err(Error::Input(format!("a classifier label is out of range of {sizes:?}")));
+            }
         }
         let mut stats = StepStats { step: self.step + 1, lr: self.lr(), ..StepStats::default() };
         self.d_step(batch, &mut stats);
@@ -286,7 +368,18 @@ impl GanTrainer {
                 Pass::Wrong => stats.d_wrong_acc = acc,
                 Pass::Fake => stats.d_fake_acc = acc,
             }
-            self.d_b.backward(&self.d.params, &mut self.d.grads, &self.scratch.dlogits[..b]);
+            let dl = &self.scratch.dlogits[..b];
+            if real && self.classifier_on() {
+                let k = self.classes();
+                let dc = &mut self.scratch.d_class[..b * k];
+                let sizes = &self.options.classifier_sizes;
+                stats.d_class = softmax_cross_entropy_blocks(self.d_b.output(1), sizes, batch.labels, dc);
+                stats.d_class_acc = all_right(self.d_b.output(1), sizes, batch.labels);
+                stats.d_loss += stats.d_class;
+                self.d_b.backward_outputs(&self.d.params, &mut self.d.grads, &[(0, dl), (1, dc)]);
+            } else {
+                self.d_b.backward(&self.d.params, &mut self.d.grads, dl);
+            }
         }
         let adam = self.adam();
         let t = self.step + 1;
@@ -315,7 +408,20 @@ impl GanTrainer {
         let weights = if bi > b { Some(&self.scratch.weights_int[..]) } else { None };
         stats.g_loss = bce_with_logits(self.d_int.output(0), &self.scratch.targets_one[..bi], weights, dl);
         self.d_discard.fill(0.0);
-        self.d_int.backward(&self.d.params, &mut self.d_discard, &self.scratch.dlogits[..bi]);
+        let dl = &self.scratch.dlogits[..bi];
+        if self.classifier_on() {
+            // G's rows < B have the captions of the real images; the interpolated ones no labels.
+            let (k, w) = (self.classes(), self.options.classifier_weight);
+            let (dc, rest) = self.scratch.d_class.split_at_mut(b * k);
+            let sizes = &self.options.classifier_sizes;
+            stats.g_class = softmax_cross_entropy_blocks(&self.d_int.output(1)[..b * k], sizes, batch.labels, dc);
+            stats.g_loss += w * stats.g_class;
+            dc.iter_mut().for_each(|d| *d *= w);
+            rest.fill(0.0);
+            self.d_int.backward_outputs(&self.d.params, &mut self.d_discard, &[(0, dl), (1, &self.scratch.d_class)]);
+        } else {
+            self.d_int.backward(&self.d.params, &mut self.d_discard, dl);
+        }
         self.g.zero_grad();
         match self.g_ms.as_mut() {
             None => self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad(0)),
@@ -337,6 +443,22 @@ impl GanTrainer {
         let t = self.step + 1;
         adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
     }
+}
+
+/// Fraction of rows of `logits` ([B, Σ sizes]) whose every attribute block has its largest
+/// logit at the row's label.
+fn all_right(logits: &[f32], sizes: &[usize], labels: &[usize]) -> f32 {
+    let k: usize = sizes.iter().sum();
+    let rows = labels.chunks(sizes.len()).zip(logits.chunks(k));
+    let right = rows.filter(|(ls, row)| {
+        let mut first = 0;
+        sizes.iter().zip(*ls).all(|(&c, &l)| {
+            let block = &row[first..first + c];
+            first += c;
+            block.iter().all(|&v| v <= block[l])
+        })
+    });
+    right.count() as f32 / (labels.len() / sizes.len().max(1)).max(1) as f32
 }
 
 /// Length of one [3, 64, 64] image.

@@ -8,7 +8,7 @@ use super::graph::{Init, TrainBuilder, TrainGraph};
 use super::session::ParamStore;
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
-use crate::model::discriminator::discriminator;
+use crate::model::discriminator::{discriminator, discriminator_with_classifier};
 use crate::model::encoder::encoder;
 use crate::model::generator::generator;
 use crate::model::spec::Network;
@@ -28,6 +28,24 @@ pub struct TrainNet {
 /// Lays `net` out for training.
 pub fn train_graph(cfg: &ModelConfig, net: Network) -> Result<TrainGraph> {
     build(TrainBuilder::new(), cfg, net)
+}
+
+/// Lays D out for training with an auxiliary classifier of `classes` logits as output 1 (none
+/// when 0: then it is `train_graph`'s D).
+pub fn discriminator_graph(cfg: &ModelConfig, classes: usize) -> Result<TrainGraph> {
+    classified(TrainBuilder::new(), cfg, classes)
+}
+
+/// `discriminator_graph` with tanh in place of every ReLU (gradient checks only).
+#[doc(hidden)]
+pub fn smooth_discriminator_graph(cfg: &ModelConfig, classes: usize) -> Result<TrainGraph> {
+    classified(TrainBuilder::new().smooth_activations(), cfg, classes)
+}
+
+fn classified(mut b: TrainBuilder, cfg: &ModelConfig, classes: usize) -> Result<TrainGraph> {
+    let (_, logit, classifier) = discriminator_with_classifier(&mut b, cfg, classes)?;
+    let outputs: Vec<_> = std::iter::once(logit).chain(classifier).collect();
+    Ok(b.finish(&outputs))
 }
 
 /// Lays `net` out with tanh in place of every ReLU (gradient checks only).

@@ -308,13 +308,21 @@ impl TrainSession {
     /// Backpropagates `dout` (the gradient of graph output 0) through every node, accumulating
     /// parameter gradients into `grads` (same layout as the parameters).
     pub fn backward(&mut self, params: &ParamStore, grads: &mut [f32], dout: &[f32]) {
+        self.backward_outputs(params, grads, &[(0, dout)]);
+    }
+
+    /// As `backward`, from the gradients of several graph outputs (index, gradient); outputs
+    /// not listed get none.
+    pub fn backward_outputs(&mut self, params: &ParamStore, grads: &mut [f32], douts: &[(usize, &[f32])]) {
         assert_eq!(grads.len(), params.data.len(), "gradient store size");
         assert!(self.trained, "backward needs a training-mode forward first");
         self.live.fill(false);
-        let out_v = self.graph.outputs[0];
-        let r = self.range(out_v);
-        self.grads[r].copy_from_slice(dout);
-        self.live[out_v] = true;
+        for &(i, dout) in douts {
+            let out_v = self.graph.outputs[i];
+            let r = self.range(out_v);
+            self.grads[r].copy_from_slice(dout);
+            self.live[out_v] = true;
+        }
         let pool = Arc::clone(&self.pool);
         pool.install(|| {
             for i in (0..self.graph.nodes.len()).rev() {
