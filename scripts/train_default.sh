@@ -12,7 +12,7 @@
 set -euo pipefail
 out=${1:-runs/default}
 enc_steps=${2:-3000}
-gan_steps=${3:-6000}
+gan_steps=${3:-4000}
 style_steps=${4:-1500}
 ms_from=${MS_FROM:-2000}
 bin=${T2I_BIN:-target/release/text2img}
@@ -25,14 +25,15 @@ t0=$(date +%s)
     ${RESUME_ENC:+--resume "$out/enc/checkpoint.safetensors"}
 t1=$(date +%s)
 # GAN-INT-CLS with D's auxiliary classifier of shape, colour and size (AC-GAN) from the start,
-# and the mode-seeking term switched on from step $ms_from (without it G draws one image per
-# caption, docs/RESULTS.md).
+# and the mode-seeking term (0.1) from step $ms_from: without it G draws one image per caption
+# (docs/RESULTS.md). The second phase resumes the first's checkpoint exactly.
 gan() {
     "$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan" \
         --batch 64 --sample-every 500 --checkpoint-every 250 --seed 0 --export-dtype f16 "$@"
 }
-gan --steps "$ms_from" --classifier 1 ${RESUME_GAN:+--resume "$out/gan/checkpoint.safetensors"}
-gan --steps "$gan_steps" --resume "$out/gan/checkpoint.safetensors" --mode-seeking 0.1
+resume=(--resume "$out/gan/checkpoint.safetensors")
+gan --steps "$ms_from" --classifier 1 ${RESUME_GAN:+"${resume[@]}"}
+gan --steps "$gan_steps" "${resume[@]}" --mode-seeking 0.1
 t2=$(date +%s)
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0
 "$bin" train-style -m "$out/gan/model.safetensors" --data "$out/shapes" --out "$out/style" --steps "$style_steps" --seed 0
