@@ -21,6 +21,14 @@ fn ok(cmd: &mut Command) {
     assert!(out.status.success(), "{:?} failed: {}", cmd, String::from_utf8_lossy(&out.stderr));
 }
 
+/// Runs `cmd`, which must fail with exit `code` and a one-line error containing `needle`.
+fn fails_in_one_line(cmd: &mut Command, code: i32, needle: &str) {
+    let out = cmd.output().expect("run text2img");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(needle) && err.trim_end().lines().count() == 1, "{err}");
+}
+
 /// A small shapes set and a briefly trained tiny encoder.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("shapes");
@@ -117,11 +125,8 @@ fn resume_refuses_a_wrong_file_with_one_line() {
     let (data, enc) = setup(dir.path());
     // An encoder checkpoint is not a GAN checkpoint.
     let wrong = dir.path().join("enc/checkpoint.safetensors");
-    let out =
-        gan(&data, &enc, &dir.path().join("x"), &["--resume", wrong.to_str().expect("utf8")]).output().expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("not a gan checkpoint") && err.trim_end().lines().count() == 1, "{err}");
+    let mut cmd = gan(&data, &enc, &dir.path().join("x"), &["--resume", wrong.to_str().expect("utf8")]);
+    fails_in_one_line(&mut cmd, 3, "not a gan checkpoint");
 }
 
 /// `train-encoder` with the flags of `setup` plus `extra`, writing into `out`.
@@ -182,12 +187,8 @@ fn attribute_heads_refuse_a_dataset_without_shapes_classes() {
     ok(bin().args(["data", "make", "shapes", "--images", "240", "--seed", "3", "--out"]).arg(&data));
     // Rename one class the CUB way: its number stays, its name no longer says shape and colour.
     common::rename_class(&data, "002.orange_circle", "002.albatross");
-    let out = encoder_run(&data, &dir.path().join("enc"), &["--steps", "2", "--attribute-weight", "1"])
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("002.albatross") && err.trim_end().lines().count() == 1, "{err}");
+    let mut cmd = encoder_run(&data, &dir.path().join("enc"), &["--steps", "2", "--attribute-weight", "1"]);
+    fails_in_one_line(&mut cmd, 2, "002.albatross");
 }
 
 #[test]
@@ -217,14 +218,8 @@ fn classifier_refuses_a_dataset_without_shapes_classes_and_a_negative_weight() {
     let dir = tempfile::tempdir().expect("tmp");
     let (data, enc) = setup(dir.path());
     common::rename_class(&data, "002.orange_circle", "002.albatross");
-    let out = gan(&data, &enc, &dir.path().join("a"), &["--classifier", "1"]).output().expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("002.albatross") && err.trim_end().lines().count() == 1, "{err}");
-    let out = gan(&data, &enc, &dir.path().join("b"), &["--classifier=-1"]).output().expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--classifier") && err.trim_end().lines().count() == 1, "{err}");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("a"), &["--classifier", "1"]), 2, "002.albatross");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--classifier=-1"]), 2, "--classifier");
 }
 
 #[test]
