@@ -342,3 +342,26 @@ fn classifier_learns_labels_that_show_in_the_image() {
     let late = accs[50..].iter().sum::<f32>() / 10.0;
     assert!(late >= 0.9, "classifier accuracy over the last 10 steps {late} ({accs:?})");
 }
+
+#[test]
+fn classifier_weight_reaches_g_and_only_g() {
+    // D's own classifier loss has weight 1 whatever W is, so after one step D is the same for
+    // W = 1 and W = 2 while G, pushed by W times its classifier term, is not.
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let run = |w: f32| {
+        let o = GanOptions {
+            batch: 4,
+            seed: 9,
+            classifier_sizes: vec![3, 2],
+            classifier_weight: w,
+            ..GanOptions::default()
+        };
+        let mut t = GanTrainer::new(&cfg, o, Arc::clone(&pool)).expect("trainer");
+        run_steps(&mut t, &cfg, 0..1);
+        (t.g.params.data.clone(), t.d.params.data.clone())
+    };
+    let ((g1, d1), (g2, d2)) = (run(1.0), run(2.0));
+    assert_eq!(d1, d2, "D's step does not depend on G's classifier weight");
+    assert_ne!(g1, g2, "G's step does");
+}
