@@ -24,6 +24,11 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// Position in `ALL` (the class order).
+    pub fn index(self) -> usize {
+        Shape::ALL.iter().position(|&s| s == self).unwrap_or_default()
+    }
+
     /// All shapes in class order.
     pub const ALL: [Shape; 8] = [
         Shape::Circle,

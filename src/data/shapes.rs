@@ -70,6 +70,11 @@ pub enum SizeWord {
 impl SizeWord {
     pub const ALL: [SizeWord; 3] = [SizeWord::Small, SizeWord::Medium, SizeWord::Large];
 
+    /// Position in `ALL`.
+    pub fn index(self) -> usize {
+        SizeWord::ALL.iter().position(|&s| s == self).unwrap_or_default()
+    }
+
     /// Radius range in pixels, [lo, hi).
     pub fn radius_range(self) -> (f32, f32) {
         match self {
@@ -164,11 +169,7 @@ pub fn image_labels(ds: &Dataset, what: &str) -> DataResult<Vec<[usize; 3]>> {
     let classes = dataset_labels(ds, what)?;
     let records = read_attributes(ds.root()).map_err(|e| DataError::Config(format!("{what}: {e}")))?;
     let by_path: HashMap<PathBuf, &Attributes> = records.iter().map(|a| (ds.root().join(&a.image), a)).collect();
-    let label = |a: &Attributes| {
-        let shape = Shape::ALL.iter().position(|&s| s == a.shape)?;
-        let size = SizeWord::ALL.iter().position(|&s| s == a.size)?;
-        Some([shape, palette_index(&a.colour)?, size])
-    };
+    let label = |a: &Attributes| Some([a.shape.index(), palette_index(&a.colour)?, a.size.index()]);
     let item_labels = |item: &super::Item| {
         let a = by_path.get(&item.image).ok_or_else(|| {
             DataError::Config(format!("{what}: {} has no line in {ATTRIBUTES_FILE}", item.image.display()))

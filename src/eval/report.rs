@@ -32,7 +32,7 @@ impl Attrs {
         Some(Attrs {
             background: palette_index(&a.background)?,
             colour: Some(palette_index(&a.colour)?),
-            shape: Shape::ALL.iter().position(|&s| s == a.shape)?,
+            shape: a.shape.index(),
             size: a.size,
         })
     }

@@ -4,6 +4,7 @@
 //! Sums are in f64; both are O(N) or O(B²·E) plain loops, which is the fast path too.
 
 use super::activation::sigmoid;
+use crate::error::{Error, Result};
 
 /// Mean over the N elements of w·BCE(σ(logit), target), numerically stable:
 /// BCE = max(x, 0) − x·y + ln(1 + e^−|x|). Weights default to 1; dividing by N (not by Σw) is
@@ -126,6 +127,19 @@ pub fn sje_loss_cosine(
 /// `dlogits` = (softmax(x_b) − onehot(y_b)) / B. Labels must be < C.
 pub fn softmax_cross_entropy(logits: &[f32], labels: &[usize], classes: usize, dlogits: &mut [f32]) -> f32 {
     softmax_cross_entropy_blocks(logits, &[classes], labels, dlogits)
+}
+
+/// Checks labels for `softmax_cross_entropy_blocks`: `rows` rows of one label per attribute,
+/// each below its attribute's class count (`what` names the labels in the error).
+pub fn check_block_labels(labels: &[usize], rows: usize, sizes: &[usize], what: &str) -> Result<()> {
+    let a = sizes.len();
+    if labels.len() != rows * a {
+        return Err(Error::Input(format!("{what}: expected {} ({rows} rows × {a}), got {}", rows * a, labels.len())));
+    }
+    match labels.iter().enumerate().find(|&(i, &l)| l >= sizes[i % a]) {
+        Some((i, &l)) => Err(Error::Input(format!("{what}: label {l} of attribute {} is out of range", i % a))),
+        None => Ok(()),
+    }
 }
 
 /// Softmax cross-entropy of several attributes side by side: row b of `logits` holds one block of

@@ -17,7 +17,7 @@ use super::net::TrainNet;
 use super::session::{Mode, TrainSession};
 use crate::error::{Error, Result};
 use crate::model::net::NetBuilder;
-use crate::ops::loss::softmax_cross_entropy_blocks;
+use crate::ops::loss::{check_block_labels, softmax_cross_entropy_blocks};
 use crate::ops::optim::RmsProp;
 use crate::ops::Activation;
 
@@ -80,18 +80,9 @@ impl AttributeHeads {
         (d_txt, d_img): (&mut [f32], &mut [f32]),
         lr: f32,
     ) -> Result<f32> {
-        let (a, rows) = (self.sizes.len(), self.session.batch());
+        let rows = self.session.batch();
         let b = rows / 2;
-        if labels.len() != b * a {
-            return Err(Error::Input(format!(
-                "attribute labels: expected {} ({b} pairs × {a}), got {}",
-                b * a,
-                labels.len()
-            )));
-        }
-        if let Some((i, &l)) = labels.iter().enumerate().find(|&(i, &l)| l >= self.sizes[i % a]) {
-            return Err(Error::Input(format!("attribute label {l} of attribute {} is out of range", i % a)));
-        }
+        check_block_labels(labels, b, &self.sizes, "attribute labels")?;
         let input = self.session.input_mut(0);
         let e = input.len() / rows;
         let sources = txt[..b * e].chunks(e).chain(img[..b * e].chunks(e));

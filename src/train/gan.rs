@@ -16,7 +16,7 @@ use super::session::{Mode, TrainSession};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
-use crate::ops::loss::{bce_with_logits, mode_seeking_loss, softmax_cross_entropy_blocks};
+use crate::ops::loss::{bce_with_logits, check_block_labels, mode_seeking_loss, softmax_cross_entropy_blocks};
 use crate::ops::optim::{lr_halving, Adam};
 use crate::rng::normal_noise;
 
@@ -196,8 +196,7 @@ impl GanTrainer {
             return Err(Error::Input(format!("batch {b}: must be even and in 2..={}", NOISE_STRIDE / 4)));
         }
         let bi = if options.int { b + b / 2 } else { b };
-        let mut d_int = TrainSession::new(Arc::clone(&d.graph), bi, Arc::clone(&pool));
-        d_int.set_input_grad(0, true);
+        let (d_b, d_int) = d_sessions(&d, b, bi, &pool);
         let e = config.encoder.embed_dim;
         let scratch = Scratch {
             text_int: vec![0.0; bi * e],
@@ -216,7 +215,7 @@ impl GanTrainer {
             config: config.clone(),
             g_b: TrainSession::new(Arc::clone(&g.graph), b, Arc::clone(&pool)),
             g_int: TrainSession::new(Arc::clone(&g.graph), bi, Arc::clone(&pool)),
-            d_b: TrainSession::new(Arc::clone(&d.graph), b, Arc::clone(&pool)),
+            d_b,
             d_int,
             g_ms: None,
             d_discard: vec![0.0; d.graph.param_len],
@@ -261,6 +260,8 @@ impl GanTrainer {
             }
             d.buffers.copy_from_slice(&self.d.buffers);
             self.options.classifier_sizes = sizes.to_vec();
+            (self.d_b, self.d_int) = d_sessions(&d, self.options.batch, self.g_int.batch(), &pool);
+            self.d_discard = vec![0.0; d.graph.param_len];
             (self.d, self.d_adam) = (d, adam);
         } else if has && !sizes.is_empty() && sizes != self.options.classifier_sizes {
             return Err(Error::Input(format!(
@@ -269,12 +270,7 @@ impl GanTrainer {
             )));
         }
         self.options.classifier_weight = weight;
-        let (b, bi) = (self.options.batch, self.g_int.batch());
-        self.d_b = TrainSession::new(Arc::clone(&self.d.graph), b, Arc::clone(&pool));
-        self.d_int = TrainSession::new(Arc::clone(&self.d.graph), bi, pool);
-        self.d_int.set_input_grad(0, true);
-        self.d_discard = vec![0.0; self.d.graph.param_len];
-        self.scratch.d_class = vec![0.0; bi * self.classes()];
+        self.scratch.d_class = vec![0.0; self.g_int.batch() * self.classes()];
         Ok(())
     }
 
@@ -312,13 +308,7 @@ impl GanTrainer {
             return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
         }
         if self.classifier_on() {
-            let sizes = &self.options.classifier_sizes;
-            if batch.labels.len() != b * sizes.len() {
-                return Err(Error::Input(format!("the classifier needs {} labels per image", sizes.len())));
-            }
-            if batch.labels.chunks(sizes.len()).any(|r| r.iter().zip(sizes).any(|(&l, &c)| l >= c)) {
-                return Err(Error::Input(format!("a classifier label is out of range of {sizes:?}")));
-            }
+            check_block_labels(batch.labels, b, &self.options.classifier_sizes, "classifier labels")?;
         }
         let mut stats = StepStats { step: self.step + 1, lr: self.lr(), ..StepStats::default() };
         self.d_step(batch, &mut stats);
@@ -443,6 +433,14 @@ impl GanTrainer {
         let t = self.step + 1;
         adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
     }
+}
+
+/// D's sessions: the D step's (batch `b`) and the G step's (`bi` rows, with the image gradient
+/// that reaches G).
+fn d_sessions(d: &TrainNet, b: usize, bi: usize, pool: &Arc<ThreadPool>) -> (TrainSession, TrainSession) {
+    let mut d_int = TrainSession::new(Arc::clone(&d.graph), bi, Arc::clone(pool));
+    d_int.set_input_grad(0, true);
+    (TrainSession::new(Arc::clone(&d.graph), b, Arc::clone(pool)), d_int)
 }
 
 /// Fraction of rows of `logits` ([B, Σ sizes]) whose every attribute block has its largest
