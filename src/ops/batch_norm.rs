@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::ChannelRuns;
+
 /// Epsilon of every batch norm (PyTorch and Torch default).
 pub const BN_EPS: f32 = 1e-5;
 
@@ -165,27 +167,6 @@ pub fn batch_norm_backward_ref(
     }
 }
 
-/// A pointer the per-channel tasks share; each writes only its own channel's runs.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (channel c's runs belong to task c alone).
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// Channel `c`'s run of sample `b` in a [B, C, S] buffer of length ≥ B·C·S.
-    ///
-    /// # Safety
-    /// The buffer behind the pointer holds B·C·S elements and no other live reference touches
-    /// this run while the returned slice lives.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn run(&self, b: usize, c: usize, channels: usize, spatial: usize) -> &mut [f32] {
-        // SAFETY: the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add((b * channels + c) * spatial), spatial) }
-    }
-}
-
 /// Fast training-mode batch norm (one task per channel, f32 two-pass statistics with f64
 /// sums); same contract as `batch_norm_train_ref`.
 pub fn batch_norm_train(
@@ -200,7 +181,7 @@ pub fn batch_norm_train(
     let channels = gamma.len();
     let spatial = dims(x.len(), batch, channels);
     assert!(out.len() >= x.len(), "batch_norm output size");
-    let o = SendPtr(out.as_mut_ptr());
+    let o = ChannelRuns::new(out);
     mean[..channels].par_iter_mut().zip(&mut invstd[..channels]).enumerate().for_each(|(c, (m, is))| {
         let (mu, s) = channel_stats(x, batch, channels, spatial, c);
         (*m, *is) = (mu as f32, s as f32);
@@ -232,7 +213,7 @@ pub fn batch_norm_backward(
     let spatial = dims(x.len(), batch, channels);
     assert!(dx.len() >= x.len() && dy.len() >= x.len(), "batch_norm gradient sizes");
     let n = (batch * spatial) as f32;
-    let d = SendPtr(dx.as_mut_ptr());
+    let d = ChannelRuns::new(dx);
     dgamma[..channels].par_iter_mut().zip(&mut dbeta[..channels]).enumerate().for_each(|(c, (dg, dbt))| {
         let (mu, is) = (mean[c], invstd[c]);
         let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);

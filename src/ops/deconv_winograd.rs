@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::conv_transpose2d::ConvTranspose2dGeom;
 use super::gemm::{matmul_packed, Mat, Out, PackedA};
-use super::Epilogue;
+use super::{ChannelRuns, Epilogue};
 
 /// Phases × Winograd points.
 const MATS: usize = 36;
@@ -31,6 +31,8 @@ const CHUNK_TILES: usize = 512;
 const CHUNK_ELEMS: usize = 1 << 24;
 /// Widest input row handled (the transforms keep padded rows on the stack).
 const MAX_W: usize = 256;
+/// Tiles per block of the output transform (≥ MAX_W / 2, so a block holds a whole tile row).
+const OUT_BLOCK: usize = 256;
 
 /// Whether this geometry has the phase + Winograd form: 4×4, stride 2, padding 1, even input.
 pub fn applies(g: &ConvTranspose2dGeom) -> bool {
@@ -62,7 +64,7 @@ pub fn chunk(g: &ConvTranspose2dGeom, batch: usize) -> usize {
     CHUNK_TILES.div_ceil(tiles_per_sample(g).max(1)).min(CHUNK_ELEMS / per.max(1)).clamp(1, batch.max(1))
 }
 
-/// Scratch elements `WinogradDeconv::forward` needs: V [4, Cin, 9, tiles] and M [36, Cout, tiles].
+/// Scratch elements `WinogradDeconv::forward` needs: V [Cin, 36, tiles] and M [36, Cout, tiles].
 pub fn scratch_len(g: &ConvTranspose2dGeom, batch: usize) -> usize {
     if !applies(g) {
         return 0;
@@ -154,7 +156,6 @@ impl WinogradDeconv {
     ) {
         assert!(applies(g) && g.cin == self.cin && g.cout == self.cout, "Winograd weights do not match {g:?}");
         let (in_len, out_len, tps) = (g.in_len(), g.out_len(), tiles_per_sample(g));
-        let plane_len = out_len / g.cout;
         let chunk = chunk(g, batch);
         let mut b0 = 0;
         while b0 < batch {
@@ -163,16 +164,13 @@ impl WinogradDeconv {
             let (v, rest) = scratch.split_at_mut(MATS * g.cin * tc);
             let m = &mut rest[..MATS * g.cout * tc];
             let xc = &x[b0 * in_len..(b0 + nb) * in_len];
-            v.par_chunks_mut(9 * tc).enumerate().for_each(|(i, vc)| {
-                let (ph, ci) = (i / g.cin, i % g.cin);
-                input_transform(xc, nb, ci, g, (ph / 2, ph % 2), vc);
-            });
+            v.par_chunks_mut(MATS * tc).enumerate().for_each(|(ci, vc)| input_transform(xc, nb, ci, g, vc));
             // The 36 products are independent: one task each (a GEMM of these sizes is too
             // small to split well, and one fork-join for all of them costs least).
             let v = &*v;
             let product = |(k, mk): (usize, &mut [f32])| {
                 let (ph, xi) = (k / 9, k % 9);
-                let rhs = Mat { data: &v[(ph * g.cin * 9 + xi) * tc..], rows: g.cin, cols: tc, rs: 9 * tc, cs: 1 };
+                let rhs = Mat { data: &v[(ph * 9 + xi) * tc..], rows: g.cin, cols: tc, rs: MATS * tc, cs: 1 };
                 matmul_packed(&self.u[k], rhs, mk, Out::rows(tc), 1);
             };
             if threads > 1 {
@@ -181,89 +179,120 @@ impl WinogradDeconv {
                 m.chunks_mut(g.cout * tc).enumerate().for_each(product);
             }
             let m = &*m;
-            let dst = &mut out[b0 * out_len..(b0 + nb) * out_len];
-            dst.par_chunks_mut(plane_len).enumerate().for_each(|(i, plane)| {
-                let (bi, co) = (i / g.cout, i % g.cout);
-                output_plane(m, (g.cout, co), tc, bi * tps, g, plane);
-                epi.apply_channel(co, plane, None);
-            });
+            let runs = ChannelRuns::new(&mut out[b0 * out_len..(b0 + nb) * out_len]);
+            (0..g.cout).into_par_iter().for_each(|co| output_channel(m, (g.cout, co), nb, g, epi, &runs));
             b0 += nb;
         }
     }
 }
 
-/// V [9, nb·tiles] of input channel `ci` for phase (p, q), `nb` samples of x: per tile, the 3×3
-/// input window at (2·ty + p − 1, 2·tx + q − 1) (zero outside), transformed to Bᵀ d B. Per tile
-/// row, the three input rows are copied into zero-padded buffers and combined (Bᵀ) once, so the
-/// per-tile work is branch-free.
-fn input_transform(x: &[f32], nb: usize, ci: usize, g: &ConvTranspose2dGeom, (p, q): (usize, usize), vc: &mut [f32]) {
+/// V [4 phases, 9, nb·tiles] of input channel `ci`, `nb` samples of x: per phase (p, q) and
+/// tile, the 3×3 input window at (2·ty + p − 1, 2·tx + q − 1) (zero outside), transformed to
+/// Bᵀ d B. Both row phases share the four input rows 2·ty − 1 ..= 2·ty + 2, copied once per tile
+/// row into zero-padded buffers; each combined row (Bᵀ) is split into its even and odd columns, so
+/// the column transform of both column phases reads unit-stride runs.
+fn input_transform(x: &[f32], nb: usize, ci: usize, g: &ConvTranspose2dGeom, vc: &mut [f32]) {
     let (h, w) = (g.h, g.w);
     let (th, tw) = (h / 2, w / 2);
     let tc = nb * th * tw;
-    let mut d = [[0.0f32; MAX_W + 2]; 3];
+    // Input row 2·ty − 1 + i at d[i][1..=w] (column c of the padded row at d[i][c]).
+    let mut d = [[0.0f32; MAX_W + 2]; 4];
+    // Even and odd columns of one combined row: e[k] = r[2k], o[k] = r[2k + 1], k ≤ tw.
+    let (mut e, mut o) = ([0.0f32; MAX_W / 2 + 1], [0.0f32; MAX_W / 2 + 1]);
     for bi in 0..nb {
         let plane = &x[(bi * g.cin + ci) * h * w..][..h * w];
         for ty in 0..th {
-            // Input rows 2·ty + p − 1 + i at d[i][1..=w]; column c of the window at d[i][c + 1].
             for (i, row) in d.iter_mut().enumerate() {
-                let y = (2 * ty + p + i).checked_sub(1).filter(|&y| y < h);
-                match y {
+                match (2 * ty + i).checked_sub(1).filter(|&y| y < h) {
                     Some(y) => row[1..=w].copy_from_slice(&plane[y * w..(y + 1) * w]),
                     None => row[1..=w].fill(0.0),
                 }
             }
-            // Bᵀ on the rows: d0 − d1, d1, d2 − d1 (in place).
-            let [d0, d1, d2] = &mut d;
-            for c in 0..w + 2 {
-                d0[c] -= d1[c];
-                d2[c] -= d1[c];
-            }
-            let r = &d;
             let base = (bi * th + ty) * tw;
-            for (u, ru) in r.iter().enumerate() {
-                let (v0, rest) = vc[(u * 3) * tc..].split_at_mut(tc);
-                let (v1, v2) = rest.split_at_mut(tc);
-                for tx in 0..tw {
-                    let c = 2 * tx + q;
-                    v0[base + tx] = ru[c] - ru[c + 1];
-                    v1[base + tx] = ru[c + 1];
-                    v2[base + tx] = ru[c + 2] - ru[c + 1];
+            for p in 0..2 {
+                let (r0, r1, r2) = (&d[p], &d[p + 1], &d[p + 2]);
+                for u in 0..3 {
+                    // Bᵀ on the rows: d0 − d1, d1, d2 − d1.
+                    let comb = |c: usize| match u {
+                        0 => r0[c] - r1[c],
+                        1 => r1[c],
+                        _ => r2[c] - r1[c],
+                    };
+                    for k in 0..=tw {
+                        (e[k], o[k]) = (comb(2 * k), comb(2 * k + 1));
+                    }
+                    // B on the columns, window column c = 2·tx + q: r[c] − r[c + 1], r[c + 1],
+                    // r[c + 2] − r[c + 1]; for q = 0 that is e/o/e, for q = 1 o/e/o shifted.
+                    for q in 0..2 {
+                        let (a, b) = if q == 0 { (&e, &o) } else { (&o, &e) };
+                        let first = ((2 * p + q) * 9 + u * 3) * tc + base;
+                        let (v0, rest) = vc[first..].split_at_mut(tc);
+                        let (v1, v2) = rest.split_at_mut(tc);
+                        for tx in 0..tw {
+                            let mid = b[tx + q];
+                            v0[tx] = a[tx] - mid;
+                            v1[tx] = mid;
+                            v2[tx] = a[tx + 1] - mid;
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// One output plane (channel `co` of `cout`) from M [36, Cout, tc] (tiles of its sample start at
-/// `t0`): per tile and phase, Y = Aᵀ M A, written at rows 4·ty + 2i + p and columns 4·tx + 2j + q.
-fn output_plane(
+/// Every output plane of channel `co` (of `cout`) in the chunk's `nb` samples, from M [36, Cout,
+/// tc]. The channel's rows of the 36 products are read as contiguous runs, a block of whole tile
+/// rows at a time, combined into Y = Aᵀ M A (16 values per tile: phase × (i, j)) by vector adds,
+/// and written out one output row at a time; each finished plane then gets the epilogue. (Reading
+/// M per tile instead, 36 scattered runs of a few floats, made this pass as slow as the products.)
+fn output_channel(
     m: &[f32],
     (cout, co): (usize, usize),
-    tc: usize,
-    t0: usize,
+    nb: usize,
     g: &ConvTranspose2dGeom,
-    plane: &mut [f32],
+    epi: &Epilogue,
+    runs: &ChannelRuns,
 ) {
     let (th, tw, wo) = (g.h / 2, g.w / 2, 2 * g.w);
-    let row_of = |ph: usize, u: usize, v: usize, ty: usize| {
-        let start = ((ph * 9 + u * 3 + v) * cout + co) * tc + t0 + ty * tw;
-        &m[start..start + tw]
-    };
-    for ty in 0..th {
-        for i in 0..2 {
-            for p in 0..2 {
-                let out = &mut plane[(4 * ty + 2 * i + p) * wo..][..wo];
-                // Rows (Aᵀ M) for phases (p, 0) and (p, 1): t_v = M[i][v] + M[i + 1][v].
-                let ta: [&[f32]; 6] = std::array::from_fn(|k| row_of(2 * p, i + k / 3, k % 3, ty));
-                let tb: [&[f32]; 6] = std::array::from_fn(|k| row_of(2 * p + 1, i + k / 3, k % 3, ty));
-                // Columns (· A); one tile's four outputs of this row are contiguous: (q, j) =
-                // (0, 0), (1, 0), (0, 1), (1, 1).
-                for (tx, o) in out.chunks_exact_mut(4).enumerate() {
-                    let a = [ta[0][tx] + ta[3][tx], ta[1][tx] + ta[4][tx], ta[2][tx] + ta[5][tx]];
-                    let b = [tb[0][tx] + tb[3][tx], tb[1][tx] + tb[4][tx], tb[2][tx] + tb[5][tx]];
-                    o.copy_from_slice(&[a[0] + a[1], b[0] + b[1], a[1] + a[2], b[1] + b[2]]);
+    let (tc, plane_len) = (nb * th * tw, 4 * g.h * g.w);
+    let rows_per_block = (OUT_BLOCK / tw).max(1);
+    let mut y = [[0.0f32; OUT_BLOCK]; 16];
+    let mut r0 = 0;
+    while r0 < nb * th {
+        let r1 = (r0 + rows_per_block).min(nb * th);
+        let (t0, n) = (r0 * tw, (r1 - r0) * tw);
+        for ph in 0..4 {
+            let row = |u: usize, v: usize| &m[((ph * 9 + u * 3 + v) * cout + co) * tc + t0..][..n];
+            for i in 0..2 {
+                // Aᵀ on rows i, i + 1 (s_v = M[i][v] + M[i + 1][v]), then A on columns.
+                let (a, b) = ([row(i, 0), row(i, 1), row(i, 2)], [row(i + 1, 0), row(i + 1, 1), row(i + 1, 2)]);
+                let (y0, y1) = y[(ph * 2 + i) * 2..][..2].split_at_mut(1);
+                for (t, (o0, o1)) in y0[0][..n].iter_mut().zip(&mut y1[0][..n]).enumerate() {
+                    let s = [a[0][t] + b[0][t], a[1][t] + b[1][t], a[2][t] + b[2][t]];
+                    (*o0, *o1) = (s[0] + s[1], s[1] + s[2]);
                 }
             }
         }
+        for r in r0..r1 {
+            let (bi, ty, tl) = (r / th, r % th, (r - r0) * tw);
+            // SAFETY: `runs` covers the chunk's output, exclusively borrowed by `forward` for
+            // the duration of these tasks; plane (bi, co) is written by channel co's task alone.
+            let plane = unsafe { runs.run(bi, co, cout, plane_len) };
+            for (i, p) in PAIRS {
+                let out = &mut plane[(4 * ty + 2 * i + p) * wo..][..wo];
+                // One tile's four outputs of this row: columns 2j + q for (j, q) = (0, 0), (0, 1),
+                // (1, 0), (1, 1); phase (p, q) is 2p + q.
+                let yv = |q: usize, j: usize| &y[((2 * p + q) * 2 + i) * 2 + j][tl..tl + tw];
+                let (y00, y01, y10, y11) = (yv(0, 0), yv(1, 0), yv(0, 1), yv(1, 1));
+                for (tx, o) in out.chunks_exact_mut(4).enumerate() {
+                    o.copy_from_slice(&[y00[tx], y01[tx], y10[tx], y11[tx]]);
+                }
+            }
+            if ty == th - 1 {
+                epi.apply_channel(co, plane, None);
+            }
+        }
+        r0 = r1;
     }
 }

@@ -20,6 +20,38 @@ pub mod rnn;
 
 pub use activation::Activation;
 
+/// A [B, C, S] buffer shared by per-channel tasks, each of which writes only its own channel's
+/// runs (batch norm, the Winograd output transform).
+#[derive(Clone, Copy)]
+pub(crate) struct ChannelRuns {
+    ptr: *mut f32,
+    len: usize,
+}
+// SAFETY: the tasks write disjoint elements (run (b, c) belongs to the task of channel c alone;
+// see `run`'s contract), and the buffer is exclusively borrowed while they run.
+unsafe impl Send for ChannelRuns {}
+// SAFETY: as above.
+unsafe impl Sync for ChannelRuns {}
+
+impl ChannelRuns {
+    pub(crate) fn new(buf: &mut [f32]) -> ChannelRuns {
+        ChannelRuns { ptr: buf.as_mut_ptr(), len: buf.len() }
+    }
+
+    /// Channel `c`'s run of sample `b` (`spatial` elements at (b·channels + c)·spatial).
+    ///
+    /// # Safety
+    /// The buffer `new` was given is still exclusively borrowed by the caller, and no other live
+    /// reference touches this run while the returned slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn run(&self, b: usize, c: usize, channels: usize, spatial: usize) -> &mut [f32] {
+        let start = (b * channels + c) * spatial;
+        assert!(c < channels && start + spatial <= self.len, "run ({b}, {c}) past the buffer");
+        // SAFETY: the range lies inside the buffer (asserted); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), spatial) }
+    }
+}
+
 /// What is applied to an accumulator before it is stored: `act(acc·scale + shift + residual)`,
 /// per output channel for scale and shift. This is where batch norm (folded), biases,
 /// activations and residual adds are fused into convolutions and linears.
