@@ -113,6 +113,10 @@ fn conv_transpose2d_cpu_vs_reference() {
         (ConvTranspose2dGeom { cin: 16, h: 8, w: 8, cout: 8, k: 4, stride: 2, pad: 1 }, 4),
         (ConvTranspose2dGeom { cin: 8, h: 32, w: 32, cout: 3, k: 4, stride: 2, pad: 1 }, 2),
         (ConvTranspose2dGeom { cin: 3, h: 5, w: 3, cout: 4, k: 3, stride: 2, pad: 0 }, 2),
+        // The up-sampling gather's odd and one-wide rows; few channels over several samples
+        // (the tasks are runs of samples per channel).
+        (ConvTranspose2dGeom { cin: 5, h: 3, w: 5, cout: 2, k: 4, stride: 2, pad: 1 }, 3),
+        (ConvTranspose2dGeom { cin: 4, h: 2, w: 1, cout: 3, k: 4, stride: 2, pad: 1 }, 9),
     ];
     for (i, (g, batch)) in cases.into_iter().enumerate() {
         let x = random(batch * g.in_len(), 50 + i as u64);

@@ -38,7 +38,7 @@ pub fn conv1d_ref(
                 }
                 *v = acc as f32;
             }
-            epi.apply_channel(co, o, None);
+            epi.apply_channel_ref(co, o, None);
         }
     }
 }

@@ -111,7 +111,7 @@ pub fn conv2d_ref(x: &[f32], w: &[f32], batch: usize, g: &Conv2dGeom, epi: &Epil
                 }
             }
             let res = epi.residual.map(|r| &r[base..base + ho * wo]);
-            epi.apply_channel(co, &mut out[base..base + ho * wo], res);
+            epi.apply_channel_ref(co, &mut out[base..base + ho * wo], res);
         }
     }
 }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::conv2d::{im2col, tap_range, Conv2dGeom};
 use super::gemm::{matmul, matmul_acc, matmul_packed, Mat, Out, PackedA};
-use super::Epilogue;
+use super::{ChannelRuns, Epilogue};
 
 /// Shape of a transposed convolution (square kernel, stride and padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub fn conv_transpose2d_ref(
                 *o = a as f32;
             }
             let res = epi.residual.map(|r| &r[base + co * ho * wo..][..ho * wo]);
-            epi.apply_channel(co, plane, res);
+            epi.apply_channel_ref(co, plane, res);
         }
     }
 }
@@ -154,7 +154,18 @@ pub fn conv_transpose2d_ref(
 /// row, only the taps ky that reach it; per tap kx, the contiguous run of inputs that lands in
 /// the row (a strided add), so no per-element index checks remain.
 fn gather_plane(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTranspose2dGeom, plane: &mut [f32]) {
+    if (g.k, g.stride, g.pad) == (4, 2, 1) && (1..=UP2_MAX_W).contains(&g.w) {
+        return gather_plane_up2(cols, ncols, bi, co, g, plane);
+    }
     let (_, wo) = g.out_hw_checked();
+    if g.h == 1 && g.w == 1 {
+        // A 1×1 input (G's first layer): each output pixel is one tap, (oy + pad, ox + pad).
+        for (i, v) in plane.iter_mut().enumerate() {
+            let (ky, kx) = (i / wo + g.pad, i % wo + g.pad);
+            *v = cols[((co * g.k + ky) * g.k + kx) * ncols + bi];
+        }
+        return;
+    }
     let hw = g.h * g.w;
     for (oy, row) in plane.chunks_mut(wo).enumerate() {
         row.fill(0.0);
@@ -172,6 +183,37 @@ fn gather_plane(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTransp
                 let dst = row[start..].iter_mut().step_by(g.stride);
                 dst.zip(&src[range]).for_each(|(d, &v)| *d += v);
             }
+        }
+    }
+}
+
+/// Widest input row of `gather_plane_up2` (its even/odd sums live on the stack).
+const UP2_MAX_W: usize = 512;
+
+/// `gather_plane` for the 4×4, stride-2, padding-1 layers (G's up-sampling): output column 2b
+/// takes taps kx = 1 (input b) and 3 (input b − 1), column 2b + 1 taps kx = 0 (b + 1) and 2 (b),
+/// so each parity is a sum of shifted contiguous runs (vector adds), interleaved once per row.
+fn gather_plane_up2(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTranspose2dGeom, plane: &mut [f32]) {
+    let (h, w) = (g.h, g.w);
+    let (mut even, mut odd) = ([0.0f32; UP2_MAX_W], [0.0f32; UP2_MAX_W]);
+    let (even, odd) = (&mut even[..w], &mut odd[..w]);
+    for (oy, row) in plane.chunks_exact_mut(2 * w).enumerate() {
+        even.fill(0.0);
+        odd.fill(0.0);
+        // Taps ky with oy + 1 − ky even and input row iy = (oy + 1 − ky) / 2 inside the image.
+        for ky in ((oy + 1) % 2..4).step_by(2) {
+            let Some(iy) = (oy + 1).checked_sub(ky).map(|d| d / 2).filter(|&iy| iy < h) else {
+                continue;
+            };
+            let src = |kx: usize| &cols[((co * 4 + ky) * 4 + kx) * ncols + bi * h * w + iy * w..][..w];
+            let (s0, s1, s2, s3) = (src(0), src(1), src(2), src(3));
+            even.iter_mut().zip(s1).for_each(|(e, &v)| *e += v);
+            even[1..].iter_mut().zip(s3).for_each(|(e, &v)| *e += v);
+            odd.iter_mut().zip(s2).for_each(|(o, &v)| *o += v);
+            odd.iter_mut().zip(&s0[1..]).for_each(|(o, &v)| *o += v);
+        }
+        for (pair, (&e, &o)) in row.chunks_exact_mut(2).zip(even.iter().zip(odd.iter())) {
+            pair.copy_from_slice(&[e, o]);
         }
     }
 }
@@ -214,12 +256,22 @@ pub fn conv_transpose2d(
         let cols = &mut cols[..];
         matmul_packed(wt, rhs, cols, Out::rows(ncols), threads);
         let cols = &*cols;
-        let dst = &mut out[b0 * out_len..(b0 + nb) * out_len];
-        dst.par_chunks_mut(plane_len).enumerate().for_each(|(i, plane)| {
-            let (bi, co) = (i / g.cout, i % g.cout);
-            gather_plane(cols, ncols, bi, co, g, plane);
-            let res = epi.residual.map(|r| &r[(b0 * g.cout + i) * plane_len..][..plane_len]);
-            epi.apply_channel(co, plane, res);
+        // Tasks are (channel, run of samples): a channel's k² rows of cols are then read front to
+        // back (one task per output plane read a few values from each of k² rows far apart: slow
+        // for the 1×1 → 4×4 first layer), and a layer with few channels still has a task per
+        // thread or more.
+        let per = nb.div_ceil((4 * threads).div_ceil(g.cout).clamp(1, nb));
+        let runs = ChannelRuns::new(&mut out[b0 * out_len..(b0 + nb) * out_len]);
+        (0..g.cout * nb.div_ceil(per)).into_par_iter().for_each(|task| {
+            let (co, part) = (task % g.cout, task / g.cout);
+            for bi in part * per..((part + 1) * per).min(nb) {
+                // SAFETY: `runs` covers this chunk's output, exclusively borrowed here while the
+                // tasks run; plane (bi, co) belongs to the one task of (co, bi's run).
+                let plane = unsafe { runs.run(bi, co, g.cout, plane_len) };
+                gather_plane(cols, ncols, bi, co, g, plane);
+                let res = epi.residual.map(|r| &r[((b0 + bi) * g.cout + co) * plane_len..][..plane_len]);
+                epi.apply_channel(co, plane, res);
+            }
         });
         b0 += nb;
     }

@@ -20,6 +20,15 @@ pub mod rnn;
 
 pub use activation::Activation;
 
+/// v = f(v·s + b + res).
+#[inline]
+fn affine(v: &mut [f32], res: Option<&[f32]>, s: f32, b: f32, f: impl Fn(f32) -> f32) {
+    match res {
+        Some(r) => v.iter_mut().zip(r).for_each(|(x, &r)| *x = f(*x * s + b + r)),
+        None => v.iter_mut().for_each(|x| *x = f(*x * s + b)),
+    }
+}
+
 /// A [B, C, S] buffer shared by per-channel tasks, each of which writes only its own channel's
 /// runs (batch norm, the Winograd output transform).
 #[derive(Clone, Copy)]
@@ -64,15 +73,24 @@ pub struct Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
+    /// The references' form of `apply_channel`: every activation exactly (libm's tanh).
+    pub fn apply_channel_ref(&self, c: usize, v: &mut [f32], res: Option<&[f32]>) {
+        let (s, b) = (self.scale.map_or(1.0, |s| s[c]), self.shift.map_or(0.0, |b| b[c]));
+        affine(v, res, s, b, |x| self.act.apply(x));
+    }
+
     /// Applies the epilogue to one channel's values `v` (channel `c`), whose residual, if any,
-    /// is `res` (same length).
+    /// is `res` (same length); tanh by `activation::fast_tanh`.
     #[inline]
     pub fn apply_channel(&self, c: usize, v: &mut [f32], res: Option<&[f32]>) {
         let s = self.scale.map_or(1.0, |s| s[c]);
         let b = self.shift.map_or(0.0, |b| b[c]);
-        match res {
-            Some(r) => v.iter_mut().zip(r).for_each(|(x, &r)| *x = self.act.apply(*x * s + b + r)),
-            None => v.iter_mut().for_each(|x| *x = self.act.apply(*x * s + b)),
+        // One loop per activation, so each is a plain vectorisable map.
+        match self.act {
+            Activation::None => affine(v, res, s, b, |x| x),
+            Activation::Relu => affine(v, res, s, b, |x| x.max(0.0)),
+            Activation::Tanh => affine(v, res, s, b, activation::fast_tanh),
+            act => affine(v, res, s, b, |x| act.apply(x)),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! W_hh per step), and keeps every step's pre-activation gradients; the weight gradients and dx
 //! then come from one GEMM per sample over all steps.
 
-use super::activation::sigmoid;
+use super::activation::{fast_sigmoid, fast_tanh, sigmoid};
 use super::gemm::{matmul, matmul_acc, matmul_packed, Mat, Out, PackedA};
 
 /// Sizes of a recurrence.
@@ -155,7 +155,7 @@ pub fn gru(x: &[f32], p: &RnnPacked, d: RnnDims, scratch: &mut [f32], out: &mut 
         if t == 0 {
             for b in 0..bsz {
                 let pn = &proj[(b * t_len) * 3 * h + 2 * h..][..h];
-                hs[b * h..(b + 1) * h].iter_mut().zip(pn).for_each(|(v, &a)| *v = a.tanh());
+                hs[b * h..(b + 1) * h].iter_mut().zip(pn).for_each(|(v, &a)| *v = fast_tanh(a));
             }
         } else {
             // g1ᵀ = W_hh[r, z] · hsᵀ, g2ᵀ = W_hh[n] · (r ⊙ h)ᵀ.
@@ -163,7 +163,7 @@ pub fn gru(x: &[f32], p: &RnnPacked, d: RnnDims, scratch: &mut [f32], out: &mut 
             for b in 0..bsz {
                 let pr = &proj[(b * t_len + t) * 3 * h..][..h];
                 for j in 0..h {
-                    let r = sigmoid(pr[j] + g1[b * 2 * h + j] + p.b_hh[j]);
+                    let r = fast_sigmoid(pr[j] + g1[b * 2 * h + j] + p.b_hh[j]);
                     rh[b * h + j] = r * hs[b * h + j];
                 }
             }
@@ -171,8 +171,8 @@ pub fn gru(x: &[f32], p: &RnnPacked, d: RnnDims, scratch: &mut [f32], out: &mut 
             for b in 0..bsz {
                 let pt = &proj[(b * t_len + t) * 3 * h..][..3 * h];
                 for j in 0..h {
-                    let z = sigmoid(pt[h + j] + g1[b * 2 * h + h + j] + p.b_hh[h + j]);
-                    let n = (pt[2 * h + j] + g2[b * h + j] + p.b_hh[2 * h + j]).tanh();
+                    let z = fast_sigmoid(pt[h + j] + g1[b * 2 * h + h + j] + p.b_hh[h + j]);
+                    let n = fast_tanh(pt[2 * h + j] + g2[b * h + j] + p.b_hh[2 * h + j]);
                     hs[b * h + j] = z * n + (1.0 - z) * hs[b * h + j];
                 }
             }
