@@ -36,7 +36,7 @@ impl Activation {
 const TANH_CLAMP: f32 = 7.905_311;
 /// Odd numerator (x¹ … x¹³) and even denominator (x⁰ … x⁶) of `fast_tanh`.
 const TANH_P: [f32; 7] =
-    [4.893_524_6e-3, 6.372_619_3e-4, 1.485_722_4e-5, 5.122_297e-8, -8.604_671_5e-11, 2.000_188e-13, -2.760_768_5e-16];
+    [4.893_524_6e-3, 6.372_619_3e-4, 1.485_722_4e-5, 5.122_297e-8, -8.604_672e-11, 2.000_188e-13, -2.760_768_5e-16];
 const TANH_Q: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
 
 /// tanh as a 13/6 rational function of the clamped input (the minimax form Eigen uses):
