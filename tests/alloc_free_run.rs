@@ -51,7 +51,8 @@ fn repeated_runs_allocate_nothing() {
 
 fn runs_allocate_nothing(ws: &WeightSet, dtype: &str) {
     for threads in [1, 2] {
-        for batch in [1, 3] {
+        // Batch 3 and 8 take the Winograd forms of deconv3 and of the 8×8 residual block.
+        for batch in [1, 3, 8] {
             let pool = thread_pool(threads).expect("pool");
             let captions: Vec<String> = (0..batch).map(|i| format!("a small red circle number {i}")).collect();
             let mut t2i = TextToImage::new(ws, batch, Arc::clone(&pool), Backend::Cpu).expect("pipeline");

@@ -39,19 +39,23 @@ fn f16_file_generates_what_the_same_values_in_f32_generate() {
         .map(|p| p.name.as_str())
         .collect();
     assert!(half.len() >= 8, "G's GEMM weights should stay f16, got {half:?}");
-    // At batch 3 the CPU pipeline below runs deconv3 (16×16 input) in phase + Winograd form.
-    let g3 = build_generator_for(&w16, Some(3)).expect("graph");
-    assert!(g3.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::Winograd(_))));
+    // At batch 8 the CPU pipeline below runs deconv3 (16×16 input) in phase + Winograd form and
+    // the second residual block's 3×3 convolutions (8×8) in Winograd form.
+    let g8 = build_generator_for(&w16, Some(8)).expect("graph");
+    assert!(g8.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::Winograd(_))));
+    assert!(g8.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::WinogradConv(_))));
 
     let caps: Vec<String> =
         ["a small red circle on a blue background", "white ring", "a huge green star, black background"]
             .iter()
+            .cycle()
+            .take(8)
             .map(|s| s.to_string())
             .collect();
     let pool = thread_pool(2).expect("pool");
     for backend in [Backend::Cpu, Backend::Reference] {
-        let mut a = TextToImage::new(&w16, 3, Arc::clone(&pool), backend).expect("f16 pipeline");
-        let mut b = TextToImage::new(&w32, 3, Arc::clone(&pool), backend).expect("f32 pipeline");
+        let mut a = TextToImage::new(&w16, 8, Arc::clone(&pool), backend).expect("f16 pipeline");
+        let mut b = TextToImage::new(&w32, 8, Arc::clone(&pool), backend).expect("f32 pipeline");
         let (ia, _) = a.generate(&caps, 9, 0).expect("f16 images");
         let (ib, _) = b.generate(&caps, 9, 0).expect("f32 images");
         // Only the order of operations differs (scale after the product instead of folded into

@@ -12,6 +12,7 @@ use common::{assert_close, poisoned, random};
 use text2img::ops::conv1d::{conv1d, conv1d_ref};
 use text2img::ops::conv2d::{conv2d, conv2d_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, pack_weight, ConvTranspose2dGeom};
+use text2img::ops::conv_winograd::{self, WinogradConv};
 use text2img::ops::deconv_winograd::{self, WinogradDeconv};
 use text2img::ops::gemm::{matmul, matmul_packed, matmul_ref, Mat, Out, PackedA};
 use text2img::ops::linear::{linear, linear_ref};
@@ -151,6 +152,46 @@ fn conv_transpose2d_large_batch_uses_chunks() {
     let packed = PackedA::from_row_major(&pack_weight(&w, &g), g.rows(), g.cin);
     pool(2).install(|| conv_transpose2d(&x, &packed, batch, &g, &epi, &mut scratch, &mut got, 2));
     assert_close("conv_transpose2d chunked", &got, &want, TOL);
+}
+
+/// The Winograd F(2×2, 3×3) form of 3×3 convolutions against the direct reference, with the
+/// residual epilogue the residual blocks use: G's two 3×3 layers (shapes config) at batch 1–3, a
+/// non-square odd-channel case, and a batch cut into chunks. The weight transform's halves are
+/// exact; the sums of up to 9 taps and of 16 products add a few roundings, well inside 1e-5.
+#[test]
+fn conv2d_winograd_vs_reference() {
+    let c3 = |cin, h, w, cout| Conv2dGeom { cin, h, w, cout, kh: 3, kw: 3, stride: 1, pad: 1 };
+    let cases = [
+        (c3(64, 4, 4, 256), 1),
+        (c3(64, 4, 4, 64), 3),
+        (c3(32, 8, 8, 128), 2),
+        (c3(7, 2, 6, 10), 5),
+        (c3(16, 16, 16, 16), 30),
+    ];
+    for (i, (g, batch)) in cases.into_iter().enumerate() {
+        assert!(conv_winograd::applies(&g));
+        if batch == 30 {
+            assert!(conv_winograd::chunk(&g, batch) < batch, "the last case must exercise chunking");
+        }
+        let x = random(batch * g.in_len(), 250 + i as u64);
+        let w = random(g.cout * g.kdim(), 260 + i as u64);
+        let res = random(batch * g.out_len(), 265 + i as u64);
+        let wc = WinogradConv::new(&w, &g);
+        assert_eq!(wc.unpack(), w, "case {i}: unpack must give the kernel back");
+        let (scale, shift) = epilogue_params(g.cout, 270 + i as u64);
+        for (act, residual) in [(Activation::None, None), (Activation::Relu, Some(&res[..]))] {
+            let epi = Epilogue { scale: Some(&scale), shift: Some(&shift), residual, act };
+            let mut want = vec![0.0; batch * g.out_len()];
+            conv2d_ref(&x, &w, batch, &g, &epi, &mut want);
+            let mut got = poisoned(batch * g.out_len());
+            let mut scratch = poisoned(conv_winograd::scratch_len(&g, batch));
+            pool(2).install(|| wc.forward(&x, batch, &g, &epi, &mut scratch, &mut got, 2));
+            assert_close(&format!("conv winograd case {i} (batch {batch}) {act:?}"), &got, &want, TOL);
+        }
+    }
+    // Only 3×3, stride 1, padding 1 with an even input has this form.
+    assert!(!conv_winograd::applies(&c3(8, 3, 4, 8)));
+    assert!(!conv_winograd::applies(&Conv2dGeom { cin: 8, h: 8, w: 8, cout: 8, kh: 3, kw: 3, stride: 2, pad: 1 }));
 }
 
 /// The phase + Winograd form of 4×4 stride-2 transposed convolutions against the scatter

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
+use crate::ops::conv_winograd::WinogradConv;
 use crate::ops::deconv_winograd::WinogradDeconv;
 use crate::ops::gemm::PackedA;
 use crate::ops::pool::maxpool1d_len;
@@ -28,6 +29,8 @@ pub enum ParamData {
     Mapped { file: Arc<WeightFile>, range: Range<usize> },
     /// A transposed convolution's kernel in phase + Winograd form (CPU fast path).
     Winograd(WinogradDeconv),
+    /// A 3×3 convolution's kernel in Winograd form (CPU fast path).
+    WinogradConv(WinogradConv),
 }
 
 /// A named parameter tensor.
@@ -45,7 +48,9 @@ impl Param {
             ParamData::Owned(v) => v,
             // Alignment and length were checked by `WeightFile::zero_copy_range`.
             ParamData::Mapped { file, range } => bytemuck::cast_slice(&file.bytes()[range.clone()]),
-            ParamData::Packed(_) | ParamData::Winograd(_) => panic!("parameter '{}' is packed", self.name),
+            ParamData::Packed(_) | ParamData::Winograd(_) | ParamData::WinogradConv(_) => {
+                panic!("parameter '{}' is packed", self.name)
+            }
         }
     }
 
@@ -62,6 +67,7 @@ impl Param {
         match &self.data {
             ParamData::Packed(p) => std::borrow::Cow::Owned(p.unpack()),
             ParamData::Winograd(w) => std::borrow::Cow::Owned(w.unpack()),
+            ParamData::WinogradConv(w) => std::borrow::Cow::Owned(w.unpack()),
             _ => std::borrow::Cow::Borrowed(self.data()),
         }
     }
@@ -71,6 +77,7 @@ impl Param {
         match &self.data {
             ParamData::Packed(p) => p.rows() * p.cols(),
             ParamData::Winograd(w) => w.numel(),
+            ParamData::WinogradConv(w) => w.numel(),
             _ => self.data().len(),
         }
     }
@@ -281,6 +288,11 @@ impl GraphBuilder {
     /// A transposed convolution's kernel in phase + Winograd form.
     pub fn winograd(&mut self, name: &str, shape: &[usize], data: WinogradDeconv) -> Result<ParamId> {
         self.param(name, shape, ParamData::Winograd(data))
+    }
+
+    /// A 3×3 convolution's kernel in Winograd form.
+    pub fn winograd_conv(&mut self, name: &str, shape: &[usize], data: WinogradConv) -> Result<ParamId> {
+        self.param(name, shape, ParamData::WinogradConv(data))
     }
 
     /// A GEMM weight packed at load.

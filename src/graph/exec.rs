@@ -199,7 +199,11 @@ impl Ctx<'_> {
                 linear(x, pk(w), b, in_f, out_f, &epi(scale, shift, act, None), out, t)
             }
             Op::Conv2d { w, scale, shift, geom, act, residual } => {
-                conv2d(x, pk(w), b, &geom, &epi(scale, shift, act, residual.then_some(y)), scratch, out, t)
+                let e = epi(scale, shift, act, residual.then_some(y));
+                match &graph.params[w].data {
+                    ParamData::WinogradConv(wc) => wc.forward(x, b, &geom, &e, scratch, out, t),
+                    _ => conv2d(x, pk(w), b, &geom, &e, scratch, out, t),
+                }
             }
             Op::ConvTranspose2d { w, scale, shift, geom, act } => {
                 let e = epi(scale, shift, act, None);

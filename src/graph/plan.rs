@@ -62,7 +62,7 @@ impl Plan {
 /// Scratch a node needs on the fast path.
 pub(crate) fn scratch_len(op: &Op, batch: usize) -> usize {
     match *op {
-        Op::Conv2d { geom, .. } => geom.scratch_len(batch),
+        Op::Conv2d { geom, .. } => geom.scratch_len(batch).max(crate::ops::conv_winograd::scratch_len(&geom, batch)),
         // Either form of the kernel may be in the graph (the builder picks one per layer).
         Op::ConvTranspose2d { geom, .. } => {
             geom.scratch_len(batch).max(crate::ops::deconv_winograd::scratch_len(&geom, batch))

@@ -13,6 +13,7 @@ use crate::graph::{Graph, GraphBuilder, Op, ValueId};
 use crate::ops::batch_norm::{fold_bias, fold_out_first, BatchNormParams};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::{pack_weight, ConvTranspose2dGeom};
+use crate::ops::conv_winograd::{self, WinogradConv};
 use crate::ops::deconv_winograd::{self, WinogradDeconv};
 use crate::ops::gemm::PackedA;
 use crate::ops::rnn::pack_w_hh;
@@ -109,7 +110,13 @@ impl NetBuilder for InferenceBuilder<'_> {
         let half = self.half(w);
         let (scale, shift) = self.fold(&mut wv, bn, 1, None, half)?;
         let shape = [geom.cout, geom.cin, geom.kh, geom.kw];
-        let wid = self.pack(w, &shape, &wv, (geom.cout, geom.kdim()), half)?;
+        let wid = match self.cpu_batch {
+            // The transformed weights are sums of the stored values, kept in f32.
+            Some(batch) if conv_winograd::worth_it(&geom, batch) => {
+                self.b.winograd_conv(w, &shape, WinogradConv::new(&wv, &geom))?
+            }
+            _ => self.pack(w, &shape, &wv, (geom.cout, geom.kdim()), half)?,
+        };
         let op = Op::Conv2d { w: wid, scale, shift, geom, act, residual: residual.is_some() };
         let inputs: Vec<ValueId> = std::iter::once(x).chain(residual).collect();
         self.b.node(w.trim_end_matches(".weight"), op, &inputs)

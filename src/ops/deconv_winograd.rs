@@ -165,24 +165,36 @@ impl WinogradDeconv {
             let m = &mut rest[..MATS * g.cout * tc];
             let xc = &x[b0 * in_len..(b0 + nb) * in_len];
             v.par_chunks_mut(MATS * tc).enumerate().for_each(|(ci, vc)| input_transform(xc, nb, ci, g, vc));
-            // The 36 products are independent: one task each (a GEMM of these sizes is too
-            // small to split well, and one fork-join for all of them costs least).
-            let v = &*v;
-            let product = |(k, mk): (usize, &mut [f32])| {
-                let (ph, xi) = (k / 9, k % 9);
-                let rhs = Mat { data: &v[(ph * 9 + xi) * tc..], rows: g.cin, cols: tc, rs: MATS * tc, cs: 1 };
-                matmul_packed(&self.u[k], rhs, mk, Out::rows(tc), 1);
-            };
-            if threads > 1 {
-                m.par_chunks_mut(g.cout * tc).enumerate().for_each(product);
-            } else {
-                m.chunks_mut(g.cout * tc).enumerate().for_each(product);
-            }
+            products(&self.u, v, (g.cin, MATS, tc), m, g.cout, threads);
             let m = &*m;
             let runs = ChannelRuns::new(&mut out[b0 * out_len..(b0 + nb) * out_len]);
             (0..g.cout).into_par_iter().for_each(|co| output_channel(m, (g.cout, co), nb, g, epi, &runs));
             b0 += nb;
         }
+    }
+}
+
+/// The Winograd products of one chunk: M[k] [Cout, tc] = U[k] · V[k] for every point k, where V
+/// holds [Cin, points, tc] (so V[k] has rows of stride points·tc). The products are independent:
+/// one task each (a GEMM of these sizes is too small to split well, and one fork-join for all of
+/// them costs least).
+pub(crate) fn products(
+    u: &[PackedA],
+    v: &[f32],
+    (cin, points, tc): (usize, usize, usize),
+    m: &mut [f32],
+    cout: usize,
+    threads: usize,
+) {
+    let product = |(k, mk): (usize, &mut [f32])| {
+        let rhs = Mat { data: &v[k * tc..], rows: cin, cols: tc, rs: points * tc, cs: 1 };
+        matmul_packed(&u[k], rhs, mk, Out::rows(tc), 1);
+    };
+    let m = &mut m[..points * cout * tc];
+    if threads > 1 {
+        m.par_chunks_mut(cout * tc).enumerate().for_each(product);
+    } else {
+        m.chunks_mut(cout * tc).enumerate().for_each(product);
     }
 }
 

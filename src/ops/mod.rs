@@ -9,6 +9,7 @@ pub mod batch_norm;
 pub mod conv1d;
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod conv_winograd;
 pub mod deconv_winograd;
 pub mod elementwise;
 pub mod gemm;
