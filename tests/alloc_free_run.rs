@@ -51,7 +51,8 @@ fn repeated_runs_allocate_nothing() {
 
 fn runs_allocate_nothing(ws: &WeightSet, dtype: &str) {
     for threads in [1, 2] {
-        // Batch 3 and 8 take the Winograd forms of deconv3 and of the 8×8 residual block.
+        // Winograd forms: the 8×8 residual block from batch 1, deconv3 from batch 2, the 4×4
+        // residual block from batch 4.
         for batch in [1, 3, 8] {
             let pool = thread_pool(threads).expect("pool");
             let captions: Vec<String> = (0..batch).map(|i| format!("a small red circle number {i}")).collect();

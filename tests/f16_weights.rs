@@ -40,7 +40,7 @@ fn f16_file_generates_what_the_same_values_in_f32_generate() {
         .collect();
     assert!(half.len() >= 8, "G's GEMM weights should stay f16, got {half:?}");
     // At batch 8 the CPU pipeline below runs deconv3 (16×16 input) in phase + Winograd form and
-    // the second residual block's 3×3 convolutions (8×8) in Winograd form.
+    // both residual blocks' 3×3 convolutions in Winograd form.
     let g8 = build_generator_for(&w16, Some(8)).expect("graph");
     assert!(g8.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::Winograd(_))));
     assert!(g8.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::WinogradConv(_))));
