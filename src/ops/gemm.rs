@@ -733,6 +733,7 @@ unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rs: usize, 
     for p in 0..kc {
         // SAFETY: p < kc, so p·NR + 32 ≤ kc·NR ≤ b.len() and p·MR + i < kc·MR ≤ a.len().
         unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add((p + PREFETCH_K) * MR) as *const i8);
             let b0 = _mm512_loadu_ps(bp.add(p * NR));
             let b1 = _mm512_loadu_ps(bp.add(p * NR + 16));
             for (i, row) in sums.iter_mut().enumerate() {
@@ -757,8 +758,9 @@ unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rs: usize, 
     }
 }
 
-/// How many k-steps ahead the narrow kernel prefetches its left operand (measured on reed-cub at
-/// batch 1: 64 gains half of what 128 and 256 do; 256 slightly best).
+/// How many k-steps ahead the AVX-512 kernels prefetch their left operand (measured on reed-cub
+/// at batch 1 with the narrow kernel: 64 gains half of what 128 and 256 do; 256 slightly best;
+/// in the wide kernel too it cut deconv2 at batch 1 from 1.12 to 0.79 ms).
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_K: usize = 256;
 
