@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Recipe probe for the default model (issue 5): GAN-INT-CLS on `shapes` in PyTorch, with the
+changes under test switchable, exporting G (with the encoder) so that `text2img eval` judges it.
+
+PyTorch runs the shapes config's iteration about twice as fast as our trainer on 2 cores, so a
+recipe is tried here first and built into the engine only when it pays. Not used by CI or by the
+shipped weights. Follows our trainer's step (scripts/reference.py's networks; D step: real 1,
+wrong 0.5, fake 0.5, three separate passes; G step on B + B/2 interpolated rows) and our sampler
+on `shapes` (no zoom, a wrong image of another class, the mean of 4 of an image's 10 captions).
+
+Switches:
+  --sn            spectral norm (Miyato et al. 2018) on every conv and linear of D
+  --classifier W  D's auxiliary classifier of shape kind, colour and size (AC-GAN), G's term W
+  --ac-fake       the classifier also learns G's images with their captions' labels (AC-GAN)
+  --mbstd         minibatch standard deviation as one more channel of D's 4×4 features
+  --mode-seeking W, --ms-from N   our trainer's mode-seeking term, from step N
+  --lr-d/--lr-g, --beta1, --beta2, --ndf, --ngf
+
+Usage (repository root; the venv of scripts/setup_venv.sh):
+  .venv/bin/python scripts/experiments/shapes_gan_probe.py --data /tmp/shapes \
+      --encoder /tmp/enc/encoder.safetensors --out /tmp/probe/sn --steps 2000 --sn --export-every 500
+then `text2img eval -m /tmp/probe/sn/model-2000.safetensors --judge ... --data /tmp/shapes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import reference as ref  # noqa: E402
+
+SIZES = ["small", "medium", "large"]
+
+
+def read_lines(p):
+    with open(p, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def load_encoder(path):
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        cfg = json.loads(f.metadata()["config"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    enc = ref.Encoder(cfg)
+    enc.load_state_dict({k[len("encoder."):]: v.float() for k, v in tensors.items()})
+    return cfg, enc.eval(), tensors
+
+
+@torch.no_grad()
+def embed(enc, cfg, caps, bs=512):
+    out = []
+    for i in range(0, len(caps), bs):
+        out.append(enc(torch.from_numpy(ref.onehot(caps[i : i + bs], cfg))).numpy())
+    return np.concatenate(out, 0)
+
+
+def load_data(data, enc_path):
+    """Training-class images [N, 3, 64, 64] uint8, labels [N, 3] (kind, colour, size), class
+    ids, caption embeddings [N, 10, E]; cached beside the dataset per encoder."""
+    key = hashlib.sha1(open(enc_path, "rb").read()).hexdigest()[:12]
+    cache = os.path.join(data, f".probe-cache-{key}.npz")
+    if os.path.exists(cache):
+        d = np.load(cache)
+        return d["imgs"], d["labels"], d["cls"], d["emb"]
+    from PIL import Image
+
+    cfg, enc, _ = load_encoder(enc_path)
+    train = set(read_lines(f"{data}/trainvalclasses.txt"))
+    meta = json.load(open(f"{data}/shapes.json"))
+    palette, shapes = [c[0] for c in meta["palette"]], meta["shapes"]
+    imgs, labels, cls, caps = [], [], [], []
+    for line in open(f"{data}/attributes.jsonl", encoding="utf-8"):
+        a = json.loads(line)
+        if a["class"] not in train:
+            continue
+        imgs.append(np.asarray(Image.open(f"{data}/{a['image']}").convert("RGB")).transpose(2, 0, 1))
+        labels.append([shapes.index(a["shape"]), palette.index(a["colour"]), SIZES.index(a["size"])])
+        cls.append(a["class_id"])
+        stem = a["image"][len("images/"):-4]
+        cl = read_lines(f"{data}/text_c10/{stem}.txt")
+        assert len(cl) == 10, stem
+        caps.extend(cl)
+    t0 = time.time()
+    emb = embed(enc, cfg, caps).reshape(len(cls), 10, -1).astype(np.float32)
+    print(f"embedded {len(caps)} captions in {time.time() - t0:.0f} s", flush=True)
+    imgs, labels, cls = np.stack(imgs), np.array(labels), np.array(cls)
+    np.savez(cache, imgs=imgs, labels=labels, cls=cls, emb=emb)
+    return imgs, labels, cls, emb
+
+
+def d_forward(D, img, emb, head):
+    """Reed's D (reference.py) returning the logit and, with a head, the classifier's logits
+    from the image trunk (before the text joins)."""
+    x = ref._lrelu(D.conv0(img))
+    x = ref._lrelu(D.bn1(D.conv1(x)))
+    x = D.bn2(D.conv2(x))
+    x = D.bn3(D.conv3(x))
+    trunk = D.res(x)
+    if getattr(D, "mbstd", False):
+        # Minibatch standard deviation (Karras et al. 2018): the mean over features and
+        # positions of the batch's per-feature std, as one more constant channel, so a batch of
+        # near-identical fakes is visible to D.
+        sd = trunk.std(0, unbiased=False).mean()
+        trunk_d = torch.cat([trunk, sd.expand(trunk.shape[0], 1, trunk.shape[2], trunk.shape[3])], 1)
+    else:
+        trunk_d = trunk
+    t = ref._lrelu(D.text_bn(D.text_proj(emb)))
+    t = t[:, :, None, None].expand(-1, -1, trunk.shape[2], trunk.shape[3])
+    x = ref._lrelu(D.bn4(D.conv4(torch.cat([trunk_d, t], 1))))
+    logit = D.conv5(x).reshape(-1)
+    return logit, (head(trunk).flatten(1) if head is not None else None)
+
+
+def class_loss(logits, labels, sizes):
+    loss, first = 0.0, 0
+    for a, k in enumerate(sizes):
+        loss = loss + F.cross_entropy(logits[:, first : first + k], labels[:, a])
+        first += k
+    return loss
+
+
+def export(G, enc_tensors, cfg, path):
+    from safetensors.torch import save_file
+
+    tensors = {k: v for k, v in enc_tensors.items()}
+    for k, v in G.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            tensors[f"generator.{k}"] = v.detach().float().contiguous()
+    meta = {"format": ref.FORMAT, "config": json.dumps(cfg), "networks": "encoder,generator"}
+    save_file(tensors, path, metadata=meta)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--encoder", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--export-every", type=int, default=500)
+    ap.add_argument("--sn", action="store_true")
+    ap.add_argument("--classifier", type=float, default=0.0)
+    ap.add_argument("--ac-fake", action="store_true")
+    ap.add_argument("--mbstd", action="store_true")
+    ap.add_argument("--mode-seeking", type=float, default=0.0)
+    ap.add_argument("--ms-from", type=int, default=0)
+    ap.add_argument("--lr-d", type=float, default=2e-4)
+    ap.add_argument("--lr-g", type=float, default=2e-4)
+    ap.add_argument("--beta1", type=float, default=0.5)
+    ap.add_argument("--beta2", type=float, default=0.999)
+    ap.add_argument("--ndf", type=int, default=None)
+    ap.add_argument("--ngf", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    imgs, labels, cls, emb = load_data(args.data, args.encoder)
+    imgs, labels, emb = torch.from_numpy(imgs), torch.from_numpy(labels), torch.from_numpy(emb)
+    n = len(cls)
+    _, _, enc_tensors = load_encoder(args.encoder)
+    from safetensors import safe_open
+
+    with safe_open(args.encoder, "pt") as f:
+        cfg = json.loads(f.metadata()["config"])
+    if args.ngf:
+        cfg["generator"]["ngf"] = args.ngf
+    if args.ndf:
+        cfg["discriminator"]["ndf"] = args.ndf
+    model = ref.build(cfg, ("generator", "discriminator"), init="torch")
+    G, D = model.generator.train(), model.discriminator.train()
+    sizes = [8, 10, len(SIZES)]
+    ndf = cfg["discriminator"]["ndf"]
+    head = nn.Conv2d(8 * ndf, sum(sizes), 4, 1, 0, bias=False) if args.classifier > 0 else None
+    if head is not None:
+        nn.init.normal_(head.weight, 0.0, 0.02)
+        D.add_module("classifier", head)
+    if args.mbstd:
+        D.mbstd = True
+        nt = cfg["discriminator"]["nt"]
+        D.conv4 = nn.Conv2d(8 * ndf + 1 + nt, 8 * ndf, 1, bias=False)
+        nn.init.normal_(D.conv4.weight, 0.0, 0.02)
+    if args.sn:
+        for name, m in list(D.named_modules()):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(m)
+    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2), eps=1e-8)
+    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2), eps=1e-8)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed + 1)
+    b, nz = args.batch, cfg["generator"]["nz"]
+    bce = F.binary_cross_entropy_with_logits
+
+    def batch():
+        ri = rng.integers(0, n, b)
+        wi = rng.integers(0, n, b)
+        bad = cls[wi] == cls[ri]
+        while bad.any():
+            wi[bad] = rng.integers(0, n, bad.sum())
+            bad = cls[wi] == cls[ri]
+        capi = rng.integers(0, 10, (b, 4))
+        t = emb[torch.from_numpy(ri)[:, None], torch.from_numpy(capi)].mean(1)
+        as_float = lambda idx: imgs[torch.from_numpy(idx)].float() / 127.5 - 1
+        return as_float(ri), as_float(wi), t, labels[torch.from_numpy(ri)]
+
+    log = open(f"{args.out}/log.jsonl", "w")
+    acc = {}
+    t_start = time.time()
+    for it in range(1, args.steps + 1):
+        real, wrong, t, lab = batch()
+        z_d, z_g = torch.randn(b, nz), torch.randn(b + b // 2, nz)
+        # D step
+        D.requires_grad_(True)
+        with torch.no_grad():
+            fake = G(z_d, t)
+        opt_d.zero_grad(set_to_none=True)
+        rec = {}
+        for name, x, tgt, w in (("real", real, 1.0, 1.0), ("wrong", wrong, 0.0, 0.5), ("fake", fake, 0.0, 0.5)):
+            lg, cl = d_forward(D, x, t, head if name != "wrong" else None)
+            loss = w * bce(lg, torch.full_like(lg, tgt))
+            if cl is not None and name == "real":
+                rec["d_class"] = class_loss(cl, lab, sizes)
+                loss = loss + rec["d_class"]
+            if cl is not None and name == "fake" and args.ac_fake:
+                loss = loss + class_loss(cl, lab, sizes)
+            loss.backward()
+            rec[f"acc_{name}"] = ((lg > 0) == (tgt > 0.5)).float().mean()
+            rec[f"d_{name}"] = loss.detach()
+        opt_d.step()
+        # G step
+        D.requires_grad_(False)
+        t_int = torch.cat([t, 0.5 * (t[: b // 2] + t[b // 2 : b])], 0)
+        opt_g.zero_grad(set_to_none=True)
+        fk = G(z_g, t_int)
+        lg, cl = d_forward(D, fk, t_int, head)
+        g_loss = bce(lg, torch.ones_like(lg))
+        rec["g_adv"] = g_loss.detach()
+        if cl is not None:
+            rec["g_class"] = class_loss(cl[:b], lab, sizes)
+            g_loss = g_loss + args.classifier * rec["g_class"]
+        if args.mode_seeking > 0 and it > args.ms_from:
+            # Our trainer's term (Mao et al. 2019): the first B/2 captions again with other noise.
+            z2 = torch.randn(b // 2, nz)
+            fk2 = G(z2, t[: b // 2])
+            r = (fk[: b // 2] - fk2).abs().mean((1, 2, 3)) / (z_g[: b // 2] - z2).abs().mean(1)
+            rec["mode_seeking"] = (1.0 / (r + 1e-5)).mean()
+            g_loss = g_loss + args.mode_seeking * rec["mode_seeking"]
+        g_loss.backward()
+        opt_g.step()
+        for k, v in rec.items():
+            acc.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
+        if it % args.log_every == 0:
+            el = time.time() - t_start
+            out = {"step": it, "s_per_it": round(el / it, 3)}
+            out.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
+            acc = {}
+            log.write(json.dumps(out) + "\n")
+            log.flush()
+            print(json.dumps(out), flush=True)
+        if it % args.export_every == 0 or it == args.steps:
+            G.eval()
+            export(G, enc_tensors, cfg, f"{args.out}/model-{it}.safetensors")
+            G.train()
+    log.close()
+
+
+if __name__ == "__main__":
+    main()
