@@ -5,6 +5,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use text2img::ops::conv2d::{conv2d, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d, pack_weight, ConvTranspose2dGeom};
+use text2img::ops::conv_winograd::{self, WinogradConv};
+use text2img::ops::deconv_winograd::{self, WinogradDeconv};
 use text2img::ops::gemm::PackedA;
 use text2img::ops::rnn::{gru, pack_w_hh, scratch_len, RnnDims, RnnPacked};
 use text2img::ops::Epilogue;
@@ -29,19 +31,24 @@ fn bench_conv_transpose2d(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu/conv_transpose2d_fwd");
     group.sample_size(10);
     for (name, g) in layers {
-        let w = PackedA::from_row_major(&pack_weight(&data(g.cin * g.rows()), &g), g.rows(), g.cin);
+        let rows = pack_weight(&data(g.cin * g.rows()), &g);
+        let w = PackedA::from_row_major(&rows, g.rows(), g.cin);
         for batch in [1usize, 64] {
             let x = data(batch * g.in_len());
             let mut out = vec![0.0; batch * g.out_len()];
-            let mut scratch = vec![0.0; g.scratch_len(batch)];
+            let mut scratch = vec![0.0; g.scratch_len(batch).max(deconv_winograd::scratch_len(&g, batch))];
             group.throughput(Throughput::Elements((2 * g.macs() * batch) as u64));
+            let epi = Epilogue::default();
             group.bench_function(format!("{name}/b{batch}"), |b| {
-                b.iter(|| {
-                    pool.install(|| {
-                        conv_transpose2d(&x, &w, batch, &g, &Epilogue::default(), &mut scratch, &mut out, 2)
-                    })
-                })
+                b.iter(|| pool.install(|| conv_transpose2d(&x, &w, batch, &g, &epi, &mut scratch, &mut out, 2)))
             });
+            // The form the executor picks where it pays (same FLOP count, for comparable rates).
+            if deconv_winograd::worth_it(&g, batch) {
+                let wd = WinogradDeconv::new(&rows, &g);
+                group.bench_function(format!("{name}/b{batch}/winograd"), |b| {
+                    b.iter(|| pool.install(|| wd.forward(&x, batch, &g, &epi, &mut scratch, &mut out, 2)))
+                });
+            }
         }
     }
     group.finish();
@@ -57,15 +64,23 @@ fn bench_conv2d(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu/conv2d_fwd");
     group.sample_size(10);
     for (name, g) in layers {
-        let w = PackedA::from_row_major(&data(g.cout * g.kdim()), g.cout, g.kdim());
+        let rows = data(g.cout * g.kdim());
+        let w = PackedA::from_row_major(&rows, g.cout, g.kdim());
         for batch in [1usize, 64] {
             let x = data(batch * g.in_len());
             let mut out = vec![0.0; batch * g.out_len()];
-            let mut scratch = vec![0.0; g.scratch_len(batch)];
+            let mut scratch = vec![0.0; g.scratch_len(batch).max(conv_winograd::scratch_len(&g, batch))];
             group.throughput(Throughput::Elements((2 * g.macs() * batch) as u64));
+            let epi = Epilogue::default();
             group.bench_function(format!("{name}/b{batch}"), |b| {
-                b.iter(|| pool.install(|| conv2d(&x, &w, batch, &g, &Epilogue::default(), &mut scratch, &mut out, 2)))
+                b.iter(|| pool.install(|| conv2d(&x, &w, batch, &g, &epi, &mut scratch, &mut out, 2)))
             });
+            if conv_winograd::worth_it(&g, batch) {
+                let wc = WinogradConv::new(&rows, &g);
+                group.bench_function(format!("{name}/b{batch}/winograd"), |b| {
+                    b.iter(|| pool.install(|| wc.forward(&x, batch, &g, &epi, &mut scratch, &mut out, 2)))
+                });
+            }
         }
     }
     group.finish();
