@@ -74,10 +74,11 @@ fn cuda_device(n: usize) -> Result<Device> {
     }
 }
 
-/// Why GPU `n` cannot be opened, or None when it can (driver, device, kernels all load).
+/// Why GPU `n` cannot be opened, or None when it can (driver, device, kernels all load); the
+/// opened device is kept for the pipeline (`CudaDevice::shared`).
 #[cfg(feature = "cuda")]
 fn cuda_unavailable(n: usize) -> Option<String> {
-    crate::cuda::CudaDevice::new(n).err().map(|e| e.to_string())
+    crate::cuda::CudaDevice::shared(n).err().map(|e| e.to_string())
 }
 
 /// Prints `msg` to stderr the first time only.

@@ -98,7 +98,7 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
     let mut rows = Vec::new();
     #[cfg(feature = "cuda")]
     if let text2img::device::Device::Cuda(n) = device {
-        let dev = Arc::new(text2img::cuda::CudaDevice::new(n)?);
+        let dev = text2img::cuda::CudaDevice::shared(n)?;
         for &batch in &a.batch_size {
             let mut t2i = text2img::cuda::CudaTextToImage::new(Arc::clone(&dev), &ws, batch)?;
             rows.push(measure_cuda(&mut t2i, batch, &a, &format!("cuda:{n} {}", dev.name()))?);

@@ -234,7 +234,7 @@ impl Pipeline {
             Device::Cpu => Ok(Pipeline::Cpu(TextToImage::new(ws, 1, Arc::clone(pool), Backend::Cpu)?)),
             #[cfg(feature = "cuda")]
             Device::Cuda(n) => {
-                let dev = Arc::new(text2img::cuda::CudaDevice::new(n)?);
+                let dev = text2img::cuda::CudaDevice::shared(n)?;
                 Ok(Pipeline::Cuda(text2img::cuda::CudaTextToImage::new(dev, ws, batch)?))
             }
             #[cfg(not(feature = "cuda"))]

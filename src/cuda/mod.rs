@@ -97,6 +97,20 @@ impl CudaDevice {
         Ok(CudaDevice { ctx, stream, functions, origin, name, capability, dummy })
     }
 
+    /// GPU `ordinal`, opened once per process: resolving `--device` opens it (that is the probe)
+    /// and the pipeline then takes the same device, instead of creating a second context and
+    /// loading every kernel again.
+    pub fn shared(ordinal: usize) -> Result<Arc<CudaDevice>> {
+        static OPEN: std::sync::Mutex<Vec<(usize, Arc<CudaDevice>)>> = std::sync::Mutex::new(Vec::new());
+        let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, dev)) = open.iter().find(|(n, _)| *n == ordinal) {
+            return Ok(Arc::clone(dev));
+        }
+        let dev = Arc::new(CudaDevice::new(ordinal)?);
+        open.push((ordinal, Arc::clone(&dev)));
+        Ok(dev)
+    }
+
     /// The device's name (e.g. "NVIDIA H100 80GB HBM3").
     pub fn name(&self) -> &str {
         &self.name
