@@ -6,7 +6,7 @@
 //!   V = Bᵀd = [d0 − d2, d1 + d2, d2 − d1, d1 − d3],  U = Gg = [g0, ½(g0 + g1 + g2),
 //!   ½(g0 − g1 + g2), g2],  y = Aᵀ(U ⊙ V) = [m0 + m1 + m2, m1 − m2 − m3].
 //! In two dimensions U = G g Gᵀ and V = Bᵀ d B are 4×4, and for each of the 16 points the sum over
-//! input channels of U ⊙ V is one GEMM [Cout, Cin] × [Cin, tiles] (`deconv_winograd::products`).
+//! input channels of U ⊙ V is one GEMM [Cout, Cin] × [Cin, tiles] (`winograd::products`).
 //! The data transforms only add and subtract; the weight transform halves (exact in binary).
 //!
 //! The transformed weights are 16/9 of the kernel (kept in f32), so the builder picks this form
@@ -15,20 +15,12 @@
 use rayon::prelude::*;
 
 use super::conv2d::Conv2dGeom;
-use super::deconv_winograd::products;
 use super::gemm::PackedA;
+use super::winograd::{chunk_samples, products, MAX_W, OUT_BLOCK};
 use super::{ChannelRuns, Epilogue};
 
 /// Winograd points (4 × 4).
 const MATS: usize = 16;
-/// Tiles per chunk the products aim for, and the most elements of V and M one chunk may use.
-const CHUNK_TILES: usize = 512;
-const CHUNK_ELEMS: usize = 1 << 24;
-/// Widest input row handled (the input transform keeps padded rows on the stack).
-const MAX_W: usize = 256;
-/// Tiles per block of the output transform (≥ MAX_W / 2: a block holds a whole tile row).
-const OUT_BLOCK: usize = 256;
-
 /// G (4×3): the weight transform.
 const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
 
@@ -56,8 +48,7 @@ fn tiles_per_sample(g: &Conv2dGeom) -> usize {
 
 /// Samples per chunk (whole samples, so every output plane of a chunk is finished in it).
 pub fn chunk(g: &Conv2dGeom, batch: usize) -> usize {
-    let per = MATS * (g.cin + g.cout) * tiles_per_sample(g);
-    CHUNK_TILES.div_ceil(tiles_per_sample(g).max(1)).min(CHUNK_ELEMS / per.max(1)).clamp(1, batch.max(1))
+    chunk_samples(MATS * (g.cin + g.cout), tiles_per_sample(g), batch)
 }
 
 /// Scratch elements `WinogradConv::forward` needs: V [Cin, 16, tiles] and M [16, Cout, tiles].

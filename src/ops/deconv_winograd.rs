@@ -19,21 +19,12 @@
 use rayon::prelude::*;
 
 use super::conv_transpose2d::ConvTranspose2dGeom;
-use super::gemm::{matmul_packed, Mat, Out, PackedA};
+use super::gemm::PackedA;
+use super::winograd::{chunk_samples, products, MAX_W, OUT_BLOCK};
 use super::{ChannelRuns, Epilogue};
 
 /// Phases × Winograd points.
 const MATS: usize = 36;
-/// Tiles per product a chunk aims for (narrower GEMMs lose efficiency; the products have a few
-/// hundred FLOPs per byte of V and M, so a chunk need not fit in cache).
-const CHUNK_TILES: usize = 512;
-/// Most elements of V and M one chunk may use.
-const CHUNK_ELEMS: usize = 1 << 24;
-/// Widest input row handled (the transforms keep padded rows on the stack).
-const MAX_W: usize = 256;
-/// Tiles per block of the output transform (≥ MAX_W / 2, so a block holds a whole tile row).
-const OUT_BLOCK: usize = 256;
-
 /// Whether this geometry has the phase + Winograd form: 4×4, stride 2, padding 1, even input.
 pub fn applies(g: &ConvTranspose2dGeom) -> bool {
     g.k == 4
@@ -60,8 +51,7 @@ fn tiles_per_sample(g: &ConvTranspose2dGeom) -> usize {
 
 /// Samples per chunk (whole samples, so every output plane of a chunk is finished in it).
 pub fn chunk(g: &ConvTranspose2dGeom, batch: usize) -> usize {
-    let per = MATS * (g.cin + g.cout) * tiles_per_sample(g);
-    CHUNK_TILES.div_ceil(tiles_per_sample(g).max(1)).min(CHUNK_ELEMS / per.max(1)).clamp(1, batch.max(1))
+    chunk_samples(MATS * (g.cin + g.cout), tiles_per_sample(g), batch)
 }
 
 /// Scratch elements `WinogradDeconv::forward` needs: V [Cin, 36, tiles] and M [36, Cout, tiles].
@@ -171,30 +161,6 @@ impl WinogradDeconv {
             (0..g.cout).into_par_iter().for_each(|co| output_channel(m, (g.cout, co), nb, g, epi, &runs));
             b0 += nb;
         }
-    }
-}
-
-/// The Winograd products of one chunk: M[k] [Cout, tc] = U[k] · V[k] for every point k, where V
-/// holds [Cin, points, tc] (so V[k] has rows of stride points·tc). The products are independent:
-/// one task each (a GEMM of these sizes is too small to split well, and one fork-join for all of
-/// them costs least).
-pub(crate) fn products(
-    u: &[PackedA],
-    v: &[f32],
-    (cin, points, tc): (usize, usize, usize),
-    m: &mut [f32],
-    cout: usize,
-    threads: usize,
-) {
-    let product = |(k, mk): (usize, &mut [f32])| {
-        let rhs = Mat { data: &v[k * tc..], rows: cin, cols: tc, rs: points * tc, cs: 1 };
-        matmul_packed(&u[k], rhs, mk, Out::rows(tc), 1);
-    };
-    let m = &mut m[..points * cout * tc];
-    if threads > 1 {
-        m.par_chunks_mut(cout * tc).enumerate().for_each(product);
-    } else {
-        m.chunks_mut(cout * tc).enumerate().for_each(product);
     }
 }
 

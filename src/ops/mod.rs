@@ -18,6 +18,7 @@ pub mod loss;
 pub mod optim;
 pub mod pool;
 pub mod rnn;
+mod winograd;
 
 pub use activation::Activation;
 
