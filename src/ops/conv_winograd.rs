@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::conv2d::Conv2dGeom;
 use super::gemm::PackedA;
-use super::winograd::{chunk_samples, products, MAX_W, OUT_BLOCK};
+use super::winograd::{chunk_samples, padded_rows, products, MAX_W, OUT_BLOCK};
 use super::{ChannelRuns, Epilogue};
 
 /// Winograd points (4 × 4).
@@ -149,12 +149,7 @@ fn input_transform(x: &[f32], nb: usize, ci: usize, g: &Conv2dGeom, vc: &mut [f3
     for bi in 0..nb {
         let plane = &x[(bi * g.cin + ci) * h * w..][..h * w];
         for ty in 0..th {
-            for (i, row) in d.iter_mut().enumerate() {
-                match (2 * ty + i).checked_sub(1).filter(|&y| y < h) {
-                    Some(y) => row[1..=w].copy_from_slice(&plane[y * w..(y + 1) * w]),
-                    None => row[1..=w].fill(0.0),
-                }
-            }
+            padded_rows(plane, (h, w), ty, &mut d);
             let base = (bi * th + ty) * tw;
             for u in 0..4 {
                 // Bᵀ on the rows: d0 − d2, d1 + d2, d2 − d1, d1 − d3.

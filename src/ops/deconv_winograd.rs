@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::conv_transpose2d::ConvTranspose2dGeom;
 use super::gemm::PackedA;
-use super::winograd::{chunk_samples, products, MAX_W, OUT_BLOCK};
+use super::winograd::{chunk_samples, padded_rows, products, MAX_W, OUT_BLOCK};
 use super::{ChannelRuns, Epilogue};
 
 /// Phases × Winograd points.
@@ -180,12 +180,7 @@ fn input_transform(x: &[f32], nb: usize, ci: usize, g: &ConvTranspose2dGeom, vc:
     for bi in 0..nb {
         let plane = &x[(bi * g.cin + ci) * h * w..][..h * w];
         for ty in 0..th {
-            for (i, row) in d.iter_mut().enumerate() {
-                match (2 * ty + i).checked_sub(1).filter(|&y| y < h) {
-                    Some(y) => row[1..=w].copy_from_slice(&plane[y * w..(y + 1) * w]),
-                    None => row[1..=w].fill(0.0),
-                }
-            }
+            padded_rows(plane, (h, w), ty, &mut d);
             let base = (bi * th + ty) * tw;
             for p in 0..2 {
                 let (r0, r1, r2) = (&d[p], &d[p + 1], &d[p + 2]);

@@ -16,6 +16,17 @@ pub(crate) const MAX_W: usize = 256;
 /// Tiles per block of the output transforms (≥ MAX_W / 2, so a block holds a whole tile row).
 pub(crate) const OUT_BLOCK: usize = 256;
 
+/// The input rows 2·ty − 1 ..= 2·ty + 2 of a [h, w] plane at d[i][1..=w], zero outside the
+/// plane (d[i][0] and d[i][w + 1] stay zero): the windows of tile row ty of both forms.
+pub(crate) fn padded_rows(plane: &[f32], (h, w): (usize, usize), ty: usize, d: &mut [[f32; MAX_W + 2]; 4]) {
+    for (i, row) in d.iter_mut().enumerate() {
+        match (2 * ty + i).checked_sub(1).filter(|&y| y < h) {
+            Some(y) => row[1..=w].copy_from_slice(&plane[y * w..(y + 1) * w]),
+            None => row[1..=w].fill(0.0),
+        }
+    }
+}
+
 /// Samples per chunk (whole samples, so every output plane of a chunk is finished in it), for a
 /// form with `per_tile` elements of V and M per tile (points × (Cin + Cout)) and `tiles` tiles
 /// per sample.
