@@ -6,17 +6,15 @@
 //!   V = Bᵀd = [d0 − d2, d1 + d2, d2 − d1, d1 − d3],  U = Gg = [g0, ½(g0 + g1 + g2),
 //!   ½(g0 − g1 + g2), g2],  y = Aᵀ(U ⊙ V) = [m0 + m1 + m2, m1 − m2 − m3].
 //! In two dimensions U = G g Gᵀ and V = Bᵀ d B are 4×4, and for each of the 16 points the sum over
-//! input channels of U ⊙ V is one GEMM [Cout, Cin] × [Cin, tiles] (`winograd::products`).
+//! input channels of U ⊙ V is one GEMM [Cout, Cin] × [Cin, tiles] (`winograd::Layout::forward`).
 //! The data transforms only add and subtract; the weight transform halves (exact in binary).
 //!
 //! The transformed weights are 16/9 of the kernel (kept in f32), so the builder picks this form
 //! only where the layer has enough tiles not to be bound by reading them (`worth_it`).
 
-use rayon::prelude::*;
-
 use super::conv2d::Conv2dGeom;
 use super::gemm::PackedA;
-use super::winograd::{chunk_samples, padded_rows, products, MAX_W, OUT_BLOCK};
+use super::winograd::{padded_rows, Layout, MAX_W, OUT_BLOCK};
 use super::{ChannelRuns, Epilogue};
 
 /// Winograd points (4 × 4).
@@ -46,17 +44,30 @@ fn tiles_per_sample(g: &Conv2dGeom) -> usize {
     (g.h / 2) * (g.w / 2)
 }
 
-/// Samples per chunk (whole samples, so every output plane of a chunk is finished in it).
-pub fn chunk(g: &Conv2dGeom, batch: usize) -> usize {
-    chunk_samples(MATS * (g.cin + g.cout), tiles_per_sample(g), batch)
+/// The layer's sizes in this form.
+fn layout(g: &Conv2dGeom) -> Layout {
+    Layout {
+        cin: g.cin,
+        cout: g.cout,
+        points: MATS,
+        tiles: tiles_per_sample(g),
+        in_len: g.in_len(),
+        out_len: g.out_len(),
+    }
 }
 
-/// Scratch elements `WinogradConv::forward` needs: V [Cin, 16, tiles] and M [16, Cout, tiles].
+/// Samples per chunk (whole samples, so every output plane of a chunk is finished in it).
+pub fn chunk(g: &Conv2dGeom, batch: usize) -> usize {
+    layout(g).chunk(batch)
+}
+
+/// Scratch elements `forward` needs: V [Cin, 16, tiles] and M [16, Cout, tiles].
 pub fn scratch_len(g: &Conv2dGeom, batch: usize) -> usize {
-    if !applies(g) {
-        return 0;
+    if applies(g) {
+        layout(g).scratch_len(batch)
+    } else {
+        0
     }
-    MATS * (g.cin + g.cout) * tiles_per_sample(g) * chunk(g, batch)
 }
 
 /// The weights of one 3×3 layer in Winograd form.
@@ -115,23 +126,12 @@ impl WinogradConv {
         threads: usize,
     ) {
         assert!(applies(g) && g.cin == self.cin && g.cout == self.cout, "Winograd weights do not match {g:?}");
-        let (in_len, out_len, tps) = (g.in_len(), g.out_len(), tiles_per_sample(g));
-        let chunk = chunk(g, batch);
-        let mut b0 = 0;
-        while b0 < batch {
-            let nb = chunk.min(batch - b0);
-            let tc = nb * tps;
-            let (v, rest) = scratch.split_at_mut(MATS * g.cin * tc);
-            let m = &mut rest[..MATS * g.cout * tc];
-            let xc = &x[b0 * in_len..(b0 + nb) * in_len];
-            v.par_chunks_mut(MATS * tc).enumerate().for_each(|(ci, vc)| input_transform(xc, nb, ci, g, vc));
-            products(&self.u, v, (g.cin, MATS, tc), m, g.cout, threads);
-            let m = &*m;
-            let runs = ChannelRuns::new(&mut out[b0 * out_len..(b0 + nb) * out_len]);
-            let res = epi.residual.map(|r| &r[b0 * out_len..(b0 + nb) * out_len]);
-            (0..g.cout).into_par_iter().for_each(|co| output_channel(m, (g.cout, co), nb, g, epi, res, &runs));
-            b0 += nb;
-        }
+        let input = |xc: &[f32], nb, ci, vc: &mut [f32]| input_transform(xc, nb, ci, g, vc);
+        let output = |m: &[f32], co, nb, b0, runs: &ChannelRuns| {
+            let res = epi.residual.map(|r| &r[b0 * g.out_len()..(b0 + nb) * g.out_len()]);
+            output_channel(m, (g.cout, co), nb, g, epi, res, runs)
+        };
+        layout(g).forward(&self.u, x, batch, scratch, out, threads, input, output);
     }
 }
 

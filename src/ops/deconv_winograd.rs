@@ -16,11 +16,9 @@
 //! the kernel, so the builder picks this path only where the layer is not bound by reading its
 //! weights (enough tiles per phase, see `worth_it`).
 
-use rayon::prelude::*;
-
 use super::conv_transpose2d::ConvTranspose2dGeom;
 use super::gemm::PackedA;
-use super::winograd::{chunk_samples, padded_rows, products, MAX_W, OUT_BLOCK};
+use super::winograd::{padded_rows, Layout, MAX_W, OUT_BLOCK};
 use super::{ChannelRuns, Epilogue};
 
 /// Phases × Winograd points.
@@ -49,17 +47,30 @@ fn tiles_per_sample(g: &ConvTranspose2dGeom) -> usize {
     (g.h / 2) * (g.w / 2)
 }
 
-/// Samples per chunk (whole samples, so every output plane of a chunk is finished in it).
-pub fn chunk(g: &ConvTranspose2dGeom, batch: usize) -> usize {
-    chunk_samples(MATS * (g.cin + g.cout), tiles_per_sample(g), batch)
+/// The layer's sizes in this form.
+fn layout(g: &ConvTranspose2dGeom) -> Layout {
+    Layout {
+        cin: g.cin,
+        cout: g.cout,
+        points: MATS,
+        tiles: tiles_per_sample(g),
+        in_len: g.in_len(),
+        out_len: g.out_len(),
+    }
 }
 
-/// Scratch elements `WinogradDeconv::forward` needs: V [Cin, 36, tiles] and M [36, Cout, tiles].
+/// Samples per chunk (whole samples, so every output plane of a chunk is finished in it).
+pub fn chunk(g: &ConvTranspose2dGeom, batch: usize) -> usize {
+    layout(g).chunk(batch)
+}
+
+/// Scratch elements `forward` needs: V [Cin, 36, tiles] and M [36, Cout, tiles].
 pub fn scratch_len(g: &ConvTranspose2dGeom, batch: usize) -> usize {
-    if !applies(g) {
-        return 0;
+    if applies(g) {
+        layout(g).scratch_len(batch)
+    } else {
+        0
     }
-    MATS * (g.cin + g.cout) * tiles_per_sample(g) * chunk(g, batch)
 }
 
 /// The kernel row (or column) of phase `p`, tap `t`.
@@ -145,22 +156,9 @@ impl WinogradDeconv {
         threads: usize,
     ) {
         assert!(applies(g) && g.cin == self.cin && g.cout == self.cout, "Winograd weights do not match {g:?}");
-        let (in_len, out_len, tps) = (g.in_len(), g.out_len(), tiles_per_sample(g));
-        let chunk = chunk(g, batch);
-        let mut b0 = 0;
-        while b0 < batch {
-            let nb = chunk.min(batch - b0);
-            let tc = nb * tps;
-            let (v, rest) = scratch.split_at_mut(MATS * g.cin * tc);
-            let m = &mut rest[..MATS * g.cout * tc];
-            let xc = &x[b0 * in_len..(b0 + nb) * in_len];
-            v.par_chunks_mut(MATS * tc).enumerate().for_each(|(ci, vc)| input_transform(xc, nb, ci, g, vc));
-            products(&self.u, v, (g.cin, MATS, tc), m, g.cout, threads);
-            let m = &*m;
-            let runs = ChannelRuns::new(&mut out[b0 * out_len..(b0 + nb) * out_len]);
-            (0..g.cout).into_par_iter().for_each(|co| output_channel(m, (g.cout, co), nb, g, epi, &runs));
-            b0 += nb;
-        }
+        let input = |xc: &[f32], nb, ci, vc: &mut [f32]| input_transform(xc, nb, ci, g, vc);
+        let output = |m: &[f32], co, nb, _b0, runs: &ChannelRuns| output_channel(m, (g.cout, co), nb, g, epi, runs);
+        layout(g).forward(&self.u, x, batch, scratch, out, threads, input, output);
     }
 }
 

@@ -32,7 +32,7 @@ fn affine(v: &mut [f32], res: Option<&[f32]>, s: f32, b: f32, f: impl Fn(f32) ->
 }
 
 /// A [B, C, S] buffer shared by per-channel tasks, each of which writes only its own channel's
-/// runs (batch norm, the Winograd output transform).
+/// runs (batch norm, the Winograd output transforms, the transposed convolution's gather).
 #[derive(Clone, Copy)]
 pub(crate) struct ChannelRuns {
     ptr: *mut f32,
