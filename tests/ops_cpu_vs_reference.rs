@@ -27,12 +27,15 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 
 #[test]
 fn matmul_cpu_vs_reference_strided() {
-    // Edge sizes around the tile (6×16/32), the k block (256) and the row block (96).
+    // Edge sizes around the tile (6×16/32), the k block (256) and the row block (96); narrow
+    // products (n ≤ 16: one fork-join, rows split evenly) with an odd k and a ragged last panel.
     for &(m, k, n) in &[
         (1, 1, 1),
         (7, 13, 5),
         (64, 300, 33),
         (128, 1024, 16),
+        (250, 777, 9),
+        (61, 2305, 16),
         (97, 257, 65),
         (1, 1536, 3),
         (200, 700, 1),

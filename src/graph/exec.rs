@@ -17,6 +17,7 @@ use crate::ops::linear::{linear, linear_ref};
 use crate::ops::pool::{maxpool1d, mean_time};
 use crate::ops::rnn::{gru, gru_ref, rnn_relu, rnn_relu_ref, RnnDims, RnnPacked, RnnParams};
 use crate::ops::{activation::activation_ref, Epilogue};
+use crate::tensor::pages;
 
 /// Which implementation of every op a session runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +58,8 @@ impl Session {
         let max_k = graph.nodes.iter().map(|n| n.op.gemm_inner()).max().unwrap_or(0);
         pool.broadcast(|_| crate::ops::gemm::reserve_thread_buffers(max_k));
         Session {
-            arena: vec![0.0; plan.arena_len],
-            scratch: vec![0.0; plan.scratch_len],
+            arena: pages::zeroed(plan.arena_len),
+            scratch: pages::zeroed(plan.scratch_len),
             graph,
             plan,
             pool,
@@ -83,8 +84,8 @@ impl Session {
     pub fn set_batch(&mut self, batch: usize) {
         if batch.max(1) != self.plan.batch {
             self.plan = Plan::new(&self.graph, batch.max(1));
-            self.arena = vec![0.0; self.plan.arena_len];
-            self.scratch = vec![0.0; self.plan.scratch_len];
+            self.arena = pages::zeroed(self.plan.arena_len);
+            self.scratch = pages::zeroed(self.plan.scratch_len);
         }
     }
 

@@ -172,6 +172,9 @@ impl PackedA {
             self.data = Panels::F32(Vec::new());
         }
         let Panels::F32(data) = &mut self.data else { unreachable!("set to f32 above") };
+        if data.capacity() < m_pad * k {
+            *data = crate::tensor::pages::zeroed(m_pad * k);
+        }
         data.resize(m_pad * k, 0.0);
         (self.m, self.k) = (m, k);
         for pc in (0..k).step_by(KC) {
@@ -188,7 +191,11 @@ impl PackedA {
     /// The same panels stored in f16 (values rounded to nearest).
     pub fn to_f16(&self) -> PackedA {
         let data = match &self.data {
-            Panels::F32(v) => Panels::F16(v.iter().map(|&x| half::f16::from_f32(x)).collect()),
+            Panels::F32(v) => {
+                let mut h = crate::tensor::pages::zeroed(v.len());
+                h.iter_mut().zip(v).for_each(|(d, &x)| *d = half::f16::from_f32(x));
+                Panels::F16(h)
+            }
             Panels::F16(v) => Panels::F16(v.clone()),
         };
         PackedA { m: self.m, k: self.k, data }
@@ -394,7 +401,7 @@ thread_local! {
 /// thread ends up running which block can never cause an allocation in a later run.
 pub fn reserve_thread_buffers(max_k: usize) {
     PACK_A.with(|c| grow(&mut c.borrow_mut(), MC * KC));
-    PACK_B.with(|c| grow(&mut c.borrow_mut(), KC * NC.div_ceil(NR_MAX) * NR_MAX));
+    PACK_B.with(|c| grow(&mut c.borrow_mut(), (KC * NC.div_ceil(NR_MAX)).max(max_k) * NR_MAX));
     X_EXPANDED.with(|c| grow(&mut c.borrow_mut(), max_k * MR));
 }
 
@@ -446,6 +453,9 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, acc: bool, 
     }
     let nr = kernel.nr();
     let c_ptr = SendPtr(c.as_mut_ptr());
+    if threads > 1 && n <= nr && m >= 2 * MR && m * n * k >= 1 << 15 {
+        return gemm_narrow(a, m, k, b, c_ptr, out, acc, kernel, threads);
+    }
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
@@ -475,6 +485,38 @@ fn gemm(a: Lhs, m: usize, k: usize, b: Mat, c: &mut [f32], out: Out, acc: bool, 
             });
         }
     }
+}
+
+/// A product whose right operand is one panel (batch-1 convolutions): that panel is packed
+/// whole, for every k block, and each thread takes an equal run of rows through all the k
+/// blocks: one fork-join per product (not one per k block), and no thread left with one more
+/// MC block than the other (256 rows were 96 + 96 against 64).
+#[allow(clippy::too_many_arguments)]
+fn gemm_narrow(a: Lhs, m: usize, k: usize, b: Mat, c: SendPtr, out: Out, acc: bool, kernel: Kernel, threads: usize) {
+    let nr = kernel.nr();
+    PACK_B.with(|cell| {
+        let mut bp = cell.borrow_mut();
+        grow(&mut bp, k * nr);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_b_panel(&b, pc, kc, 0, b.cols, &mut bp[pc * nr..(pc + kc) * nr]);
+        }
+        let packed: &[f32] = &bp;
+        let per = m.div_ceil(MR).div_ceil(threads) * MR;
+        let run = |task: usize| {
+            let (r0, r1) = (task * per, ((task + 1) * per).min(m));
+            for ic in (r0..r1).step_by(MC) {
+                let mc = MC.min(r1 - ic);
+                for pc in (0..k).step_by(KC) {
+                    let kc = KC.min(k - pc);
+                    let bp = &packed[pc * nr..(pc + kc) * nr];
+                    let blk = Block { a, bp, pc, kc, jc: 0, nc: b.cols, accumulate: acc || pc > 0, kernel, out, c };
+                    blk.rows(ic, mc, 0..1);
+                }
+            }
+        };
+        (0..m.div_ceil(per)).into_par_iter().for_each(run);
+    })
 }
 
 /// The destination pointer, shared by the row-block workers.
@@ -769,26 +811,43 @@ const PREFETCH_K: usize = 256;
 unsafe fn micro_avx512_n16(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rs: usize, acc: bool) {
     use std::arch::x86_64::*;
     const NR: usize = 16;
-    let mut sums = [_mm512_setzero_ps(); MR];
+    // Even and odd k steps accumulate separately: 6 rows are 6 dependent FMA chains, and an FMA
+    // unit pair with 4 cycles of latency needs 8 in flight, so one set alone ran at 3/4 of peak.
+    let mut even = [_mm512_setzero_ps(); MR];
+    let mut odd = [_mm512_setzero_ps(); MR];
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    for p in 0..kc {
-        // SAFETY: p < kc, so p·NR + 16 ≤ kc·NR ≤ b.len() and p·MR + i < kc·MR ≤ a.len().
+    for p in (0..kc / 2 * 2).step_by(2) {
+        // SAFETY: p + 1 < kc, so (p + 1)·NR + 16 ≤ kc·NR ≤ b.len() and (p + 1)·MR + i < kc·MR ≤
+        // a.len().
         unsafe {
             // Batch-1 layers stream their packed weights once (about 6 k-steps per cache
             // line): fetch ahead explicitly, the hardware prefetcher alone kept deconv1 at ~29 GB/s.
             // A prefetch never faults, so reading past the panel's end is harmless.
             _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add((p + PREFETCH_K) * MR) as *const i8);
             let b0 = _mm512_loadu_ps(bp.add(p * NR));
-            for (i, row) in sums.iter_mut().enumerate() {
+            let b1 = _mm512_loadu_ps(bp.add((p + 1) * NR));
+            for i in 0..MR {
+                even[i] = _mm512_fmadd_ps(_mm512_set1_ps(*ap.add(p * MR + i)), b0, even[i]);
+                odd[i] = _mm512_fmadd_ps(_mm512_set1_ps(*ap.add((p + 1) * MR + i)), b1, odd[i]);
+            }
+        }
+    }
+    if kc % 2 == 1 {
+        let p = kc - 1;
+        // SAFETY: p < kc, as above.
+        unsafe {
+            let b0 = _mm512_loadu_ps(bp.add(p * NR));
+            for (i, row) in even.iter_mut().enumerate() {
                 *row = _mm512_fmadd_ps(_mm512_set1_ps(*ap.add(p * MR + i)), b0, *row);
             }
         }
     }
-    for (i, row) in sums.iter().enumerate() {
+    for (i, (e, o)) in even.iter().zip(&odd).enumerate() {
+        let row = _mm512_add_ps(*e, *o);
         // SAFETY: row i of C holds NR = 16 elements at c + i·rs (the caller's contract).
         unsafe {
             let p = c.add(i * rs);
-            let r = if acc { _mm512_add_ps(*row, _mm512_loadu_ps(p)) } else { *row };
+            let r = if acc { _mm512_add_ps(row, _mm512_loadu_ps(p)) } else { row };
             _mm512_storeu_ps(p, r);
         }
     }
@@ -878,9 +937,9 @@ unsafe fn dot_mod6_avx2(a: &[f32], x: &[f32]) -> [f32; MR] {
 unsafe fn dot_mod6_f16_avx512(a: &[half::f16], x: &[f32]) -> [f32; MR] {
     use std::arch::x86_64::*;
     assert_eq!(a.len(), x.len(), "dot lengths");
-    const W: usize = 48;
+    const W: usize = GEMV_W;
     let n = a.len() / W * W;
-    let mut acc = [_mm512_setzero_ps(); 3];
+    let mut acc = [_mm512_setzero_ps(); W / 16];
     let (ap, xp) = (a.as_ptr(), x.as_ptr());
     for l in (0..n).step_by(W) {
         for (c, v) in acc.iter_mut().enumerate() {
@@ -893,14 +952,14 @@ unsafe fn dot_mod6_f16_avx512(a: &[half::f16], x: &[f32]) -> [f32; MR] {
     }
     let mut lanes = [0.0f32; W];
     for (c, v) in acc.iter().enumerate() {
-        // SAFETY: 16 floats written at 16c, within the 48-lane array.
+        // SAFETY: 16 floats written at 16c, within the W-lane array.
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr().add(16 * c), *v) };
     }
     let mut y = [0.0f32; MR];
     for (l, v) in lanes.iter().enumerate() {
         y[l % MR] += v;
     }
-    // The remainder starts at a multiple of 48, itself a multiple of 6.
+    // The remainder starts at a multiple of W, itself a multiple of 6.
     for (l, (va, &vx)) in a[n..].iter().zip(&x[n..]).enumerate() {
         y[l % MR] += va.to_f32() * vx;
     }
@@ -910,11 +969,15 @@ unsafe fn dot_mod6_f16_avx512(a: &[half::f16], x: &[f32]) -> [f32; MR] {
 /// How far ahead (elements) `dot_mod6_body` prefetches the weights.
 const GEMV_PREFETCH: usize = 1024;
 
-/// Chunks of 48 (= lcm(6, 16)) lanes accumulate independently, so the compiler vectorises
+/// Lanes per step of the GEMV's dot products: lcm(16, MR), one vector per 8 k steps of a panel.
+/// (96, twice the FMA chains, measured slower: deconv0 at batch 1 0.32 → 0.44 ms.)
+const GEMV_W: usize = 48;
+
+/// Chunks of GEMV_W lanes accumulate independently, so the compiler vectorises
 /// the loop for whatever features the caller enables.
 #[inline(always)]
 fn dot_mod6_body(a: &[f32], x: &[f32]) -> [f32; MR] {
-    const W: usize = 48;
+    const W: usize = GEMV_W;
     let mut acc = [0.0f32; W];
     let (ac, xc) = (a.chunks_exact(W), x.chunks_exact(W));
     let (ar, xr) = (ac.remainder(), xc.remainder());
@@ -922,7 +985,7 @@ fn dot_mod6_body(a: &[f32], x: &[f32]) -> [f32; MR] {
         // The weights are streamed once: fetch a few KB ahead (see PREFETCH_K). A prefetch
         // never faults, so addresses past the panel are harmless.
         #[cfg(target_arch = "x86_64")]
-        for line in 0..3 {
+        for line in 0..W / 16 {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             // SAFETY: SSE is part of x86_64; prefetching reads nothing architecturally.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(ca.as_ptr().wrapping_add(GEMV_PREFETCH + 16 * line) as *const i8) };
@@ -935,7 +998,7 @@ fn dot_mod6_body(a: &[f32], x: &[f32]) -> [f32; MR] {
     for (l, v) in acc.iter().enumerate() {
         y[l % MR] += v;
     }
-    // The remainder starts at a multiple of 48, itself a multiple of 6.
+    // The remainder starts at a multiple of W, itself a multiple of 6.
     for (l, (&va, &vx)) in ar.iter().zip(xr).enumerate() {
         y[l % MR] += va * vx;
     }

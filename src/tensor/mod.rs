@@ -1,6 +1,8 @@
 //! Host tensors: a shape, a dtype and a buffer. Computation is f32; f16 and bf16 are storage
 //! formats (weights files, exports) converted on load.
 
+pub mod pages;
+
 use half::{bf16, f16};
 
 /// Element type of a stored tensor.
