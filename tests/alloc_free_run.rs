@@ -51,7 +51,7 @@ fn repeated_runs_allocate_nothing() {
 
 fn runs_allocate_nothing(ws: &WeightSet, dtype: &str) {
     for threads in [1, 2] {
-        // Winograd forms: the 8×8 residual block from batch 1, deconv3 from batch 2, the 4×4
+        // Winograd forms: the 8×8 residual block and deconv3 from batch 1, deconv2 from batch 4, the 4×4
         // residual block from batch 4.
         for batch in [1, 3, 8] {
             let pool = thread_pool(threads).expect("pool");

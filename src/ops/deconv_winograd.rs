@@ -35,12 +35,13 @@ pub fn applies(g: &ConvTranspose2dGeom) -> bool {
         && g.w <= MAX_W
 }
 
-/// Whether the Winograd form pays at `batch`: at least 128 tiles per phase, and more than a
-/// handful of output channels. With fewer tiles the layer is bound by reading its weights, which
-/// this form makes 2.25× larger (and keeps in f32): measured on reed-cub at batch 1 (16 and 64
-/// tiles), it saved 17 % on one layer and nothing on the other (docs/PERF.md).
+/// Whether the Winograd form pays at `batch`: at least 64 tiles per phase, and more than a
+/// handful of output channels. With fewer tiles its products are 16 columns wide and reading
+/// the weights, which this form makes 2.25× larger (and keeps in f32), costs more than the
+/// multiplies it saves: on reed-cub at batch 1, deconv3 (64 tiles) gains, deconv2 (16) loses
+/// (docs/PERF.md, session 7).
 pub fn worth_it(g: &ConvTranspose2dGeom, batch: usize) -> bool {
-    applies(g) && batch * tiles_per_sample(g) >= 128 && g.cout >= 8
+    applies(g) && batch * tiles_per_sample(g) >= 64 && g.cout >= 8
 }
 
 fn tiles_per_sample(g: &ConvTranspose2dGeom) -> usize {
