@@ -6,7 +6,10 @@ Measures
   g_forward         G(z, embedding) -> image, at each --batch
   caption_to_image  caption string -> one-hot -> encoder -> G -> image (z from the Philox noise),
                     at batch 1 (--c2i-batch to change)
-and reports the median and p10/p90 in ms and images/s. With --ours PATH it also runs
+and reports the median and p10/p90 in ms and images/s. Every runtime is measured --rounds times
+(3 by default), the runtimes alternating, and the table gives the median over rounds and each
+round's own ratio to onnxruntime (this VM's speed drifts by 10-20 % within minutes, so one
+measurement per runtime compares two moments as much as two runtimes). With --ours PATH it also runs
 `PATH bench --model CONFIG --batch-size B,.. --threads T --reps N --format jsonl` and prints the
 ratios ours/peer.
 
@@ -102,6 +105,33 @@ def run_ours(path, cfg_name, batches, threads, reps, timeout):
     return rows
 
 
+def aggregate(per_round):
+    """Rows of several rounds -> (peer rows, our rows): per (runtime, what, batch), the median of
+    the rounds' medians (and p10/p90), the rounds' medians, and each round's ratio to the peers."""
+    groups = {}
+    for rows in per_round:
+        peers = {(r["what"], r["batch"], r["runtime"]): r for r in rows}
+        for r in rows:
+            for name, peer in (("pytorch", "pytorch"), ("ort", "onnxruntime")):
+                o = peers.get((r["what"], r["batch"], peer))
+                r[f"round_vs_{name}"] = r["median_ms"] / o["median_ms"] if o else None
+            groups.setdefault((r["runtime"], r["what"], r["batch"]), []).append(r)
+    peers, ours = [], []
+    for (runtime, _, batch), rs in groups.items():
+        out = dict(rs[0])
+        out.pop("raw", None)
+        for k in ("median_ms", "p10_ms", "p90_ms"):
+            vals = [r[k] for r in rs if r.get(k) is not None]
+            out[k] = float(np.median(vals)) if vals else None
+        out["images_per_s"] = batch / (out["median_ms"] / 1e3)
+        out["round_medians_ms"] = [r["median_ms"] for r in rs]
+        for name in ("pytorch", "ort"):
+            vals = [r[f"round_vs_{name}"] for r in rs if r.get(f"round_vs_{name}") is not None]
+            out[f"round_vs_{name}"] = vals
+        (ours if runtime == "text2img" else peers).append(out)
+    return peers, ours
+
+
 def _num(r, k):
     v = r.get(k)
     try:
@@ -119,6 +149,8 @@ def main(argv=None):
     p.add_argument("--reps", default="20",
                    help="timed repetitions: one number, or one per --batch entry (e.g. 30,5)")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measure every runtime this many times, alternating; report the median")
     p.add_argument("--format", choices=("table", "jsonl"), default="table")
     p.add_argument("--ours", help="path to the text2img binary (optional)")
     p.add_argument("--ours-reps", type=int, help="--reps passed to text2img (default: max of --reps)")
@@ -163,7 +195,6 @@ def main(argv=None):
     sess_c2i = ort.InferenceSession(os.path.join(tmp.name, "caption_to_image.onnx"), so,
                                     providers=["CPUExecutionProvider"])
 
-    rows = []
     base = {"model": cfg["name"], "threads": args.threads}
 
     def add(runtime, what, batch, m):
@@ -171,8 +202,8 @@ def main(argv=None):
         r["images_per_s"] = batch / (r["median_ms"] / 1e3)
         rows.append(r)
         if args.format == "table":
-            print(f"# {what:16s} {runtime:12s} batch {batch:3d}: median {r['median_ms']:9.3f} ms",
-                  file=sys.stderr)
+            print(f"# round {rnd + 1}: {what:16s} {runtime:12s} batch {batch:3d}: median "
+                  f"{r['median_ms']:9.3f} ms", file=sys.stderr)
 
     # --- G forward -------------------------------------------------------------------------
     with torch.inference_mode():
@@ -189,63 +220,71 @@ def main(argv=None):
         with torch.inference_mode():
             model.generator(torch.from_numpy(zb), torch.from_numpy(eb))
         sess_g.run(None, {"z": zb, "embedding": eb})
-    for B in batches:
-        z = ref.noise(args.seed, range(B), nz)
-        emb = emb1.expand(B, -1).contiguous().numpy()
-        zt, et = torch.from_numpy(z), torch.from_numpy(emb)
-        with torch.inference_mode():
-            a = model.generator(zt, et).numpy()
-
-            def g_torch():
-                return model.generator(zt, et)
-
-            add("pytorch", "g_forward", B, measure(g_torch, reps_of[B], args.warmup))
-        feeds = {"z": z, "embedding": emb}
-        b = sess_g.run(None, feeds)[0]
-        diff = float(np.abs(a - b).max())
-        assert diff < 1e-3, f"onnxruntime and PyTorch disagree at batch {B}: {diff}"
-        add("onnxruntime", "g_forward", B, measure(lambda: sess_g.run(None, feeds), reps_of[B],
-                                                    args.warmup))
-
-    # --- caption -> image (one-hot + Philox noise + encoder + G) ---------------------------
-    for B in c2i_batches:
-        caps = [CAPTION] * B
-        reps = reps_of.get(B, max(reps_list))
-
-        def c2i_torch():
-            oh = torch.from_numpy(ref.onehot(caps, cfg))
-            z = torch.from_numpy(ref.noise(args.seed, range(B), nz))
-            with torch.inference_mode():
-                return model.generator(z, model.encoder(oh)).numpy()
-
-        def c2i_ort():
-            oh = ref.onehot(caps, cfg)
+    # Each round measures every runtime once, ours last; with several rounds the table gives
+    # the median over rounds and each round's ratio, so that a VM whose speed drifts within a
+    # minute does not decide a comparison made between two moments.
+    per_round = []
+    for rnd in range(args.rounds):
+        rows = []
+        for B in batches:
             z = ref.noise(args.seed, range(B), nz)
-            return sess_c2i.run(None, {"onehot": oh, "z": z})[0]
+            emb = emb1.expand(B, -1).contiguous().numpy()
+            zt, et = torch.from_numpy(z), torch.from_numpy(emb)
+            with torch.inference_mode():
+                a = model.generator(zt, et).numpy()
 
-        diff = float(np.abs(c2i_torch() - c2i_ort()).max())
-        assert diff < 1e-3, f"caption_to_image: onnxruntime and PyTorch disagree: {diff}"
-        add("pytorch", "caption_to_image", B, measure(c2i_torch, reps, args.warmup))
-        add("onnxruntime", "caption_to_image", B, measure(c2i_ort, reps, args.warmup))
+                def g_torch():
+                    return model.generator(zt, et)
 
-    # --- ours ------------------------------------------------------------------------------
-    ours = []
-    if args.ours:
-        ours_reps = args.ours_reps or max(reps_list)
-        for r in run_ours(args.ours, cfg["name"], batches, args.threads, ours_reps,
-                          args.ours_timeout):
-            B = r["batch"]
-            med, gmed = _num(r, "median_ms"), _num(r, "g_median_ms")
-            if gmed is not None:
-                ours.append(dict(base, runtime="text2img", what="g_forward", batch=B,
-                                 median_ms=gmed, p10_ms=_num(r, "g_p10_ms"),
-                                 p90_ms=_num(r, "g_p90_ms"), images_per_s=B / (gmed / 1e3),
-                                 raw=r))
-            if med is not None:
-                ips = _num(r, "images_per_s") or B / (med / 1e3)
-                ours.append(dict(base, runtime="text2img", what="caption_to_image", batch=B,
-                                 median_ms=med, p10_ms=_num(r, "p10_ms"), p90_ms=_num(r, "p90_ms"),
-                                 images_per_s=ips, raw=r))
+                add("pytorch", "g_forward", B, measure(g_torch, reps_of[B], args.warmup))
+            feeds = {"z": z, "embedding": emb}
+            b = sess_g.run(None, feeds)[0]
+            diff = float(np.abs(a - b).max())
+            assert diff < 1e-3, f"onnxruntime and PyTorch disagree at batch {B}: {diff}"
+            add("onnxruntime", "g_forward", B, measure(lambda: sess_g.run(None, feeds), reps_of[B],
+                                                        args.warmup))
+
+        # --- caption -> image (one-hot + Philox noise + encoder + G) ---------------------------
+        for B in c2i_batches:
+            caps = [CAPTION] * B
+            reps = reps_of.get(B, max(reps_list))
+
+            def c2i_torch():
+                oh = torch.from_numpy(ref.onehot(caps, cfg))
+                z = torch.from_numpy(ref.noise(args.seed, range(B), nz))
+                with torch.inference_mode():
+                    return model.generator(z, model.encoder(oh)).numpy()
+
+            def c2i_ort():
+                oh = ref.onehot(caps, cfg)
+                z = ref.noise(args.seed, range(B), nz)
+                return sess_c2i.run(None, {"onehot": oh, "z": z})[0]
+
+            diff = float(np.abs(c2i_torch() - c2i_ort()).max())
+            assert diff < 1e-3, f"caption_to_image: onnxruntime and PyTorch disagree: {diff}"
+            add("pytorch", "caption_to_image", B, measure(c2i_torch, reps, args.warmup))
+            add("onnxruntime", "caption_to_image", B, measure(c2i_ort, reps, args.warmup))
+
+        # --- ours ------------------------------------------------------------------------------
+        ours = []
+        if args.ours:
+            ours_reps = args.ours_reps or max(reps_list)
+            for r in run_ours(args.ours, cfg["name"], batches, args.threads, ours_reps,
+                              args.ours_timeout):
+                B = r["batch"]
+                med, gmed = _num(r, "median_ms"), _num(r, "g_median_ms")
+                if gmed is not None:
+                    ours.append(dict(base, runtime="text2img", what="g_forward", batch=B,
+                                     median_ms=gmed, p10_ms=_num(r, "g_p10_ms"),
+                                     p90_ms=_num(r, "g_p90_ms"), images_per_s=B / (gmed / 1e3),
+                                     raw=r))
+                if med is not None:
+                    ips = _num(r, "images_per_s") or B / (med / 1e3)
+                    ours.append(dict(base, runtime="text2img", what="caption_to_image", batch=B,
+                                     median_ms=med, p10_ms=_num(r, "p10_ms"), p90_ms=_num(r, "p90_ms"),
+                                     images_per_s=ips, raw=r))
+        per_round.append(rows + ours)
+    rows, ours = aggregate(per_round)
     all_rows = rows + ours
 
     peer = {(r["what"], r["batch"], r["runtime"]): r for r in rows}
@@ -266,9 +305,10 @@ def main(argv=None):
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}; "
           f"load average before/after {load0[0]:.2f}/{os.getloadavg()[0]:.2f}; "
           f"{'no prewarm' if args.no_prewarm else 'prewarmed at the largest batch'}")
-    print("# ratio = this row's median / the peer's median at the same batch (<1: faster)")
+    print(f"# ratio = this row's median / the peer's median at the same batch (<1: faster); "
+          f"{args.rounds} round(s), medians over rounds; 'rounds /ort': each round's own ratio")
     hdr = (f"{'what':17s} {'batch':>5s} {'runtime':12s} {'median ms':>10s} {'p10 ms':>10s} "
-           f"{'p90 ms':>10s} {'images/s':>9s} {'reps':>5s} {'/pytorch':>9s} {'/ort':>7s}")
+           f"{'p90 ms':>10s} {'images/s':>9s} {'reps':>5s} {'/pytorch':>9s} {'/ort':>7s}  rounds /ort")
     print(hdr)
     print("-" * len(hdr))
     fmt = lambda v, f: (format(v, f) if v is not None else "-")  # noqa: E731
@@ -276,7 +316,8 @@ def main(argv=None):
         print(f"{r['what']:17s} {r['batch']:5d} {r['runtime']:12s} {fmt(r['median_ms'], '10.3f')} "
               f"{fmt(r.get('p10_ms'), '10.3f'):>10s} {fmt(r.get('p90_ms'), '10.3f'):>10s} "
               f"{r['images_per_s']:9.1f} {str(r.get('reps', '-')):>5s} "
-              f"{fmt(r['vs_pytorch'], '9.3f'):>9s} {fmt(r['vs_onnxruntime'], '7.3f'):>7s}")
+              f"{fmt(r['vs_pytorch'], '9.3f'):>9s} {fmt(r['vs_onnxruntime'], '7.3f'):>7s}  "
+              f"{' '.join(format(v, '.3f') for v in r.get('round_vs_ort', [])) if r['runtime'] == 'text2img' else ''}")
 
 
 if __name__ == "__main__":
