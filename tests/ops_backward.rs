@@ -27,7 +27,7 @@ use text2img::ops::elementwise::{
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
 use text2img::ops::loss::{
     bce_with_logits, mode_seeking_loss, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy,
-    softmax_cross_entropy_blocks,
+    softmax_cross_entropy_blocks, ModeSeekingCells,
 };
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
@@ -486,32 +486,72 @@ fn sje_loss_fd() {
 
 #[test]
 fn mode_seeking_loss_fd() {
-    let (pairs, n, nz) = (3, 10, 4);
+    // Images of [2, 4, 4]: per element (cells of 1), and over 2×2 cell averages.
+    let (pairs, n, nz) = (3, 32, 4);
     let (x1, x2) = (random(pairs * n, 930), random(pairs * n, 931));
     let (z1, z2) = (random(pairs * nz, 932), random(pairs * nz, 933));
-    let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
-    let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, (&mut d1, &mut d2));
-    // Direct: mean over pairs of mean|z1 − z2| / mean|x1 − x2|.
     let mean_abs =
         |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64;
-    let direct: f64 = (0..pairs)
-        .map(|p| mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz]) / mean_abs(&x1[p * n..][..n], &x2[p * n..][..n]))
-        .sum::<f64>()
-        / pairs as f64;
-    assert!((f64::from(l) - direct).abs() < 1e-4 * direct, "loss {l} vs {direct}");
-    assert!(d1.iter().zip(&d2).all(|(a, b)| a.is_finite() && *a == -*b), "∂x2 = −∂x1, all written");
-    // |x1 − x2| has a kink where the two are equal: skip perturbations that cross it.
-    let sign = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p > q).collect::<Vec<_>>();
-    let base = sign(&x1, &x2);
-    check("mode_seeking_loss x1", &x1, &d1, 934, |x| {
-        (sign(x, &x2) == base).then(|| {
-            mode_seeking_loss((x, &x2), (&z1, &z2), pairs, (&mut vec![0.0; pairs * n], &mut vec![0.0; pairs * n]))
-                as f64
-        })
-    });
-    // Pushing the images apart lowers the loss: the gradient points towards x1 = x2.
-    let apart: Vec<f32> = x1.iter().zip(&x2).map(|(a, b)| a + 0.5 * (a - b)).collect();
-    let further =
-        mode_seeking_loss((&apart, &x2), (&z1, &z2), pairs, (&mut vec![0.0; pairs * n], &mut vec![0.0; pairs * n]));
-    assert!(further < l, "images further apart score {further}, not below {l}");
+    // Cell averages of one image's difference, in any order.
+    let cell_means = |a: &[f32], b: &[f32], k: usize| -> Vec<f64> {
+        let mut out = Vec::new();
+        for c in 0..2 {
+            for i in (0..4).step_by(k) {
+                for j in (0..4).step_by(k) {
+                    let cell = (0..k).flat_map(|di| (0..k).map(move |dj| c * 16 + (i + di) * 4 + j + dj));
+                    out.push(cell.map(|e| f64::from(a[e] - b[e])).sum::<f64>() / (k * k) as f64);
+                }
+            }
+        }
+        out
+    };
+    for k in [1, 2] {
+        let cells = ModeSeekingCells { height: 4, width: 4, cell: k };
+        let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
+        let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, cells, (&mut d1, &mut d2));
+        // Direct: mean over pairs of mean|z1 − z2| / mean over cells of |cell average of x1 − x2|.
+        let direct: f64 = (0..pairs)
+            .map(|p| {
+                let m = cell_means(&x1[p * n..][..n], &x2[p * n..][..n], k);
+                mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
+                    / (m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64)
+            })
+            .sum::<f64>()
+            / pairs as f64;
+        assert!((f64::from(l) - direct).abs() < 1e-4 * direct, "cells {k}: loss {l} vs {direct}");
+        assert!(d1.iter().zip(&d2).all(|(a, b)| a.is_finite() && *a == -*b), "cells {k}: ∂x2 = −∂x1, all written");
+        // |cell difference| has a kink where it is 0: skip perturbations that cross it.
+        let sign = |a: &[f32], b: &[f32]| {
+            (0..pairs)
+                .flat_map(|p| cell_means(&a[p * n..][..n], &b[p * n..][..n], k))
+                .map(|v| v > 0.0)
+                .collect::<Vec<_>>()
+        };
+        let base = sign(&x1, &x2);
+        let loss_at = |x: &[f32]| {
+            mode_seeking_loss(
+                (x, &x2),
+                (&z1, &z2),
+                pairs,
+                cells,
+                (&mut vec![0.0; pairs * n], &mut vec![0.0; pairs * n]),
+            )
+        };
+        check(&format!("mode_seeking_loss x1, cells {k}"), &x1, &d1, 934, |x| {
+            (sign(x, &x2) == base).then(|| loss_at(x) as f64)
+        });
+        // Pushing the images apart lowers the loss: the gradient points towards x1 = x2.
+        let apart: Vec<f32> = x1.iter().zip(&x2).map(|(a, b)| a + 0.5 * (a - b)).collect();
+        assert!(loss_at(&apart) < l, "cells {k}: images further apart score {}, not below {l}", loss_at(&apart));
+    }
+    // Stripes that cancel within each 2×2 cell leave the cell distance at 0 and the pixel
+    // distance large.
+    let stripes: Vec<f32> = (0..n).map(|e| if e % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let zeros = vec![0.0; n];
+    let (mut d1, mut d2) = (vec![0.0; n], vec![0.0; n]);
+    let pixel = ModeSeekingCells { height: 4, width: 4, cell: 1 };
+    let cell = ModeSeekingCells { cell: 2, ..pixel };
+    let per_pixel = mode_seeking_loss((&stripes, &zeros), (&z1[..nz], &z2[..nz]), 1, pixel, (&mut d1, &mut d2));
+    let per_cell = mode_seeking_loss((&stripes, &zeros), (&z1[..nz], &z2[..nz]), 1, cell, (&mut d1, &mut d2));
+    assert!(per_pixel < 10.0 && per_cell > 1e3, "stripes: per pixel {per_pixel}, per cell {per_cell}");
 }

@@ -220,6 +220,11 @@ fn classifier_refuses_a_dataset_without_shapes_classes_and_a_negative_weight() {
     common::rename_class(&data, "002.orange_circle", "002.albatross");
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("a"), &["--classifier", "1"]), 2, "002.albatross");
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--classifier=-1"]), 2, "--classifier");
+    fails_in_one_line(
+        &mut gan(&data, &enc, &dir.path().join("c"), &["--mode-seeking", "0.1", "--mode-seeking-cell", "3"]),
+        2,
+        "--mode-seeking-cell",
+    );
 }
 
 #[test]

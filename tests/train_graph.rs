@@ -232,22 +232,32 @@ fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>)
 
 #[test]
 fn gan_step_updates_and_resume_is_exact() {
-    let plain = gan_resume_case(0.0, 0.0);
+    let plain = gan_resume_case(0.0, 0.0, 1);
     // The mode-seeking term (its own noise rows, its gradient added to G's) resumes exactly too,
     // and changes G; so does D's classifier (its head, its labels, G's term).
-    let seeking = gan_resume_case(1.0, 0.0);
+    let seeking = gan_resume_case(1.0, 0.0, 1);
     assert_ne!(plain, seeking, "the mode-seeking term changes G");
-    let classified = gan_resume_case(0.0, 1.0);
+    // Over 8×8 cell averages it is another gradient, resumed exactly as well.
+    let cells = gan_resume_case(1.0, 0.0, 8);
+    assert_ne!(seeking, cells, "the mode-seeking cells change G");
+    let classified = gan_resume_case(0.0, 1.0, 1);
     assert_ne!(plain, classified, "the classifier term changes G");
 }
 
 /// Three steps straight, and one step + checkpoint + two steps: equal. Returns G's parameters.
-fn gan_resume_case(mode_seeking: f32, classifier_weight: f32) -> Vec<f32> {
+fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize) -> Vec<f32> {
     let cfg = micro_config();
     let pool = thread_pool(2).expect("pool");
     let classifier_sizes = if classifier_weight > 0.0 { vec![3, 4] } else { Vec::new() };
-    let opts =
-        GanOptions { batch: 4, seed: 5, mode_seeking, classifier_sizes, classifier_weight, ..GanOptions::default() };
+    let opts = GanOptions {
+        batch: 4,
+        seed: 5,
+        mode_seeking,
+        mode_seeking_cell,
+        classifier_sizes,
+        classifier_weight,
+        ..GanOptions::default()
+    };
     let mut a = GanTrainer::new(&cfg, opts.clone(), Arc::clone(&pool)).expect("trainer");
     let g0 = a.g.params.data.clone();
     run_steps(&mut a, &cfg, 0..3);

@@ -127,6 +127,11 @@ pub struct TrainArgs {
     /// image per caption. With --resume, switches it on or off from the checkpoint's step.
     #[arg(long, value_name = "W")]
     pub mode_seeking: Option<f32>,
+    /// The mode-seeking term measures image distance between K×K cell averages (1: per pixel;
+    /// 8 counts a moved shape and not pixel-level stripes). K divides 64. With --resume,
+    /// switches it from the checkpoint's step.
+    #[arg(long, value_name = "K")]
+    pub mode_seeking_cell: Option<usize>,
     /// Draw this fraction of D's wrong images from a class of the same colour and another
     /// shape (`shapes` datasets; not in the paper; 0: uniform over the other classes). With
     /// --resume, switches it from the checkpoint's step.
@@ -440,6 +445,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let Some(w) = a.mode_seeking {
         non_negative("--mode-seeking", w)?;
     }
+    if let Some(k) = a.mode_seeking_cell.filter(|&k| k == 0 || 64 % k != 0) {
+        return Err(fail(EXIT_USAGE, format!("--mode-seeking-cell must divide 64 (1, 2, 4, …, 64), got {k}")));
+    }
     if let Some(w) = a.classifier {
         non_negative("--classifier", w)?;
     }
@@ -465,6 +473,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 iters_per_epoch: train_items.div_ceil(a.batch.max(1)),
                 seed: c.seed,
                 mode_seeking: a.mode_seeking.unwrap_or(0.0),
+                mode_seeking_cell: a.mode_seeking_cell.unwrap_or(1),
                 hard_wrong: a.hard_wrong.unwrap_or(0.0),
                 ..GanOptions::default()
             };
@@ -480,6 +489,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let (Some(w), Some(_)) = (a.mode_seeking, &c.resume) {
         t.set_mode_seeking(w, Arc::clone(&pool));
+    }
+    if let (Some(k), Some(_)) = (a.mode_seeking_cell, &c.resume) {
+        t.options.mode_seeking_cell = k;
     }
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;

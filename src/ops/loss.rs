@@ -171,33 +171,63 @@ pub fn softmax_cross_entropy_blocks(logits: &[f32], sizes: &[usize], labels: &[u
 /// Keeps 1/(r + ε) finite when two images are equal.
 const MODE_SEEKING_EPS: f64 = 1e-5;
 
+/// The images of the mode-seeking term as [C, H, W], and the side of the cells their distance
+/// is measured on (1: every element).
+#[derive(Clone, Copy, Debug)]
+pub struct ModeSeekingCells {
+    pub height: usize,
+    pub width: usize,
+    pub cell: usize,
+}
+
 /// Mode-seeking term (Mao et al., CVPR 2019) over P pairs of images made from one text with two
 /// noises: r_p = mean|x1_p − x2_p| / mean|z1_p − z2_p|, L = (1/P) Σ_p 1/(r_p + ε). Minimising it
-/// pushes G's images apart when only the noise differs, against one image per caption.
-/// Gradients are overwritten: ∂L/∂x1 = −(1/P) sign(x1 − x2) / ((r + ε)² · mean|z1 − z2| · N),
-/// ∂L/∂x2 = −∂L/∂x1 (the zero subgradient where x1 = x2).
-pub fn mode_seeking_loss(x: (&[f32], &[f32]), z: (&[f32], &[f32]), pairs: usize, dx: (&mut [f32], &mut [f32])) -> f32 {
+/// pushes G's images apart when only the noise differs, against one image per caption. With
+/// cells of side k > 1 the image distance is taken between the k×k averages (mean over cells of
+/// |avg(x1 − x2)|): moving the shape counts, high-frequency stripes that average out do not
+/// (not in the MSGAN paper; docs/RESULTS.md, session 7).
+/// Gradients are overwritten: ∂L/∂x1 = −(1/P) sign(cell difference) / ((r + ε)² · mean|z1 − z2|
+/// · N), the same for every element of a cell, ∂L/∂x2 = −∂L/∂x1 (0 where the difference is 0).
+pub fn mode_seeking_loss(
+    x: (&[f32], &[f32]),
+    z: (&[f32], &[f32]),
+    pairs: usize,
+    cells: ModeSeekingCells,
+    dx: (&mut [f32], &mut [f32]),
+) -> f32 {
     let (n, nz) = (x.0.len() / pairs.max(1), z.0.len() / pairs.max(1));
     assert!(x.1.len() == x.0.len() && z.1.len() == z.0.len() && dx.0.len() == x.0.len() && dx.1.len() == x.0.len());
+    let (h, w, k) = (cells.height, cells.width, cells.cell.max(1));
+    assert!(h * w > 0 && n % (h * w) == 0 && h % k == 0 && w % k == 0, "mode-seeking cells {h}×{w}/{k} of {n}");
     let mean_abs =
         |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64;
+    // Each cell: its element indices within an image (channel c, cell row i, cell column j).
+    let cell_elems = |c: usize, i: usize, j: usize| {
+        (0..k).flat_map(move |di| (0..k).map(move |dj| c * h * w + (i * k + di) * w + j * k + dj))
+    };
+    let cells_of = (0..n / (h * w)).flat_map(|c| (0..h / k).flat_map(move |i| (0..w / k).map(move |j| (c, i, j))));
     let mut total = 0.0;
     for p in 0..pairs {
         let (x1, x2) = (&x.0[p * n..(p + 1) * n], &x.1[p * n..(p + 1) * n]);
+        let diff = |(c, i, j)| cell_elems(c, i, j).map(|e| f64::from(x1[e] - x2[e])).sum::<f64>();
+        let dist = cells_of.clone().map(|cl| diff(cl).abs()).sum::<f64>() / n as f64;
         let dz = mean_abs(&z.0[p * nz..(p + 1) * nz], &z.1[p * nz..(p + 1) * nz]).max(MODE_SEEKING_EPS);
-        let r = mean_abs(x1, x2) / dz + MODE_SEEKING_EPS;
+        let r = dist / dz + MODE_SEEKING_EPS;
         total += 1.0 / r;
         let g = (-1.0 / (r * r * dz * n as f64 * pairs as f64)) as f32;
         let (d1, d2) = (&mut dx.0[p * n..(p + 1) * n], &mut dx.1[p * n..(p + 1) * n]);
-        for ((a, b), (&v1, &v2)) in d1.iter_mut().zip(d2.iter_mut()).zip(x1.iter().zip(x2)) {
-            let s = if v1 > v2 {
+        for cl in cells_of.clone() {
+            let d = diff(cl);
+            let s = if d > 0.0 {
                 g
-            } else if v1 < v2 {
+            } else if d < 0.0 {
                 -g
             } else {
                 0.0
             };
-            (*a, *b) = (s, -s);
+            for e in cell_elems(cl.0, cl.1, cl.2) {
+                (d1[e], d2[e]) = (s, -s);
+            }
         }
     }
     (total / pairs.max(1) as f64) as f32
