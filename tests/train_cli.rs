@@ -82,7 +82,10 @@ fn sigkilled_run_resumes_to_the_uninterrupted_weights() {
     let dir = tempfile::tempdir().expect("tmp");
     let (data, enc) = setup(dir.path());
     let straight = dir.path().join("straight");
-    ok(&mut gan(&data, &enc, &straight, &[]));
+    ok(&mut gan(&data, &enc, &straight, &["--export-every", "4"]));
+    // The intermediate export is a whole model; the last step's is model.safetensors alone.
+    assert!(tensors(&straight.join("model-000004.safetensors")).len() > 10);
+    assert!(!straight.join("model-000006.safetensors").exists());
 
     // Kill the second run with SIGKILL once it has checkpointed at least twice.
     let killed = dir.path().join("killed");

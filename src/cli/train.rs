@@ -150,6 +150,10 @@ pub struct TrainArgs {
     /// Weights file dtype of the final export.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     pub export_dtype: String,
+    /// Also export the model every N steps, as out/model-<step>.safetensors, for picking the
+    /// best point of a run with `eval` (0: only model.safetensors at the end).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub export_every: u64,
 }
 
 #[derive(Args)]
@@ -546,12 +550,15 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             }
         }
         log.write(row)?;
+        if a.export_every > 0 && t.step % a.export_every == 0 {
+            export(&a, &t, &enc, &format!("model-{:06}.safetensors", t.step), v)?;
+        }
         if t.step % c.checkpoint_every.max(1) == 0 || done {
             save_gan(&ckpt, &t, &sampler_meta(&batch.state))?;
         }
     }
     bar.finish_and_clear();
-    export(&a, &t, &enc, v)?;
+    export(&a, &t, &enc, "model.safetensors", v)?;
     if v > Verbosity::Quiet {
         eprintln!(
             "trained to step {} in {:.0} s; checkpoint {}",
@@ -563,14 +570,14 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     Ok(())
 }
 
-/// out/model.safetensors: encoder + generator + discriminator, ready for `generate`.
-fn export(a: &TrainArgs, t: &GanTrainer, enc: &WeightSet, v: Verbosity) -> Result<(), Failure> {
+/// out/`name`: encoder + generator + discriminator, ready for `generate`.
+fn export(a: &TrainArgs, t: &GanTrainer, enc: &WeightSet, name: &str, v: Verbosity) -> Result<(), Failure> {
     let mut tensors: Vec<(String, Tensor)> = t.g.tensors();
     tensors.extend(t.d.tensors().into_iter().filter(|(n, _)| n != CLASSIFIER_WEIGHT));
     let enc_net = TrainNet::from_weights(enc, Network::Encoder)?;
     tensors.extend(enc_net.tensors());
     let dtype = if a.export_dtype == "f16" { DType::F16 } else { DType::F32 };
-    let path = a.common.out.join("model.safetensors");
+    let path = a.common.out.join(name);
     save_weights(&path, &t.config, &Network::ALL, &tensors, dtype)?;
     if v > Verbosity::Quiet {
         eprintln!("wrote {}", path.display());
