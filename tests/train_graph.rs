@@ -375,3 +375,22 @@ fn classifier_weight_reaches_g_and_only_g() {
     assert_eq!(d1, d2, "D's step does not depend on G's classifier weight");
     assert_ne!(g1, g2, "G's step does");
 }
+
+/// Both images of a mode-seeking pair come from one forward pass: when G ignores its noise (the
+/// z rows of its first layer zeroed), the two are the same image and the term is at its ceiling
+/// 1/ε. (With one image from the G step's pass of B + B/2 rows and the other from a pass of its
+/// own, their batch-norm statistics differed and so did the "pair", which G learnt to exploit.)
+#[test]
+fn mode_seeking_pairs_share_one_pass() {
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let opts = GanOptions { batch: 4, seed: 3, mode_seeking: 1.0, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, opts, Arc::clone(&pool)).expect("trainer");
+    let slot = t.g.graph.param("generator.deconv0.weight").expect("deconv0").clone();
+    // [nz + nt, Cout, 4, 4]: the first nz input rows take the noise.
+    let z_part = cfg.generator.nz * slot.len / (cfg.generator.nz + cfg.generator.nt);
+    t.g.params.data_mut()[slot.offset..slot.offset + z_part].fill(0.0);
+    let (real, wrong, text) = gan_batch(&cfg, 4, 0);
+    let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[] }).expect("step");
+    assert!(st.mode_seeking > 1e4, "pairs of a noise-blind G differ: term {}", st.mode_seeking);
+}

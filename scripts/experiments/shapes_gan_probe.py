@@ -13,7 +13,18 @@ Switches:
   --classifier W  D's auxiliary classifier of shape kind, colour and size (AC-GAN), G's term W
   --ac-fake       the classifier also learns G's images with their captions' labels (AC-GAN)
   --mbstd         minibatch standard deviation as one more channel of D's 4×4 features
+  --proj          a projection discriminator (Miyato & Koyama 2018) in place of the 4×4 text
+                  concatenation: logit = ψ(h) + <V φ(t), Σ h>, h = D's 4×4 features
+  --r1 G, --r1-every N   R1 penalty (Mescheder et al. 2018): G/2 · E‖∇ₓ D(x, t)‖² on the real
+                  pairs, every N D steps (weighted by N, lazily, as StyleGAN2 does)
+  --hinge         hinge losses (D: relu(1 - real) + relu(1 + wrong)/2 + relu(1 + fake)/2; G: -D)
   --mode-seeking W, --ms-from N   our trainer's mode-seeking term, from step N
+  --ms-pool K     the mode-seeking term measures image distance after K×K average pooling, so
+                  that moving the shape counts and high-frequency stripes do not
+  --ms-same-pass  both images of a mode-seeking pair come from one G forward pass of their own
+                  (B rows: B/2 captions twice): without it one image comes from the G step's pass
+                  (B + B/2 rows) and the other from a pass of B/2 rows, whose batch-norm statistics
+                  differ, and G can satisfy the term through them (session 7)
   --lr-d/--lr-g, --beta1, --beta2, --ndf, --ngf
 
 Usage (repository root; the venv of scripts/setup_venv.sh):
@@ -116,6 +127,10 @@ def d_forward(D, img, emb, head):
         trunk_d = torch.cat([trunk, sd.expand(trunk.shape[0], 1, trunk.shape[2], trunk.shape[3])], 1)
     else:
         trunk_d = trunk
+    if getattr(D, "proj", None) is not None:
+        h = ref._lrelu(D.conv4(trunk_d))
+        logit = D.conv5(h).reshape(-1) + (h.sum((2, 3)) * D.proj(emb)).sum(1)
+        return logit, (head(trunk).flatten(1) if head is not None else None)
     t = ref._lrelu(D.text_bn(D.text_proj(emb)))
     t = t[:, :, None, None].expand(-1, -1, trunk.shape[2], trunk.shape[3])
     x = ref._lrelu(D.bn4(D.conv4(torch.cat([trunk_d, t], 1))))
@@ -157,8 +172,14 @@ def main():
     ap.add_argument("--classifier", type=float, default=0.0)
     ap.add_argument("--ac-fake", action="store_true")
     ap.add_argument("--mbstd", action="store_true")
+    ap.add_argument("--proj", action="store_true")
+    ap.add_argument("--hinge", action="store_true")
+    ap.add_argument("--r1", type=float, default=0.0)
+    ap.add_argument("--r1-every", type=int, default=4)
     ap.add_argument("--mode-seeking", type=float, default=0.0)
     ap.add_argument("--ms-from", type=int, default=0)
+    ap.add_argument("--ms-pool", type=int, default=1)
+    ap.add_argument("--ms-same-pass", action="store_true")
     ap.add_argument("--lr-d", type=float, default=2e-4)
     ap.add_argument("--lr-g", type=float, default=2e-4)
     ap.add_argument("--beta1", type=float, default=0.5)
@@ -193,6 +214,14 @@ def main():
         nt = cfg["discriminator"]["nt"]
         D.conv4 = nn.Conv2d(8 * ndf + 1 + nt, 8 * ndf, 1, bias=False)
         nn.init.normal_(D.conv4.weight, 0.0, 0.02)
+    D.proj = None
+    if args.proj:
+        extra = 1 if args.mbstd else 0
+        D.conv4 = nn.Conv2d(8 * ndf + extra, 8 * ndf, 1, bias=False)
+        nn.init.normal_(D.conv4.weight, 0.0, 0.02)
+        D.proj = nn.Linear(cfg["encoder"]["embed_dim"], 8 * ndf, bias=False)
+        nn.init.normal_(D.proj.weight, 0.0, 0.02)
+        del D.text_proj
     if args.sn:
         for name, m in list(D.named_modules()):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -203,6 +232,13 @@ def main():
     torch.manual_seed(args.seed + 1)
     b, nz = args.batch, cfg["generator"]["nz"]
     bce = F.binary_cross_entropy_with_logits
+    if args.hinge:
+        # Hinge losses through the same call sites: target 1 -> relu(1 - x) (D) or -x (G's term
+        # is marked by g=True), target 0 -> relu(1 + x).
+        def bce(lg, tgt, g=False):
+            if g:
+                return -lg.mean()
+            return torch.where(tgt > 0.5, F.relu(1 - lg), F.relu(1 + lg)).mean()
 
     def batch():
         ri = rng.integers(0, n, b)
@@ -229,8 +265,15 @@ def main():
         opt_d.zero_grad(set_to_none=True)
         rec = {}
         for name, x, tgt, w in (("real", real, 1.0, 1.0), ("wrong", wrong, 0.0, 0.5), ("fake", fake, 0.0, 0.5)):
+            r1_now = name == "real" and args.r1 > 0 and it % args.r1_every == 0
+            if r1_now:
+                x = x.detach().requires_grad_(True)
             lg, cl = d_forward(D, x, t, head if name != "wrong" else None)
             loss = w * bce(lg, torch.full_like(lg, tgt))
+            if r1_now:
+                (grad,) = torch.autograd.grad(lg.sum(), x, create_graph=True)
+                rec["r1"] = grad.pow(2).sum((1, 2, 3)).mean()
+                loss = loss + 0.5 * args.r1 * args.r1_every * rec["r1"]
             if cl is not None and name == "real":
                 rec["d_class"] = class_loss(cl, lab, sizes)
                 loss = loss + rec["d_class"]
@@ -246,16 +289,24 @@ def main():
         opt_g.zero_grad(set_to_none=True)
         fk = G(z_g, t_int)
         lg, cl = d_forward(D, fk, t_int, head)
-        g_loss = bce(lg, torch.ones_like(lg))
+        g_loss = bce(lg, torch.ones_like(lg), g=True) if args.hinge else bce(lg, torch.ones_like(lg))
         rec["g_adv"] = g_loss.detach()
         if cl is not None:
             rec["g_class"] = class_loss(cl[:b], lab, sizes)
             g_loss = g_loss + args.classifier * rec["g_class"]
         if args.mode_seeking > 0 and it > args.ms_from:
             # Our trainer's term (Mao et al. 2019): the first B/2 captions again with other noise.
-            z2 = torch.randn(b // 2, nz)
-            fk2 = G(z2, t[: b // 2])
-            r = (fk[: b // 2] - fk2).abs().mean((1, 2, 3)) / (z_g[: b // 2] - z2).abs().mean(1)
+            pool = (lambda x: F.avg_pool2d(x, args.ms_pool)) if args.ms_pool > 1 else (lambda x: x)
+            if args.ms_same_pass:
+                # Both images of a pair from one forward pass: G's batch norm uses the same batch
+                # statistics for both, so G cannot make them differ through the batch's make-up.
+                z1, z2 = torch.randn(b // 2, nz), torch.randn(b // 2, nz)
+                both = G(torch.cat([z1, z2]), torch.cat([t[: b // 2], t[: b // 2]]))
+                x1, x2 = both[: b // 2], both[b // 2 :]
+            else:
+                z1, z2 = z_g[: b // 2], torch.randn(b // 2, nz)
+                x1, x2 = fk[: b // 2], G(z2, t[: b // 2])
+            r = (pool(x1) - pool(x2)).abs().mean((1, 2, 3)) / (z1 - z2).abs().mean(1)
             rec["mode_seeking"] = (1.0 / (r + 1e-5)).mean()
             g_loss = g_loss + args.mode_seeking * rec["mode_seeking"]
         g_loss.backward()
