@@ -207,17 +207,20 @@ pub fn mode_seeking_loss(
     };
     let cells_of = (0..n / (h * w)).flat_map(|c| (0..h / k).flat_map(move |i| (0..w / k).map(move |j| (c, i, j))));
     let mut total = 0.0;
+    // The cell sums of x1 − x2 of one pair, computed once for the distance and the signs.
+    let mut diffs = Vec::with_capacity(n / (k * k));
     for p in 0..pairs {
         let (x1, x2) = (&x.0[p * n..(p + 1) * n], &x.1[p * n..(p + 1) * n]);
         let diff = |(c, i, j)| cell_elems(c, i, j).map(|e| f64::from(x1[e] - x2[e])).sum::<f64>();
-        let dist = cells_of.clone().map(|cl| diff(cl).abs()).sum::<f64>() / n as f64;
+        diffs.clear();
+        diffs.extend(cells_of.clone().map(diff));
+        let dist = diffs.iter().map(|d| d.abs()).sum::<f64>() / n as f64;
         let dz = mean_abs(&z.0[p * nz..(p + 1) * nz], &z.1[p * nz..(p + 1) * nz]).max(MODE_SEEKING_EPS);
         let r = dist / dz + MODE_SEEKING_EPS;
         total += 1.0 / r;
         let g = (-1.0 / (r * r * dz * n as f64 * pairs as f64)) as f32;
         let (d1, d2) = (&mut dx.0[p * n..(p + 1) * n], &mut dx.1[p * n..(p + 1) * n]);
-        for cl in cells_of.clone() {
-            let d = diff(cl);
+        for (cl, &d) in cells_of.clone().zip(&diffs) {
             let s = if d > 0.0 {
                 g
             } else if d < 0.0 {
