@@ -1,10 +1,10 @@
 //! Per-op-family benchmarks at the reed-cub networks' real shapes (batch 1 and 64), fast path,
-//! 2 threads: `cpu/<op>_fwd/<layer>/b<batch>`. Reports time; GFLOP/s = 2·MACs / time (the
+//! 2 threads: `cpu/<op>_fwd/<layer>/b<batch>` (and `cpu/<op>_bwd` at the `shapes` training shapes). Reports time; GFLOP/s = 2·MACs / time (the
 //! MAC counts are in the bench names' layers: see `bench --per-op` for the whole network).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use text2img::ops::conv2d::{conv2d, Conv2dGeom};
-use text2img::ops::conv_transpose2d::{conv_transpose2d, pack_weight, ConvTranspose2dGeom};
+use text2img::ops::conv2d::{conv2d, conv2d_backward, Conv2dGeom};
+use text2img::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_backward, pack_weight, ConvTranspose2dGeom};
 use text2img::ops::conv_winograd::{self, WinogradConv};
 use text2img::ops::deconv_winograd::{self, WinogradDeconv};
 use text2img::ops::gemm::PackedA;
@@ -107,5 +107,50 @@ fn bench_gru(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_conv_transpose2d, bench_conv2d, bench_gru);
+/// Training's backward convolutions at the `shapes` config's batch-64 shapes (D's strided convs,
+/// G's deconvs): dW and dx, as one GAN step runs them.
+fn bench_conv_backward(c: &mut Criterion) {
+    let pool = pool();
+    let batch = 64;
+    let mut group = c.benchmark_group("cpu/conv2d_bwd");
+    group.sample_size(10);
+    for (name, g) in [
+        ("shapes.d.conv0", Conv2dGeom { cin: 3, h: 64, w: 64, cout: 32, kh: 4, kw: 4, stride: 2, pad: 1 }),
+        ("shapes.d.conv1", Conv2dGeom { cin: 32, h: 32, w: 32, cout: 64, kh: 4, kw: 4, stride: 2, pad: 1 }),
+        ("shapes.d.conv2", Conv2dGeom { cin: 64, h: 16, w: 16, cout: 128, kh: 4, kw: 4, stride: 2, pad: 1 }),
+        ("shapes.d.conv3", Conv2dGeom { cin: 128, h: 8, w: 8, cout: 256, kh: 4, kw: 4, stride: 2, pad: 1 }),
+    ] {
+        let (x, w, dy) = (data(batch * g.in_len()), data(g.cout * g.kdim()), data(batch * g.out_len()));
+        let (mut dx, mut dw) = (vec![0.0; batch * g.in_len()], vec![0.0; g.cout * g.kdim()]);
+        let mut scratch = vec![0.0; g.backward_scratch_len(batch)];
+        group.throughput(Throughput::Elements((4 * g.macs() * batch) as u64));
+        group.bench_function(format!("{name}/b{batch}"), |b| {
+            b.iter(|| pool.install(|| conv2d_backward(&x, &w, &dy, batch, &g, Some(&mut dx), &mut dw, &mut scratch, 2)))
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("cpu/conv_transpose2d_bwd");
+    group.sample_size(10);
+    for (name, g) in [
+        ("shapes.g.deconv1", ConvTranspose2dGeom { cin: 256, h: 4, w: 4, cout: 128, k: 4, stride: 2, pad: 1 }),
+        ("shapes.g.deconv2", ConvTranspose2dGeom { cin: 128, h: 8, w: 8, cout: 64, k: 4, stride: 2, pad: 1 }),
+        ("shapes.g.deconv3", ConvTranspose2dGeom { cin: 64, h: 16, w: 16, cout: 32, k: 4, stride: 2, pad: 1 }),
+        ("shapes.g.deconv4", ConvTranspose2dGeom { cin: 32, h: 32, w: 32, cout: 3, k: 4, stride: 2, pad: 1 }),
+    ] {
+        let (x, w, dy) = (data(batch * g.in_len()), data(g.cin * g.rows()), data(batch * g.out_len()));
+        let (mut dx, mut dw) = (vec![0.0; batch * g.in_len()], vec![0.0; g.cin * g.rows()]);
+        let mut scratch = vec![0.0; g.backward_scratch_len(batch)];
+        group.throughput(Throughput::Elements((4 * g.macs() * batch) as u64));
+        group.bench_function(format!("{name}/b{batch}"), |b| {
+            b.iter(|| {
+                pool.install(|| {
+                    conv_transpose2d_backward(&x, &w, &dy, batch, &g, Some(&mut dx), &mut dw, &mut scratch, 2)
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_conv_transpose2d, bench_conv2d, bench_gru, bench_conv_backward);
 criterion_main!(benches);

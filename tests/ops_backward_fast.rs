@@ -75,6 +75,10 @@ fn conv2d_backward_fast_vs_reference() {
         Conv2dGeom { cin: 8 * d, h: 4, w: 4, cout: 1, kh: 4, kw: 4, stride: 1, pad: 0 },
         // G: res1's 3×3 at 8×8; an odd shape.
         Conv2dGeom { cin: d, h: 8, w: 8, cout: 4 * d, kh: 3, kw: 3, stride: 1, pad: 1 },
+        // 4×4 stride 2 halving a 2×6 image (a one-row output), and one of odd size (the
+        // generic path: the output is not half the input).
+        Conv2dGeom { cin: 2, h: 2, w: 6, cout: 3, kh: 4, kw: 4, stride: 2, pad: 1 },
+        Conv2dGeom { cin: 3, h: 7, w: 5, cout: 4, kh: 4, kw: 4, stride: 2, pad: 1 },
         Conv2dGeom { cin: 5, h: 7, w: 9, cout: 6, kh: 3, kw: 2, stride: 2, pad: 1 },
     ];
     for (i, g) in cases.into_iter().enumerate() {

@@ -87,6 +87,8 @@ fn conv2d_cpu_vs_reference() {
         (Conv2dGeom { cin: 24, h: 8, w: 8, cout: 32, kh: 4, kw: 4, stride: 2, pad: 1 }, 5),
         (Conv2dGeom { cin: 40, h: 4, w: 4, cout: 1, kh: 4, kw: 4, stride: 1, pad: 0 }, 4),
         (Conv2dGeom { cin: 5, h: 7, w: 9, cout: 6, kh: 3, kw: 2, stride: 2, pad: 1 }, 2),
+        (Conv2dGeom { cin: 2, h: 2, w: 6, cout: 3, kh: 4, kw: 4, stride: 2, pad: 1 }, 3),
+        (Conv2dGeom { cin: 3, h: 7, w: 5, cout: 4, kh: 4, kw: 4, stride: 2, pad: 1 }, 2),
     ];
     for (i, (g, batch)) in cases.into_iter().enumerate() {
         let (ho, wo) = g.out_hw().expect("geometry");

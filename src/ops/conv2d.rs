@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+use super::conv_transpose2d::{gather_plane_up2, UP2_MAX_W};
 use super::gemm::{matmul, matmul_acc, matmul_packed, Mat, Out, PackedA};
 use super::Epilogue;
 
@@ -52,6 +53,14 @@ impl Conv2dGeom {
     /// Rows of the im2col matrix (the GEMM's inner dimension).
     pub fn kdim(&self) -> usize {
         self.cin * self.kh * self.kw
+    }
+
+    /// A 4×4, stride-2, padding-1 convolution of an even-sized image (out = in / 2), whose
+    /// im2col and col2im have the even/odd-column forms.
+    fn is_down2(&self, ho: usize, wo: usize) -> bool {
+        (self.kh, self.kw, self.stride, self.pad) == (4, 4, 2, 1)
+            && (self.h, self.w) == (2 * ho, 2 * wo)
+            && (1..=UP2_MAX_W).contains(&wo)
     }
 
     fn is_pointwise(&self) -> bool {
@@ -136,6 +145,9 @@ pub(crate) fn tap_range(k: usize, stride: usize, pad: usize, n: usize, len: usiz
 pub(crate) fn im2col(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut [f32]) {
     let (ho, wo) = g.out_hw_checked();
     let ncols = nb * ho * wo;
+    if g.is_down2(ho, wo) {
+        return im2col_down2(x, b0, nb, g, col);
+    }
     col[..g.kdim() * ncols].par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
         let ci = r / (g.kh * g.kw);
         let ky = (r / g.kw) % g.kh;
@@ -158,6 +170,48 @@ pub(crate) fn im2col(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut 
                     drow.copy_from_slice(&srow[..drow.len()]);
                 } else {
                     drow.iter_mut().zip(srow.iter().step_by(g.stride)).for_each(|(d, &v)| *d = v);
+                }
+            }
+        }
+    });
+}
+
+/// `im2col` for the 4×4, stride-2, padding-1 convolutions that halve the image (D's layers): each
+/// input row is split into its even and odd columns once, and every tap row of the output is a
+/// shifted contiguous copy of one of them (kx = 0: odd[ox − 1], 1: even[ox], 2: odd[ox], 3:
+/// even[ox + 1]). The generic path gathered with a runtime stride, element by element.
+fn im2col_down2(x: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, col: &mut [f32]) {
+    let (ho, wo) = (g.h / 2, g.w / 2);
+    let (hw, ncols) = (ho * wo, nb * ho * wo);
+    col[..g.kdim() * ncols].par_chunks_mut(16 * ncols).enumerate().for_each(|(ci, rows)| {
+        let (mut even, mut odd) = ([0.0f32; UP2_MAX_W], [0.0f32; UP2_MAX_W]);
+        let (even, odd) = (&mut even[..wo], &mut odd[..wo]);
+        for bi in 0..nb {
+            let plane = &x[((b0 + bi) * g.cin + ci) * g.h * g.w..][..g.h * g.w];
+            // Output row oy reads input row 2·oy + ky − 1: row −1 (ky 0, oy 0) and row h (ky 3,
+            // oy ho − 1) are padding.
+            for kx in 0..4 {
+                rows[kx * ncols + bi * hw..][..wo].fill(0.0);
+                rows[(12 + kx) * ncols + bi * hw + (ho - 1) * wo..][..wo].fill(0.0);
+            }
+            for (iy, src) in plane.chunks_exact(g.w).enumerate() {
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                // The taps ky with iy + 1 − ky even, and output row oy = (iy + 1 − ky) / 2.
+                for ky in ((iy + 1) % 2..4).step_by(2) {
+                    let Some(oy) = (iy + 1).checked_sub(ky).map(|d| d / 2).filter(|&oy| oy < ho) else {
+                        continue;
+                    };
+                    let at = |kx: usize| (ky * 4 + kx) * ncols + bi * hw + oy * wo;
+                    let d = &mut rows[at(0)..][..wo];
+                    d[0] = 0.0;
+                    d[1..].copy_from_slice(&odd[..wo - 1]);
+                    rows[at(1)..][..wo].copy_from_slice(even);
+                    rows[at(2)..][..wo].copy_from_slice(odd);
+                    let d = &mut rows[at(3)..][..wo];
+                    d[..wo - 1].copy_from_slice(&even[1..]);
+                    d[wo - 1] = 0.0;
                 }
             }
         }
@@ -267,8 +321,12 @@ fn col2im(dcol: &[f32], b0: usize, nb: usize, g: &Conv2dGeom, dx: &mut [f32]) {
     let (ho, wo) = g.out_hw_checked();
     let ncols = nb * ho * wo;
     let plane_len = g.h * g.w;
+    let down2 = g.is_down2(ho, wo);
     dx[b0 * g.in_len()..(b0 + nb) * g.in_len()].par_chunks_mut(plane_len).enumerate().for_each(|(i, plane)| {
         let (bi, ci) = (i / g.cin, i % g.cin);
+        if down2 {
+            return gather_plane_up2(dcol, ncols, bi, ci, (ho, wo), plane);
+        }
         plane.fill(0.0);
         for ky in 0..g.kh {
             let rows = tap_range(ky, g.stride, g.pad, ho, g.h);

@@ -155,7 +155,7 @@ pub fn conv_transpose2d_ref(
 /// the row (a strided add), so no per-element index checks remain.
 fn gather_plane(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTranspose2dGeom, plane: &mut [f32]) {
     if (g.k, g.stride, g.pad) == (4, 2, 1) && (1..=UP2_MAX_W).contains(&g.w) {
-        return gather_plane_up2(cols, ncols, bi, co, g, plane);
+        return gather_plane_up2(cols, ncols, bi, co, (g.h, g.w), plane);
     }
     let (_, wo) = g.out_hw_checked();
     if g.h == 1 && g.w == 1 {
@@ -188,13 +188,21 @@ fn gather_plane(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTransp
 }
 
 /// Widest input row of `gather_plane_up2` (its even/odd sums live on the stack).
-const UP2_MAX_W: usize = 512;
+pub(crate) const UP2_MAX_W: usize = 512;
 
-/// `gather_plane` for the 4×4, stride-2, padding-1 layers (G's up-sampling): output column 2b
-/// takes taps kx = 1 (input b) and 3 (input b − 1), column 2b + 1 taps kx = 0 (b + 1) and 2 (b),
-/// so each parity is a sum of shifted contiguous runs (vector adds), interleaved once per row.
-fn gather_plane_up2(cols: &[f32], ncols: usize, bi: usize, co: usize, g: &ConvTranspose2dGeom, plane: &mut [f32]) {
-    let (h, w) = (g.h, g.w);
+/// `gather_plane` for the 4×4, stride-2, padding-1 layers (G's up-sampling; also col2im of D's
+/// strided convolutions, the same sum): `cols` holds taps of an h×w grid, `plane` is 2h×2w.
+/// Output column 2b takes taps kx = 1 (input b) and 3 (input b − 1), column 2b + 1 taps kx = 0
+/// (b + 1) and 2 (b), so each parity is a sum of shifted contiguous runs (vector adds),
+/// interleaved once per row.
+pub(crate) fn gather_plane_up2(
+    cols: &[f32],
+    ncols: usize,
+    bi: usize,
+    co: usize,
+    (h, w): (usize, usize),
+    plane: &mut [f32],
+) {
     let (mut even, mut odd) = ([0.0f32; UP2_MAX_W], [0.0f32; UP2_MAX_W]);
     let (even, odd) = (&mut even[..w], &mut odd[..w]);
     for (oy, row) in plane.chunks_exact_mut(2 * w).enumerate() {
