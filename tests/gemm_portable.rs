@@ -19,7 +19,7 @@ fn portable_kernel_matches_reference() {
         // Same tolerance and reason as tests/ops_cpu_vs_reference.rs.
         assert_close(&format!("portable {m}x{k}x{n}"), &got, &want, 1e-5);
         // f16 panels through the portable kernel (and, for n = 1, its matrix-vector path).
-        let half = PackedA::from_row_major(&a, m, k).to_f16();
+        let half = PackedA::from_row_major_f16(&a, m, k);
         let rounded: Vec<f32> = a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
         for n in [n, 1] {
             let mut want = vec![0.0; m * n];

@@ -59,7 +59,7 @@ fn matmul_cpu_vs_reference_strided() {
         assert_close(&format!("matmul_packed {m}x{k}x{n}"), &got_t, &want_t, TOL);
         // f16 panels: the reference multiplies the f16-rounded weights, so the only difference
         // left is summation order (same tolerance).
-        let half = packed.to_f16();
+        let half = PackedA::from_row_major_f16(&a, m, k);
         assert!(half.is_f16() && half.bytes() * 2 == packed.bytes());
         let rounded: Vec<f32> = a.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
         assert_eq!(half.unpack(), rounded, "f16 pack/unpack round trip");

@@ -58,8 +58,8 @@ impl<'a> InferenceBuilder<'a> {
 
     /// Packs row-major [m, k] `w`, in f16 when `half`.
     fn pack(&mut self, name: &str, shape: &[usize], w: &[f32], (m, k): (usize, usize), half: bool) -> Result<usize> {
-        let p = PackedA::from_row_major(w, m, k);
-        self.b.packed(name, shape, if half { p.to_f16() } else { p })
+        let p = if half { PackedA::from_row_major_f16(w, m, k) } else { PackedA::from_row_major(w, m, k) };
+        self.b.packed(name, shape, p)
     }
 
     /// Applies `bn` (if any) to the out-channel-first rows of `w` (`rows_per_channel` rows

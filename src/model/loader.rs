@@ -87,7 +87,6 @@ impl WeightSet {
         Err(Error::Input(format!("weights hold [{}] but the {} is needed", held.join(", "), net.name())))
     }
 
-    /// An owned f32 copy of a tensor (to be folded or packed).
     /// The storage dtype of tensor `name` (None when it is not there).
     pub fn dtype(&self, name: &str) -> Option<crate::tensor::DType> {
         match &self.source {
@@ -96,9 +95,15 @@ impl WeightSet {
         }
     }
 
+    /// An owned f32 copy of a tensor (to be folded or packed).
     pub fn vec(&self, name: &str) -> Result<Vec<f32>> {
         match &self.source {
-            Source::File(f) => Ok(f.f32_data(name)?.into_owned()),
+            Source::File(f) => {
+                let copy = f.f32_data(name)?.into_owned();
+                // The copy is what the graph keeps: the map's pages of it are dead weight.
+                f.release(f.info(name)?);
+                Ok(copy)
+            }
             Source::Memory(m) => {
                 m.get(name).map(Tensor::to_f32_vec).ok_or_else(|| Error::Config(format!("no tensor '{name}'")))
             }

@@ -94,7 +94,7 @@ const NR_MAX: usize = 32;
 
 /// A left operand packed once into the fast path's panel order: for each KC block of columns,
 /// for each panel of MR rows, kc × MR values (rows past m are zero). Stored in f32, or in f16
-/// (`to_f16`): half the bytes for the weight-bound layers of batch-1 inference, widened to f32
+/// (`from_row_major_f16`): half the bytes for the weight-bound layers of batch-1 inference, widened to f32
 /// one block at a time as the kernels reach it (the arithmetic stays f32).
 #[derive(Clone, Debug)]
 pub struct PackedA {
@@ -188,17 +188,22 @@ impl PackedA {
         PackedA::new(Mat::row_major(w, m, k))
     }
 
-    /// The same panels stored in f16 (values rounded to nearest).
-    pub fn to_f16(&self) -> PackedA {
-        let data = match &self.data {
-            Panels::F32(v) => {
-                let mut h = crate::tensor::pages::zeroed(v.len());
-                h.iter_mut().zip(v).for_each(|(d, &x)| *d = half::f16::from_f32(x));
-                Panels::F16(h)
-            }
-            Panels::F16(v) => Panels::F16(v.clone()),
-        };
-        PackedA { m: self.m, k: self.k, data }
+    /// Packs a row-major [m, k] matrix straight into f16 panels (values rounded to nearest),
+    /// one k block at a time, so no f32 copy of the whole packed matrix is ever held (it was
+    /// the peak of `generate`'s memory for f16 files).
+    pub fn from_row_major_f16(w: &[f32], m: usize, k: usize) -> PackedA {
+        let a = Mat::row_major(w, m, k);
+        let m_pad = m.div_ceil(MR) * MR;
+        let mut half: Vec<half::f16> = crate::tensor::pages::zeroed(m_pad * k);
+        let mut block = vec![0.0f32; m_pad * KC.min(k)];
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let block = &mut block[..m_pad * kc];
+            pack_a_block(&a, 0, m, pc, kc, block);
+            let dst = &mut half[pc * m_pad..pc * m_pad + m_pad * kc];
+            dst.iter_mut().zip(block.iter()).for_each(|(d, &x)| *d = half::f16::from_f32(x));
+        }
+        PackedA { m, k, data: Panels::F16(half) }
     }
 
     /// Whether the panels are stored in f16.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 
 use super::safetensors::{self, Header, TensorInfo};
 use super::WeightsError;
@@ -112,6 +112,26 @@ impl WeightFile {
         let start = self.header.data_start;
         // In bounds: the parser checked every tensor lies inside the data region.
         &self.bytes()[start + info.begin..start + info.end]
+    }
+
+    /// Drops a mapped tensor's resident pages once its data has been copied out (packed,
+    /// folded or converted), so that the copy and the file's pages are not both counted in the
+    /// process's memory. Later reads of the tensor fault its pages back in from the file. Only
+    /// the pages wholly inside the tensor are dropped; nothing happens for a file read into
+    /// memory.
+    pub fn release(&self, info: &TensorInfo) {
+        const PAGE: usize = 4096;
+        let Backing::Mapped(map) = &self.backing else { return };
+        let start = (self.header.data_start + info.begin).next_multiple_of(PAGE);
+        let end = (self.header.data_start + info.end) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the map is private and read-only, so no page of it was ever written:
+            // MADV_DONTNEED drops clean copies of file pages, and the next read of any byte
+            // faults in the same bytes from the file. Slices borrowed from the map stay valid
+            // and see the same values (under the assumption `open` already states: the file is
+            // not rewritten while mapped). A failure only leaves the pages resident.
+            let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+        }
     }
 
     /// A tensor as f32: borrowed from the file when it is f32 and 4-byte aligned, else converted.
