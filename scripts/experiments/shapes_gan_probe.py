@@ -12,6 +12,12 @@ Switches:
   --sn            spectral norm (Miyato et al. 2018) on every conv and linear of D
   --classifier W  D's auxiliary classifier of shape kind, colour and size (AC-GAN), G's term W
   --ac-fake       the classifier also learns G's images with their captions' labels (AC-GAN)
+  --cls-pretrain N  before the GAN, N steps training D's trunk and classifier on real images
+                  alone (its own Adam, lr --cls-pretrain-lr), so G's class term starts from a
+                  classifier that knows shapes instead of one G can fool
+  --sep-cls       with --cls-pretrain: the pretrained classifier is a separate network (D's
+                  trunk architecture), kept training on real images at --lr-d; G's class term
+                  comes from it, while D (and its own classifier) train as without the switch
   --mbstd         minibatch standard deviation as one more channel of D's 4×4 features
   --proj          a projection discriminator (Miyato & Koyama 2018) in place of the 4×4 text
                   concatenation: logit = ψ(h) + <V φ(t), Σ h>, h = D's 4×4 features
@@ -36,6 +42,7 @@ then `text2img eval -m /tmp/probe/sn/model-2000.safetensors --judge ... --data /
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -171,6 +178,9 @@ def main():
     ap.add_argument("--sn", action="store_true")
     ap.add_argument("--classifier", type=float, default=0.0)
     ap.add_argument("--ac-fake", action="store_true")
+    ap.add_argument("--cls-pretrain", type=int, default=0)
+    ap.add_argument("--cls-pretrain-lr", type=float, default=1e-3)
+    ap.add_argument("--sep-cls", action="store_true")
     ap.add_argument("--mbstd", action="store_true")
     ap.add_argument("--proj", action="store_true")
     ap.add_argument("--hinge", action="store_true")
@@ -253,6 +263,32 @@ def main():
         return as_float(ri), as_float(wi), t, labels[torch.from_numpy(ri)]
 
     log = open(f"{args.out}/log.jsonl", "w")
+    if args.cls_pretrain > 0:
+        assert head is not None, "--cls-pretrain needs --classifier"
+    C, c_head = (D, head)
+    if args.sep_cls:
+        C = copy.deepcopy(D)
+        c_head = C.classifier
+    if args.cls_pretrain > 0:
+        opt_c = torch.optim.Adam(C.parameters(), lr=args.cls_pretrain_lr, betas=(0.9, 0.999))
+        losses, rights = [], []
+        for it in range(1, args.cls_pretrain + 1):
+            real, _, t, lab = batch()
+            _, cl = d_forward(C, real, t, c_head)
+            loss = class_loss(cl, lab, sizes)
+            opt_c.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_c.step()
+            losses.append(float(loss))
+            kind = cl[:, :8].argmax(1) == lab[:, 0]
+            rights.append(float(kind.float().mean()))
+            if it % args.log_every == 0:
+                out = {"pretrain_step": it, "d_class": round(np.mean(losses), 4), "kind_acc": round(np.mean(rights), 4)}
+                losses, rights = [], []
+                log.write(json.dumps(out) + "\n")
+                print(json.dumps(out), flush=True)
+    if args.sep_cls:
+        opt_c = torch.optim.Adam(C.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2), eps=1e-8)
     acc = {}
     t_start = time.time()
     for it in range(1, args.steps + 1):
@@ -283,6 +319,14 @@ def main():
             rec[f"acc_{name}"] = ((lg > 0) == (tgt > 0.5)).float().mean()
             rec[f"d_{name}"] = loss.detach()
         opt_d.step()
+        if args.sep_cls:
+            C.requires_grad_(True)
+            _, cl = d_forward(C, real, t, c_head)
+            rec["c_class"] = class_loss(cl, lab, sizes)
+            opt_c.zero_grad(set_to_none=True)
+            rec["c_class"].backward()
+            opt_c.step()
+            C.requires_grad_(False)
         # G step
         D.requires_grad_(False)
         t_int = torch.cat([t, 0.5 * (t[: b // 2] + t[b // 2 : b])], 0)
@@ -291,6 +335,8 @@ def main():
         lg, cl = d_forward(D, fk, t_int, head)
         g_loss = bce(lg, torch.ones_like(lg), g=True) if args.hinge else bce(lg, torch.ones_like(lg))
         rec["g_adv"] = g_loss.detach()
+        if args.sep_cls:
+            _, cl = d_forward(C, fk[:b], t, c_head)
         if cl is not None:
             rec["g_class"] = class_loss(cl[:b], lab, sizes)
             g_loss = g_loss + args.classifier * rec["g_class"]
