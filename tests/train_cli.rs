@@ -231,6 +231,27 @@ fn classifier_refuses_a_dataset_without_shapes_classes_and_a_negative_weight() {
 }
 
 #[test]
+fn ema_exports_the_average_beside_the_raw_generator() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("gan");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "4", "--ema", "0.5", "--export-every", "2"]));
+    for stem in ["model-000002", "model"] {
+        let (avg, raw) =
+            (tensors(&out.join(format!("{stem}.safetensors"))), tensors(&out.join(format!("{stem}-raw.safetensors"))));
+        assert_eq!(avg.len(), raw.len());
+        let differ = |prefix: &str| avg.iter().zip(&raw).any(|((n, a), (_, r))| n.starts_with(prefix) && a != r);
+        assert!(differ("generator."), "{stem}: the averaged G is not the raw one");
+        assert!(!differ("discriminator.") && !differ("encoder."), "{stem}: only G differs");
+    }
+    // Switched off on resume: one model file again.
+    let ckpt = out.join("checkpoint.safetensors");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "5", "--ema", "0", "--resume", ckpt.to_str().expect("utf8")]));
+    assert!(!file_tensors(&ckpt).iter().any(|(n, _)| n == "ema.generator"), "the average left the checkpoint");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--ema", "1"]), 2, "--ema");
+}
+
+#[test]
 fn resume_drops_log_lines_past_the_checkpoint() {
     let dir = tempfile::tempdir().expect("tmp");
     let (data, enc) = setup(dir.path());

@@ -242,10 +242,17 @@ fn gan_step_updates_and_resume_is_exact() {
     assert_ne!(seeking, cells, "the mode-seeking cells change G");
     let classified = gan_resume_case(0.0, 1.0, 1);
     assert_ne!(plain, classified, "the classifier term changes G");
+    // The moving average of G resumes exactly and leaves G's own training alone.
+    let averaged = gan_resume_case_ema(0.0, 0.0, 1, 0.9);
+    assert_eq!(plain, averaged, "the average does not change G");
+}
+
+fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize) -> Vec<f32> {
+    gan_resume_case_ema(mode_seeking, classifier_weight, mode_seeking_cell, 0.0)
 }
 
 /// Three steps straight, and one step + checkpoint + two steps: equal. Returns G's parameters.
-fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize) -> Vec<f32> {
+fn gan_resume_case_ema(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize, ema: f32) -> Vec<f32> {
     let cfg = micro_config();
     let pool = thread_pool(2).expect("pool");
     let classifier_sizes = if classifier_weight > 0.0 { vec![3, 4] } else { Vec::new() };
@@ -256,6 +263,7 @@ fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell:
         mode_seeking_cell,
         classifier_sizes,
         classifier_weight,
+        ema,
         ..GanOptions::default()
     };
     let mut a = GanTrainer::new(&cfg, opts.clone(), Arc::clone(&pool)).expect("trainer");
@@ -277,7 +285,63 @@ fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell:
     assert_eq!(c.d.params.data, a.d.params.data, "D after resume");
     assert_eq!(c.g.buffers, a.g.buffers, "G running statistics after resume");
     assert_eq!(c.d_adam.v, a.d_adam.v, "D Adam moments after resume");
+    assert_eq!(c.g_ema, a.g_ema, "G's moving average after resume");
+    assert_eq!(a.g_ema.is_some(), ema > 0.0, "the average is kept when on");
     a.g.params.data.clone()
+}
+
+/// The average follows G's parameters after each step with the decay min(D, (1 + t)/(10 + t)).
+#[test]
+fn ema_follows_g_with_a_ramped_decay() {
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let decay = 0.25;
+    let opts = GanOptions { batch: 4, seed: 7, ema: decay, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, opts, pool).expect("trainer");
+    let mut want = t.g.params.data.clone();
+    assert_eq!(t.g_ema.as_ref(), Some(&want), "starts at G");
+    for s in 0..4u64 {
+        run_steps(&mut t, &cfg, s..s + 1);
+        let ts = (s + 1) as f32;
+        let d = decay.min((1.0 + ts) / (10.0 + ts));
+        want.iter_mut().zip(&t.g.params.data).for_each(|(e, &p)| *e = d * *e + (1.0 - d) * p);
+    }
+    let got = t.g_ema.as_ref().expect("on");
+    assert_close("EMA after 4 steps", got, &want, 1e-6);
+    assert_ne!(got, &t.g.params.data, "the average lags G");
+    t.set_ema(0.0).expect("off");
+    assert!(t.g_ema.is_none(), "switched off");
+    assert!(t.set_ema(1.0).is_err(), "decay 1 refused");
+}
+
+/// The averaged G's batch-norm statistics from one pass are that pass's batch statistics: in
+/// eval mode it reproduces what training mode drew on the same rows (up to the unbiased
+/// variance's count / (count − 1)).
+#[test]
+fn ema_generator_statistics_reproduce_the_batch() {
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let b = 8;
+    let opts = GanOptions { batch: b, seed: 9, ema: 0.5, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, opts, Arc::clone(&pool)).expect("trainer");
+    run_steps(&mut t, &cfg, 0..2);
+    let e = cfg.encoder.embed_dim;
+    let texts = random(b * e, 77);
+    let g = t.ema_generator(&texts, 1, Arc::clone(&pool)).expect("on");
+    assert_eq!(g.params.data, *t.g_ema.as_ref().expect("on"), "the averaged parameters");
+    let mut s = TrainSession::new(Arc::clone(&g.graph), b, pool);
+    let nz = cfg.generator.nz;
+    for (i, z) in s.input_mut(0).chunks_mut(nz).enumerate() {
+        text2img::rng::normal_noise(9 ^ text2img::train::gan::EMA_NOISE_KEY, i as u64, z);
+    }
+    s.input_mut(1).copy_from_slice(&texts);
+    let mut scratch_buffers = g.buffers.clone();
+    s.forward(&g.params, &mut scratch_buffers, Mode::Train);
+    let trained = s.output(0).to_vec();
+    let mut buffers = g.buffers.clone();
+    s.forward(&g.params, &mut buffers, Mode::Eval);
+    assert_close("eval with the estimated statistics", s.output(0), &trained, 0.05);
+    assert_ne!(g.buffers, t.g.buffers, "statistics of the average, not G's running ones");
 }
 
 #[test]

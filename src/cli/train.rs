@@ -144,6 +144,12 @@ pub struct TrainArgs {
     /// With --resume, switches it on (D gets a fresh classifier) or changes W.
     #[arg(long, value_name = "W")]
     pub classifier: Option<f32>,
+    /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
+    /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
+    /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
+    /// G). With --resume, switches it on (from the current G) or off.
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f32>,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     pub sample_every: u64,
@@ -458,6 +464,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let Some(f) = a.hard_wrong.filter(|f| !(0.0..=1.0).contains(f)) {
         return Err(fail(EXIT_USAGE, format!("--hard-wrong must be a fraction in [0, 1], got {f}")));
     }
+    if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
+        return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
+    }
     let (mut t, state) = match &c.resume {
         Some(p) => {
             let (t, meta) = load_gan(p, Arc::clone(&pool))?;
@@ -479,6 +488,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 mode_seeking: a.mode_seeking.unwrap_or(0.0),
                 mode_seeking_cell: a.mode_seeking_cell.unwrap_or(1),
                 hard_wrong: a.hard_wrong.unwrap_or(0.0),
+                ema: a.ema.unwrap_or(0.0),
                 ..GanOptions::default()
             };
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
@@ -499,6 +509,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;
+    }
+    if let (Some(d), Some(_)) = (a.ema, &c.resume) {
+        t.set_ema(d)?;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };
@@ -526,9 +539,11 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let start = Instant::now();
     let first = t.step;
     let mut text = vec![0.0; t.options.batch * enc.config().encoder.embed_dim];
+    let mut recent = RecentTexts::new(text.len());
     while t.step < c.steps {
         let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
         table.mean_into(&batch.items, &batch.captions, k, &mut text);
+        recent.push(&text);
         labels.clear();
         labels.extend(batch.items.iter().filter_map(|&i| labels_of_item.get(i)).flatten());
         let s = t.step(&GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text, labels: &labels })?;
@@ -551,14 +566,14 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         }
         log.write(row)?;
         if a.export_every > 0 && t.step % a.export_every == 0 {
-            export(&a, &t, &enc, &format!("model-{:06}.safetensors", t.step), v)?;
+            export(&a, &t, &enc, (&recent, &pool), &format!("model-{:06}", t.step), v)?;
         }
         if t.step % c.checkpoint_every.max(1) == 0 || done {
             save_gan(&ckpt, &t, &sampler_meta(&batch.state))?;
         }
     }
     bar.finish_and_clear();
-    export(&a, &t, &enc, "model.safetensors", v)?;
+    export(&a, &t, &enc, (&recent, &pool), "model", v)?;
     if v > Verbosity::Quiet {
         eprintln!(
             "trained to step {} in {:.0} s; checkpoint {}",
@@ -570,9 +585,63 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     Ok(())
 }
 
-/// out/`name`: encoder + generator + discriminator, ready for `generate`.
-fn export(a: &TrainArgs, t: &GanTrainer, enc: &WeightSet, name: &str, v: Verbosity) -> Result<(), Failure> {
-    let mut tensors: Vec<(String, Tensor)> = t.g.tensors();
+/// Batches of text vectors whose rows estimate the averaged G's batch-norm statistics.
+const EMA_BN_PASSES: usize = 32;
+
+/// The text vectors of the last `EMA_BN_PASSES` training batches (a ring).
+struct RecentTexts {
+    data: Vec<f32>,
+    per_batch: usize,
+    pushed: usize,
+}
+
+impl RecentTexts {
+    fn new(per_batch: usize) -> RecentTexts {
+        RecentTexts { data: vec![0.0; EMA_BN_PASSES * per_batch], per_batch, pushed: 0 }
+    }
+
+    fn push(&mut self, text: &[f32]) {
+        let slot = (self.pushed % EMA_BN_PASSES) * self.per_batch;
+        self.data[slot..slot + self.per_batch].copy_from_slice(text);
+        self.pushed += 1;
+    }
+
+    /// The batches held so far (whole rows).
+    fn rows(&self) -> &[f32] {
+        &self.data[..self.pushed.min(EMA_BN_PASSES) * self.per_batch]
+    }
+}
+
+/// out/`stem`.safetensors: encoder + generator + discriminator, ready for `generate`. With the
+/// moving average on, that generator is the average and out/`stem`-raw.safetensors the raw G.
+fn export(
+    a: &TrainArgs,
+    t: &GanTrainer,
+    enc: &WeightSet,
+    (recent, pool): (&RecentTexts, &Arc<rayon::ThreadPool>),
+    stem: &str,
+    v: Verbosity,
+) -> Result<(), Failure> {
+    let passes = recent.rows().len() / recent.per_batch;
+    match t.ema_generator(recent.rows(), passes, Arc::clone(pool)) {
+        Some(g_ema) => {
+            write_model(a, t, &g_ema, enc, &format!("{stem}.safetensors"), v)?;
+            write_model(a, t, &t.g, enc, &format!("{stem}-raw.safetensors"), v)
+        }
+        None => write_model(a, t, &t.g, enc, &format!("{stem}.safetensors"), v),
+    }
+}
+
+/// out/`name`: the encoder, generator `g` and t's discriminator.
+fn write_model(
+    a: &TrainArgs,
+    t: &GanTrainer,
+    g: &TrainNet,
+    enc: &WeightSet,
+    name: &str,
+    v: Verbosity,
+) -> Result<(), Failure> {
+    let mut tensors: Vec<(String, Tensor)> = g.tensors();
     tensors.extend(t.d.tensors().into_iter().filter(|(n, _)| n != CLASSIFIER_WEIGHT));
     let enc_net = TrainNet::from_weights(enc, Network::Encoder)?;
     tensors.extend(enc_net.tensors());

@@ -93,6 +93,9 @@ fn open<O: DeserializeOwned>(path: &Path, kind: &str) -> Result<Opened<O>> {
     Ok(Opened { file, config, options, step })
 }
 
+/// The checkpoint tensor of the moving average of G's parameters.
+const EMA_GENERATOR: &str = "ema.generator";
+
 /// Writes a GAN trainer's whole state (plus `extra` metadata) to `path` atomically.
 pub fn save_gan(path: &Path, t: &GanTrainer, extra: &BTreeMap<String, String>) -> Result<()> {
     let mut tensors = t.g.tensors();
@@ -101,6 +104,9 @@ pub fn save_gan(path: &Path, t: &GanTrainer, extra: &BTreeMap<String, String>) -
     tensors.push(flat("optim.generator.v", &t.g_adam.v));
     tensors.push(flat("optim.discriminator.m", &t.d_adam.m));
     tensors.push(flat("optim.discriminator.v", &t.d_adam.v));
+    if let Some(ema) = &t.g_ema {
+        tensors.push(flat(EMA_GENERATOR, ema));
+    }
     let options = serde_json::to_string(&t.options).unwrap_or_default();
     write(path, "gan", &t.config, options, t.step, tensors, extra)
 }
@@ -116,6 +122,9 @@ pub fn load_gan(path: &Path, pool: Arc<ThreadPool>) -> Result<(GanTrainer, BTree
     t.g_adam.v = o.vec("optim.generator.v", t.g_adam.v.len())?;
     t.d_adam.m = o.vec("optim.discriminator.m", t.d_adam.m.len())?;
     t.d_adam.v = o.vec("optim.discriminator.v", t.d_adam.v.len())?;
+    if t.g_ema.is_some() {
+        t.g_ema = Some(o.vec(EMA_GENERATOR, t.g.params.data.len())?);
+    }
     t.step = o.step;
     Ok((t, o.metadata()))
 }

@@ -12,7 +12,7 @@ use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
 use super::net::{discriminator_graph, TrainNet};
-use super::session::{Mode, TrainSession};
+use super::session::{Mode, ParamStore, TrainSession, BN_MOMENTUM};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
@@ -66,6 +66,11 @@ pub struct GanOptions {
     /// Weight of G's classifier term (D's own classifier loss has weight 1 while this is > 0).
     #[serde(default)]
     pub classifier_weight: f32,
+    /// Decay of an exponential moving average of G's parameters (not in the paper; 0 = off,
+    /// e.g. 0.999; Yazıcı et al. 2019): exports are the average, with batch-norm statistics
+    /// re-estimated for it, which smooths the swings of G's quality from one export to the next.
+    #[serde(default)]
+    pub ema: f32,
 }
 
 impl Default for GanOptions {
@@ -86,6 +91,7 @@ impl Default for GanOptions {
             hard_wrong: 0.0,
             classifier_sizes: Vec::new(),
             classifier_weight: 0.0,
+            ema: 0.0,
         }
     }
 }
@@ -149,6 +155,8 @@ pub struct GanTrainer {
     pub d_adam: AdamState,
     /// Completed steps.
     pub step: u64,
+    /// The moving average of G's parameters (`options.ema` > 0).
+    pub g_ema: Option<Vec<f32>>,
     g_b: TrainSession,
     g_int: TrainSession,
     d_b: TrainSession,
@@ -181,6 +189,9 @@ struct Scratch {
 const NOISE_STRIDE: u64 = 1 << 16;
 /// Mixed into the seed for the noise stream, so it differs from the weight initialisation's.
 const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
+/// Mixed into the seed for the noise of the averaged G's batch-norm estimate (pass p, row i:
+/// noise index p·B + i).
+pub const EMA_NOISE_KEY: u64 = 0x656d_615f_7374_6174;
 
 impl GanTrainer {
     /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
@@ -216,7 +227,7 @@ impl GanTrainer {
             d_images_ms: Vec::new(),
             d_class: Vec::new(),
         };
-        let mode_seeking = options.mode_seeking;
+        let (mode_seeking, ema) = (options.mode_seeking, options.ema);
         let classifier = (options.classifier_sizes.clone(), options.classifier_weight);
         let mut t = GanTrainer {
             config: config.clone(),
@@ -232,8 +243,10 @@ impl GanTrainer {
             d,
             options,
             step: 0,
+            g_ema: None,
             scratch,
         };
+        t.set_ema(ema)?;
         t.set_mode_seeking(mode_seeking, Arc::clone(&pool));
         t.set_classifier(&classifier.0, classifier.1, pool)?;
         Ok(t)
@@ -293,6 +306,61 @@ impl GanTrainer {
         let on = weight > 0.0;
         self.g_ms = on.then(|| TrainSession::new(Arc::clone(&self.g.graph), b, pool));
         self.scratch.d_images_ms = vec![0.0; if on { b * img } else { 0 }];
+    }
+
+    /// Turns the moving average of G's parameters on (decay in (0, 1); it starts from G's current
+    /// parameters unless it is already on) or off (0), also on a resumed run.
+    pub fn set_ema(&mut self, decay: f32) -> Result<()> {
+        if !(0.0..1.0).contains(&decay) {
+            return Err(Error::Input(format!("EMA decay must be in [0, 1), got {decay}")));
+        }
+        self.options.ema = decay;
+        self.g_ema = match (decay > 0.0, self.g_ema.take()) {
+            (false, _) => None,
+            (true, Some(e)) => Some(e),
+            (true, None) => Some(self.g.params.data.clone()),
+        };
+        Ok(())
+    }
+
+    /// Folds G's new parameters into the average. The decay ramps up from 0.1 as (1 + t) /
+    /// (10 + t) to `options.ema`, so the first steps' weights do not linger.
+    fn update_ema(&mut self) {
+        let Some(ema) = self.g_ema.as_mut() else { return };
+        let t = (self.step + 1) as f32;
+        let d = self.options.ema.min((1.0 + t) / (10.0 + t));
+        ema.iter_mut().zip(&self.g.params.data).for_each(|(e, &p)| *e = d * *e + (1.0 - d) * p);
+    }
+
+    /// The averaged G with batch-norm statistics estimated for it: the mean over `passes`
+    /// training-mode forward passes of the rows of `texts` (B text vectors per pass, cycled),
+    /// each with fresh noise (with no text rows, G's own running statistics). None when the
+    /// average is off.
+    pub fn ema_generator(&self, texts: &[f32], passes: usize, pool: Arc<ThreadPool>) -> Option<TrainNet> {
+        let ema = self.g_ema.as_ref()?;
+        let (b, nz, e) = (self.options.batch, self.config.generator.nz, self.config.encoder.embed_dim);
+        let graph = Arc::clone(&self.g.graph);
+        let params = ParamStore::new(ema.clone());
+        if texts.len() < e {
+            return Some(TrainNet { graph, params, grads: Vec::new(), buffers: self.g.buffers.clone() });
+        }
+        let mut session = TrainSession::new(Arc::clone(&graph), b, pool);
+        let mut buffers = vec![0.0; self.g.buffers.len()];
+        let mut sum = vec![0.0f64; buffers.len()];
+        let (rows, passes) = (texts.len() / e, passes.max(1));
+        for pass in 0..passes {
+            Self::noise(&mut session, self.options.seed ^ EMA_NOISE_KEY, (pass * b) as u64, nz);
+            for (i, t) in session.input_mut(1).chunks_mut(e).enumerate() {
+                let r = (pass * b + i) % rows;
+                t.copy_from_slice(&texts[r * e..(r + 1) * e]);
+            }
+            // From zero, one update leaves momentum · (this batch's statistics).
+            buffers.fill(0.0);
+            session.forward(&params, &mut buffers, Mode::Train);
+            sum.iter_mut().zip(&buffers).for_each(|(s, &v)| *s += (v / BN_MOMENTUM) as f64);
+        }
+        let buffers = sum.iter().map(|&s| (s / passes as f64) as f32).collect();
+        Some(TrainNet { graph, params, grads: Vec::new(), buffers })
     }
 
     /// Learning rate at the current step.
@@ -436,6 +504,7 @@ impl GanTrainer {
         let adam = self.adam();
         let t = self.step + 1;
         adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
+        self.update_ema();
     }
 }
 
