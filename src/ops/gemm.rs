@@ -879,7 +879,6 @@ fn gemv_packed(a: &PackedA, x: &Mat, c: &mut [f32], out: Out, kernel: Kernel, th
         let c_ptr = SendPtr(c.as_mut_ptr());
         let panel = |ip: usize| {
             let mut y = [0.0f32; MR];
-            let mut wide = [0.0f32; KC * MR];
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 let (ap, xs) = (a.panels().slice(pc * m_pad + ip * kc * MR, kc * MR), &xe[pc * MR..(pc + kc) * MR]);
@@ -890,7 +889,9 @@ fn gemv_packed(a: &PackedA, x: &Mat, c: &mut [f32], out: Out, kernel: Kernel, th
                     PanelRef::F16(v) if matches!(kernel, Kernel::Avx512 | Kernel::Avx512N16) => unsafe {
                         dot_mod6_f16_avx512(v, xs)
                     },
-                    wide16 => dot_mod6(kernel, wide16.widen(&mut wide), xs),
+                    // Widened on the stack only here: zeroing this 6 KB buffer for every panel
+                    // cost as much memory traffic as the panel's weights.
+                    wide16 => dot_mod6(kernel, wide16.widen(&mut [0.0f32; KC * MR]), xs),
                 };
                 y.iter_mut().zip(part).for_each(|(acc, v)| *acc += v);
             }
