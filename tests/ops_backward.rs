@@ -506,7 +506,7 @@ fn mode_seeking_loss_fd() {
         out
     };
     for k in [1, 2] {
-        let cells = ModeSeekingCells { height: 4, width: 4, cell: k };
+        let cells = ModeSeekingCells { height: 4, width: 4, cell: k, target: 0.0 };
         let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
         let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, cells, (&mut d1, &mut d2));
         // Direct: mean over pairs of mean|z1 − z2| / mean over cells of |cell average of x1 − x2|.
@@ -549,9 +549,36 @@ fn mode_seeking_loss_fd() {
     let stripes: Vec<f32> = (0..n).map(|e| if e % 2 == 0 { 1.0 } else { -1.0 }).collect();
     let zeros = vec![0.0; n];
     let (mut d1, mut d2) = (vec![0.0; n], vec![0.0; n]);
-    let pixel = ModeSeekingCells { height: 4, width: 4, cell: 1 };
+    let pixel = ModeSeekingCells { height: 4, width: 4, cell: 1, target: 0.0 };
     let cell = ModeSeekingCells { cell: 2, ..pixel };
     let per_pixel = mode_seeking_loss((&stripes, &zeros), (&z1[..nz], &z2[..nz]), 1, pixel, (&mut d1, &mut d2));
     let per_cell = mode_seeking_loss((&stripes, &zeros), (&z1[..nz], &z2[..nz]), 1, cell, (&mut d1, &mut d2));
     assert!(per_pixel < 10.0 && per_cell > 1e3, "stripes: per pixel {per_pixel}, per cell {per_cell}");
+    // A target: pairs whose ratio r reaches it score 0 with no gradient; the others score
+    // 1/r − 1/target with the untargeted gradient.
+    let ratios: Vec<f64> = (0..pairs)
+        .map(|p| {
+            let m = cell_means(&x1[p * n..][..n], &x2[p * n..][..n], 1);
+            (m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64)
+                / mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
+        })
+        .collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let target = ((sorted[0] + sorted[1]) / 2.0) as f32; // the smallest ratio alone falls short
+    let (mut u1, mut u2) = (vec![0.0; pairs * n], vec![0.0; pairs * n]);
+    mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, pixel, (&mut u1, &mut u2));
+    let aimed = ModeSeekingCells { target, ..pixel };
+    let (mut t1, mut t2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
+    let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, aimed, (&mut t1, &mut t2));
+    let want = (1.0 / sorted[0] - 1.0 / f64::from(target)) / pairs as f64;
+    assert!((f64::from(l) - want).abs() < 1e-4 * want, "targeted loss {l} vs {want}");
+    for (p, &r) in ratios.iter().enumerate() {
+        let (got, full) = (&t1[p * n..][..n], &u1[p * n..][..n]);
+        if r < f64::from(target) {
+            assert_eq!(got, full, "pair {p} short of the target keeps its gradient");
+        } else {
+            assert!(got.iter().all(|&g| g == 0.0), "pair {p} past the target: no gradient");
+        }
+    }
 }

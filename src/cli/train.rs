@@ -132,6 +132,11 @@ pub struct TrainArgs {
     /// switches it from the checkpoint's step.
     #[arg(long, value_name = "K")]
     pub mode_seeking_cell: Option<usize>,
+    /// A mode-seeking pair whose images differ by this ratio to their noises' distance earns
+    /// nothing more (0: no cap, the MSGAN term, which G can satisfy with noise D rejects). With
+    /// --resume, switches it from the checkpoint's step.
+    #[arg(long, value_name = "R")]
+    pub mode_seeking_target: Option<f32>,
     /// Draw this fraction of D's wrong images from a class of the same colour and another
     /// shape (`shapes` datasets; not in the paper; 0: uniform over the other classes). With
     /// --resume, switches it from the checkpoint's step.
@@ -461,6 +466,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let Some(w) = a.classifier {
         non_negative("--classifier", w)?;
     }
+    if let Some(r) = a.mode_seeking_target {
+        non_negative("--mode-seeking-target", r)?;
+    }
     if let Some(f) = a.hard_wrong.filter(|f| !(0.0..=1.0).contains(f)) {
         return Err(fail(EXIT_USAGE, format!("--hard-wrong must be a fraction in [0, 1], got {f}")));
     }
@@ -487,6 +495,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 seed: c.seed,
                 mode_seeking: a.mode_seeking.unwrap_or(0.0),
                 mode_seeking_cell: a.mode_seeking_cell.unwrap_or(1),
+                mode_seeking_target: a.mode_seeking_target.unwrap_or(0.0),
                 hard_wrong: a.hard_wrong.unwrap_or(0.0),
                 ema: a.ema.unwrap_or(0.0),
                 ..GanOptions::default()
@@ -506,6 +515,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let (Some(k), Some(_)) = (a.mode_seeking_cell, &c.resume) {
         t.options.mode_seeking_cell = k;
+    }
+    if let (Some(r), Some(_)) = (a.mode_seeking_target, &c.resume) {
+        t.options.mode_seeking_target = r;
     }
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;

@@ -171,13 +171,15 @@ pub fn softmax_cross_entropy_blocks(logits: &[f32], sizes: &[usize], labels: &[u
 /// Keeps 1/(r + ε) finite when two images are equal.
 const MODE_SEEKING_EPS: f64 = 1e-5;
 
-/// The images of the mode-seeking term as [C, H, W], and the side of the cells their distance
-/// is measured on (1: every element).
+/// The images of the mode-seeking term as [C, H, W], the side of the cells their distance is
+/// measured on (1: every element), and the distance ratio past which a pair earns nothing (0:
+/// none).
 #[derive(Clone, Copy, Debug)]
 pub struct ModeSeekingCells {
     pub height: usize,
     pub width: usize,
     pub cell: usize,
+    pub target: f32,
 }
 
 /// Mode-seeking term (Mao et al., CVPR 2019) over P pairs of images made from one text with two
@@ -185,9 +187,12 @@ pub struct ModeSeekingCells {
 /// pushes G's images apart when only the noise differs, against one image per caption. With
 /// cells of side k > 1 the image distance is taken between the k×k averages (mean over cells of
 /// |avg(x1 − x2)|): moving the shape counts, high-frequency stripes that average out do not
-/// (not in the MSGAN paper; docs/RESULTS.md, session 7).
+/// (not in the MSGAN paper; docs/RESULTS.md, session 7). With a target τ > 0 each pair scores
+/// max(0, 1/(r_p + ε) − 1/τ): a pair already τ apart earns nothing, so G cannot buy the term
+/// with ever larger differences (it did, with noise D rejected: docs/RESULTS.md, session 8).
 /// Gradients are overwritten: ∂L/∂x1 = −(1/P) sign(cell difference) / ((r + ε)² · mean|z1 − z2|
-/// · N), the same for every element of a cell, ∂L/∂x2 = −∂L/∂x1 (0 where the difference is 0).
+/// · N), the same for every element of a cell, ∂L/∂x2 = −∂L/∂x1 (0 where the difference is 0,
+/// and for a pair at or past the target).
 pub fn mode_seeking_loss(
     x: (&[f32], &[f32]),
     z: (&[f32], &[f32]),
@@ -217,8 +222,10 @@ pub fn mode_seeking_loss(
         let dist = diffs.iter().map(|d| d.abs()).sum::<f64>() / n as f64;
         let dz = mean_abs(&z.0[p * nz..(p + 1) * nz], &z.1[p * nz..(p + 1) * nz]).max(MODE_SEEKING_EPS);
         let r = dist / dz + MODE_SEEKING_EPS;
-        total += 1.0 / r;
-        let g = (-1.0 / (r * r * dz * n as f64 * pairs as f64)) as f32;
+        let floor = if cells.target > 0.0 { 1.0 / f64::from(cells.target) } else { 0.0 };
+        let reached = 1.0 / r <= floor;
+        total += (1.0 / r - floor).max(0.0);
+        let g = if reached { 0.0 } else { (-1.0 / (r * r * dz * n as f64 * pairs as f64)) as f32 };
         let (d1, d2) = (&mut dx.0[p * n..(p + 1) * n], &mut dx.1[p * n..(p + 1) * n]);
         for (cl, &d) in cells_of.clone().zip(&diffs) {
             let s = if d > 0.0 {

@@ -54,6 +54,11 @@ pub struct GanOptions {
     /// to satisfy the per-pixel term (docs/RESULTS.md, sessions 5 and 7).
     #[serde(default)]
     pub mode_seeking_cell: usize,
+    /// Distance ratio (image distance / noise distance) past which a mode-seeking pair earns
+    /// nothing (0: no target, the MSGAN term). Without one, G made z move noise that D rejected
+    /// wholesale after ~4,500 steps (docs/RESULTS.md, session 8).
+    #[serde(default)]
+    pub mode_seeking_target: f32,
     /// Fraction of wrong images of the same colour and another shape (the sampler's
     /// `hard_wrong`; not in the paper, 0 = off).
     #[serde(default)]
@@ -88,6 +93,7 @@ impl Default for GanOptions {
             seed: 0,
             mode_seeking: 0.0,
             mode_seeking_cell: 0,
+            mode_seeking_target: 0.0,
             hard_wrong: 0.0,
             classifier_sizes: Vec::new(),
             classifier_weight: 0.0,
@@ -494,7 +500,7 @@ impl GanTrainer {
                     ms,
                     (&mut self.g, batch.text),
                     (noise_seed, self.step * NOISE_STRIDE + NOISE_STRIDE / 8 * 7),
-                    (self.options.mode_seeking, self.options.mode_seeking_cell),
+                    (self.options.mode_seeking, self.options.mode_seeking_cell, self.options.mode_seeking_target),
                     &mut self.scratch.d_images_ms,
                 );
                 self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad(0));
@@ -545,7 +551,7 @@ fn mode_seeking_pairs(
     ms: &mut TrainSession,
     (g, text): (&mut TrainNet, &[f32]),
     (seed, first): (u64, u64),
-    (weight, cell): (f32, usize),
+    (weight, cell, target): (f32, usize, f32),
     d_ms: &mut [f32],
 ) -> f32 {
     let rows = ms.batch();
@@ -557,7 +563,7 @@ fn mode_seeking_pairs(
     texts[p * e..].copy_from_slice(&text[..p * e]);
     ms.forward(&g.params, &mut g.buffers, Mode::Train);
     let (x, z) = (ms.output(0).split_at(p * IMAGE_LEN), ms.input(0).split_at(p * nz));
-    let cells = ModeSeekingCells { height: 64, width: 64, cell };
+    let cells = ModeSeekingCells { height: 64, width: 64, cell, target };
     let (d1, d2) = d_ms.split_at_mut(p * IMAGE_LEN);
     let loss = mode_seeking_loss(x, z, p, cells, (d1, d2));
     d_ms.iter_mut().for_each(|v| *v *= weight);
