@@ -327,7 +327,7 @@ fn ema_generator_statistics_reproduce_the_batch() {
     run_steps(&mut t, &cfg, 0..2);
     let e = cfg.encoder.embed_dim;
     let texts = random(b * e, 77);
-    let g = t.ema_generator(&texts, 1, Arc::clone(&pool)).expect("on");
+    let g = t.ema_generator(&texts, Arc::clone(&pool)).expect("on");
     assert_eq!(g.params.data, *t.g_ema.as_ref().expect("on"), "the averaged parameters");
     let mut s = TrainSession::new(Arc::clone(&g.graph), b, pool);
     let nz = cfg.generator.nz;

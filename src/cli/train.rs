@@ -634,8 +634,7 @@ fn export(
     stem: &str,
     v: Verbosity,
 ) -> Result<(), Failure> {
-    let passes = recent.rows().len() / recent.per_batch;
-    match t.ema_generator(recent.rows(), passes, Arc::clone(pool)) {
+    match t.ema_generator(recent.rows(), Arc::clone(pool)) {
         Some(g_ema) => {
             write_model(a, t, &g_ema, enc, &format!("{stem}.safetensors"), v)?;
             write_model(a, t, &t.g, enc, &format!("{stem}-raw.safetensors"), v)

@@ -212,6 +212,8 @@ pub fn mode_seeking_loss(
     };
     let cells_of = (0..n / (h * w)).flat_map(|c| (0..h / k).flat_map(move |i| (0..w / k).map(move |j| (c, i, j))));
     let mut total = 0.0;
+    // A pair scoring 1/r at or below this has reached the target.
+    let floor = if cells.target > 0.0 { 1.0 / f64::from(cells.target) } else { 0.0 };
     // The cell sums of x1 − x2 of one pair, computed once for the distance and the signs.
     let mut diffs = Vec::with_capacity(n / (k * k));
     for p in 0..pairs {
@@ -222,7 +224,6 @@ pub fn mode_seeking_loss(
         let dist = diffs.iter().map(|d| d.abs()).sum::<f64>() / n as f64;
         let dz = mean_abs(&z.0[p * nz..(p + 1) * nz], &z.1[p * nz..(p + 1) * nz]).max(MODE_SEEKING_EPS);
         let r = dist / dz + MODE_SEEKING_EPS;
-        let floor = if cells.target > 0.0 { 1.0 / f64::from(cells.target) } else { 0.0 };
         let reached = 1.0 / r <= floor;
         total += (1.0 / r - floor).max(0.0);
         let g = if reached { 0.0 } else { (-1.0 / (r * r * dz * n as f64 * pairs as f64)) as f32 };

@@ -338,11 +338,11 @@ impl GanTrainer {
         ema.iter_mut().zip(&self.g.params.data).for_each(|(e, &p)| *e = d * *e + (1.0 - d) * p);
     }
 
-    /// The averaged G with batch-norm statistics estimated for it: the mean over `passes`
-    /// training-mode forward passes of the rows of `texts` (B text vectors per pass, cycled),
-    /// each with fresh noise (with no text rows, G's own running statistics). None when the
-    /// average is off.
-    pub fn ema_generator(&self, texts: &[f32], passes: usize, pool: Arc<ThreadPool>) -> Option<TrainNet> {
+    /// The averaged G with batch-norm statistics estimated for it: the mean over training-mode
+    /// forward passes of B rows of `texts` each (one pass per whole B rows, at least one; rows
+    /// cycled), each with fresh noise (with no text rows, G's own running statistics). None when
+    /// the average is off.
+    pub fn ema_generator(&self, texts: &[f32], pool: Arc<ThreadPool>) -> Option<TrainNet> {
         let ema = self.g_ema.as_ref()?;
         let (b, nz, e) = (self.options.batch, self.config.generator.nz, self.config.encoder.embed_dim);
         let graph = Arc::clone(&self.g.graph);
@@ -353,7 +353,8 @@ impl GanTrainer {
         let mut session = TrainSession::new(Arc::clone(&graph), b, pool);
         let mut buffers = vec![0.0; self.g.buffers.len()];
         let mut sum = vec![0.0f64; buffers.len()];
-        let (rows, passes) = (texts.len() / e, passes.max(1));
+        let rows = texts.len() / e;
+        let passes = (rows / b).max(1);
         for pass in 0..passes {
             Self::noise(&mut session, self.options.seed ^ EMA_NOISE_KEY, (pass * b) as u64, nz);
             for (i, t) in session.input_mut(1).chunks_mut(e).enumerate() {
