@@ -9,6 +9,7 @@ use text2img::ops::conv_winograd::{self, WinogradConv};
 use text2img::ops::deconv_winograd::{self, WinogradDeconv};
 use text2img::ops::gemm::PackedA;
 use text2img::ops::rnn::{gru, pack_w_hh, scratch_len, RnnDims, RnnPacked};
+use text2img::ops::tap_conv::{self, TapShape, TapWeights};
 use text2img::ops::Epilogue;
 
 fn data(n: usize) -> Vec<f32> {
@@ -42,11 +43,18 @@ fn bench_conv_transpose2d(c: &mut Criterion) {
             group.bench_function(format!("{name}/b{batch}"), |b| {
                 b.iter(|| pool.install(|| conv_transpose2d(&x, &w, batch, &g, &epi, &mut scratch, &mut out, 2)))
             });
-            // The form the executor picks where it pays (same FLOP count, for comparable rates).
+            // The forms the executor picks where they pay (same FLOP count, for comparable rates).
             if deconv_winograd::worth_it(&g, batch) {
                 let wd = WinogradDeconv::new(&rows, &g);
                 group.bench_function(format!("{name}/b{batch}/winograd"), |b| {
                     b.iter(|| pool.install(|| wd.forward(&x, batch, &g, &epi, &mut scratch, &mut out, 2)))
+                });
+            }
+            if let Some(s) = TapShape::deconv(&g).filter(|s| tap_conv::worth_it(s, batch)) {
+                let tw = TapWeights::new(&rows, &s, false);
+                let mut c = vec![0.0; tap_conv::scratch_len(&s)];
+                group.bench_function(format!("{name}/b{batch}/taps"), |b| {
+                    b.iter(|| pool.install(|| tw.forward(&x, batch, &epi, &mut c, &mut out)))
                 });
             }
         }
@@ -79,6 +87,13 @@ fn bench_conv2d(c: &mut Criterion) {
                 let wc = WinogradConv::new(&rows, &g);
                 group.bench_function(format!("{name}/b{batch}/winograd"), |b| {
                     b.iter(|| pool.install(|| wc.forward(&x, batch, &g, &epi, &mut scratch, &mut out, 2)))
+                });
+            }
+            if let Some(s) = TapShape::conv(&g).filter(|s| tap_conv::worth_it(s, batch)) {
+                let tw = TapWeights::new(&rows, &s, false);
+                let mut c = vec![0.0; tap_conv::scratch_len(&s)];
+                group.bench_function(format!("{name}/b{batch}/taps"), |b| {
+                    b.iter(|| pool.install(|| tw.forward(&x, batch, &epi, &mut c, &mut out)))
                 });
             }
         }

@@ -60,7 +60,9 @@ fn generate_writes_pngs_with_metadata_and_is_deterministic() {
     assert!(params.contains("Seed: 7") && params.contains("Index: 0"), "{params}");
     let json = &text.iter().find(|(k, _)| k == "text2img").expect("json chunk").1;
     assert!(json.contains("a blue star é"), "UTF-8 caption in iTXt: {json}");
-    // Same seed, other threads and batching: identical pixels.
+    // Same seed, other threads and batching: the same image. Not bit for bit: the batch size
+    // picks the GEMM kernels (and the tap form runs per sample), whose sums differ in order by
+    // ~2e-6, which can move a pixel across a rounding boundary.
     let out2 = dir.path().join("again%d.png");
     let (code, _, err) = run(bin()
         .args([
@@ -88,7 +90,8 @@ fn generate_writes_pngs_with_metadata_and_is_deterministic() {
     for (i, f) in files.iter().enumerate() {
         let a = png_text(f).0;
         let b = png_text(&dir.path().join(format!("again{i}.png"))).0;
-        assert_eq!(a, b, "image {i} differs across threads/batching");
+        let max_diff = a.iter().zip(&b).map(|(&x, &y)| (x as i32 - y as i32).abs()).max().unwrap_or(0);
+        assert!(max_diff <= 1, "image {i} moved a pixel by {max_diff}/255 across threads/batching");
     }
     assert_ne!(png_text(&files[0]).0, png_text(&files[1]).0, "different noise, different image");
     // f16 weights load and give nearly the same image.

@@ -44,6 +44,9 @@ fn f16_file_generates_what_the_same_values_in_f32_generate() {
     let g8 = build_generator_for(&w16, Some(8)).expect("graph");
     assert!(g8.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::Winograd(_))));
     assert!(g8.params.iter().any(|p| matches!(p.data, text2img::graph::ParamData::WinogradConv(_))));
+    // At batch 1 the layers on small grids run in tap form, with their weights kept in f16.
+    let g1 = build_generator_for(&w16, Some(1)).expect("graph");
+    assert!(g1.params.iter().any(|p| matches!(&p.data, text2img::graph::ParamData::Taps(t) if t.is_f16())));
 
     let caps: Vec<String> =
         ["a small red circle on a blue background", "white ring", "a huge green star, black background"]
@@ -53,13 +56,13 @@ fn f16_file_generates_what_the_same_values_in_f32_generate() {
             .map(|s| s.to_string())
             .collect();
     let pool = thread_pool(2).expect("pool");
-    for backend in [Backend::Cpu, Backend::Reference] {
-        let mut a = TextToImage::new(&w16, 8, Arc::clone(&pool), backend).expect("f16 pipeline");
-        let mut b = TextToImage::new(&w32, 8, Arc::clone(&pool), backend).expect("f32 pipeline");
-        let (ia, _) = a.generate(&caps, 9, 0).expect("f16 images");
-        let (ib, _) = b.generate(&caps, 9, 0).expect("f32 images");
+    for (backend, batch) in [(Backend::Cpu, 8), (Backend::Cpu, 1), (Backend::Reference, 8)] {
+        let mut a = TextToImage::new(&w16, batch, Arc::clone(&pool), backend).expect("f16 pipeline");
+        let mut b = TextToImage::new(&w32, batch, Arc::clone(&pool), backend).expect("f32 pipeline");
+        let (ia, _) = a.generate(&caps[..batch], 9, 0).expect("f16 images");
+        let (ib, _) = b.generate(&caps[..batch], 9, 0).expect("f32 images");
         // Only the order of operations differs (scale after the product instead of folded into
         // the weights): the parity tests' 1e-5 of the largest magnitude.
-        assert_close(&format!("{backend:?} f16 vs f32 file"), &ia, &ib, 1e-5);
+        assert_close(&format!("{backend:?} batch {batch} f16 vs f32 file"), &ia, &ib, 1e-5);
     }
 }

@@ -17,6 +17,7 @@ use text2img::ops::deconv_winograd::{self, WinogradDeconv};
 use text2img::ops::gemm::{matmul, matmul_packed, matmul_ref, Mat, Out, PackedA};
 use text2img::ops::linear::{linear, linear_ref};
 use text2img::ops::rnn::{gru, gru_ref, pack_w_hh, rnn_relu, rnn_relu_ref, scratch_len, RnnDims, RnnPacked, RnnParams};
+use text2img::ops::tap_conv::{self, TapShape, TapWeights};
 use text2img::ops::{Activation, Epilogue};
 
 const TOL: f64 = 1e-5;
@@ -239,6 +240,71 @@ fn conv_transpose2d_winograd_vs_reference() {
     // Only the 4×4 stride-2 padding-1 shape with an even input has this form.
     assert!(!deconv_winograd::applies(&up(8, 3, 4, 8)));
     assert!(!deconv_winograd::applies(&ConvTranspose2dGeom { cin: 8, h: 1, w: 1, cout: 8, k: 4, stride: 1, pad: 0 }));
+}
+
+/// A direct reference: (x, weights in its layout, batch, epilogue, out).
+type Reference = dyn Fn(&[f32], &[f32], usize, &Epilogue, &mut [f32]);
+
+/// The batch-1 tap form (one product per kernel tap over the pixel pairs it joins) against the
+/// direct references, f32 and f16-stored: G's 4×4 residual convolutions and up-samplings at
+/// reed-cub's channel counts (input channels past one k block), an odd grid, a strided
+/// convolution (D's shape), a 1×1 input (G's first layer) and a partial last k block. Sums are
+/// over at most Cin·taps ≤ 4608 terms, as for the GEMM paths: same 1e-5 bound.
+#[test]
+fn conv_tap_form_vs_reference() {
+    let c = |cin, h, w, cout, k, stride, pad| Conv2dGeom { cin, h, w, cout, kh: k, kw: k, stride, pad };
+    let up = |cin, h, w, cout| ConvTranspose2dGeom { cin, h, w, cout, k: 4, stride: 2, pad: 1 };
+    let convs = [c(256, 4, 4, 256, 3, 1, 1), c(200, 5, 3, 64, 3, 1, 1), c(64, 8, 8, 128, 4, 2, 1)];
+    let deconvs = [
+        up(512, 4, 4, 128),
+        up(130, 8, 8, 64),
+        ConvTranspose2dGeom { cin: 70, h: 1, w: 1, cout: 64, k: 4, stride: 1, pad: 0 },
+    ];
+    let mut case = 0u64;
+    // `rows`: the layer's GEMM rows (what the tap form is built from); `w`: the same weights in
+    // the reference's layout.
+    let round = |v: &[f32], half: bool| -> Vec<f32> {
+        v.iter().map(|&v| if half { half::f16::from_f32(v).to_f32() } else { v }).collect()
+    };
+    let mut check = |s: TapShape, rows: Vec<f32>, w: Vec<f32>, want_of: &Reference| {
+        case += 1;
+        assert!(tap_conv::worth_it(&s, 1) && !tap_conv::worth_it(&s, 2), "case {case}: batch 1 only");
+        let (in_len, out_len) = (s.cin * s.h * s.w, s.cout * s.ho * s.wo);
+        // Batch 2: a session planned for one image and re-planned for a grid runs it per sample.
+        let x = random(2 * in_len, 400 + case);
+        let res = random(2 * out_len, 410 + case);
+        let (scale, shift) = epilogue_params(s.cout, 420 + case);
+        for (half, batch) in [(false, 1), (true, 1), (false, 2)] {
+            let (x, res, out_len) = (&x[..batch * in_len], &res[..batch * out_len], batch * out_len);
+            let tw = TapWeights::new(&rows, &s, half);
+            assert_eq!(tw.unpack(), round(&rows, half), "case {case}: unpack gives the (rounded) rows back");
+            let w = round(&w, half);
+            for (act, residual) in [(Activation::None, None), (Activation::Relu, Some(res))] {
+                let epi = Epilogue { scale: Some(&scale), shift: Some(&shift), residual, act };
+                let mut want = vec![0.0; out_len];
+                want_of(x, &w, batch, &epi, &mut want);
+                let mut got = poisoned(out_len);
+                let mut scratch = poisoned(tap_conv::scratch_len(&s));
+                pool(2).install(|| tw.forward(x, batch, &epi, &mut scratch, &mut got));
+                assert_close(&format!("tap form case {case} {s:?} f16 {half} b{batch} {act:?}"), &got, &want, TOL);
+            }
+        }
+    };
+    for g in convs {
+        let s = TapShape::conv(&g).expect("conv shape");
+        let w = random(g.cout * g.kdim(), 430);
+        check(s, w.clone(), w, &move |x, w, b, epi, out| conv2d_ref(x, w, b, &g, epi, out));
+    }
+    for g in deconvs {
+        let s = TapShape::deconv(&g).expect("deconv shape");
+        let w = random(g.cin * g.rows(), 440);
+        let rows = pack_weight(&w, &g);
+        check(s, rows, w, &move |x, w, b, epi, out| conv_transpose2d_ref(x, w, b, &g, epi, out));
+    }
+    // No border to skip, channels not in 64-lane panels, or a grid too large: not this form.
+    assert!(!tap_conv::worth_it(&TapShape::conv(&c(64, 4, 4, 64, 1, 1, 0)).expect("1x1"), 1));
+    assert!(!tap_conv::worth_it(&TapShape::conv(&c(64, 4, 4, 48, 3, 1, 1)).expect("48"), 1));
+    assert!(!tap_conv::worth_it(&TapShape::deconv(&up(64, 16, 16, 64)).expect("16x16"), 1));
 }
 
 #[test]

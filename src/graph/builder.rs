@@ -11,6 +11,7 @@ use crate::ops::conv_winograd::WinogradConv;
 use crate::ops::deconv_winograd::WinogradDeconv;
 use crate::ops::gemm::PackedA;
 use crate::ops::pool::maxpool1d_len;
+use crate::ops::tap_conv::TapWeights;
 use crate::ops::Activation;
 use crate::weights::WeightFile;
 
@@ -31,6 +32,8 @@ pub enum ParamData {
     Winograd(WinogradDeconv),
     /// A 3×3 convolution's kernel in Winograd form (CPU fast path).
     WinogradConv(WinogradConv),
+    /// A batch-1 convolution's kernel in tap form (CPU fast path, `ops::tap_conv`).
+    Taps(TapWeights),
 }
 
 /// A named parameter tensor.
@@ -48,7 +51,7 @@ impl Param {
             ParamData::Owned(v) => v,
             // Alignment and length were checked by `WeightFile::zero_copy_range`.
             ParamData::Mapped { file, range } => bytemuck::cast_slice(&file.bytes()[range.clone()]),
-            ParamData::Packed(_) | ParamData::Winograd(_) | ParamData::WinogradConv(_) => {
+            ParamData::Packed(_) | ParamData::Winograd(_) | ParamData::WinogradConv(_) | ParamData::Taps(_) => {
                 panic!("parameter '{}' is packed", self.name)
             }
         }
@@ -68,6 +71,7 @@ impl Param {
             ParamData::Packed(p) => std::borrow::Cow::Owned(p.unpack()),
             ParamData::Winograd(w) => std::borrow::Cow::Owned(w.unpack()),
             ParamData::WinogradConv(w) => std::borrow::Cow::Owned(w.unpack()),
+            ParamData::Taps(w) => std::borrow::Cow::Owned(w.unpack()),
             _ => std::borrow::Cow::Borrowed(self.data()),
         }
     }
@@ -78,6 +82,7 @@ impl Param {
             ParamData::Packed(p) => p.rows() * p.cols(),
             ParamData::Winograd(w) => w.numel(),
             ParamData::WinogradConv(w) => w.numel(),
+            ParamData::Taps(w) => w.numel(),
             _ => self.data().len(),
         }
     }
@@ -293,6 +298,11 @@ impl GraphBuilder {
     /// A 3×3 convolution's kernel in Winograd form.
     pub fn winograd_conv(&mut self, name: &str, shape: &[usize], data: WinogradConv) -> Result<ParamId> {
         self.param(name, shape, ParamData::WinogradConv(data))
+    }
+
+    /// A batch-1 convolution's kernel in tap form.
+    pub fn taps(&mut self, name: &str, shape: &[usize], data: TapWeights) -> Result<ParamId> {
+        self.param(name, shape, ParamData::Taps(data))
     }
 
     /// A GEMM weight packed at load.

@@ -203,6 +203,7 @@ impl Ctx<'_> {
                 let e = epi(scale, shift, act, residual.then_some(y));
                 match &graph.params[w].data {
                     ParamData::WinogradConv(wc) => wc.forward(x, b, &geom, &e, scratch, out, t),
+                    ParamData::Taps(tw) => tw.forward(x, b, &e, scratch, out),
                     _ => conv2d(x, pk(w), b, &geom, &e, scratch, out, t),
                 }
             }
@@ -210,6 +211,7 @@ impl Ctx<'_> {
                 let e = epi(scale, shift, act, None);
                 match &graph.params[w].data {
                     ParamData::Winograd(wd) => wd.forward(x, b, &geom, &e, scratch, out, t),
+                    ParamData::Taps(tw) => tw.forward(x, b, &e, scratch, out),
                     _ => conv_transpose2d(x, pk(w), b, &geom, &e, scratch, out, t),
                 }
             }

@@ -4,6 +4,7 @@
 
 use super::builder::{Graph, Op};
 use crate::ops::rnn;
+use crate::ops::tap_conv::{self, TapShape};
 
 /// Values start on 64-byte boundaries.
 const ALIGN: usize = 16;
@@ -62,11 +63,15 @@ impl Plan {
 /// Scratch a node needs on the fast path.
 pub(crate) fn scratch_len(op: &Op, batch: usize) -> usize {
     match *op {
-        Op::Conv2d { geom, .. } => geom.scratch_len(batch).max(crate::ops::conv_winograd::scratch_len(&geom, batch)),
-        // Either form of the kernel may be in the graph (the builder picks one per layer).
-        Op::ConvTranspose2d { geom, .. } => {
-            geom.scratch_len(batch).max(crate::ops::deconv_winograd::scratch_len(&geom, batch))
-        }
+        // Any form of the kernel may be in the graph (the builder picks one per layer).
+        Op::Conv2d { geom, .. } => geom
+            .scratch_len(batch)
+            .max(crate::ops::conv_winograd::scratch_len(&geom, batch))
+            .max(TapShape::conv(&geom).map_or(0, |s| tap_conv::scratch_len(&s))),
+        Op::ConvTranspose2d { geom, .. } => geom
+            .scratch_len(batch)
+            .max(crate::ops::deconv_winograd::scratch_len(&geom, batch))
+            .max(TapShape::deconv(&geom).map_or(0, |s| tap_conv::scratch_len(&s))),
         Op::Conv1d { cin, t, cout, k, .. } => crate::ops::conv1d::as_conv2d(cin, t, cout, k).scratch_len(batch),
         Op::Rnn { gru, cin, t, hidden, .. } => rnn::scratch_len(gru, rnn::RnnDims { batch, cin, t, hidden }),
         _ => 0,

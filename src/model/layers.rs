@@ -17,6 +17,7 @@ use crate::ops::conv_winograd::{self, WinogradConv};
 use crate::ops::deconv_winograd::{self, WinogradDeconv};
 use crate::ops::gemm::PackedA;
 use crate::ops::rnn::pack_w_hh;
+use crate::ops::tap_conv::{self, TapShape, TapWeights};
 use crate::ops::Activation;
 
 /// Builds an inference graph from a weight set.
@@ -110,11 +111,13 @@ impl NetBuilder for InferenceBuilder<'_> {
         let half = self.half(w);
         let (scale, shift) = self.fold(&mut wv, bn, 1, None, half)?;
         let shape = [geom.cout, geom.cin, geom.kh, geom.kw];
-        let wid = match self.cpu_batch {
+        let tap = self.cpu_batch.and_then(|batch| TapShape::conv(&geom).filter(|s| tap_conv::worth_it(s, batch)));
+        let wid = match (self.cpu_batch, tap) {
             // The transformed weights are sums of the stored values, kept in f32.
-            Some(batch) if conv_winograd::worth_it(&geom, batch) => {
+            (Some(batch), _) if conv_winograd::worth_it(&geom, batch) => {
                 self.b.winograd_conv(w, &shape, WinogradConv::new(&wv, &geom))?
             }
+            (_, Some(s)) => self.b.taps(w, &shape, TapWeights::new(&wv, &s, half))?,
             _ => self.pack(w, &shape, &wv, (geom.cout, geom.kdim()), half)?,
         };
         let op = Op::Conv2d { w: wid, scale, shift, geom, act, residual: residual.is_some() };
@@ -135,11 +138,13 @@ impl NetBuilder for InferenceBuilder<'_> {
         let half = self.half(w);
         let (scale, shift) = self.fold(&mut rows, bn, geom.k * geom.k, None, half)?;
         let shape = [geom.rows(), geom.cin];
-        let wid = match self.cpu_batch {
+        let tap = self.cpu_batch.and_then(|batch| TapShape::deconv(&geom).filter(|s| tap_conv::worth_it(s, batch)));
+        let wid = match (self.cpu_batch, tap) {
             // The transformed weights are sums of the stored values, kept in f32.
-            Some(batch) if deconv_winograd::worth_it(&geom, batch) => {
+            (Some(batch), _) if deconv_winograd::worth_it(&geom, batch) => {
                 self.b.winograd(w, &shape, WinogradDeconv::new(&rows, &geom))?
             }
+            (_, Some(s)) => self.b.taps(w, &shape, TapWeights::new(&rows, &s, half))?,
             _ => self.pack(w, &shape, &rows, (geom.rows(), geom.cin), half)?,
         };
         let op = Op::ConvTranspose2d { w: wid, scale, shift, geom, act };

@@ -263,7 +263,7 @@ impl PackedA {
 
 /// f16 → f32 for a run of packed weights: 16 lanes at a time with AVX-512F's vcvtph2ps where
 /// the CPU has it (the `half` crate's slice conversion is scalar here), else `half`'s.
-fn widen_f16(src: &[half::f16], dst: &mut [f32]) {
+pub(crate) fn widen_f16(src: &[half::f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len(), "widen sizes");
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
@@ -663,10 +663,15 @@ pub fn force_portable_kernel(on: bool) {
     FORCE_PORTABLE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether `force_portable_kernel` is on (the other fast paths' kernels follow it too).
+pub(crate) fn portable_forced() -> bool {
+    FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Kernel {
     /// The kernel for a product with `n` columns.
     fn detect(n: usize) -> Kernel {
-        if FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        if portable_forced() {
             return Kernel::Portable;
         }
         #[cfg(target_arch = "x86_64")]

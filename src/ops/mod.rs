@@ -18,6 +18,7 @@ pub mod loss;
 pub mod optim;
 pub mod pool;
 pub mod rnn;
+pub mod tap_conv;
 mod winograd;
 
 pub use activation::Activation;
