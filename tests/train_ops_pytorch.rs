@@ -12,7 +12,7 @@ mod common;
 use common::assert_close;
 use text2img::ops::batch_norm::{batch_norm_train, batch_norm_train_ref, update_running, BN_MOMENTUM};
 use text2img::ops::loss::{bce_with_logits, sje_loss};
-use text2img::ops::optim::{lr_exponential, lr_halving, Adam, RmsProp};
+use text2img::ops::optim::{linear_decay, lr_exponential, lr_halving, Adam, RmsProp};
 
 const TOL: f64 = 2e-6;
 
@@ -145,4 +145,12 @@ fn learning_rate_schedules() {
     assert_eq!(lr_exponential(4e-4, 0, 0.98), 4e-4);
     assert!((lr_exponential(4e-4, 1, 0.98) - 4e-4 * 0.98).abs() < 1e-10);
     assert!((lr_exponential(4e-4, 10, 0.98) as f64 - 4e-4 * 0.98f64.powi(10)).abs() < 1e-10);
+    // Linear decay over [4000, 6000): full rate before, half way at 5000, zero from 6000.
+    assert_eq!(linear_decay(0, 4000, 6000), 1.0);
+    assert_eq!(linear_decay(3999, 4000, 6000), 1.0);
+    assert_eq!(linear_decay(4000, 4000, 6000), 1.0);
+    assert_eq!(linear_decay(5000, 4000, 6000), 0.5);
+    assert_eq!(linear_decay(5500, 4000, 6000), 0.25);
+    assert_eq!(linear_decay(6000, 4000, 6000), 0.0);
+    assert_eq!(linear_decay(9000, 4000, 6000), 0.0);
 }

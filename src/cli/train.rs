@@ -117,6 +117,10 @@ pub struct TrainArgs {
     /// Halve the learning rate every N epochs.
     #[arg(long, default_value_t = 100)]
     pub lr_halve_every: usize,
+    /// Let both learning rates fall linearly to zero from step START to step END (on top of
+    /// the halving; not in the paper). With --resume, switches it from the checkpoint's step.
+    #[arg(long, value_name = "START:END", value_parser = parse_step_range)]
+    pub lr_decay: Option<[u64; 2]>,
     /// Train without the matching-aware term (GAN-INT or GAN).
     #[arg(long)]
     pub no_cls: bool,
@@ -179,6 +183,18 @@ pub struct TrainStyleArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 2e-4)]
     pub lr: f32,
+}
+
+/// `START:END` steps, START < END.
+fn parse_step_range(v: &str) -> Result<[u64; 2], String> {
+    let bad = || format!("expected START:END steps with START < END, got '{v}'");
+    let (a, b) = v.split_once(':').ok_or_else(bad)?;
+    let (a, b) = (a.trim().parse::<u64>().map_err(|_| bad())?, b.trim().parse::<u64>().map_err(|_| bad())?);
+    if a < b {
+        Ok([a, b])
+    } else {
+        Err(bad())
+    }
 }
 
 fn io_fail(path: &Path, e: impl std::fmt::Display) -> Failure {
@@ -498,6 +514,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 mode_seeking_target: a.mode_seeking_target.unwrap_or(0.0),
                 hard_wrong: a.hard_wrong.unwrap_or(0.0),
                 ema: a.ema.unwrap_or(0.0),
+                lr_decay: a.lr_decay,
                 ..GanOptions::default()
             };
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
@@ -521,6 +538,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;
+    }
+    if let (Some(d), Some(_)) = (a.lr_decay, &c.resume) {
+        t.options.lr_decay = Some(d);
     }
     if let (Some(d), Some(_)) = (a.ema, &c.resume) {
         t.set_ema(d)?;

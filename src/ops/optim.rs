@@ -85,6 +85,16 @@ pub fn lr_halving(base: f32, epoch: usize, every: usize) -> f32 {
     (base as f64 * 0.5f64.powi(i32::try_from(halvings).unwrap_or(i32::MAX))) as f32
 }
 
+/// Linear decay to zero over steps [start, end): 1 before `start`, (end − step)/(end − start)
+/// inside, 0 from `end` on (pix2pix's closing epochs; not in the paper).
+pub fn linear_decay(step: u64, start: u64, end: u64) -> f32 {
+    match step {
+        s if s < start => 1.0,
+        s if s >= end => 0.0,
+        s => ((end - s) as f64 / (end - start) as f64) as f32,
+    }
+}
+
 /// Exponential decay, ×`factor` at the end of every epoch from the first on (Reed's encoder:
 /// learning_rate_decay 0.98, learning_rate_decay_after 1). Epoch counts from 0, so epoch 0
 /// trains at `base`, epoch n at base·factorⁿ.

@@ -19,7 +19,7 @@ use crate::model::spec::Network;
 use crate::ops::loss::{
     bce_with_logits, check_block_labels, mode_seeking_loss, softmax_cross_entropy_blocks, ModeSeekingCells,
 };
-use crate::ops::optim::{lr_halving, Adam};
+use crate::ops::optim::{linear_decay, lr_halving, Adam};
 use crate::rng::normal_noise;
 
 /// The trainer's settings (saved in checkpoints).
@@ -76,6 +76,11 @@ pub struct GanOptions {
     /// re-estimated for it, which smooths the swings of G's quality from one export to the next.
     #[serde(default)]
     pub ema: f32,
+    /// Steps [start, end) over which both learning rates fall linearly to zero, on top of the
+    /// halving (not in the paper; None: off). Runs on `shapes` broke after ~4,300 steps at a
+    /// constant rate (docs/RESULTS.md, session 9).
+    #[serde(default)]
+    pub lr_decay: Option<[u64; 2]>,
 }
 
 impl Default for GanOptions {
@@ -98,6 +103,7 @@ impl Default for GanOptions {
             classifier_sizes: Vec::new(),
             classifier_weight: 0.0,
             ema: 0.0,
+            lr_decay: None,
         }
     }
 }
@@ -373,7 +379,8 @@ impl GanTrainer {
     /// Learning rate at the current step.
     pub fn lr(&self) -> f32 {
         let epoch = (self.step / self.options.iters_per_epoch.max(1) as u64) as usize;
-        lr_halving(self.options.lr, epoch, self.options.lr_halve_every)
+        let decay = self.options.lr_decay.map_or(1.0, |[start, end]| linear_decay(self.step, start, end));
+        lr_halving(self.options.lr, epoch, self.options.lr_halve_every) * decay
     }
 
     fn adam(&self) -> Adam {
