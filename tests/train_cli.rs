@@ -270,3 +270,48 @@ fn resume_drops_log_lines_past_the_checkpoint() {
     assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
     assert!(rows.iter().all(|r| r["d_loss"].as_f64() != Some(9.0)), "the stale lines are gone");
 }
+
+/// Runs `cmd` (without -q) and returns its stderr, which says whether the caption embeddings
+/// came from the run folder's cache.
+fn stderr_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run text2img");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed: {err}");
+    err
+}
+
+#[test]
+fn caption_embeddings_are_cached_per_run_folder_and_rebuilt_when_stale() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("gan");
+    let ckpt = out.join("checkpoint.safetensors");
+    let cache = out.join("caption-embeddings.safetensors");
+    let run = |steps: &str, resume: bool| {
+        let c = gan(&data, &enc, &out, &["--steps", steps]);
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).filter(|a| a != "-q").collect();
+        let mut v = bin();
+        v.args(args);
+        if resume {
+            v.arg("--resume").arg(&ckpt);
+        }
+        stderr_of(&mut v)
+    };
+    assert!(run("2", false).contains("embedded"), "first run embeds");
+    assert!(cache.exists(), "and leaves the cache");
+    assert!(run("3", true).contains("read from the cache"), "a resumed run reads it");
+    // A damaged cache is only a lost shortcut: embedded again and rewritten.
+    std::fs::write(&cache, b"not a safetensors file").expect("damage");
+    assert!(run("4", true).contains("embedded"));
+    assert!(run("5", true).contains("read from the cache"));
+    // Another caption (or encoder) makes the cache stale.
+    let txt = std::fs::read_dir(data.join("text_c10"))
+        .expect("captions")
+        .filter_map(|d| d.ok())
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("class").filter_map(|f| f.ok()).map(|f| f.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "txt"))
+        .expect("a caption file");
+    let text = std::fs::read_to_string(&txt).expect("read");
+    std::fs::write(&txt, text.replacen(' ', "  ", 1)).expect("edit");
+    assert!(run("6", true).contains("embedded"), "an edited caption is embedded afresh");
+}

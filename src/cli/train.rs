@@ -22,7 +22,7 @@ use text2img::model::text::encode_into;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::rng::normal_noise;
 use text2img::tensor::{DType, Tensor};
-use text2img::train::captions::{embed_texts, CaptionTable};
+use text2img::train::captions::{embed_texts, CaptionTable, CACHE_FILE as CAPTION_CACHE};
 use text2img::train::checkpoint::{load_gan, load_sje, load_style, save_gan, save_sje, save_style, save_style_encoder};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats};
 use text2img::train::sje::{
@@ -183,6 +183,31 @@ pub struct TrainStyleArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 2e-4)]
     pub lr: f32,
+}
+
+/// Every caption's embedding by the frozen encoder, from out/caption-embeddings.safetensors when
+/// an earlier run left the same captions by the same encoder there (saves the encoder passes at
+/// every start and resume).
+fn caption_table(
+    enc: &WeightSet,
+    enc_path: &Path,
+    ds: &Dataset,
+    out: &Path,
+    pool: &Arc<rayon::ThreadPool>,
+    v: Verbosity,
+) -> Result<CaptionTable, Failure> {
+    let cache = out.join(CAPTION_CACHE);
+    let n: usize = ds.items().iter().map(|i| i.captions.len()).sum();
+    if v > Verbosity::Quiet {
+        eprintln!("caption embeddings: {n} captions, encoder {} (cache {})", enc_path.display(), cache.display());
+    }
+    let start = Instant::now();
+    let (table, hit) = CaptionTable::build_cached(enc, ds, Arc::clone(pool), &cache)?;
+    if v > Verbosity::Quiet {
+        let how = if hit { "read from the cache" } else { "embedded" };
+        eprintln!("caption embeddings {how} in {:.1} s", start.elapsed().as_secs_f64());
+    }
+    Ok(table)
 }
 
 /// `START:END` steps, START < END.
@@ -520,13 +545,6 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
         }
     };
-    if v > Verbosity::Quiet {
-        eprintln!(
-            "embedding {} captions with {}",
-            ds.items().iter().map(|i| i.captions.len()).sum::<usize>(),
-            a.encoder.display()
-        );
-    }
     if let (Some(w), Some(_)) = (a.mode_seeking, &c.resume) {
         t.set_mode_seeking(w, Arc::clone(&pool));
     }
@@ -554,7 +572,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         false => Vec::new(),
     };
     let mut labels = Vec::new();
-    let table = CaptionTable::build(&enc, &ds, Arc::clone(&pool))?;
+    let table = caption_table(&enc, &a.encoder, &ds, &c.out, &pool, v)?;
     let mut scfg = SamplerConfig::gan(&ds, t.options.seed);
     scfg.hard_wrong = t.options.hard_wrong;
     scfg.batch_size = t.options.batch;
