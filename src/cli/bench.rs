@@ -101,7 +101,7 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
         let dev = text2img::cuda::CudaDevice::shared(n)?;
         for &batch in &a.batch_size {
             let mut t2i = text2img::cuda::CudaTextToImage::new(Arc::clone(&dev), &ws, batch)?;
-            rows.push(measure_cuda(&mut t2i, batch, &a, &format!("cuda:{n} {}", dev.name()))?);
+            rows.extend(measure_cuda(&mut t2i, batch, &a, &format!("cuda:{n} {}", dev.name()))?);
         }
         print_rows(&a, &name, load_ms, &rows);
         return Ok(());
@@ -140,24 +140,24 @@ fn timed(reps: usize, warmup: usize, mut f: impl FnMut() -> Result<(), Failure>)
     Ok(ms)
 }
 
-/// The GPU row: the first call with uploads and download, then replays of the device-resident
-/// forward (encoder, embedding copy, device noise, G), each waited for.
+/// The GPU rows: the first call with uploads and download, then replays of the device-resident
+/// forward (encoder, embedding copy, device noise, G), each waited for: one kernel launch per
+/// node from the host ("eager"), then the same forward captured once as a CUDA graph and
+/// launched whole ("graph").
 #[cfg(feature = "cuda")]
 fn measure_cuda(
     t2i: &mut text2img::cuda::CudaTextToImage,
     batch: usize,
     a: &BenchArgs,
     device: &str,
-) -> Result<Row, Failure> {
+) -> Result<[Row; 2], Failure> {
     let captions = bench_captions(batch);
     let indices: Vec<u64> = (0..batch as u64).collect();
     let t = Instant::now();
     t2i.generate(&captions, 42, &indices)?;
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
-    let total = timed(a.reps, a.warmup, || Ok(t2i.replay(42).and_then(|_| t2i.synchronize())?))?;
-    let g_only = timed(a.reps, a.warmup, || Ok(t2i.replay_generator(42).and_then(|_| t2i.synchronize())?))?;
-    Ok(Row {
-        device: device.to_string(),
+    let row = |kind: &str, total: Vec<f64>, g_only: Vec<f64>| Row {
+        device: format!("{device} ({kind})"),
         batch,
         threads: 0,
         first_ms,
@@ -165,7 +165,14 @@ fn measure_cuda(
         p10_ms: percentile(&total, 0.1),
         p90_ms: percentile(&total, 0.9),
         g_median_ms: percentile(&g_only, 0.5),
-    })
+    };
+    let total = timed(a.reps, a.warmup, || Ok(t2i.replay(42).and_then(|_| t2i.synchronize())?))?;
+    let g_only = timed(a.reps, a.warmup, || Ok(t2i.replay_generator(42).and_then(|_| t2i.synchronize())?))?;
+    let eager = row("eager", total, g_only);
+    t2i.capture(42)?;
+    let total = timed(a.reps, a.warmup, || Ok(t2i.launch_graph(false).and_then(|_| t2i.synchronize())?))?;
+    let g_only = timed(a.reps, a.warmup, || Ok(t2i.launch_graph(true).and_then(|_| t2i.synchronize())?))?;
+    Ok([eager, row("graph", total, g_only)])
 }
 
 fn measure(t2i: &mut TextToImage, batch: usize, threads: usize, a: &BenchArgs) -> Result<Row, Failure> {

@@ -91,7 +91,13 @@ impl CudaDevice {
                 capability.0, capability.1
             )));
         }
-        let stream = ctx.default_stream();
+        // Everything runs on this one stream, so its order is the only synchronisation needed:
+        // no per-buffer events (which a captured graph could not wait on). Not the legacy
+        // default stream, which cannot be captured into a CUDA graph.
+        // SAFETY: event tracking is off before any buffer exists, and every buffer is used on
+        // this one stream only (uploads, launches, downloads), so no cross-stream ordering is lost.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(driver_err("stream creation"))?;
         let (functions, origin) = load_all(&ctx, capability)?;
         let dummy = stream.alloc_zeros::<f32>(1).map_err(driver_err("alloc"))?;
         Ok(CudaDevice { ctx, stream, functions, origin, name, capability, dummy })

@@ -1,8 +1,12 @@
 //! Caption → image on the GPU: the encoder and generator graphs as CUDA sessions for a fixed
 //! batch, the one-hot captions uploaded, the embedding handed from the encoder to G on the
-//! device; the noise is the CPU's Philox stream (image j of seed s gets z(s, j) on both).
+//! device; the noise is the CPU's Philox stream (image j of seed s gets z(s, j) on both). The
+//! benchmark's fixed-shape forward can be captured as CUDA graphs and replayed (`capture`).
 
 use std::sync::Arc;
+
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::CudaGraph;
 
 use super::{driver_err, CudaDevice, CudaSession};
 use crate::error::{Error, Result};
@@ -21,6 +25,17 @@ pub struct CudaTextToImage {
     generator: CudaSession,
     onehot: Vec<f32>,
     z: Vec<f32>,
+    /// `replay` and `replay_generator` captured as CUDA graphs (`capture`), with their seed.
+    graphs: Option<Captured>,
+}
+
+/// The fixed-shape forward as two CUDA graphs: the whole of `replay` (encoder, embedding copy,
+/// device noise, G) and G alone with its noise. Launching one re-runs every kernel on the
+/// buffers they were captured with: the loaded captions, fresh results in the same places.
+struct Captured {
+    seed: u64,
+    full: CudaGraph,
+    generator: CudaGraph,
 }
 
 impl CudaTextToImage {
@@ -31,7 +46,7 @@ impl CudaTextToImage {
         let generator = CudaSession::new(dev, Arc::new(build_generator(ws)?), batch)?;
         let onehot = vec![0.0; batch * ALPHABET_SIZE * ws.config().text.doc_length];
         let z = vec![0.0; batch * ws.config().generator.nz];
-        Ok(CudaTextToImage { config: ws.config().clone(), encoder, generator, onehot, z })
+        Ok(CudaTextToImage { config: ws.config().clone(), encoder, generator, onehot, z, graphs: None })
     }
 
     pub fn batch(&self) -> usize {
@@ -96,6 +111,49 @@ impl CudaTextToImage {
         self.encoder.run()?;
         self.embedding_to_generator()?;
         self.replay_generator(seed)
+    }
+
+    /// Captures `replay(seed)` and `replay_generator(seed)` as CUDA graphs (nothing runs while
+    /// capturing), for `launch_graph` to replay with one launch each instead of one per kernel.
+    /// The graphs read the session's input buffers, so later `generate` calls (which reload
+    /// them) are seen by later launches; the seed is fixed at capture.
+    pub fn capture(&mut self, seed: u64) -> Result<()> {
+        self.graphs = None;
+        let full = self.capture_one(|t| t.replay(seed))?;
+        let generator = self.capture_one(|t| t.replay_generator(seed))?;
+        self.graphs = Some(Captured { seed, full, generator });
+        Ok(())
+    }
+
+    fn capture_one(&mut self, enqueue: impl FnOnce(&mut Self) -> Result<()>) -> Result<CudaGraph> {
+        let stream = Arc::clone(self.encoder.device().stream());
+        stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(driver_err("begin capture"))?;
+        let enqueued = enqueue(self);
+        // The capture is ended whatever happened, so the stream is usable again.
+        let graph = stream.end_capture(CUgraphInstantiate_flags(0)).map_err(driver_err("end capture"));
+        enqueued?;
+        let graph = graph?.ok_or_else(|| Error::Device("CUDA graph capture was invalidated".into()))?;
+        graph.upload().map_err(driver_err("graph upload"))?;
+        Ok(graph)
+    }
+
+    /// The seed the graphs were captured with (None before `capture`).
+    pub fn captured_seed(&self) -> Option<u64> {
+        self.graphs.as_ref().map(|g| g.seed)
+    }
+
+    /// Enqueues the captured whole forward (`generator_only`: G and its noise alone).
+    pub fn launch_graph(&self, generator_only: bool) -> Result<()> {
+        let g = self.graphs.as_ref().ok_or_else(|| Error::Device("no CUDA graph captured yet".into()))?;
+        let graph = if generator_only { &g.generator } else { &g.full };
+        graph.launch().map_err(driver_err("graph launch"))
+    }
+
+    /// Downloads the images of the last run or launch ([batch, 3, 64, 64], waits for the stream).
+    pub fn images(&self) -> Result<Vec<f32>> {
+        self.generator.output(0)
     }
 
     /// Waits for everything enqueued.
