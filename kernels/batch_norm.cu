@@ -16,3 +16,95 @@ extern "C" __global__ void batch_norm_fwd_f32(
         out[i] = epilogue(x[i], c, i, flags, scale, shift, residual, act, slope);
     }
 }
+
+// ---- training ----
+
+#define BN_BLOCK 256
+#define BN_EPS 1e-5
+
+// Sums of one value per thread over the block, in f64 (shared memory tree; every thread gets
+// the total). blockDim.x == BN_BLOCK.
+static __device__ double block_sum(double v, double* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = BN_BLOCK / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+        __syncthreads();
+    }
+    double total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+// Training-mode batch norm over x [B, C, S]: per channel the batch mean μ and
+// invstd = 1/√(σ²_B + ε) (biased σ², two passes, f64 sums as ops::batch_norm::batch_norm_train),
+// then out = x·(γ·invstd) + (β − μ·γ·invstd). Writes mean[c] and invstd[c] for the backward
+// pass and the running-statistics update (done on the host side of the trainer).
+//
+// Launch contract: one block per channel (grid = C), block BN_BLOCK = 256 threads, 2 KiB static
+// shared memory. Every element of out and of mean/invstd written once. out may not alias x.
+extern "C" __global__ void __launch_bounds__(BN_BLOCK) batch_norm_train_fwd_f32(
+    const float* __restrict__ x, int batch, int channels, int spatial,
+    const float* __restrict__ gamma, const float* __restrict__ beta,
+    float* __restrict__ out, float* __restrict__ mean, float* __restrict__ invstd) {
+    __shared__ double shared[BN_BLOCK];
+    const int c = blockIdx.x;
+    const int n = batch * spatial;  // the host checks that it fits
+    double s = 0.0;
+    for (int j = threadIdx.x; j < n; j += BN_BLOCK) {
+        s += (double)x[((long long)(j / spatial) * channels + c) * spatial + j % spatial];
+    }
+    const double mu = __ddiv_rn(block_sum(s, shared), (double)n);
+    double q = 0.0;
+    for (int j = threadIdx.x; j < n; j += BN_BLOCK) {
+        double d = (double)x[((long long)(j / spatial) * channels + c) * spatial + j % spatial] - mu;
+        q += d * d;
+    }
+    const double var = __ddiv_rn(block_sum(q, shared), (double)n);
+    // IEEE-rounded intrinsics: the same value as 1/√(σ² + ε) in f64, without the generic
+    // sqrt/division slow paths (which spilled).
+    const float m = (float)mu, is = (float)__ddiv_rn(1.0, __dsqrt_rn(__dadd_rn(var, BN_EPS)));
+    if (threadIdx.x == 0) {
+        mean[c] = m;
+        invstd[c] = is;
+    }
+    const float k = __fmul_rn(gamma[c], is);
+    const float shift = __fsub_rn(beta[c], __fmul_rn(m, k));
+    for (int j = threadIdx.x; j < n; j += BN_BLOCK) {
+        long long i = ((long long)(j / spatial) * channels + c) * spatial + j % spatial;
+        out[i] = __fadd_rn(__fmul_rn(x[i], k), shift);
+    }
+}
+
+// Backward of training-mode batch norm, with x̂ = (x − μ)·invstd and N = B·S:
+// dβ += Σ dy, dγ += Σ dy·x̂, dx = γ·invstd/N · (N·dy − Σ dy − x̂·Σ dy·x̂) (dx OVERWRITTEN), as
+// ops::batch_norm::batch_norm_backward (sums in f64 here: within f32 rounding of the CPU's).
+//
+// Launch contract: as batch_norm_train_fwd_f32 (grid = C, 256 threads). dx may not alias x or dy.
+extern "C" __global__ void __launch_bounds__(BN_BLOCK) batch_norm_bwd_f32(
+    const float* __restrict__ x, const float* __restrict__ dy, int batch, int channels, int spatial,
+    const float* __restrict__ gamma, const float* __restrict__ mean, const float* __restrict__ invstd,
+    float* __restrict__ dx, float* __restrict__ dgamma, float* __restrict__ dbeta) {
+    __shared__ double shared[BN_BLOCK];
+    const int c = blockIdx.x;
+    const int n = batch * spatial;  // the host checks that it fits
+    const float mu = mean[c], is = invstd[c];
+    double a = 0.0, b = 0.0;
+    for (int j = threadIdx.x; j < n; j += BN_BLOCK) {
+        long long i = ((long long)(j / spatial) * channels + c) * spatial + j % spatial;
+        a += (double)dy[i];
+        b += (double)dy[i] * (double)(x[i] - mu);
+    }
+    const float sdy = (float)block_sum(a, shared);
+    const float sdyx = (float)block_sum(b, shared) * is;
+    if (threadIdx.x == 0) {
+        dbeta[c] += sdy;
+        dgamma[c] += sdyx;
+    }
+    const float nf = (float)n;
+    const float k = gamma[c] * is / nf;
+    for (int j = threadIdx.x; j < n; j += BN_BLOCK) {
+        long long i = ((long long)(j / spatial) * channels + c) * spatial + j % spatial;
+        dx[i] = k * (nf * dy[i] - sdy - (x[i] - mu) * is * sdyx);
+    }
+}

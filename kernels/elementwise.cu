@@ -64,3 +64,53 @@ extern "C" __global__ void maxpool1d_fwd_f32(
         out[i] = m;
     }
 }
+
+// ---- backward (training) ----
+
+// dx[i] = dy[i]·act'(x[i]) from the output y = act(x), as ops::activation::activation_backward:
+// ReLU and LeakyReLU by the sign of y (0 counts as the negative side), tanh 1 − y², sigmoid
+// y(1 − y). Products rounded one at a time (no FMA contraction), so the result is bit-identical
+// to the CPU's. dx may alias dy.
+extern "C" __global__ void activation_bwd_f32(
+    const float* __restrict__ y, const float* dy, float* dx, long long n, int act, float slope) {
+    GRID_STRIDE(i, n) {
+        float g = dy[i], v = y[i];
+        float d;
+        switch (act) {
+        case ACT_RELU: d = v > 0.0f ? g : 0.0f; break;
+        case ACT_LEAKY_RELU: d = v > 0.0f ? g : __fmul_rn(slope, g); break;
+        case ACT_TANH: d = __fmul_rn(g, __fsub_rn(1.0f, __fmul_rn(v, v))); break;
+        case ACT_SIGMOID: d = __fmul_rn(__fmul_rn(g, v), __fsub_rn(1.0f, v)); break;
+        default: d = g; break;
+        }
+        dx[i] = d;
+    }
+}
+
+// Backward of concat_channels_fwd_f32: dy [B, a_len + b_len] split into da [B, a_len] and
+// db [B, b_len] (both overwritten; one thread per dy element).
+extern "C" __global__ void concat_channels_bwd_f32(
+    const float* __restrict__ dy, long long a_len, long long b_len, int batch, float* __restrict__ da,
+    float* __restrict__ db) {
+    const long long row = a_len + b_len;
+    GRID_STRIDE(i, (long long)batch * row) {
+        long long s = i / row, j = i % row;
+        if (j < a_len) {
+            da[s * a_len + j] = dy[i];
+        } else {
+            db[s * b_len + (j - a_len)] = dy[i];
+        }
+    }
+}
+
+// Backward of replicate_spatial_fwd_f32: dx[r] = Σ_p dy[r, p], summed in p order in f32 (one
+// thread per row), as ops::elementwise::replicate_spatial_backward: bit-identical.
+extern "C" __global__ void replicate_spatial_bwd_f32(
+    const float* __restrict__ dy, long long rows, long long hw, float* __restrict__ dx) {
+    GRID_STRIDE(r, rows) {
+        const float* g = dy + r * hw;
+        float acc = 0.0f;
+        for (long long p = 0; p < hw; ++p) acc = __fadd_rn(acc, g[p]);
+        dx[r] = acc;
+    }
+}

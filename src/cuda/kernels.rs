@@ -33,6 +33,17 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("char_cnn_rnn", "gru_fwd_f32"),
     ("char_cnn_rnn", "rnn_relu_fwd_f32"),
     ("rng", "philox_normal_fwd_f32"),
+    // Training (issue 8): backward passes, losses, optimizers.
+    ("conv2d", "conv2d_bwd_data_f32"),
+    ("conv2d", "conv2d_bwd_weight_f32"),
+    ("batch_norm", "batch_norm_train_fwd_f32"),
+    ("batch_norm", "batch_norm_bwd_f32"),
+    ("elementwise", "activation_bwd_f32"),
+    ("elementwise", "concat_channels_bwd_f32"),
+    ("elementwise", "replicate_spatial_bwd_f32"),
+    ("loss", "bce_with_logits_f32"),
+    ("optim", "adam_step_f32"),
+    ("optim", "rmsprop_step_f32"),
 ];
 
 #[cfg(test)]

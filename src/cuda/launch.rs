@@ -13,7 +13,7 @@ use crate::ops::rnn::RnnDims;
 use crate::ops::Activation;
 
 /// Threads per block of the 1-D grid-stride kernels.
-const BLOCK: u32 = 256;
+pub(super) const BLOCK: u32 = 256;
 /// Most blocks a 1-D launch uses (the kernels stride over the rest).
 const MAX_BLOCKS: usize = 1 << 16;
 /// Threads per block of the persistent recurrence kernels.
@@ -54,12 +54,12 @@ impl MatLayout {
 }
 
 /// A size as the kernels' `int`.
-fn int(v: usize, what: &str) -> Result<i32> {
+pub(super) fn int(v: usize, what: &str) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::Shape(format!("CUDA {what}: {v} does not fit the kernels' 32-bit int")))
 }
 
 /// Sizes as the kernels' `int`s.
-fn ints<const N: usize>(vals: [usize; N], what: &str) -> Result<[i32; N]> {
+pub(super) fn ints<const N: usize>(vals: [usize; N], what: &str) -> Result<[i32; N]> {
     let mut out = [0; N];
     for (o, v) in out.iter_mut().zip(vals) {
         *o = int(v, what)?;
@@ -68,12 +68,12 @@ fn ints<const N: usize>(vals: [usize; N], what: &str) -> Result<[i32; N]> {
 }
 
 /// A size as the kernels' `long long`.
-fn long(v: usize) -> i64 {
+pub(super) fn long(v: usize) -> i64 {
     v as i64
 }
 
 /// Fails unless `buf` holds at least `len` elements.
-fn need(buf: &Buf, len: usize, what: &str) -> Result<()> {
+pub(super) fn need(buf: &Buf, len: usize, what: &str) -> Result<()> {
     if buf.len() < len {
         return Err(Error::Shape(format!("CUDA {what}: buffer of {} elements, the kernel indexes {len}", buf.len())));
     }
@@ -81,7 +81,7 @@ fn need(buf: &Buf, len: usize, what: &str) -> Result<()> {
 }
 
 /// Fails on an empty problem (every kernel's contract wants sizes ≥ 1).
-fn nonzero(sizes: &[usize], what: &str) -> Result<()> {
+pub(super) fn nonzero(sizes: &[usize], what: &str) -> Result<()> {
     if sizes.contains(&0) {
         return Err(Error::Shape(format!("CUDA {what}: zero-sized dimension in {sizes:?}")));
     }
@@ -89,7 +89,7 @@ fn nonzero(sizes: &[usize], what: &str) -> Result<()> {
 }
 
 /// (code, slope) of an activation, as kernels/common.cuh numbers them.
-fn act_code(act: Activation) -> (i32, f32) {
+pub(super) fn act_code(act: Activation) -> (i32, f32) {
     match act {
         Activation::None => (0, 0.0),
         Activation::Relu => (1, 0.0),
@@ -100,7 +100,7 @@ fn act_code(act: Activation) -> (i32, f32) {
 }
 
 /// A 1-D grid-stride launch over `total` elements.
-fn cfg_1d(total: usize) -> LaunchConfig {
+pub(super) fn cfg_1d(total: usize) -> LaunchConfig {
     let blocks = total.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }

@@ -11,6 +11,7 @@ mod kernels;
 mod launch;
 mod pipeline;
 mod session;
+mod train_launch;
 
 use std::collections::HashMap;
 use std::sync::Arc;

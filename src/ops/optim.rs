@@ -27,15 +27,9 @@ impl Adam {
     /// One step at 1-based step count `t`: m ← β1·m + (1 − β1)·g, v ← β2·v + (1 − β2)·g²,
     /// p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε).
     pub fn step(&self, t: u64, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
-        assert!(t >= 1, "Adam steps count from 1");
         let n = param.len();
         assert!(grad.len() == n && m.len() == n && v.len() == n, "Adam state sizes");
-        let t = i32::try_from(t).unwrap_or(i32::MAX);
-        let (lr, beta1, beta2) = (self.lr as f64, self.beta1 as f64, self.beta2 as f64);
-        let bc1 = 1.0 - beta1.powi(t);
-        let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt() as f32;
-        let step_size = (lr / bc1) as f32;
-        let (c1, b2, c2, eps) = ((1.0 - beta1) as f32, self.beta2, (1.0 - beta2) as f32, self.eps);
+        let AdamCoefficients { step_size, c1, b2, c2, bc2_sqrt, eps } = self.coefficients(t);
         param
             .par_chunks_mut(CHUNK)
             .zip(grad.par_chunks(CHUNK))
@@ -52,6 +46,40 @@ impl Adam {
     }
 }
 
+/// One Adam step's f32 coefficients (formed in f64 and rounded once): the CPU step and the
+/// CUDA kernel (kernels/optim.cu) use the same.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamCoefficients {
+    /// lr / (1 − β1ᵗ).
+    pub step_size: f32,
+    /// 1 − β1.
+    pub c1: f32,
+    /// β2.
+    pub b2: f32,
+    /// 1 − β2.
+    pub c2: f32,
+    /// √(1 − β2ᵗ).
+    pub bc2_sqrt: f32,
+    pub eps: f32,
+}
+
+impl Adam {
+    /// The coefficients of step `t` (1-based).
+    pub fn coefficients(&self, t: u64) -> AdamCoefficients {
+        assert!(t >= 1, "Adam steps count from 1");
+        let t = i32::try_from(t).unwrap_or(i32::MAX);
+        let (lr, beta1, beta2) = (self.lr as f64, self.beta1 as f64, self.beta2 as f64);
+        AdamCoefficients {
+            step_size: (lr / (1.0 - beta1.powi(t))) as f32,
+            c1: (1.0 - beta1) as f32,
+            b2: self.beta2,
+            c2: (1.0 - beta2) as f32,
+            bc2_sqrt: (1.0 - beta2.powi(t)).sqrt() as f32,
+            eps: self.eps,
+        }
+    }
+}
+
 /// RMSprop as `torch.optim.RMSprop` (no momentum, not centered): v ← α·v + (1 − α)·g²,
 /// p ← p − lr·g/(√v + ε).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,11 +90,16 @@ pub struct RmsProp {
 }
 
 impl RmsProp {
+    /// 1 − α, formed in f64 and rounded once (the CPU step and the CUDA kernel use it).
+    pub fn one_minus_alpha(&self) -> f32 {
+        (1.0 - self.alpha as f64) as f32
+    }
+
     /// One step; `sq` is the running average of squared gradients.
     pub fn step(&self, param: &mut [f32], grad: &[f32], sq: &mut [f32]) {
         let n = param.len();
         assert!(grad.len() == n && sq.len() == n, "RMSprop state sizes");
-        let (lr, a, c, eps) = (self.lr, self.alpha, (1.0 - self.alpha as f64) as f32, self.eps);
+        let (lr, a, c, eps) = (self.lr, self.alpha, self.one_minus_alpha(), self.eps);
         param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(sq.par_chunks_mut(CHUNK)).for_each(
             |((p, g), v)| {
                 for i in 0..p.len() {

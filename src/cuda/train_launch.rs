@@ -1,0 +1,307 @@
+//! Launch wrappers of the training kernels (issue 8): backward passes, the GAN loss and the
+//! optimizers, with the same checks as `launch.rs` (every buffer's length against what the
+//! kernel indexes, sizes converted to the kernels' integer types). The semantics are those of
+//! the CPU functions named on each: overwritten input gradients, accumulated parameter gradients.
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::launch::{act_code, cfg_1d, ints, long, need, nonzero, BLOCK};
+use super::{driver_err, Buf, CudaDevice};
+use crate::error::{Error, Result};
+use crate::ops::conv2d::Conv2dGeom;
+use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
+use crate::ops::optim::{Adam, RmsProp};
+use crate::ops::Activation;
+
+/// One block per channel (the batch-norm kernels' contract: 256 threads).
+fn cfg_per_channel(channels: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (channels as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// The kernels' integer arguments of a convolution: (B, Cin, H, W, Cout, kh, kw, s, p, Ho, Wo).
+fn conv_ints(batch: usize, g: &Conv2dGeom, what: &str) -> Result<[i32; 11]> {
+    let (ho, wo) = g.out_hw().ok_or_else(|| Error::Shape(format!("{what}: kernel larger than input {g:?}")))?;
+    nonzero(&[batch, g.cin, g.cout, g.stride, ho, wo], what)?;
+    ints([batch, g.cin, g.h, g.w, g.cout, g.kh, g.kw, g.stride, g.pad, ho, wo], what)
+}
+
+impl CudaDevice {
+    /// dx = the convolution's input gradient (overwritten; ops::conv2d::conv2d_backward's dx).
+    /// dy [B, Cout, Ho, Wo], w [Cout, Cin, kh, kw], dx [B, Cin, H, W].
+    pub fn conv2d_bwd_data(&self, dy: &Buf, w: &Buf, batch: usize, g: &Conv2dGeom, dx: &mut Buf) -> Result<()> {
+        const WHAT: &str = "conv2d_bwd_data_f32";
+        let v = conv_ints(batch, g, WHAT)?;
+        need(dy, batch * g.out_len(), "conv2d dy")?;
+        need(w, g.cout * g.kdim(), "conv2d w")?;
+        need(dx, batch * g.in_len(), "conv2d dx")?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(dy).arg(w).arg(dx);
+        v.iter().for_each(|a| {
+            l.arg(a);
+        });
+        // SAFETY: arguments match conv2d_bwd_data_f32 in kernels/conv2d.cu; dy, w and dx hold
+        // what the geometry indexes (checked above); grid-stride loop over dx.
+        unsafe { l.launch(cfg_1d(batch * g.in_len())) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// dw += the convolution's weight gradient (ops::conv2d::conv2d_backward's dW).
+    /// x [B, Cin, H, W], dy [B, Cout, Ho, Wo], dw [Cout, Cin, kh, kw].
+    pub fn conv2d_bwd_weight(&self, x: &Buf, dy: &Buf, batch: usize, g: &Conv2dGeom, dw: &mut Buf) -> Result<()> {
+        const WHAT: &str = "conv2d_bwd_weight_f32";
+        let v = conv_ints(batch, g, WHAT)?;
+        need(x, batch * g.in_len(), "conv2d x")?;
+        need(dy, batch * g.out_len(), "conv2d dy")?;
+        need(dw, g.cout * g.kdim(), "conv2d dw")?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(dy).arg(dw);
+        v.iter().for_each(|a| {
+            l.arg(a);
+        });
+        // SAFETY: arguments match conv2d_bwd_weight_f32 in kernels/conv2d.cu; x, dy and dw hold
+        // what the geometry indexes (checked above); grid-stride loop over dw.
+        unsafe { l.launch(cfg_1d(g.cout * g.kdim())) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// The transposed convolution's backward (ops::conv_transpose2d::conv_transpose2d_backward):
+    /// dx (overwritten, when given) is the plain convolution of dy with w under the adjoint
+    /// geometry, dw (accumulated) that convolution's weight gradient with x and dy swapped.
+    /// w and dw in PyTorch's layout [Cin, Cout, k, k].
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_transpose2d_bwd(
+        &self,
+        x: &Buf,
+        w: &Buf,
+        dy: &Buf,
+        batch: usize,
+        g: &ConvTranspose2dGeom,
+        dx: Option<&mut Buf>,
+        dw: &mut Buf,
+    ) -> Result<()> {
+        g.out_hw().ok_or_else(|| Error::Shape(format!("conv_transpose2d backward: no output for {g:?}")))?;
+        let adj = g.adjoint_conv();
+        if let Some(dx) = dx {
+            self.conv2d_fwd(dy, w, batch, &adj, &super::Epi::default(), dx)?;
+        }
+        self.conv2d_bwd_weight(dy, x, batch, &adj, dw)
+    }
+
+    /// Training-mode batch norm (ops::batch_norm::batch_norm_train): out, and the batch's mean
+    /// and invstd per channel. x and out [B, C, S].
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_train_fwd(
+        &self,
+        x: &Buf,
+        (batch, channels, spatial): (usize, usize, usize),
+        gamma: &Buf,
+        beta: &Buf,
+        out: &mut Buf,
+        mean: &mut Buf,
+        invstd: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "batch_norm_train_fwd_f32";
+        nonzero(&[batch, channels, spatial], WHAT)?;
+        let n = batch * channels * spatial;
+        need(x, n, "batch_norm x")?;
+        need(out, n, "batch_norm out")?;
+        for (b, what) in [(gamma, "gamma"), (beta, "beta")] {
+            need(b, channels, what)?;
+        }
+        need(mean, channels, "batch_norm mean")?;
+        need(invstd, channels, "batch_norm invstd")?;
+        // The kernels index a channel's B·S values with 32-bit ints.
+        let [b, c, s, _] = ints([batch, channels, spatial, batch * spatial], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(&b).arg(&c).arg(&s).arg(gamma).arg(beta).arg(out).arg(mean).arg(invstd);
+        // SAFETY: arguments match batch_norm_train_fwd_f32 in kernels/batch_norm.cu; x and out
+        // hold B·C·S elements, the per-channel buffers C (checked above); one block per channel.
+        unsafe { l.launch(cfg_per_channel(channels)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// Backward of training-mode batch norm (ops::batch_norm::batch_norm_backward): dx
+    /// overwritten, dγ and dβ accumulated.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_bwd(
+        &self,
+        x: &Buf,
+        dy: &Buf,
+        (batch, channels, spatial): (usize, usize, usize),
+        gamma: &Buf,
+        (mean, invstd): (&Buf, &Buf),
+        dx: &mut Buf,
+        (dgamma, dbeta): (&mut Buf, &mut Buf),
+    ) -> Result<()> {
+        const WHAT: &str = "batch_norm_bwd_f32";
+        nonzero(&[batch, channels, spatial], WHAT)?;
+        let n = batch * channels * spatial;
+        for (b, what) in [(x, "batch_norm x"), (dy, "batch_norm dy")] {
+            need(b, n, what)?;
+        }
+        need(dx, n, "batch_norm dx")?;
+        for (b, what) in [(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")] {
+            need(b, channels, what)?;
+        }
+        need(dgamma, channels, "dgamma")?;
+        need(dbeta, channels, "dbeta")?;
+        // The kernels index a channel's B·S values with 32-bit ints.
+        let [b, c, s, _] = ints([batch, channels, spatial, batch * spatial], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(dy).arg(&b).arg(&c).arg(&s).arg(gamma).arg(mean).arg(invstd).arg(dx).arg(dgamma).arg(dbeta);
+        // SAFETY: arguments match batch_norm_bwd_f32 in kernels/batch_norm.cu; the [B, C, S]
+        // buffers hold B·C·S elements and the per-channel ones C (checked); one block per channel.
+        unsafe { l.launch(cfg_per_channel(channels)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// dx = dy·act'(x) from y = act(x) over the first n elements
+    /// (ops::activation::activation_backward).
+    pub fn activation_bwd(&self, y: &Buf, dy: &Buf, n: usize, act: Activation, dx: &mut Buf) -> Result<()> {
+        const WHAT: &str = "activation_bwd_f32";
+        nonzero(&[n], WHAT)?;
+        need(y, n, "activation y")?;
+        need(dy, n, "activation dy")?;
+        need(dx, n, "activation dx")?;
+        let (code, slope) = act_code(act);
+        let nl = long(n);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(y).arg(dy).arg(dx).arg(&nl).arg(&code).arg(&slope);
+        // SAFETY: arguments match activation_bwd_f32 in kernels/elementwise.cu; all three buffers
+        // hold n elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// dy [B, a_len + b_len] split into da [B, a_len] and db [B, b_len]
+    /// (ops::elementwise::concat_channels_backward).
+    pub fn concat_channels_bwd(
+        &self,
+        dy: &Buf,
+        (a_len, b_len): (usize, usize),
+        batch: usize,
+        da: &mut Buf,
+        db: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "concat_channels_bwd_f32";
+        nonzero(&[batch, a_len + b_len], WHAT)?;
+        need(dy, batch * (a_len + b_len), "concat dy")?;
+        need(da, batch * a_len, "concat da")?;
+        need(db, batch * b_len, "concat db")?;
+        let (al, bl) = (long(a_len), long(b_len));
+        let [b] = ints([batch], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(dy).arg(&al).arg(&bl).arg(&b).arg(da).arg(db);
+        // SAFETY: arguments match concat_channels_bwd_f32 in kernels/elementwise.cu; sizes
+        // checked above; grid-stride loop over dy.
+        unsafe { l.launch(cfg_1d(batch * (a_len + b_len))) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// dx[r] = Σ_p dy[r, p] over `rows` rows of `hw` (ops::elementwise::replicate_spatial_backward).
+    pub fn replicate_spatial_bwd(&self, dy: &Buf, rows: usize, hw: usize, dx: &mut Buf) -> Result<()> {
+        const WHAT: &str = "replicate_spatial_bwd_f32";
+        nonzero(&[rows, hw], WHAT)?;
+        need(dy, rows * hw, "replicate dy")?;
+        need(dx, rows, "replicate dx")?;
+        let (r, h) = (long(rows), long(hw));
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(dy).arg(&r).arg(&h).arg(dx);
+        // SAFETY: arguments match replicate_spatial_bwd_f32 in kernels/elementwise.cu; dy holds
+        // rows·hw elements and dx rows; grid-stride loop over rows.
+        unsafe { l.launch(cfg_1d(rows)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// Mean weighted BCE on logits into loss[0], its gradient into dlogits (overwritten)
+    /// (ops::loss::bce_with_logits).
+    pub fn bce_with_logits(
+        &self,
+        logits: &Buf,
+        targets: &Buf,
+        weights: Option<&Buf>,
+        n: usize,
+        dlogits: &mut Buf,
+        loss: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "bce_with_logits_f32";
+        nonzero(&[n], WHAT)?;
+        need(logits, n, "bce logits")?;
+        need(targets, n, "bce targets")?;
+        if let Some(w) = weights {
+            need(w, n, "bce weights")?;
+        }
+        need(dlogits, n, "bce dlogits")?;
+        need(loss, 1, "bce loss")?;
+        let nl = long(n);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(logits).arg(targets);
+        // A null pointer for "all weights 1" (the kernel checks it).
+        let null: u64 = 0;
+        match weights {
+            Some(w) => l.arg(w),
+            None => l.arg(&null),
+        };
+        l.arg(&nl).arg(dlogits).arg(loss);
+        let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: arguments match bce_with_logits_f32 in kernels/loss.cu (weights a device
+        // pointer or null); every buffer holds n elements, loss one; one block of 256 threads.
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// One Adam step at 1-based step `t` over the first n elements (ops::optim::Adam::step:
+    /// the same f32 coefficients, every operation rounded alone: bit-identical).
+    pub fn adam_step(
+        &self,
+        adam: &Adam,
+        t: u64,
+        n: usize,
+        p: &mut Buf,
+        g: &Buf,
+        state: (&mut Buf, &mut Buf),
+    ) -> Result<()> {
+        const WHAT: &str = "adam_step_f32";
+        nonzero(&[n], WHAT)?;
+        let (m, v) = state;
+        need(p, n, "adam p")?;
+        need(g, n, "adam g")?;
+        need(m, n, "adam m")?;
+        need(v, n, "adam v")?;
+        let c = adam.coefficients(t);
+        let nl = long(n);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(p).arg(g).arg(m).arg(v).arg(&nl);
+        l.arg(&c.step_size).arg(&c.c1).arg(&c.b2).arg(&c.c2).arg(&c.bc2_sqrt).arg(&c.eps);
+        // SAFETY: arguments match adam_step_f32 in kernels/optim.cu; all four buffers hold n
+        // elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// One RMSprop step over the first n elements (ops::optim::RmsProp::step, bit-identical).
+    pub fn rmsprop_step(&self, opt: &RmsProp, n: usize, p: &mut Buf, g: &Buf, sq: &mut Buf) -> Result<()> {
+        const WHAT: &str = "rmsprop_step_f32";
+        nonzero(&[n], WHAT)?;
+        need(p, n, "rmsprop p")?;
+        need(g, n, "rmsprop g")?;
+        need(sq, n, "rmsprop sq")?;
+        let (nl, c) = (long(n), opt.one_minus_alpha());
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(p).arg(g).arg(sq).arg(&nl).arg(&opt.lr).arg(&opt.alpha).arg(&c).arg(&opt.eps);
+        // SAFETY: arguments match rmsprop_step_f32 in kernels/optim.cu; all three buffers hold n
+        // elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+}

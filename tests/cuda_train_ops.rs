@@ -1,0 +1,216 @@
+//! The training kernels (issue 8) against the CPU: backward convolutions (plain and transposed),
+//! training-mode batch norm and its backward, activation / concat / replicate backward, the BCE
+//! loss and the optimizers, at the `shapes` config's training shapes (small batches where the f64
+//! reference is the oracle). Same discipline as cuda_ops.rs: outputs POISONED with NaN before the
+//! launch and every element checked; accumulated gradients start from random values, so
+//! "overwritten" and "accumulated" are both tested.
+//!
+//! Tolerances: the convolutions and batch norm accumulate in a different order than the f64
+//! reference (f32 FMA chains of ≤ 4096 terms): 2e-5 relative, as in cuda_ops.rs. Activation,
+//! concat and replicate backward and both optimizers round every operation alone, as the CPU
+//! does: compared bit for bit. The BCE gradient goes through expf (≤ 2 ulp against the CPU's
+//! exp): 1e-6 relative; its loss is a sum in f64 on both sides: 1e-6.
+//!
+//! Every GPU test is #[ignore]d here (no GPU); scripts/gpu-check.sh runs them with
+//! `--include-ignored`.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::{assert_close, poisoned, random};
+use text2img::cuda::{Buf, CudaDevice};
+use text2img::ops::activation::activation_backward;
+use text2img::ops::batch_norm::{batch_norm_backward_ref, batch_norm_train_ref};
+use text2img::ops::conv2d::{conv2d_backward_ref, Conv2dGeom};
+use text2img::ops::conv_transpose2d::{conv_transpose2d_backward_ref, ConvTranspose2dGeom};
+use text2img::ops::elementwise::{concat_channels_backward, replicate_spatial_backward};
+use text2img::ops::loss::bce_with_logits;
+use text2img::ops::optim::{Adam, RmsProp};
+use text2img::ops::Activation;
+
+const TOL_SUMS: f64 = 2e-5;
+const TOL_EXP: f64 = 1e-6;
+
+fn dev() -> CudaDevice {
+    CudaDevice::new(0).unwrap_or_else(|e| panic!("CUDA device 0: {e}"))
+}
+
+fn up(d: &CudaDevice, h: &[f32]) -> Buf {
+    d.upload(h).expect("upload")
+}
+
+fn down(d: &CudaDevice, b: &Buf) -> Vec<f32> {
+    d.download(b).expect("download")
+}
+
+/// D's strided convolutions and G's residual 3×3 (shapes config), at batch 3.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn conv2d_backward_cuda_vs_reference() {
+    let d = dev();
+    let batch = 3;
+    let c = |cin, h, cout, k, stride, pad| Conv2dGeom { cin, h, w: h, cout, kh: k, kw: k, stride, pad };
+    for (i, g) in [c(3, 64, 32, 4, 2, 1), c(64, 16, 128, 4, 2, 1), c(128, 4, 32, 3, 1, 1), c(7, 5, 6, 3, 2, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let s = 10 * i as u64;
+        let (x, w, dy) =
+            (random(batch * g.in_len(), s), random(g.cout * g.kdim(), s + 1), random(batch * g.out_len(), s + 2));
+        let dw0 = random(g.cout * g.kdim(), s + 3);
+        let (mut dx, mut dw) = (vec![0.0; batch * g.in_len()], dw0.clone());
+        conv2d_backward_ref(&x, &w, &dy, batch, &g, Some(&mut dx), &mut dw);
+        let (xd, wd, dyd) = (up(&d, &x), up(&d, &w), up(&d, &dy));
+        let mut dxd = up(&d, &poisoned(dx.len()));
+        let mut dwd = up(&d, &dw0);
+        d.conv2d_bwd_data(&dyd, &wd, batch, &g, &mut dxd).expect("bwd data");
+        d.conv2d_bwd_weight(&xd, &dyd, batch, &g, &mut dwd).expect("bwd weight");
+        assert_close(&format!("conv2d dx {g:?}"), &down(&d, &dxd), &dx, TOL_SUMS);
+        assert_close(&format!("conv2d dw {g:?}"), &down(&d, &dwd), &dw, TOL_SUMS);
+    }
+}
+
+/// G's up-samplings (shapes config: ngf = 32), at batch 3.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn conv_transpose2d_backward_cuda_vs_reference() {
+    let d = dev();
+    let batch = 3;
+    let up2 = |cin, h, cout| ConvTranspose2dGeom { cin, h, w: h, cout, k: 4, stride: 2, pad: 1 };
+    let first = ConvTranspose2dGeom { cin: 96, h: 1, w: 1, cout: 256, k: 4, stride: 1, pad: 0 };
+    for (i, g) in [first, up2(256, 4, 128), up2(64, 16, 32), up2(32, 32, 3)].into_iter().enumerate() {
+        let s = 100 + 10 * i as u64;
+        let (x, w, dy) =
+            (random(batch * g.in_len(), s), random(g.cin * g.rows(), s + 1), random(batch * g.out_len(), s + 2));
+        let dw0 = random(g.cin * g.rows(), s + 3);
+        let (mut dx, mut dw) = (vec![0.0; batch * g.in_len()], dw0.clone());
+        conv_transpose2d_backward_ref(&x, &w, &dy, batch, &g, Some(&mut dx), &mut dw);
+        let (xd, wd, dyd) = (up(&d, &x), up(&d, &w), up(&d, &dy));
+        let mut dxd = up(&d, &poisoned(dx.len()));
+        let mut dwd = up(&d, &dw0);
+        d.conv_transpose2d_bwd(&xd, &wd, &dyd, batch, &g, Some(&mut dxd), &mut dwd).expect("bwd");
+        assert_close(&format!("deconv dx {g:?}"), &down(&d, &dxd), &dx, TOL_SUMS);
+        assert_close(&format!("deconv dw {g:?}"), &down(&d, &dwd), &dw, TOL_SUMS);
+    }
+}
+
+/// Training-mode batch norm and its backward at G's shapes (batch 8), and a channel whose values
+/// are far from zero (the two-pass variance).
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn batch_norm_training_cuda_vs_reference() {
+    let d = dev();
+    for (i, (batch, channels, spatial)) in [(8, 256, 16), (8, 64, 256), (5, 3, 1000)].into_iter().enumerate() {
+        let s = 200 + 10 * i as u64;
+        let n = batch * channels * spatial;
+        let x: Vec<f32> = random(n, s).iter().map(|v| v * 3.0 + 50.0).collect();
+        let (gamma, beta, dy) = (random(channels, s + 1), random(channels, s + 2), random(n, s + 3));
+        let (mut out, mut mean, mut invstd) = (vec![0.0; n], vec![0.0; channels], vec![0.0; channels]);
+        batch_norm_train_ref(&x, batch, &gamma, &beta, &mut out, &mut mean, &mut invstd);
+        let (dg0, db0) = (random(channels, s + 4), random(channels, s + 5));
+        let (mut dx, mut dg, mut db) = (vec![0.0; n], dg0.clone(), db0.clone());
+        batch_norm_backward_ref(&x, &dy, batch, &gamma, &mean, &invstd, &mut dx, &mut dg, &mut db);
+
+        let (xd, gd, bd, dyd) = (up(&d, &x), up(&d, &gamma), up(&d, &beta), up(&d, &dy));
+        let mut outd = up(&d, &poisoned(n));
+        let (mut md, mut isd) = (up(&d, &poisoned(channels)), up(&d, &poisoned(channels)));
+        d.batch_norm_train_fwd(&xd, (batch, channels, spatial), &gd, &bd, &mut outd, &mut md, &mut isd).expect("fwd");
+        let what = format!("batch norm ({batch}, {channels}, {spatial})");
+        assert_close(&format!("{what} out"), &down(&d, &outd), &out, TOL_SUMS);
+        assert_close(&format!("{what} mean"), &down(&d, &md), &mean, TOL_SUMS);
+        assert_close(&format!("{what} invstd"), &down(&d, &isd), &invstd, TOL_SUMS);
+        // The backward from the reference's own statistics, so only its sums are compared.
+        let (mref, isref) = (up(&d, &mean), up(&d, &invstd));
+        let mut dxd = up(&d, &poisoned(n));
+        let (mut dgd, mut dbd) = (up(&d, &dg0), up(&d, &db0));
+        d.batch_norm_bwd(&xd, &dyd, (batch, channels, spatial), &gd, (&mref, &isref), &mut dxd, (&mut dgd, &mut dbd))
+            .expect("bwd");
+        assert_close(&format!("{what} dx"), &down(&d, &dxd), &dx, TOL_SUMS);
+        assert_close(&format!("{what} dgamma"), &down(&d, &dgd), &dg, TOL_SUMS);
+        assert_close(&format!("{what} dbeta"), &down(&d, &dbd), &db, TOL_SUMS);
+    }
+}
+
+/// Activation backward for every activation (from outputs, zeros included), concat and
+/// replicate backward: bit for bit.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn elementwise_backward_cuda_is_exact() {
+    let d = dev();
+    let n = 10_000;
+    let dy = random(n, 300);
+    for act in [Activation::None, Activation::Relu, Activation::LeakyRelu(0.2), Activation::Tanh, Activation::Sigmoid] {
+        let mut y: Vec<f32> = random(n, 301).iter().map(|&v| act.apply(v)).collect();
+        y[..50].fill(0.0);
+        let mut want = vec![0.0; n];
+        activation_backward(act, &y, &dy, &mut want);
+        let (yd, dyd) = (up(&d, &y), up(&d, &dy));
+        let mut dxd = up(&d, &poisoned(n));
+        d.activation_bwd(&yd, &dyd, n, act, &mut dxd).expect("act bwd");
+        assert_eq!(down(&d, &dxd), want, "{act:?} backward");
+    }
+    let (batch, a_len, b_len) = (6, 100 * 16, 32 * 16);
+    let dy = random(batch * (a_len + b_len), 302);
+    let (mut da, mut db) = (vec![0.0; batch * a_len], vec![0.0; batch * b_len]);
+    concat_channels_backward(&dy, a_len, b_len, batch, &mut da, &mut db);
+    let dyd = up(&d, &dy);
+    let (mut dad, mut dbd) = (up(&d, &poisoned(da.len())), up(&d, &poisoned(db.len())));
+    d.concat_channels_bwd(&dyd, (a_len, b_len), batch, &mut dad, &mut dbd).expect("concat bwd");
+    assert_eq!((down(&d, &dad), down(&d, &dbd)), (da, db), "concat backward");
+    let (c, hw) = (32, 16);
+    let dy = random(batch * c * hw, 303);
+    let mut dx = vec![0.0; batch * c];
+    replicate_spatial_backward(&dy, batch, c, hw, &mut dx);
+    let dyd = up(&d, &dy);
+    let mut dxd = up(&d, &poisoned(dx.len()));
+    d.replicate_spatial_bwd(&dyd, batch * c, hw, &mut dxd).expect("replicate bwd");
+    assert_eq!(down(&d, &dxd), dx, "replicate backward");
+}
+
+/// The GAN's BCE on logits, weighted and not, at one D pass's size (3 × 64 pairs).
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn bce_with_logits_cuda_vs_cpu() {
+    let d = dev();
+    let n = 192;
+    let logits: Vec<f32> = random(n, 400).iter().map(|v| v * 12.0).collect();
+    let targets: Vec<f32> = (0..n).map(|i| (i % 2) as f32).collect();
+    let weights: Vec<f32> = (0..n).map(|i| if i < 64 { 1.0 } else { 0.5 }).collect();
+    for w in [None, Some(&weights[..])] {
+        let mut want = vec![0.0; n];
+        let loss = bce_with_logits(&logits, &targets, w, &mut want);
+        let (ld, td) = (up(&d, &logits), up(&d, &targets));
+        let wd = w.map(|w| up(&d, w));
+        let (mut gd, mut lossd) = (up(&d, &poisoned(n)), up(&d, &poisoned(1)));
+        d.bce_with_logits(&ld, &td, wd.as_ref(), n, &mut gd, &mut lossd).expect("bce");
+        assert_close(&format!("bce dlogits (weights {})", w.is_some()), &down(&d, &gd), &want, TOL_EXP);
+        assert_close("bce loss", &down(&d, &lossd), &[loss], TOL_EXP);
+    }
+}
+
+/// Three Adam steps and three RMSprop steps, bit for bit against the CPU.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn optimizers_cuda_are_exact() {
+    let d = dev();
+    let n = 70_001;
+    let adam = Adam { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8 };
+    let (mut p, mut m, mut v) = (random(n, 500), vec![0.0; n], vec![0.0; n]);
+    let (mut pd, mut md, mut vd) = (up(&d, &p), up(&d, &m), up(&d, &v));
+    for t in 1..=3 {
+        let g = random(n, 500 + t);
+        adam.step(t, &mut p, &g, &mut m, &mut v);
+        d.adam_step(&adam, t, n, &mut pd, &up(&d, &g), (&mut md, &mut vd)).expect("adam");
+    }
+    assert_eq!(down(&d, &pd), p, "Adam parameters");
+    assert_eq!((down(&d, &md), down(&d, &vd)), (m, v), "Adam moments");
+    let rms = RmsProp { lr: 4e-4, alpha: 0.99, eps: 1e-8 };
+    let (mut p, mut sq) = (random(n, 600), vec![0.0; n]);
+    let (mut pd, mut sqd) = (up(&d, &p), up(&d, &sq));
+    for t in 1..=3 {
+        let g = random(n, 600 + t);
+        rms.step(&mut p, &g, &mut sq);
+        d.rmsprop_step(&rms, n, &mut pd, &up(&d, &g), &mut sqd).expect("rmsprop");
+    }
+    assert_eq!((down(&d, &pd), down(&d, &sqd)), (p, sq), "RMSprop");
+}
