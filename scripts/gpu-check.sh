@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine, from the repository root of a copy of the tree that includes .gpu/
-# (made here by `../shared/gpu/bundle.sh --features cuda`). Builds nothing: runs every
-# .gpu/bin/test-* with --test-threads=1 (test-cuda_* with --include-ignored: the GPU tests), then
-# every .gpu/bin/bench-*, logs each to $OUT (default /tmp/out), and prints a short table last.
+# (made here by `bash scripts/gpu-bundle.sh`). Builds nothing: runs every .gpu/bin/test-cuda_*
+# with --include-ignored --test-threads=1 (the GPU tests), any GPU criterion bench
+# (.gpu/bin/bench-cuda*), and `text2img bench --device cuda` (batch 1: 1000 replays; 64 and 256),
+# logs each to $OUT (default /tmp/out), and prints a short table last.
 # Fails cleanly (message, exit 2) when there is no GPU or no bundle; exit 1 when a test fails.
 set -u
 out=${OUT:-/tmp/out}
@@ -11,7 +12,7 @@ per_test=${GPU_CHECK_TEST_TIMEOUT:-240}
 per_bench=${GPU_CHECK_BENCH_TIMEOUT:-120}
 fail() { echo "gpu-check: $*" | tee "$out/gpu-check.error" >&2; exit 2; }
 
-ls .gpu/bin/test-* > /dev/null 2>&1 || fail "no .gpu/bin/test-* here ($(pwd)): run ../shared/gpu/bundle.sh --features cuda first and carry .gpu"
+ls .gpu/bin/test-cuda_* > /dev/null 2>&1 || fail "no .gpu/bin/test-cuda_* here ($(pwd)): run scripts/gpu-bundle.sh first and carry .gpu"
 command -v nvidia-smi > /dev/null 2>&1 || fail "nvidia-smi not found: no NVIDIA driver on this machine, so no GPU to check"
 gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1) \
   || fail "nvidia-smi finds no GPU: $gpu"
@@ -21,13 +22,13 @@ date -u +%FT%TZ > "$out/date.txt"
 status=0
 table=""
 row() { table+=$(printf '%-44s %-10s %s' "$1" "$2" "$3")$'\n'; }
-for t in .gpu/bin/test-*; do
+# the CUDA suites, their GPU tests included (they are #[ignore]d where there is no GPU); the CPU
+# suites are run by CI, not on this machine's scarce minutes
+for t in .gpu/bin/test-cuda_*; do
   [ -x "$t" ] || continue
   n=$(basename "$t")
   start=$SECONDS
-  # only the CUDA suites' ignored tests are GPU tests (others, e.g. the fixture writer, are not)
-  case $n in test-cuda_*) extra=--include-ignored ;; *) extra= ;; esac
-  timeout "$per_test" "$t" $extra --test-threads=1 > "$out/$n.log" 2>&1
+  timeout "$per_test" "$t" --include-ignored --test-threads=1 > "$out/$n.log" 2>&1
   rc=$?
   res=$(grep -E '^test result' "$out/$n.log" | tail -1 | sed 's/^test result: //; s/; finished in.*//')
   if [ $rc = 0 ]; then r=ok; else r="FAIL($rc)"; status=1; fi
