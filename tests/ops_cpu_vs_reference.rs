@@ -248,13 +248,22 @@ type Reference = dyn Fn(&[f32], &[f32], usize, &Epilogue, &mut [f32]);
 /// The batch-1 tap form (one product per kernel tap over the pixel pairs it joins) against the
 /// direct references, f32 and f16-stored: G's 4×4 residual convolutions and up-samplings at
 /// reed-cub's channel counts (input channels past one k block), an odd grid, a strided
-/// convolution (D's shape), a 1×1 input (G's first layer) and a partial last k block. Sums are
+/// convolution (D's shape), the encoder's 1-D convolutions, a 1×1 input (G's first layer) and a
+/// partial last k block. Sums are
 /// over at most Cin·taps ≤ 4608 terms, as for the GEMM paths: same 1e-5 bound.
 #[test]
 fn conv_tap_form_vs_reference() {
     let c = |cin, h, w, cout, k, stride, pad| Conv2dGeom { cin, h, w, cout, kh: k, kw: k, stride, pad };
     let up = |cin, h, w, cout| ConvTranspose2dGeom { cin, h, w, cout, k: 4, stride: 2, pad: 1 };
-    let convs = [c(256, 4, 4, 256, 3, 1, 1), c(200, 5, 3, 64, 3, 1, 1), c(64, 8, 8, 128, 4, 2, 1)];
+    // The encoder's later 1-D convolutions are 1×4 kernels over a 1×T grid (ops::conv1d::as_conv2d).
+    let conv1d = |cin, t, cout| Conv2dGeom { cin, h: 1, w: t, cout, kh: 1, kw: 4, stride: 1, pad: 0 };
+    let convs = [
+        c(256, 4, 4, 256, 3, 1, 1),
+        c(200, 5, 3, 64, 3, 1, 1),
+        c(64, 8, 8, 128, 4, 2, 1),
+        conv1d(512, 21, 128),
+        conv1d(130, 66, 64),
+    ];
     let deconvs = [
         up(512, 4, 4, 128),
         up(130, 8, 8, 64),

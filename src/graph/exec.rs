@@ -216,7 +216,11 @@ impl Ctx<'_> {
                 }
             }
             Op::Conv1d { w, shift, cin, t: steps, cout, k, act } => {
-                conv1d(x, pk(w), b, cin, steps, cout, k, &epi(None, shift, act, None), scratch, out, t)
+                let e = epi(None, shift, act, None);
+                match &graph.params[w].data {
+                    ParamData::Taps(tw) => tw.forward(x, b, &e, scratch, out),
+                    _ => conv1d(x, pk(w), b, cin, steps, cout, k, &e, scratch, out, t),
+                }
             }
             Op::Rnn { gru: is_gru, w_ih, b_ih, w_hh, w_hh_n, b_hh, cin, t: steps, hidden } => {
                 let d = RnnDims { batch: b, cin, t: steps, hidden };

@@ -72,7 +72,10 @@ pub(crate) fn scratch_len(op: &Op, batch: usize) -> usize {
             .scratch_len(batch)
             .max(crate::ops::deconv_winograd::scratch_len(&geom, batch))
             .max(TapShape::deconv(&geom).map_or(0, |s| tap_conv::scratch_len(&s))),
-        Op::Conv1d { cin, t, cout, k, .. } => crate::ops::conv1d::as_conv2d(cin, t, cout, k).scratch_len(batch),
+        Op::Conv1d { cin, t, cout, k, .. } => {
+            let g = crate::ops::conv1d::as_conv2d(cin, t, cout, k);
+            g.scratch_len(batch).max(TapShape::conv(&g).map_or(0, |s| tap_conv::scratch_len(&s)))
+        }
         Op::Rnn { gru, cin, t, hidden, .. } => rnn::scratch_len(gru, rnn::RnnDims { batch, cin, t, hidden }),
         _ => 0,
     }

@@ -40,8 +40,14 @@ pub fn encoder<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<(ValueId, 
 
 /// Builds the encoder's inference graph. Input: one-hot [70, doc_length]. Output: embedding [E].
 pub fn build_encoder(ws: &WeightSet) -> Result<Graph> {
+    build_encoder_for(ws, None)
+}
+
+/// The encoder's inference graph; with `cpu_batch`, laid out for the CPU fast path at that batch
+/// size (`InferenceBuilder::for_cpu`: at batch 1 its later 1-D convolutions take the tap form).
+pub fn build_encoder_for(ws: &WeightSet, cpu_batch: Option<usize>) -> Result<Graph> {
     ws.require(Network::Encoder)?;
-    let mut b = InferenceBuilder::new(ws);
+    let mut b = InferenceBuilder::for_cpu(ws, cpu_batch);
     let (_, out) = encoder(&mut b, ws.config())?;
     Ok(b.finish(&[out]))
 }

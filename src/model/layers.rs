@@ -11,6 +11,7 @@ use super::net::NetBuilder;
 use crate::error::Result;
 use crate::graph::{Graph, GraphBuilder, Op, ValueId};
 use crate::ops::batch_norm::{fold_bias, fold_out_first, BatchNormParams};
+use crate::ops::conv1d::as_conv2d;
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::{pack_weight, ConvTranspose2dGeom};
 use crate::ops::conv_winograd::{self, WinogradConv};
@@ -179,7 +180,14 @@ impl NetBuilder for InferenceBuilder<'_> {
         let wn = format!("{prefix}.weight");
         let wv = self.ws.vec(&wn)?;
         let half = self.half(&wn);
-        let w = self.pack(&wn, &[cout, cin, k], &wv, (cout, cin * k), half)?;
+        let shape = [cout, cin, k];
+        let tap = self
+            .cpu_batch
+            .and_then(|batch| TapShape::conv(&as_conv2d(cin, t, cout, k)).filter(|s| tap_conv::worth_it(s, batch)));
+        let w = match tap {
+            Some(s) => self.b.taps(&wn, &shape, TapWeights::new(&wv, &s, half))?,
+            None => self.pack(&wn, &shape, &wv, (cout, cin * k), half)?,
+        };
         let bias = self.ws.param(&mut self.b, &format!("{prefix}.bias"), &[cout])?;
         self.b.node(prefix, Op::Conv1d { w, shift: Some(bias), cin, t, cout, k, act }, &[x])
     }

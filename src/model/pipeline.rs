@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 
 use super::config::ModelConfig;
-use super::encoder::build_encoder;
+use super::encoder::build_encoder_for;
 use super::generator::build_generator_for;
 use super::loader::WeightSet;
 use super::text::{check_caption, encode_into, CaptionReport, ALPHABET_SIZE};
@@ -27,8 +27,8 @@ pub struct TextToImage {
 impl TextToImage {
     /// Builds both graphs from `ws` (which must hold encoder and generator), planned for `batch`.
     pub fn new(ws: &WeightSet, batch: usize, pool: Arc<ThreadPool>, backend: Backend) -> Result<TextToImage> {
-        let encoder = Session::new(Arc::new(build_encoder(ws)?), batch, Arc::clone(&pool), backend);
         let cpu_batch = (backend == Backend::Cpu).then_some(batch);
+        let encoder = Session::new(Arc::new(build_encoder_for(ws, cpu_batch)?), batch, Arc::clone(&pool), backend);
         let generator = Session::new(Arc::new(build_generator_for(ws, cpu_batch)?), batch, pool, backend);
         Ok(TextToImage { config: ws.config().clone(), encoder, generator })
     }
