@@ -147,6 +147,16 @@ impl PanelRef<'_> {
     }
 }
 
+/// The KC-column blocks of a packed [m, k] left operand: (first column, width, the block's
+/// range in the packed storage, whose rows are padded to whole MR-row panels).
+fn k_blocks(m: usize, k: usize) -> impl Iterator<Item = (usize, usize, std::ops::Range<usize>)> {
+    let m_pad = m.div_ceil(MR) * MR;
+    (0..k).step_by(KC).map(move |pc| {
+        let kc = KC.min(k - pc);
+        (pc, kc, pc * m_pad..(pc + kc) * m_pad)
+    })
+}
+
 /// Grows a pack buffer to at least `n` values (buffers only grow, so steady state allocates nothing).
 fn grow(v: &mut Vec<f32>, n: usize) {
     if v.len() < n {
@@ -177,9 +187,8 @@ impl PackedA {
         }
         data.resize(m_pad * k, 0.0);
         (self.m, self.k) = (m, k);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            pack_a_block(&a, 0, m, pc, kc, &mut data[pc * m_pad..pc * m_pad + m_pad * kc]);
+        for (pc, kc, range) in k_blocks(m, k) {
+            pack_a_block(&a, 0, m, pc, kc, &mut data[range]);
         }
     }
 
@@ -196,12 +205,10 @@ impl PackedA {
         let m_pad = m.div_ceil(MR) * MR;
         let mut half: Vec<half::f16> = crate::tensor::pages::zeroed(m_pad * k);
         let mut block = vec![0.0f32; m_pad * KC.min(k)];
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let block = &mut block[..m_pad * kc];
+        for (pc, kc, range) in k_blocks(m, k) {
+            let block = &mut block[..range.len()];
             pack_a_block(&a, 0, m, pc, kc, block);
-            let dst = &mut half[pc * m_pad..pc * m_pad + m_pad * kc];
-            dst.iter_mut().zip(block.iter()).for_each(|(d, &x)| *d = half::f16::from_f32(x));
+            half[range].iter_mut().zip(block.iter()).for_each(|(d, &x)| *d = half::f16::from_f32(x));
         }
         PackedA { m, k, data: Panels::F16(half) }
     }
@@ -236,13 +243,11 @@ impl PackedA {
 
     /// Back to row-major [m, k] (for the reference backend).
     pub fn unpack(&self) -> Vec<f32> {
-        let m_pad = self.m.div_ceil(MR) * MR;
         let mut all = vec![0.0; self.panels().len()];
         let data = self.panels().widen(&mut all);
         let mut w = vec![0.0; self.m * self.k];
-        for pc in (0..self.k).step_by(KC) {
-            let kc = KC.min(self.k - pc);
-            let block = &data[pc * m_pad..];
+        for (pc, kc, range) in k_blocks(self.m, self.k) {
+            let block = &data[range];
             for i in 0..self.m {
                 let panel = &block[(i / MR) * kc * MR..];
                 for kk in 0..kc {
