@@ -108,3 +108,19 @@ extern "C" __global__ void __launch_bounds__(BN_BLOCK) batch_norm_bwd_f32(
         dx[i] = k * (nf * dy[i] - sdy - (x[i] - mu) * is * sdyx);
     }
 }
+
+// The running-statistics update of a training step, as ops::batch_norm::update_running (f64):
+// rm ← (1 − m)·rm + m·mean, rv ← (1 − m)·rv + m·max(var, 0)·count/(count − 1), var recovered
+// from invstd. Launch contract: 1-D, any block size, any grid over the C channels.
+extern "C" __global__ void batch_norm_update_running_f32(
+    float* __restrict__ running_mean, float* __restrict__ running_var, const float* __restrict__ mean,
+    const float* __restrict__ invstd, int channels, long long count, float momentum) {
+    const double m = momentum;
+    const double unbias = count > 1 ? (double)count / (double)(count - 1) : 1.0;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < channels; c += gridDim.x * blockDim.x) {
+        double is = invstd[c];
+        double var = __dsub_rn(__ddiv_rn(1.0, __dmul_rn(is, is)), BN_EPS);
+        running_mean[c] = (float)((1.0 - m) * (double)running_mean[c] + m * (double)mean[c]);
+        running_var[c] = (float)((1.0 - m) * (double)running_var[c] + m * fmax(var, 0.0) * unbias);
+    }
+}

@@ -114,3 +114,8 @@ extern "C" __global__ void replicate_spatial_bwd_f32(
         dx[r] = acc;
     }
 }
+
+// dst[i] += src[i] (a value's gradient from its second consumer). dst may not alias src.
+extern "C" __global__ void accumulate_f32(float* __restrict__ dst, const float* __restrict__ src, long long n) {
+    GRID_STRIDE(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
+}

@@ -18,7 +18,11 @@
 mod common;
 
 use common::{assert_close, poisoned, random};
-use text2img::cuda::{Buf, CudaDevice};
+use std::sync::Arc;
+
+use text2img::cuda::{Buf, CudaDevice, CudaTrainSession, DeviceSlots};
+use text2img::graph::thread_pool;
+use text2img::model::{ModelConfig, Network};
 use text2img::ops::activation::activation_backward;
 use text2img::ops::batch_norm::{batch_norm_backward_ref, batch_norm_train_ref};
 use text2img::ops::conv2d::{conv2d_backward_ref, Conv2dGeom};
@@ -27,6 +31,8 @@ use text2img::ops::elementwise::{concat_channels_backward, replicate_spatial_bac
 use text2img::ops::loss::bce_with_logits;
 use text2img::ops::optim::{Adam, RmsProp};
 use text2img::ops::Activation;
+use text2img::train::net::TrainNet;
+use text2img::train::session::{Mode, TrainSession};
 
 const TOL_SUMS: f64 = 2e-5;
 const TOL_EXP: f64 = 1e-6;
@@ -213,4 +219,65 @@ fn optimizers_cuda_are_exact() {
         d.rmsprop_step(&rms, n, &mut pd, &up(&d, &g), &mut sqd).expect("rmsprop");
     }
     assert_eq!((down(&d, &pd), down(&d, &sqd)), (p, sq), "RMSprop");
+}
+
+/// G and D of the `shapes` config, one training-mode forward and backward on the GPU against the
+/// CPU session from the same parameters and inputs (batch 4): outputs, the input gradients,
+/// every parameter gradient (accumulated onto non-zero starting values) and the running
+/// statistics. Sums of up to Cin·k·k·B·H·W terms in another order: 2e-5 relative, per tensor.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn training_session_cuda_vs_cpu() {
+    let d = Arc::new(dev());
+    let cfg = ModelConfig::builtin("shapes").expect("config");
+    let batch = 4;
+    for (net, seed) in [(Network::Generator, 700), (Network::Discriminator, 800)] {
+        let mut tn = TrainNet::init(&cfg, net, seed).expect("init");
+        let graph = Arc::clone(&tn.graph);
+        let xs: Vec<Vec<f32>> =
+            graph.inputs.iter().zip(seed..).map(|(&v, s)| random(graph.len(v) * batch, s)).collect();
+        let dout = random(graph.len(graph.outputs[0]) * batch, seed + 50);
+        let grads0 = random(graph.param_len, seed + 60);
+
+        let mut cpu = TrainSession::new(Arc::clone(&graph), batch, thread_pool(2).expect("pool"));
+        for (i, x) in xs.iter().enumerate() {
+            cpu.input_mut(i).copy_from_slice(x);
+            cpu.set_input_grad(i, true);
+        }
+        let mut buffers = tn.buffers.clone();
+        cpu.forward(&tn.params, &mut buffers, Mode::Train);
+        tn.grads.copy_from_slice(&grads0);
+        cpu.backward(&tn.params, &mut tn.grads, &dout);
+
+        let mut gpu = CudaTrainSession::new(Arc::clone(&d), Arc::clone(&graph), batch).expect("session");
+        let params = DeviceSlots::upload(&d, &graph.params, &tn.params.data).expect("params");
+        let mut grads = DeviceSlots::upload(&d, &graph.params, &grads0).expect("grads");
+        let mut dbuf = DeviceSlots::upload(&d, &graph.buffers, &tn.buffers).expect("buffers");
+        for (i, x) in xs.iter().enumerate() {
+            gpu.set_input(i, x).expect("input");
+            gpu.set_input_grad(i, true);
+        }
+        gpu.forward(&params, &mut dbuf, Mode::Train).expect("forward");
+        gpu.backward(&params, &mut grads, &up(&d, &dout)).expect("backward");
+
+        let what = format!("{net:?}");
+        assert_close(&format!("{what} output"), &gpu.output(0).expect("out"), cpu.output(0), TOL_SUMS);
+        for i in 0..graph.inputs.len() {
+            assert_close(
+                &format!("{what} input {i} grad"),
+                &gpu.input_grad(i).expect("dx"),
+                cpu.input_grad(i),
+                TOL_SUMS,
+            );
+        }
+        let got = grads.download(&d, &graph.params, graph.param_len).expect("grads");
+        for s in &graph.params {
+            let r = s.offset..s.offset + s.len;
+            assert_close(&format!("{what} d{}", s.name), &got[r.clone()], &tn.grads[r], TOL_SUMS);
+        }
+        if graph.buffer_len > 0 {
+            let got = dbuf.download(&d, &graph.buffers, graph.buffer_len).expect("buffers");
+            assert_close(&format!("{what} running statistics"), &got, &buffers, TOL_SUMS);
+        }
+    }
 }

@@ -44,6 +44,8 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("loss", "bce_with_logits_f32"),
     ("optim", "adam_step_f32"),
     ("optim", "rmsprop_step_f32"),
+    ("batch_norm", "batch_norm_update_running_f32"),
+    ("elementwise", "accumulate_f32"),
 ];
 
 #[cfg(test)]

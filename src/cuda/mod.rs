@@ -12,6 +12,7 @@ mod launch;
 mod pipeline;
 mod session;
 mod train_launch;
+mod train_session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use kernels::{KernelFile, ALL as KERNEL_FILES, COMPILED_BY_NVCC, SYMBOLS};
 pub use launch::{Epi, MatLayout, RnnBufs};
 pub use pipeline::CudaTextToImage;
 pub use session::CudaSession;
+pub use train_session::{CudaTrainSession, DeviceSlots};
 
 /// A device buffer of f32.
 pub type Buf = CudaSlice<f32>;

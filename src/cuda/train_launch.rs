@@ -258,6 +258,49 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// The running statistics after a training-mode batch norm of `count` values per channel
+    /// (ops::batch_norm::update_running).
+    pub fn batch_norm_update_running(
+        &self,
+        running: (&mut Buf, &mut Buf),
+        (mean, invstd): (&Buf, &Buf),
+        channels: usize,
+        count: usize,
+        momentum: f32,
+    ) -> Result<()> {
+        const WHAT: &str = "batch_norm_update_running_f32";
+        nonzero(&[channels, count], WHAT)?;
+        let (rm, rv) = running;
+        for (b, what) in [(&*rm, "running mean"), (&*rv, "running var"), (mean, "mean"), (invstd, "invstd")] {
+            need(b, channels, what)?;
+        }
+        let [c] = ints([channels], WHAT)?;
+        let n = long(count);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(rm).arg(rv).arg(mean).arg(invstd).arg(&c).arg(&n).arg(&momentum);
+        // SAFETY: arguments match batch_norm_update_running_f32 in kernels/batch_norm.cu; the
+        // four buffers hold C elements (checked); grid-stride loop over channels.
+        unsafe { l.launch(cfg_1d(channels)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// dst += src over the first n elements.
+    pub fn accumulate(&self, dst: &mut Buf, src: &Buf, n: usize) -> Result<()> {
+        const WHAT: &str = "accumulate_f32";
+        nonzero(&[n], WHAT)?;
+        need(dst, n, "accumulate dst")?;
+        need(src, n, "accumulate src")?;
+        let nl = long(n);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(dst).arg(src).arg(&nl);
+        // SAFETY: arguments match accumulate_f32 in kernels/elementwise.cu; both buffers hold n
+        // elements and are distinct allocations (one &mut, one &); grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// One Adam step at 1-based step `t` over the first n elements (ops::optim::Adam::step:
     /// the same f32 coefficients, every operation rounded alone: bit-identical).
     pub fn adam_step(
