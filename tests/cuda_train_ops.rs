@@ -20,7 +20,7 @@ mod common;
 use common::{assert_close, poisoned, random};
 use std::sync::Arc;
 
-use text2img::cuda::{Buf, CudaDevice, CudaTrainSession, DeviceSlots};
+use text2img::cuda::{Buf, CudaDevice, CudaGan, CudaTrainSession, DeviceSlots};
 use text2img::graph::thread_pool;
 use text2img::model::{ModelConfig, Network};
 use text2img::ops::activation::activation_backward;
@@ -31,6 +31,7 @@ use text2img::ops::elementwise::{concat_channels_backward, replicate_spatial_bac
 use text2img::ops::loss::bce_with_logits;
 use text2img::ops::optim::{Adam, RmsProp};
 use text2img::ops::Activation;
+use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::net::TrainNet;
 use text2img::train::session::{Mode, TrainSession};
 
@@ -279,5 +280,46 @@ fn training_session_cuda_vs_cpu() {
             let got = dbuf.download(&d, &graph.buffers, graph.buffer_len).expect("buffers");
             assert_close(&format!("{what} running statistics"), &got, &buffers, TOL_SUMS);
         }
+    }
+}
+
+/// One GAN-INT-CLS iteration (D step of three passes, G step of B + B/2 rows, both Adam steps)
+/// on the GPU against the CPU trainer from the same state and batch (`shapes`, batch 8).
+/// Tolerances: the losses 1e-4 relative (sums through two networks and back); the gradients,
+/// seen through Adam's first moments (m = (1 − β1)·g after one step), 1e-4 relative per network;
+/// the updated weights: Adam's first step moves each weight by ±lr·g/(|g| + ε), so a gradient
+/// within rounding of zero may flip its sign; at most 0.1 % of the weights may differ by more than
+/// 1 % of lr, and none by more than 2·lr.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn gan_step_cuda_vs_cpu() {
+    let d = Arc::new(dev());
+    let cfg = ModelConfig::builtin("shapes").expect("config");
+    let options = GanOptions { batch: 8, seed: 3, ..GanOptions::default() };
+    let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
+    let (mut cpu, mut mirror) = (trainer(), trainer());
+    let mut gpu = CudaGan::from_trainer(Arc::clone(&d), &cpu).expect("GPU trainer");
+    let (g0, d0) = (cpu.g.params.data.clone(), cpu.d.params.data.clone());
+    let (img, e) = (3 * 64 * 64, cfg.encoder.embed_dim);
+    let (real, wrong, text) = (random(8 * img, 900), random(8 * img, 901), random(8 * e, 902));
+    let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[] };
+    let want = cpu.step(&batch).expect("CPU step");
+    let got = gpu.step(&batch).expect("GPU step");
+    assert_close("d_loss", &[got.d_loss], &[want.d_loss], 1e-4);
+    assert_close("g_loss", &[got.g_loss], &[want.g_loss], 1e-4);
+    gpu.write_back(&mut mirror).expect("write back");
+    assert_eq!(mirror.step, 1);
+    let lr = options.lr_at(0) as f64;
+    for (what, before, cpu_net, gpu_net, cpu_m, gpu_m) in [
+        ("G", &g0, &cpu.g, &mirror.g, &cpu.g_adam.m, &mirror.g_adam.m),
+        ("D", &d0, &cpu.d, &mirror.d, &cpu.d_adam.m, &mirror.d_adam.m),
+    ] {
+        assert_close(&format!("{what} gradients (Adam's m)"), gpu_m, cpu_m, 1e-4);
+        assert_close(&format!("{what} running statistics"), &gpu_net.buffers, &cpu_net.buffers, TOL_SUMS);
+        let moved = |net: &TrainNet, i: usize| (net.params.data[i] - before[i]) as f64;
+        let diffs: Vec<f64> = (0..before.len()).map(|i| (moved(gpu_net, i) - moved(cpu_net, i)).abs()).collect();
+        let off = diffs.iter().filter(|&&x| x > 0.01 * lr).count();
+        assert!(off * 1000 <= before.len(), "{what}: {off} of {} weights moved differently", before.len());
+        assert!(diffs.iter().all(|&x| x <= 2.0 * lr * 1.001), "{what}: a weight moved by more than 2·lr apart");
     }
 }

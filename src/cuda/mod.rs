@@ -7,6 +7,7 @@
 //! sizes the kernel will index (typed `Error::Shape`), so no kernel ever reads or writes out of
 //! bounds; that is the safety argument of each `unsafe` launch.
 
+mod gan_step;
 mod kernels;
 mod launch;
 mod pipeline;
@@ -22,6 +23,7 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::error::{Error, Result};
 
+pub use gan_step::CudaGan;
 pub use kernels::{KernelFile, ALL as KERNEL_FILES, COMPILED_BY_NVCC, SYMBOLS};
 pub use launch::{Epi, MatLayout, RnnBufs};
 pub use pipeline::CudaTextToImage;

@@ -114,6 +114,22 @@ impl CudaTrainSession {
         stream.memcpy_htod(host, dst).map_err(driver_err("upload"))
     }
 
+    /// Graph input `i`'s device buffer, to be written on the device (noise, copied images).
+    pub fn input_buf_mut(&mut self, i: usize) -> Result<&mut Buf> {
+        let v = self.graph.inputs[i];
+        self.values[v].as_mut().ok_or_else(|| Error::Device(format!("CUDA training value {v} is in use")))
+    }
+
+    /// Graph output `i`'s device buffer after `forward`.
+    pub fn output_buf(&self, i: usize) -> Result<&Buf> {
+        self.value(self.graph.outputs[i])
+    }
+
+    /// Graph input `i`'s gradient on the device after `backward` (when enabled).
+    pub fn input_grad_buf(&self, i: usize) -> &Buf {
+        &self.grads[self.graph.inputs[i]]
+    }
+
     /// Downloads graph output `i` (waits for the stream).
     pub fn output(&self, i: usize) -> Result<Vec<f32>> {
         self.dev.download(self.value(self.graph.outputs[i])?)

@@ -83,6 +83,21 @@ pub struct GanOptions {
     pub lr_decay: Option<[u64; 2]>,
 }
 
+impl GanOptions {
+    /// Learning rate after `step` completed steps: halved every `lr_halve_every` epochs, times the
+    /// linear decay when set.
+    pub fn lr_at(&self, step: u64) -> f32 {
+        let epoch = (step / self.iters_per_epoch.max(1) as u64) as usize;
+        let decay = self.lr_decay.map_or(1.0, |[start, end]| linear_decay(step, start, end));
+        lr_halving(self.lr, epoch, self.lr_halve_every) * decay
+    }
+
+    /// Both networks' Adam after `step` completed steps (β2 0.999, ε 1e-8).
+    pub fn adam_at(&self, step: u64) -> Adam {
+        Adam { lr: self.lr_at(step), beta1: self.beta1, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
 impl Default for GanOptions {
     fn default() -> Self {
         GanOptions {
@@ -198,9 +213,9 @@ struct Scratch {
 /// Noise indices: image i of step s in the D step uses s·NOISE_STRIDE + i, in the G step
 /// s·NOISE_STRIDE + NOISE_STRIDE/2 + i, on the mode-seeking rows (B of them) s·NOISE_STRIDE +
 /// 7·NOISE_STRIDE/8 + i, so a resumed run draws the same noise.
-const NOISE_STRIDE: u64 = 1 << 16;
+pub const NOISE_STRIDE: u64 = 1 << 16;
 /// Mixed into the seed for the noise stream, so it differs from the weight initialisation's.
-const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
+pub const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
 /// Mixed into the seed for the noise of the averaged G's batch-norm estimate (pass p, row i:
 /// noise index p·B + i).
 pub const EMA_NOISE_KEY: u64 = 0x656d_615f_7374_6174;
@@ -378,13 +393,11 @@ impl GanTrainer {
 
     /// Learning rate at the current step.
     pub fn lr(&self) -> f32 {
-        let epoch = (self.step / self.options.iters_per_epoch.max(1) as u64) as usize;
-        let decay = self.options.lr_decay.map_or(1.0, |[start, end]| linear_decay(self.step, start, end));
-        lr_halving(self.options.lr, epoch, self.options.lr_halve_every) * decay
+        self.options.lr_at(self.step)
     }
 
     fn adam(&self) -> Adam {
-        Adam { lr: self.lr(), beta1: self.options.beta1, beta2: 0.999, eps: 1e-8 }
+        self.options.adam_at(self.step)
     }
 
     /// One GAN iteration (D step then G step).

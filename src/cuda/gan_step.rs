@@ -1,0 +1,241 @@
+//! One GAN-INT-CLS iteration on the GPU (issue 8): the device twin of `GanTrainer::step` for the
+//! paper's terms. D step: fakes from G (training mode, its noise drawn by the device's Philox,
+//! the CPU's stream), then D on real, wrong and fake pairs with weighted BCE, gradients summed,
+//! one Adam step. G step: B + B/2 rows (the interpolated texts after the batch's), BCE through D
+//! with D's gradients discarded, one Adam step. Only the step's logits and losses come back to
+//! the host (the statistics of the log line).
+//!
+//! The CPU trainer's extra terms (auxiliary classifier, mode seeking, moving average) are not
+//! here yet: a trainer with them is refused.
+
+use std::sync::Arc;
+
+use super::{driver_err, Buf, CudaDevice, CudaTrainSession, DeviceSlots};
+use crate::error::{Error, Result};
+use crate::train::gan::{AdamState, GanBatch, GanOptions, GanTrainer, StepStats, NOISE_KEY, NOISE_STRIDE};
+use crate::train::graph::TrainGraph;
+use crate::train::net::TrainNet;
+use crate::train::session::Mode;
+
+/// One network on the device: parameters, their gradients, running statistics and Adam's moments.
+struct DeviceNet {
+    graph: Arc<TrainGraph>,
+    params: DeviceSlots,
+    grads: DeviceSlots,
+    buffers: DeviceSlots,
+    m: DeviceSlots,
+    v: DeviceSlots,
+}
+
+impl DeviceNet {
+    fn upload(dev: &CudaDevice, net: &TrainNet, adam: &AdamState) -> Result<DeviceNet> {
+        let g = &net.graph;
+        Ok(DeviceNet {
+            params: DeviceSlots::upload(dev, &g.params, &net.params.data)?,
+            grads: DeviceSlots::upload(dev, &g.params, &vec![0.0; g.param_len])?,
+            buffers: DeviceSlots::upload(dev, &g.buffers, &net.buffers)?,
+            m: DeviceSlots::upload(dev, &g.params, &adam.m)?,
+            v: DeviceSlots::upload(dev, &g.params, &adam.v)?,
+            graph: Arc::clone(g),
+        })
+    }
+
+    fn zero_grads(&mut self, dev: &CudaDevice) -> Result<()> {
+        zero(dev, &mut self.grads)
+    }
+
+    /// One Adam step on every parameter slot.
+    fn adam(&mut self, dev: &CudaDevice, options: &GanOptions, step: u64) -> Result<()> {
+        let adam = options.adam_at(step);
+        for (i, s) in self.graph.params.iter().enumerate() {
+            let (m, v) = (&mut self.m.slots[i], &mut self.v.slots[i]);
+            dev.adam_step(&adam, step + 1, s.len, &mut self.params.slots[i], &self.grads.slots[i], (m, v))?;
+        }
+        Ok(())
+    }
+
+    /// Parameters, running statistics and Adam's moments back into the host network.
+    fn download(&self, dev: &CudaDevice, net: &mut TrainNet, adam: &mut AdamState) -> Result<()> {
+        let g = &self.graph;
+        net.params.data_mut().copy_from_slice(&self.params.download(dev, &g.params, g.param_len)?);
+        net.buffers = self.buffers.download(dev, &g.buffers, g.buffer_len)?;
+        adam.m = self.m.download(dev, &g.params, g.param_len)?;
+        adam.v = self.v.download(dev, &g.params, g.param_len)?;
+        Ok(())
+    }
+}
+
+fn zero(dev: &CudaDevice, slots: &mut DeviceSlots) -> Result<()> {
+    for s in &mut slots.slots {
+        dev.stream().memset_zeros(s).map_err(driver_err("zero"))?;
+    }
+    Ok(())
+}
+
+/// Copies `src`'s first `dst.len()` values into `dst` on the device.
+fn copy(dev: &CudaDevice, src: &Buf, dst: &mut Buf) -> Result<()> {
+    let n = dst.len();
+    dev.stream().memcpy_dtod(&src.slice(0..n), dst).map_err(driver_err("copy"))
+}
+
+/// A GAN-INT-CLS run's state on one GPU.
+pub struct CudaGan {
+    dev: Arc<CudaDevice>,
+    options: GanOptions,
+    nz: usize,
+    /// Completed steps.
+    pub step: u64,
+    g: DeviceNet,
+    d: DeviceNet,
+    g_b: CudaTrainSession,
+    g_int: CudaTrainSession,
+    d_b: CudaTrainSession,
+    d_int: CudaTrainSession,
+    d_discard: DeviceSlots,
+    /// [real, wrong] images of the step, uploaded.
+    images: [Buf; 2],
+    /// The pass weights of the D step (B each: real 1, wrong cls_weight, fake the rest) and the
+    /// G step's row weights (B ones, then interp_weight).
+    weights: [Buf; 4],
+    ones: Buf,
+    zeros: Buf,
+    dlogits: Buf,
+    loss: Buf,
+    text_int: Vec<f32>,
+}
+
+impl CudaGan {
+    /// The CPU trainer's state (networks, Adam moments, step) uploaded to `dev`.
+    pub fn from_trainer(dev: Arc<CudaDevice>, t: &GanTrainer) -> Result<CudaGan> {
+        let o = t.options.clone();
+        if t.options.classifier_weight > 0.0 || t.options.mode_seeking > 0.0 || t.options.ema > 0.0 {
+            return Err(Error::Device(
+                "the GPU trainer has only the paper's terms yet: no --classifier, --mode-seeking or --ema".into(),
+            ));
+        }
+        let b = o.batch;
+        let bi = if o.int { b + b / 2 } else { b };
+        let session = |net: &TrainNet, rows| CudaTrainSession::new(Arc::clone(&dev), Arc::clone(&net.graph), rows);
+        let (g_b, g_int, d_b) = (session(&t.g, b)?, session(&t.g, bi)?, session(&t.d, b)?);
+        let mut d_int = session(&t.d, bi)?;
+        d_int.set_input_grad(0, true);
+        let fake_weight = if o.cls { 1.0 - o.cls_weight } else { 1.0 };
+        let row_weights: Vec<f32> = (0..bi).map(|i| if i < b { 1.0 } else { o.interp_weight }).collect();
+        let img = 3 * 64 * 64;
+        let zeros = |n: usize| dev.upload(&vec![0.0; n]);
+        Ok(CudaGan {
+            nz: t.config.generator.nz,
+            step: t.step,
+            g: DeviceNet::upload(&dev, &t.g, &t.g_adam)?,
+            d: DeviceNet::upload(&dev, &t.d, &t.d_adam)?,
+            d_discard: DeviceSlots::upload(&dev, &t.d.graph.params, &vec![0.0; t.d.graph.param_len])?,
+            images: [zeros(b * img)?, zeros(b * img)?],
+            weights: [
+                dev.upload(&vec![1.0; b])?,
+                dev.upload(&vec![o.cls_weight; b])?,
+                dev.upload(&vec![fake_weight; b])?,
+                dev.upload(&row_weights)?,
+            ],
+            ones: dev.upload(&vec![1.0; bi])?,
+            zeros: zeros(bi)?,
+            dlogits: zeros(bi)?,
+            loss: zeros(1)?,
+            text_int: vec![0.0; bi * t.config.encoder.embed_dim],
+            g_b,
+            g_int,
+            d_b,
+            d_int,
+            options: o,
+            dev,
+        })
+    }
+
+    /// Networks, optimizer state and step back into the CPU trainer (for its checkpoints and
+    /// exports).
+    pub fn write_back(&self, t: &mut GanTrainer) -> Result<()> {
+        self.g.download(&self.dev, &mut t.g, &mut t.g_adam)?;
+        self.d.download(&self.dev, &mut t.d, &mut t.d_adam)?;
+        t.step = self.step;
+        Ok(())
+    }
+
+    /// One GAN iteration (D step then G step), as `GanTrainer::step`.
+    pub fn step(&mut self, batch: &GanBatch) -> Result<StepStats> {
+        let b = self.options.batch;
+        let img = 3 * 64 * 64;
+        let e = self.text_int.len() / self.g_int.batch();
+        if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
+            return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
+        }
+        let mut stats = StepStats { step: self.step + 1, lr: self.options.lr_at(self.step), ..StepStats::default() };
+        self.d_step(batch, &mut stats)?;
+        self.g_step(batch, &mut stats)?;
+        self.step += 1;
+        Ok(stats)
+    }
+
+    fn d_step(&mut self, batch: &GanBatch, stats: &mut StepStats) -> Result<()> {
+        let (dev, b, o) = (Arc::clone(&self.dev), self.options.batch, self.options.clone());
+        let noise_seed = o.seed ^ NOISE_KEY;
+        dev.philox_normal_fwd(noise_seed, self.step * NOISE_STRIDE, (self.nz, b), self.g_b.input_buf_mut(0)?)?;
+        self.g_b.set_input(1, batch.text)?;
+        self.g_b.forward(&self.g.params, &mut self.g.buffers, Mode::Train)?;
+        let stream = Arc::clone(dev.stream());
+        stream.memcpy_htod(batch.real, &mut self.images[0]).map_err(driver_err("upload real"))?;
+        stream.memcpy_htod(batch.wrong, &mut self.images[1]).map_err(driver_err("upload wrong"))?;
+        self.d.zero_grads(&dev)?;
+        for pass in 0..3 {
+            if pass == 1 && !o.cls {
+                continue;
+            }
+            let images = match pass {
+                0 | 1 => &self.images[pass],
+                _ => self.g_b.output_buf(0)?,
+            };
+            copy(&dev, images, self.d_b.input_buf_mut(0)?)?;
+            self.d_b.set_input(1, batch.text)?;
+            self.d_b.forward(&self.d.params, &mut self.d.buffers, Mode::Train)?;
+            let real = pass == 0;
+            let targets = if real { &self.ones } else { &self.zeros };
+            let logits = self.d_b.output_buf(0)?;
+            dev.bce_with_logits(logits, targets, Some(&self.weights[pass]), b, &mut self.dlogits, &mut self.loss)?;
+            // The log line's numbers (the only waits of the step).
+            stats.d_loss += dev.download(&self.loss)?[0];
+            let logits = dev.download(logits)?;
+            let acc = logits.iter().filter(|&&l| (l > 0.0) == real).count() as f32 / b as f32;
+            *[&mut stats.d_real_acc, &mut stats.d_wrong_acc, &mut stats.d_fake_acc][pass] = acc;
+            self.d_b.backward(&self.d.params, &mut self.d.grads, &self.dlogits)?;
+        }
+        self.d.adam(&dev, &o, self.step)
+    }
+
+    fn g_step(&mut self, batch: &GanBatch, stats: &mut StepStats) -> Result<()> {
+        let (dev, b, o) = (Arc::clone(&self.dev), self.options.batch, self.options.clone());
+        let bi = self.g_int.batch();
+        let e = self.text_int.len() / bi;
+        // Text rows: the B vectors, then ½(t_i + t_{i+B/2}) for i < B/2 (as the CPU step).
+        let text = &mut self.text_int;
+        text[..b * e].copy_from_slice(batch.text);
+        for i in 0..bi - b {
+            for j in 0..e {
+                text[(b + i) * e + j] = 0.5 * (batch.text[i * e + j] + batch.text[(i + b / 2) * e + j]);
+            }
+        }
+        let first = self.step * NOISE_STRIDE + NOISE_STRIDE / 2;
+        dev.philox_normal_fwd(o.seed ^ NOISE_KEY, first, (self.nz, bi), self.g_int.input_buf_mut(0)?)?;
+        self.g_int.set_input(1, &self.text_int)?;
+        self.g_int.forward(&self.g.params, &mut self.g.buffers, Mode::Train)?;
+        copy(&dev, self.g_int.output_buf(0)?, self.d_int.input_buf_mut(0)?)?;
+        self.d_int.set_input(1, &self.text_int)?;
+        self.d_int.forward(&self.d.params, &mut self.d.buffers, Mode::Train)?;
+        let weights = (bi > b).then_some(&self.weights[3]);
+        let logits = self.d_int.output_buf(0)?;
+        dev.bce_with_logits(logits, &self.ones, weights, bi, &mut self.dlogits, &mut self.loss)?;
+        stats.g_loss = dev.download(&self.loss)?[0];
+        zero(&dev, &mut self.d_discard)?;
+        self.d_int.backward(&self.d.params, &mut self.d_discard, &self.dlogits)?;
+        self.g.zero_grads(&dev)?;
+        self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad_buf(0))?;
+        self.g.adam(&dev, &o, self.step)
+    }
+}
