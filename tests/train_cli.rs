@@ -315,3 +315,24 @@ fn caption_embeddings_are_cached_per_run_folder_and_rebuilt_when_stale() {
     std::fs::write(&txt, text.replacen(' ', "  ", 1)).expect("edit");
     assert!(run("6", true).contains("embedded"), "an edited caption is embedded afresh");
 }
+
+/// `train --device cuda` where no GPU can run (no driver here, or a build without the CUDA
+/// backend): one line and the device exit code (5), before any data is read.
+#[test]
+fn train_on_a_missing_gpu_is_a_clean_device_error() {
+    if text2img_has_usable_gpu() {
+        eprintln!("SKIPPED train_on_a_missing_gpu_is_a_clean_device_error: this machine has an NVIDIA driver");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("gan");
+    let mut cmd = gan(&dir.path().join("no-data"), &dir.path().join("no-encoder"), &out, &["--device", "cuda"]);
+    fails_in_one_line(&mut cmd, 5, "CUDA");
+    assert!(!out.join("log.jsonl").exists(), "nothing was trained");
+}
+
+/// Whether this test run sits on a machine where `--device cuda` would open a GPU (never on the
+/// development or CI machines; the GPU machine runs only the CUDA suites).
+fn text2img_has_usable_gpu() -> bool {
+    std::path::Path::new("/proc/driver/nvidia").exists()
+}

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use text2img::data::rng::Pcg32;
 use text2img::data::shapes::{dataset_labels, image_labels, IMAGE_LABEL_SIZES, LABEL_SIZES};
 use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
+use text2img::device::{Device, DeviceRequest};
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
 use text2img::model::discriminator::CLASSIFIER_WEIGHT;
@@ -165,6 +166,11 @@ pub struct TrainArgs {
     /// Weights file dtype of the final export.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     pub export_dtype: String,
+    /// Device of the GAN steps: cpu, cuda or cuda:N (auto: a GPU when one opens). On a GPU
+    /// only the paper's terms run (no --classifier, --mode-seeking or --ema yet); checkpoints,
+    /// exports and sample grids are the CPU trainer's, from the GPU's state.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceRequest,
     /// Also export the model every N steps, as out/model-<step>.safetensors, for picking the
     /// best point of a run with `eval` (0: only model.safetensors at the end).
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -494,6 +500,8 @@ fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
 
 pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let c = &a.common;
+    // Before the data and the caption embeddings: a missing GPU fails at once.
+    let device = a.device.resolve()?;
     let enc = WeightSet::open(&a.encoder, LoadMode::Mmap)?;
     enc.require(Network::Encoder)?;
     let ds = open_dataset(c)?;
@@ -590,20 +598,27 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let first = t.step;
     let mut text = vec![0.0; t.options.batch * enc.config().encoder.embed_dim];
     let mut recent = RecentTexts::new(text.len());
+    let mut gpu = GpuSteps::open(device, &t)?;
     while t.step < c.steps {
         let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
         table.mean_into(&batch.items, &batch.captions, k, &mut text);
         recent.push(&text);
         labels.clear();
         labels.extend(batch.items.iter().filter_map(|&i| labels_of_item.get(i)).flatten());
-        let s = t.step(&GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text, labels: &labels })?;
+        let s = gpu.step(&mut t, &GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text, labels: &labels })?;
         let ips = ((t.step - first) * t.options.batch as u64) as f64 / start.elapsed().as_secs_f64();
         bar.set_position(t.step);
         bar.set_message(format!("{} {ips:.1} img/s", gan_message(&s)));
         let mut row = serde_json::to_value(s).unwrap_or_default();
         row["images_per_s"] = serde_json::json!(ips);
         let done = t.step == c.steps;
-        if (a.sample_every > 0 && t.step % a.sample_every == 0) || done {
+        let sample = (a.sample_every > 0 && t.step % a.sample_every == 0) || done;
+        let export_now = a.export_every > 0 && t.step % a.export_every == 0;
+        if sample || export_now || t.step % c.checkpoint_every.max(1) == 0 || done {
+            // What follows reads the trainer's networks: bring them back from the GPU.
+            gpu.sync(&mut t)?;
+        }
+        if sample {
             let path = c.out.join(format!("samples_{:06}.png", t.step));
             let div = sample_grid(&t, &enc, &captions, &path, &pool)?;
             row["sample_diversity"] = serde_json::json!(div);
@@ -615,7 +630,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             }
         }
         log.write(row)?;
-        if a.export_every > 0 && t.step % a.export_every == 0 {
+        if export_now {
             export(&a, &t, &enc, (&recent, &pool), &format!("model-{:06}", t.step), v)?;
         }
         if t.step % c.checkpoint_every.max(1) == 0 || done {
@@ -633,6 +648,54 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Where the GAN steps run: the CPU trainer itself, or its state on a GPU (`CudaGan`), which is
+/// written back into the trainer before anything reads its networks.
+enum GpuSteps {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(Box<text2img::cuda::CudaGan>),
+}
+
+impl GpuSteps {
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn open(device: Device, t: &GanTrainer) -> Result<GpuSteps, Failure> {
+        match device {
+            Device::Cpu => Ok(GpuSteps::Cpu),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => {
+                let dev = text2img::cuda::CudaDevice::shared(n)?;
+                Ok(GpuSteps::Cuda(Box::new(text2img::cuda::CudaGan::from_trainer(dev, t)?)))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => {
+                Err(fail(super::EXIT_DEVICE, "this build has no CUDA backend (build with --features cuda)"))
+            }
+        }
+    }
+
+    fn step(&mut self, t: &mut GanTrainer, batch: &GanBatch) -> Result<StepStats, Failure> {
+        match self {
+            GpuSteps::Cpu => Ok(t.step(batch)?),
+            #[cfg(feature = "cuda")]
+            GpuSteps::Cuda(g) => {
+                let s = g.step(batch)?;
+                t.step = g.step;
+                Ok(s)
+            }
+        }
+    }
+
+    /// The trainer's networks, optimizer state and step up to date.
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn sync(&self, t: &mut GanTrainer) -> Result<(), Failure> {
+        match self {
+            GpuSteps::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            GpuSteps::Cuda(g) => Ok(g.write_back(t)?),
+        }
+    }
 }
 
 /// Batches of text vectors whose rows estimate the averaged G's batch-norm statistics.
