@@ -61,6 +61,23 @@ if [ -n "$cli" ]; then
     row "text2img bench --device cuda -b $1" "$r" "$((SECONDS - start))s, see bench-cuda-b$1.log"
   done
 fi
+# GAN training on the GPU (issue 8): 300 steps of the `shapes` config at batch 64 from the
+# shipped encoder, and 20 steps on this machine's CPU for the ratio; images/s from each log.
+if [ -n "$cli" ]; then
+  data=/tmp/gpu-check-shapes
+  timeout 60 "$cli" data make shapes --out "$data" --images 4000 --seed 0 > "$out/data.log" 2>&1
+  for spec in "cuda 300" "cpu 20"; do
+    set -- $spec
+    start=$SECONDS
+    timeout "$per_bench" "$cli" train --device "$1" --config shapes --data "$data" \
+      --encoder weights/default.safetensors --out "$out/train-$1" --steps "$2" --batch 64 \
+      --sample-every "$2" --checkpoint-every "$2" -q > "$out/train-$1.log" 2>&1
+    rc=$?
+    ips=$(tail -1 "$out/train-$1/log.jsonl" 2>/dev/null | python3 -c 'import json,sys; print("%.0f images/s" % json.load(sys.stdin)["images_per_s"])' 2>/dev/null)
+    if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
+    row "train --device $1 ($2 steps)" "$r" "$((SECONDS - start))s, ${ips:-no log}"
+  done
+fi
 grep -h "philox seed" "$out"/test-cuda_ops*.log 2>/dev/null | tee "$out/philox.txt"
 echo
 echo "== gpu-check on $gpu"
