@@ -44,27 +44,30 @@ import torch  # noqa: E402
 import reference as R  # noqa: E402
 
 
-def bench_torch(cfg_name: str, batch: int, steps: int, threads: int) -> dict:
+def bench_torch(cfg_name: str, batch: int, steps: int, threads: int, device: str = "cpu") -> dict:
     torch.set_num_threads(threads)
     cfg = R.get_config(cfg_name)
     opts = dict(R.TRAIN_OPTIONS, batch=batch)
-    model = R.build(cfg, ("generator", "discriminator")).float()  # synthetic weights
+    model = R.build(cfg, ("generator", "discriminator")).float().to(device)  # synthetic weights
     G, D = model.generator.train(), model.discriminator.train()
     rng = np.random.default_rng(R.TRAIN_DATA_SEED)
     E, nz = cfg["encoder"]["embed_dim"], cfg["generator"]["nz"]
-    real = torch.from_numpy(rng.uniform(-1.0, 1.0, (batch, 3, 64, 64)).astype(np.float32))
-    wrong = torch.from_numpy(rng.uniform(-1.0, 1.0, (batch, 3, 64, 64)).astype(np.float32))
-    text = torch.from_numpy(rng.standard_normal((batch, E)).astype(np.float32))
+    real = torch.from_numpy(rng.uniform(-1.0, 1.0, (batch, 3, 64, 64)).astype(np.float32)).to(device)
+    wrong = torch.from_numpy(rng.uniform(-1.0, 1.0, (batch, 3, 64, 64)).astype(np.float32)).to(device)
+    text = torch.from_numpy(rng.standard_normal((batch, E)).astype(np.float32)).to(device)
     adam = dict(lr=opts["lr"], betas=(opts["beta1"], 0.999), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), **adam)
     opt_g = torch.optim.Adam(G.parameters(), **adam)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
     for i in range(steps + 1):  # iteration 0 is the warm-up
+        sync()
         t0 = time.perf_counter()
-        z_d = torch.randn(batch, nz, generator=gen)
-        z_g = torch.randn(batch + batch // 2, nz, generator=gen)
+        z_d = torch.randn(batch, nz, generator=gen, device=device)
+        z_g = torch.randn(batch + batch // 2, nz, generator=gen, device=device)
         R.gan_iteration(G, D, opt_d, opt_g, real, wrong, text, z_d, z_g, opts)
+        sync()
         dt = time.perf_counter() - t0
         if i > 0:
             times.append(dt)
@@ -79,13 +82,15 @@ def bench_torch(cfg_name: str, batch: int, steps: int, threads: int) -> dict:
     }
 
 
-def bench_ours(exe: str, config: str, data: str, encoder: str, batch: int, steps: int, threads: int) -> dict:
+def bench_ours(
+    exe: str, config: str, data: str, encoder: str, batch: int, steps: int, threads: int, device: str = "cpu"
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         out = os.path.join(tmp, "run")
         cmd = [
             exe, "train", "--config", config, "--data", data, "--encoder", encoder, "--out", out, "--steps", str(steps),
             "--batch", str(batch), "--threads", str(threads), "--sample-every", "0",
-            "--checkpoint-every", "100000", "-q",
+            "--checkpoint-every", "100000", "--device", device, "-q",
         ]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -117,24 +122,25 @@ def main(argv=None):
     p.add_argument("--ours", help="path of the text2img binary (also time our trainer)")
     p.add_argument("--data", help="dataset folder for --ours")
     p.add_argument("--encoder", help="encoder weights file for --ours (its encoder must be --config's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (both runtimes on that device)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     a = p.parse_args(argv)
     if a.ours and not (a.data and a.encoder):
         p.error("--ours needs --data and --encoder")
     load = os.getloadavg()
     res = {
-        "config": a.config, "batch": a.batch, "threads": a.threads,
+        "config": a.config, "batch": a.batch, "threads": a.threads, "device": a.device,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "loadavg_before": [round(x, 2) for x in load],
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
     }
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", file=sys.stderr)
     if a.ours:
-        ours = bench_ours(a.ours, a.config, a.data, a.encoder, a.batch, a.steps, a.threads)
+        ours = bench_ours(a.ours, a.config, a.data, a.encoder, a.batch, a.steps, a.threads, a.device)
         res["ours"] = ours
         print(f"ours:    {ours['images_per_s']:.2f} images/s ({ours['s_per_iter_mean']:.3f} s/iteration mean over "
               f"{ours['iterations']}, median after the first {ours['s_per_iter_median_after_first']:.3f} s; "
               f"each {ours['s_per_iter_each']})")
-    pt = bench_torch(a.config, a.batch, a.steps, a.threads)
+    pt = bench_torch(a.config, a.batch, a.steps, a.threads, a.device)
     res["pytorch"] = pt
     print(f"pytorch: {pt['images_per_s']:.2f} images/s ({pt['s_per_iter_median']:.3f} s/iteration median of "
           f"{pt['iterations']}, min {pt['s_per_iter_min']:.3f}, max {pt['s_per_iter_max']:.3f}; "

@@ -78,6 +78,20 @@ if [ -n "$cli" ]; then
     row "train --device $1 ($2 steps)" "$r" "$((SECONDS - start))s, ${ips:-no log}"
   done
 fi
+# Issue 8's benchmark: GAN-INT-CLS iterations at batch 64, reed-cub sizes, ours (train --device
+# cuda from a synthetic reed-cub encoder) against PyTorch eager on the same card
+# (scripts/bench_train.py, the reference script's iteration). Needs python3 with torch there.
+if [ -n "$cli" ] && python3 -c "import torch, numpy" 2> /dev/null; then
+  start=$SECONDS
+  "$cli" init-weights --config reed-cub --networks encoder -q -o /tmp/gpu-check-rc-encoder.safetensors
+  timeout 240 python3 scripts/bench_train.py --device cuda --config reed-cub --batch 64 --steps 10 --threads 16 \
+    --ours "$cli" --data "$data" --encoder /tmp/gpu-check-rc-encoder.safetensors --json \
+    > "$out/bench-train-cuda.log" 2>&1
+  rc=$?
+  ratio=$(grep -o '"ratio_steady_ours_over_pytorch": [0-9.]*' "$out/bench-train-cuda.log" | cut -d' ' -f2)
+  if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
+  row "GAN iteration reed-cub b64: ours/PyTorch" "$r" "$((SECONDS - start))s, ${ratio:-?}x (see bench-train-cuda.log)"
+fi
 grep -h "philox seed" "$out"/test-cuda_ops*.log 2>/dev/null | tee "$out/philox.txt"
 echo
 echo "== gpu-check on $gpu"

@@ -209,3 +209,26 @@ fn interpolate_writes_a_strip() {
     let (code, _, _) = run(bin().args(["interpolate", "a", "b", "c"]).arg("-m").arg(&w));
     assert_eq!(code, 2, "three captions are a usage error");
 }
+
+/// `init-weights` writes a config's synthetic weights that the other commands load (here
+/// `generate`, from the f16 file of two networks); a wrong config or network name is one line
+/// and a usage or input exit code.
+#[test]
+fn init_weights_writes_a_loadable_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = dir.path().join("shapes-f16.safetensors");
+    let args = ["init-weights", "--config", "shapes", "--networks", "encoder,generator", "--dtype", "f16", "-q", "-o"];
+    let (code, _, err) = run(bin().args(args).arg(&w));
+    assert_eq!(code, 0, "{err}");
+    let png = dir.path().join("x.png");
+    let (code, _, err) = run(bin().args(["generate", "a red circle", "-q", "-m"]).arg(&w).arg("-o").arg(&png));
+    assert_eq!(code, 0, "{err}");
+    assert!(png.exists());
+    for (bad, code_want) in
+        [(["--config", "nope", "--networks", "encoder"], 3), (["--config", "shapes", "--networks", "gen"], 2)]
+    {
+        let (code, _, err) = run(bin().arg("init-weights").args(bad).arg("-o").arg(dir.path().join("y.safetensors")));
+        assert_eq!(code, code_want, "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+}

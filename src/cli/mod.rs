@@ -66,6 +66,8 @@ pub enum Command {
     Interpolate(interpolate::InterpolateArgs),
     /// Print a weights file's config, networks and tensors, and check it.
     Inspect(inspect::InspectArgs),
+    /// Write a built-in config's synthetic (untrained, deterministic) weights as a file.
+    InitWeights(inspect::InitWeightsArgs),
     /// Time caption → image and the generator (llama-bench style rows).
     Bench(bench::BenchArgs),
     /// Make or inspect datasets.
@@ -103,6 +105,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Generate(a) => generate::run(a, v),
         Command::Inspect(a) => inspect::run(a),
+        Command::InitWeights(a) => inspect::run_init(a, v),
         Command::Interpolate(a) => interpolate::run(a, v),
         Command::Bench(a) => bench::run(a),
         Command::TrainEncoder(a) => train::run_encoder(a, v),
