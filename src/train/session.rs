@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 
 use super::graph::{TOp, TrainGraph};
-use crate::ops::activation::{activation_backward, activation_ref};
+use crate::ops::activation::{activation, activation_backward};
 use crate::ops::batch_norm::{batch_norm_backward, batch_norm_ref, batch_norm_train, update_running, BatchNormParams};
 use crate::ops::conv1d::{as_conv2d, conv1d, conv1d_backward, conv1d_backward_scratch_len};
 use crate::ops::conv2d::{conv2d, conv2d_backward};
@@ -281,7 +281,7 @@ impl TrainSession {
                     }
                 }
             }
-            TOp::Act(a) => activation_ref(a, x, out),
+            TOp::Act(a) => activation(a, x, out),
             TOp::Add => add(x, y, out),
             TOp::Concat => concat_channels(x, x.len() / b, y, y.len() / b, b, out),
             TOp::Replicate { c, hw } => replicate_spatial(x, b, c, hw, out),
