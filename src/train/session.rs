@@ -349,13 +349,22 @@ impl TrainSession {
         let slot = |id: usize| graph.params[id].offset..graph.params[id].offset + graph.params[id].len;
         let x_v = node.inputs[0];
         let want_x = self.wants_grad(x_v);
-        let x = &self.values[self.range(x_v)];
-        let y = &self.values[self.range(node.output)];
-        let dy = &self.grads[self.range(node.output)];
+        let (x_r, out_r) = (self.range(x_v), self.range(node.output));
+        let x = &self.values[x_r.clone()];
+        let y = &self.values[out_r.clone()];
         let aux = &self.aux[self.aux_offsets[i]..self.aux_offsets[i] + aux_size(&node.op, b)];
         let n_x = x.len();
-        // Input gradients are computed into tmp, then copied or added into the value's gradient.
-        let (dx, rest) = self.tmp.split_at_mut(n_x);
+        // The first consumer to reach x (in reverse order) writes x's gradient in place; the
+        // others compute into tmp and add (`deposit`). The second input's gradient goes through
+        // tmp[n_x..] always.
+        let direct = want_x && !self.live[x_v];
+        let (tmp_dx, rest) = self.tmp.split_at_mut(n_x);
+        let (dx, dy): (&mut [f32], &[f32]) = if direct {
+            let (dx, dy, _) = split_out(&mut self.grads, x_r, out_r, 0..0);
+            (dx, dy)
+        } else {
+            (tmp_dx, &self.grads[out_r])
+        };
         let dx_opt = want_x.then_some(&mut *dx);
         let scratch = &mut self.scratch;
         match node.op {
@@ -401,7 +410,9 @@ impl TrainSession {
                 }
             }
         }
-        if want_x {
+        if direct {
+            self.live[x_v] = true;
+        } else if want_x {
             self.deposit(x_v, 0);
         }
         if let Some(&v2) = node.inputs.get(1) {
