@@ -34,3 +34,11 @@ extern "C" __global__ void rmsprop_step_f32(
         p[i] = __fsub_rn(p[i], __fdiv_rn(__fmul_rn(lr, gi), __fadd_rn(__fsqrt_rn(s), eps)));
     }
 }
+
+// The moving average of G's parameters: e ← d·e + c·p (c = 1 − d, formed by the host in f32 as
+// GanTrainer::update_ema does), each operation rounded alone: bit-identical to the CPU.
+// Launch contract as adam_step_f32.
+extern "C" __global__ void ema_update_f32(
+    float* __restrict__ ema, const float* __restrict__ p, long long n, float d, float c) {
+    GRID_STRIDE(i, n) ema[i] = __fadd_rn(__fmul_rn(d, ema[i]), __fmul_rn(c, p[i]));
+}

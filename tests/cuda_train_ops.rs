@@ -195,7 +195,8 @@ fn bce_with_logits_cuda_vs_cpu() {
     }
 }
 
-/// Three Adam steps and three RMSprop steps, bit for bit against the CPU.
+/// Three Adam steps, three RMSprop steps and three moving-average updates, bit for bit against
+/// the CPU.
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn optimizers_cuda_are_exact() {
@@ -220,6 +221,16 @@ fn optimizers_cuda_are_exact() {
         d.rmsprop_step(&rms, n, &mut pd, &up(&d, &g), &mut sqd).expect("rmsprop");
     }
     assert_eq!((down(&d, &pd), down(&d, &sqd)), (p, sq), "RMSprop");
+    // The moving average of G, with GanOptions' decay ramp at steps 0, 1 and 500.
+    let o = GanOptions { ema: 0.999, ..GanOptions::default() };
+    let (mut ema, p) = (random(n, 700), random(n, 701));
+    let mut emad = up(&d, &ema);
+    for step in [0, 1, 500] {
+        let decay = o.ema_decay_at(step);
+        ema.iter_mut().zip(&p).for_each(|(e, &p)| *e = decay * *e + (1.0 - decay) * p);
+        d.ema_update(&mut emad, &up(&d, &p), n, decay).expect("ema");
+    }
+    assert_eq!(down(&d, &emad), ema, "moving average");
 }
 
 /// G and D of the `shapes` config, one training-mode forward and backward on the GPU against the

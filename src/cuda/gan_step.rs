@@ -5,8 +5,8 @@
 //! with D's gradients discarded, one Adam step. Only the step's logits and losses come back to
 //! the host (the statistics of the log line).
 //!
-//! The CPU trainer's extra terms (auxiliary classifier, mode seeking, moving average) are not
-//! here yet: a trainer with them is refused.
+//! The moving average of G (`--ema`) is kept on the device too. The CPU trainer's other extra
+//! terms (auxiliary classifier, mode seeking) are not here yet: a trainer with them is refused.
 
 use std::sync::Arc;
 
@@ -92,6 +92,8 @@ pub struct CudaGan {
     d_b: CudaTrainSession,
     d_int: CudaTrainSession,
     d_discard: DeviceSlots,
+    /// The moving average of G's parameters (`options.ema` > 0), as the CPU trainer's `g_ema`.
+    g_ema: Option<DeviceSlots>,
     /// [real, wrong] images of the step, uploaded.
     images: [Buf; 2],
     /// The pass weights of the D step (B each: real 1, wrong cls_weight, fake the rest) and the
@@ -108,9 +110,9 @@ impl CudaGan {
     /// The CPU trainer's state (networks, Adam moments, step) uploaded to `dev`.
     pub fn from_trainer(dev: Arc<CudaDevice>, t: &GanTrainer) -> Result<CudaGan> {
         let o = t.options.clone();
-        if t.options.classifier_weight > 0.0 || t.options.mode_seeking > 0.0 || t.options.ema > 0.0 {
+        if t.options.classifier_weight > 0.0 || t.options.mode_seeking > 0.0 {
             return Err(Error::Device(
-                "the GPU trainer has only the paper's terms yet: no --classifier, --mode-seeking or --ema".into(),
+                "the GPU trainer has the paper's terms and --ema only yet: no --classifier or --mode-seeking".into(),
             ));
         }
         let b = o.batch;
@@ -129,6 +131,7 @@ impl CudaGan {
             g: DeviceNet::upload(&dev, &t.g, &t.g_adam)?,
             d: DeviceNet::upload(&dev, &t.d, &t.d_adam)?,
             d_discard: DeviceSlots::upload(&dev, &t.d.graph.params, &vec![0.0; t.d.graph.param_len])?,
+            g_ema: t.g_ema.as_ref().map(|e| DeviceSlots::upload(&dev, &t.g.graph.params, e)).transpose()?,
             images: [zeros(b * img)?, zeros(b * img)?],
             weights: [
                 dev.upload(&vec![1.0; b])?,
@@ -155,6 +158,9 @@ impl CudaGan {
     pub fn write_back(&self, t: &mut GanTrainer) -> Result<()> {
         self.g.download(&self.dev, &mut t.g, &mut t.g_adam)?;
         self.d.download(&self.dev, &mut t.d, &mut t.d_adam)?;
+        if let (Some(ema), Some(host)) = (&self.g_ema, t.g_ema.as_mut()) {
+            *host = ema.download(&self.dev, &self.g.graph.params, self.g.graph.param_len)?;
+        }
         t.step = self.step;
         Ok(())
     }
@@ -236,6 +242,13 @@ impl CudaGan {
         self.d_int.backward(&self.d.params, &mut self.d_discard, &self.dlogits)?;
         self.g.zero_grads(&dev)?;
         self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad_buf(0))?;
-        self.g.adam(&dev, &o, self.step)
+        self.g.adam(&dev, &o, self.step)?;
+        if let Some(ema) = self.g_ema.as_mut() {
+            let decay = o.ema_decay_at(self.step);
+            for (i, s) in self.g.graph.params.iter().enumerate() {
+                dev.ema_update(&mut ema.slots[i], &self.g.params.slots[i], s.len, decay)?;
+            }
+        }
+        Ok(())
     }
 }

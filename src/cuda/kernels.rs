@@ -46,6 +46,7 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("optim", "rmsprop_step_f32"),
     ("batch_norm", "batch_norm_update_running_f32"),
     ("elementwise", "accumulate_f32"),
+    ("optim", "ema_update_f32"),
 ];
 
 #[cfg(test)]

@@ -331,6 +331,23 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// ema ← d·ema + (1 − d)·p over the first n elements (GanTrainer's moving average of G;
+    /// 1 − d formed in f32 as the CPU does, so the update is bit-identical).
+    pub fn ema_update(&self, ema: &mut Buf, p: &Buf, n: usize, d: f32) -> Result<()> {
+        const WHAT: &str = "ema_update_f32";
+        nonzero(&[n], WHAT)?;
+        need(ema, n, "ema")?;
+        need(p, n, "ema p")?;
+        let (nl, c) = (long(n), 1.0 - d);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(ema).arg(p).arg(&nl).arg(&d).arg(&c);
+        // SAFETY: arguments match ema_update_f32 in kernels/optim.cu; both buffers hold n
+        // elements; grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// One RMSprop step over the first n elements (ops::optim::RmsProp::step, bit-identical).
     pub fn rmsprop_step(&self, opt: &RmsProp, n: usize, p: &mut Buf, g: &Buf, sq: &mut Buf) -> Result<()> {
         const WHAT: &str = "rmsprop_step_f32";

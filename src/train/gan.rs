@@ -92,6 +92,13 @@ impl GanOptions {
         lr_halving(self.lr, epoch, self.lr_halve_every) * decay
     }
 
+    /// The moving average's decay at the G step after `step` completed steps: `ema`, ramped in
+    /// as (1 + t)/(10 + t) with t = step + 1.
+    pub fn ema_decay_at(&self, step: u64) -> f32 {
+        let t = (step + 1) as f32;
+        self.ema.min((1.0 + t) / (10.0 + t))
+    }
+
     /// Both networks' Adam after `step` completed steps (β2 0.999, ε 1e-8).
     pub fn adam_at(&self, step: u64) -> Adam {
         Adam { lr: self.lr_at(step), beta1: self.beta1, beta2: 0.999, eps: 1e-8 }
@@ -354,8 +361,7 @@ impl GanTrainer {
     /// (10 + t) to `options.ema`, so the first steps' weights do not linger.
     fn update_ema(&mut self) {
         let Some(ema) = self.g_ema.as_mut() else { return };
-        let t = (self.step + 1) as f32;
-        let d = self.options.ema.min((1.0 + t) / (10.0 + t));
+        let d = self.options.ema_decay_at(self.step);
         ema.iter_mut().zip(&self.g.params.data).for_each(|(e, &p)| *e = d * *e + (1.0 - d) * p);
     }
 
