@@ -295,42 +295,63 @@ fn training_session_cuda_vs_cpu() {
 }
 
 /// One GAN-INT-CLS iteration (D step of three passes, G step of B + B/2 rows, both Adam steps)
-/// on the GPU against the CPU trainer from the same state and batch (`shapes`, batch 8).
+/// on the GPU against the CPU trainer from the same state and batch (`shapes`, batch 8): the
+/// paper's terms alone, then with the auxiliary classifier (weight 2) and the moving average.
 /// Tolerances: the losses 1e-4 relative (sums through two networks and back); the gradients,
 /// seen through Adam's first moments (m = (1 − β1)·g after one step), 1e-4 relative per network;
-/// the updated weights: Adam's first step moves each weight by ±lr·g/(|g| + ε), so a gradient
-/// within rounding of zero may flip its sign; at most 0.1 % of the weights may differ by more than
-/// 1 % of lr, and none by more than 2·lr.
+/// the updated weights (and the average, which holds 82 % of them after one step): Adam's first
+/// step moves each weight by ±lr·g/(|g| + ε), so a gradient within rounding of zero may flip its
+/// sign; at most 0.1 % of the weights may differ by more than 1 % of lr, and none by more than 2·lr.
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn gan_step_cuda_vs_cpu() {
     let d = Arc::new(dev());
     let cfg = ModelConfig::builtin("shapes").expect("config");
-    let options = GanOptions { batch: 8, seed: 3, ..GanOptions::default() };
-    let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
-    let (mut cpu, mut mirror) = (trainer(), trainer());
-    let mut gpu = CudaGan::from_trainer(Arc::clone(&d), &cpu).expect("GPU trainer");
-    let (g0, d0) = (cpu.g.params.data.clone(), cpu.d.params.data.clone());
-    let (img, e) = (3 * 64 * 64, cfg.encoder.embed_dim);
-    let (real, wrong, text) = (random(8 * img, 900), random(8 * img, 901), random(8 * e, 902));
-    let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[] };
-    let want = cpu.step(&batch).expect("CPU step");
-    let got = gpu.step(&batch).expect("GPU step");
-    assert_close("d_loss", &[got.d_loss], &[want.d_loss], 1e-4);
-    assert_close("g_loss", &[got.g_loss], &[want.g_loss], 1e-4);
-    gpu.write_back(&mut mirror).expect("write back");
-    assert_eq!(mirror.step, 1);
-    let lr = options.lr_at(0) as f64;
-    for (what, before, cpu_net, gpu_net, cpu_m, gpu_m) in [
-        ("G", &g0, &cpu.g, &mirror.g, &cpu.g_adam.m, &mirror.g_adam.m),
-        ("D", &d0, &cpu.d, &mirror.d, &cpu.d_adam.m, &mirror.d_adam.m),
-    ] {
-        assert_close(&format!("{what} gradients (Adam's m)"), gpu_m, cpu_m, 1e-4);
-        assert_close(&format!("{what} running statistics"), &gpu_net.buffers, &cpu_net.buffers, TOL_SUMS);
-        let moved = |net: &TrainNet, i: usize| (net.params.data[i] - before[i]) as f64;
-        let diffs: Vec<f64> = (0..before.len()).map(|i| (moved(gpu_net, i) - moved(cpu_net, i)).abs()).collect();
-        let off = diffs.iter().filter(|&&x| x > 0.01 * lr).count();
-        assert!(off * 1000 <= before.len(), "{what}: {off} of {} weights moved differently", before.len());
-        assert!(diffs.iter().all(|&x| x <= 2.0 * lr * 1.001), "{what}: a weight moved by more than 2·lr apart");
+    let sizes = text2img::data::shapes::IMAGE_LABEL_SIZES.to_vec();
+    let plain = GanOptions { batch: 8, seed: 3, ..GanOptions::default() };
+    let extras = GanOptions { classifier_sizes: sizes.clone(), classifier_weight: 2.0, ema: 0.999, ..plain.clone() };
+    for options in [plain, extras] {
+        let what = if options.ema > 0.0 { "with classifier and average" } else { "plain" };
+        let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
+        let (mut cpu, mut mirror) = (trainer(), trainer());
+        let mut gpu = CudaGan::from_trainer(Arc::clone(&d), &cpu).expect("GPU trainer");
+        let (g0, d0) = (cpu.g.params.data.clone(), cpu.d.params.data.clone());
+        let (img, e) = (3 * 64 * 64, cfg.encoder.embed_dim);
+        let (real, wrong, text) = (random(8 * img, 900), random(8 * img, 901), random(8 * e, 902));
+        let labels: Vec<usize> = (0..8 * sizes.len()).map(|i| (i * 7 + 3) % sizes[i % sizes.len()]).collect();
+        let labels = if options.classifier_weight > 0.0 { &labels[..] } else { &[] };
+        let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels };
+        let want = cpu.step(&batch).expect("CPU step");
+        let got = gpu.step(&batch).expect("GPU step");
+        for (name, g, w) in [
+            ("d_loss", got.d_loss, want.d_loss),
+            ("g_loss", got.g_loss, want.g_loss),
+            ("d_class", got.d_class, want.d_class),
+            ("g_class", got.g_class, want.g_class),
+        ] {
+            assert_close(&format!("{what}: {name}"), &[g], &[w], 1e-4);
+        }
+        gpu.write_back(&mut mirror).expect("write back");
+        assert_eq!(mirror.step, 1);
+        let lr = options.lr_at(0) as f64;
+        let moved_alike = |name: &str, before: &[f32], cpu_now: &[f32], gpu_now: &[f32]| {
+            let diffs: Vec<f64> = (0..before.len())
+                .map(|i| ((gpu_now[i] - before[i]) as f64 - (cpu_now[i] - before[i]) as f64).abs())
+                .collect();
+            let off = diffs.iter().filter(|&&x| x > 0.01 * lr).count();
+            assert!(off * 1000 <= before.len(), "{what}: {name}: {off} of {} weights moved differently", before.len());
+            assert!(diffs.iter().all(|&x| x <= 2.0 * lr * 1.001), "{what}: {name}: a weight moved 2·lr apart");
+        };
+        for (net, before, cpu_net, gpu_net, cpu_m, gpu_m) in [
+            ("G", &g0, &cpu.g, &mirror.g, &cpu.g_adam.m, &mirror.g_adam.m),
+            ("D", &d0, &cpu.d, &mirror.d, &cpu.d_adam.m, &mirror.d_adam.m),
+        ] {
+            assert_close(&format!("{what}: {net} gradients (Adam's m)"), gpu_m, cpu_m, 1e-4);
+            assert_close(&format!("{what}: {net} running statistics"), &gpu_net.buffers, &cpu_net.buffers, TOL_SUMS);
+            moved_alike(net, before, &cpu_net.params.data, &gpu_net.params.data);
+        }
+        if let (Some(c), Some(g)) = (&cpu.g_ema, &mirror.g_ema) {
+            moved_alike("G's average", &g0, c, g);
+        }
     }
 }

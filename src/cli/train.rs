@@ -167,7 +167,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     pub export_dtype: String,
     /// Device of the GAN steps: cpu, cuda or cuda:N (auto: a GPU when one opens). On a GPU
-    /// the paper's terms and --ema run (no --classifier or --mode-seeking yet); checkpoints,
+    /// the paper's terms, --classifier and --ema run (no --mode-seeking yet); checkpoints,
     /// exports and sample grids are the CPU trainer's, from the GPU's state.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceRequest,

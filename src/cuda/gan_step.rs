@@ -5,14 +5,15 @@
 //! with D's gradients discarded, one Adam step. Only the step's logits and losses come back to
 //! the host (the statistics of the log line).
 //!
-//! The moving average of G (`--ema`) is kept on the device too. The CPU trainer's other extra
-//! terms (auxiliary classifier, mode seeking) are not here yet: a trainer with them is refused.
+//! The moving average of G (`--ema`) and the auxiliary classifier (`--classifier`) run on the
+//! device too. The mode-seeking term is not here yet: a trainer with it is refused.
 
 use std::sync::Arc;
 
 use super::{driver_err, Buf, CudaDevice, CudaTrainSession, DeviceSlots};
 use crate::error::{Error, Result};
-use crate::train::gan::{AdamState, GanBatch, GanOptions, GanTrainer, StepStats, NOISE_KEY, NOISE_STRIDE};
+use crate::ops::loss::check_block_labels;
+use crate::train::gan::{all_right, AdamState, GanBatch, GanOptions, GanTrainer, StepStats, NOISE_KEY, NOISE_STRIDE};
 use crate::train::graph::TrainGraph;
 use crate::train::net::TrainNet;
 use crate::train::session::Mode;
@@ -104,16 +105,26 @@ pub struct CudaGan {
     dlogits: Buf,
     loss: Buf,
     text_int: Vec<f32>,
+    /// The auxiliary classifier (`classifier_weight` > 0): the batch's labels as floats, and the
+    /// gradient of D's class logits ([B + B/2, Σ sizes]).
+    labels: Buf,
+    dclass: Buf,
+}
+
+fn classifier_on(o: &GanOptions) -> bool {
+    o.classifier_weight > 0.0 && !o.classifier_sizes.is_empty()
 }
 
 impl CudaGan {
     /// The CPU trainer's state (networks, Adam moments, step) uploaded to `dev`.
     pub fn from_trainer(dev: Arc<CudaDevice>, t: &GanTrainer) -> Result<CudaGan> {
         let o = t.options.clone();
-        if t.options.classifier_weight > 0.0 || t.options.mode_seeking > 0.0 {
-            return Err(Error::Device(
-                "the GPU trainer has the paper's terms and --ema only yet: no --classifier or --mode-seeking".into(),
-            ));
+        if t.options.mode_seeking > 0.0 {
+            return Err(Error::Device("the GPU trainer has no --mode-seeking yet".into()));
+        }
+        let sizes = t.options.classifier_sizes.clone();
+        if classifier_on(&t.options) && sizes.len() > 4 {
+            return Err(Error::Device(format!("the GPU classifier takes at most 4 attributes, not {}", sizes.len())));
         }
         let b = o.batch;
         let bi = if o.int { b + b / 2 } else { b };
@@ -144,6 +155,8 @@ impl CudaGan {
             dlogits: zeros(bi)?,
             loss: zeros(1)?,
             text_int: vec![0.0; bi * t.config.encoder.embed_dim],
+            labels: zeros(b * sizes.len().max(1))?,
+            dclass: zeros(bi * sizes.iter().sum::<usize>().max(1))?,
             g_b,
             g_int,
             d_b,
@@ -172,6 +185,12 @@ impl CudaGan {
         let e = self.text_int.len() / self.g_int.batch();
         if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
             return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
+        }
+        if classifier_on(&self.options) {
+            let sizes = &self.options.classifier_sizes;
+            check_block_labels(batch.labels, b, sizes, "classifier labels")?;
+            let as_f32: Vec<f32> = batch.labels.iter().map(|&l| l as f32).collect();
+            self.dev.stream().memcpy_htod(&as_f32, &mut self.labels).map_err(driver_err("upload labels"))?;
         }
         let mut stats = StepStats { step: self.step + 1, lr: self.options.lr_at(self.step), ..StepStats::default() };
         self.d_step(batch, &mut stats)?;
@@ -210,7 +229,27 @@ impl CudaGan {
             let logits = dev.download(logits)?;
             let acc = logits.iter().filter(|&&l| (l > 0.0) == real).count() as f32 / b as f32;
             *[&mut stats.d_real_acc, &mut stats.d_wrong_acc, &mut stats.d_fake_acc][pass] = acc;
-            self.d_b.backward(&self.d.params, &mut self.d.grads, &self.dlogits)?;
+            if real && classifier_on(&o) {
+                // D learns the real images' attributes (weight 1), as the CPU step.
+                let sizes = &o.classifier_sizes;
+                let class_logits = self.d_b.output_buf(1)?;
+                dev.softmax_ce_blocks(
+                    class_logits,
+                    &self.labels,
+                    sizes,
+                    (b, b),
+                    1.0,
+                    &mut self.dclass,
+                    &mut self.loss,
+                )?;
+                stats.d_class = dev.download(&self.loss)?[0];
+                stats.d_class_acc = all_right(&dev.download(class_logits)?, sizes, batch.labels);
+                stats.d_loss += stats.d_class;
+                let douts = [(0, &self.dlogits), (1, &self.dclass)];
+                self.d_b.backward_outputs(&self.d.params, &mut self.d.grads, &douts)?;
+            } else {
+                self.d_b.backward(&self.d.params, &mut self.d.grads, &self.dlogits)?;
+            }
         }
         self.d.adam(&dev, &o, self.step)
     }
@@ -239,7 +278,18 @@ impl CudaGan {
         dev.bce_with_logits(logits, &self.ones, weights, bi, &mut self.dlogits, &mut self.loss)?;
         stats.g_loss = dev.download(&self.loss)?[0];
         zero(&dev, &mut self.d_discard)?;
-        self.d_int.backward(&self.d.params, &mut self.d_discard, &self.dlogits)?;
+        if classifier_on(&o) {
+            // G's rows < B have the real images' captions and labels; the interpolated rows none.
+            let (sizes, w) = (&o.classifier_sizes, o.classifier_weight);
+            let class_logits = self.d_int.output_buf(1)?;
+            dev.softmax_ce_blocks(class_logits, &self.labels, sizes, (bi, b), w, &mut self.dclass, &mut self.loss)?;
+            stats.g_class = dev.download(&self.loss)?[0];
+            stats.g_loss += w * stats.g_class;
+            let douts = [(0, &self.dlogits), (1, &self.dclass)];
+            self.d_int.backward_outputs(&self.d.params, &mut self.d_discard, &douts)?;
+        } else {
+            self.d_int.backward(&self.d.params, &mut self.d_discard, &self.dlogits)?;
+        }
         self.g.zero_grads(&dev)?;
         self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad_buf(0))?;
         self.g.adam(&dev, &o, self.step)?;

@@ -47,6 +47,7 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("batch_norm", "batch_norm_update_running_f32"),
     ("elementwise", "accumulate_f32"),
     ("optim", "ema_update_f32"),
+    ("loss", "softmax_ce_blocks_f32"),
 ];
 
 #[cfg(test)]

@@ -301,6 +301,47 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// The auxiliary classifier's softmax cross-entropy (ops::loss::softmax_cross_entropy_blocks)
+    /// over the first `labeled` of `rows` rows of logits [rows, Σ sizes], labels [labeled,
+    /// sizes.len()] as floats: loss[0] (unscaled), dlogits = scale × the gradient (rows past
+    /// `labeled`: zero). At most 4 attributes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn softmax_ce_blocks(
+        &self,
+        logits: &Buf,
+        labels: &Buf,
+        sizes: &[usize],
+        (rows, labeled): (usize, usize),
+        scale: f32,
+        dlogits: &mut Buf,
+        loss: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "softmax_ce_blocks_f32";
+        if sizes.is_empty() || sizes.len() > 4 || sizes.contains(&0) || labeled > rows {
+            return Err(Error::Shape(format!(
+                "{WHAT}: {} attributes {sizes:?}, {labeled} of {rows} rows labeled",
+                sizes.len()
+            )));
+        }
+        nonzero(&[rows, labeled], WHAT)?;
+        let k: usize = sizes.iter().sum();
+        need(logits, rows * k, "classifier logits")?;
+        need(labels, labeled * sizes.len(), "classifier labels")?;
+        need(dlogits, rows * k, "classifier dlogits")?;
+        need(loss, 1, "classifier loss")?;
+        let s: [usize; 4] = std::array::from_fn(|i| sizes.get(i).copied().unwrap_or(0));
+        let [r, lab, s0, s1, s2, s3] = ints([rows, labeled, s[0], s[1], s[2], s[3]], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(logits).arg(labels).arg(&r).arg(&lab).arg(&s0).arg(&s1).arg(&s2).arg(&s3).arg(&scale);
+        l.arg(dlogits).arg(loss);
+        let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: arguments match softmax_ce_blocks_f32 in kernels/loss.cu; logits and dlogits
+        // hold rows·K values, labels labeled·A, loss one (checked); one block of 256 threads.
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// One Adam step at 1-based step `t` over the first n elements (ops::optim::Adam::step:
     /// the same f32 coefficients, every operation rounded alone: bit-identical).
     pub fn adam_step(

@@ -203,15 +203,28 @@ impl CudaTrainSession {
 
     /// Backpropagates `dout` (graph output 0's gradient), ACCUMULATING parameter gradients.
     pub fn backward(&mut self, params: &DeviceSlots, grads: &mut DeviceSlots, dout: &Buf) -> Result<()> {
+        self.backward_outputs(params, grads, &[(0, dout)])
+    }
+
+    /// As `backward`, from the gradients of several graph outputs (index, gradient); outputs
+    /// not listed get none (D's logit and classifier heads).
+    pub fn backward_outputs(
+        &mut self,
+        params: &DeviceSlots,
+        grads: &mut DeviceSlots,
+        douts: &[(usize, &Buf)],
+    ) -> Result<()> {
         if !self.trained {
             return Err(Error::Device("backward needs a training-mode forward first".into()));
         }
         self.live.fill(false);
-        let out_v = self.graph.outputs[0];
-        let n = self.graph.len(out_v) * self.batch;
         let stream = Arc::clone(self.dev.stream());
-        stream.memcpy_dtod(&dout.slice(0..n), &mut self.grads[out_v]).map_err(driver_err("copy dout"))?;
-        self.live[out_v] = true;
+        for &(i, dout) in douts {
+            let out_v = self.graph.outputs[i];
+            let n = self.graph.len(out_v) * self.batch;
+            stream.memcpy_dtod(&dout.slice(0..n), &mut self.grads[out_v]).map_err(driver_err("copy dout"))?;
+            self.live[out_v] = true;
+        }
         let graph = Arc::clone(&self.graph);
         for i in (0..graph.nodes.len()).rev() {
             if self.live[graph.nodes[i].output] {

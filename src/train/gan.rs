@@ -551,7 +551,7 @@ fn d_sessions(d: &TrainNet, b: usize, bi: usize, pool: &Arc<ThreadPool>) -> (Tra
 
 /// Fraction of rows of `logits` ([B, Σ sizes]) whose every attribute block has its largest
 /// logit at the row's label.
-fn all_right(logits: &[f32], sizes: &[usize], labels: &[usize]) -> f32 {
+pub fn all_right(logits: &[f32], sizes: &[usize], labels: &[usize]) -> f32 {
     let k: usize = sizes.iter().sum();
     let rows = labels.chunks(sizes.len()).zip(logits.chunks(k));
     let right = rows.filter(|(ls, row)| {
