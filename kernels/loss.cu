@@ -80,3 +80,69 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) softmax_ce_blocks_f32(
     }
     if (threadIdx.x == 0) loss[0] = (float)(shared[0] / (double)(labeled > 0 ? labeled : 1));
 }
+
+// The mode-seeking term (ops::loss::mode_seeking_loss) over P pairs of images made from one text
+// with two noises: x and dx [2P, n] (pair p: rows p and P + p), z [2P, nz]. Per pair:
+// dist = Σ_cells |Σ_cell (x1 − x2)| / n over k×k cells of each h×w channel plane (f64),
+// dz = max(mean|z1 − z2|, ε), r = dist/dz + ε, term = max(0, 1/r − floor) (floor = 1/target or 0);
+// dx1 = −sign(cell sum)·scale/(r²·dz·n·P) on every element of the cell (0 past the target),
+// dx2 = −dx1. `cells` holds P × (n/k²) cell sums; term_out[p] the pair's term (the host averages).
+//
+// Launch contract: one block of LOSS_BLOCK = 256 threads per pair (grid = P); 2 KiB static
+// shared memory. Every dx element and term_out[p] written once.
+#define MS_EPS 1e-5
+static __device__ double ms_block_sum(double v, double* shared) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = LOSS_BLOCK / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+        __syncthreads();
+    }
+    double total = shared[0];
+    __syncthreads();
+    return total;
+}
+
+extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) mode_seeking_f32(
+    const float* __restrict__ x, const float* __restrict__ z, int pairs, int n, int nz, int h, int w, int k,
+    float floor_, float scale, float* __restrict__ cells, float* __restrict__ dx, float* __restrict__ term_out) {
+    __shared__ double shared[LOSS_BLOCK];
+    const int p = blockIdx.x;
+    const float* x1 = x + (long long)p * n;
+    const float* x2 = x + (long long)(pairs + p) * n;
+    const int cw = w / k, ch = h / k, per_plane = cw * ch, ncells = n / (k * k);
+    float* cs = cells + (long long)p * ncells;
+    double dist = 0.0;
+    for (int c = threadIdx.x; c < ncells; c += LOSS_BLOCK) {
+        const int plane = c / per_plane, ci = (c % per_plane) / cw, cj = c % cw;
+        double s = 0.0;
+        for (int di = 0; di < k; ++di) {
+            for (int dj = 0; dj < k; ++dj) {
+                const int e = plane * h * w + (ci * k + di) * w + cj * k + dj;
+                s += (double)(x1[e] - x2[e]);
+            }
+        }
+        cs[c] = (float)s;
+        dist += fabs(s);
+    }
+    dist = ms_block_sum(dist, shared) / (double)n;
+    const float* z1 = z + (long long)p * nz;
+    const float* z2 = z + (long long)(pairs + p) * nz;
+    double dzs = 0.0;
+    for (int i = threadIdx.x; i < nz; i += LOSS_BLOCK) dzs += (double)fabsf(z1[i] - z2[i]);
+    const double dz = fmax(ms_block_sum(dzs, shared) / (double)nz, MS_EPS);
+    const double r = dist / dz + MS_EPS;
+    const bool reached = 1.0 / r <= (double)floor_;
+    if (threadIdx.x == 0) term_out[p] = (float)fmax(1.0 / r - (double)floor_, 0.0);
+    const float g = reached ? 0.0f : (float)(-(double)scale / (r * r * dz * (double)n * (double)pairs));
+    float* d1 = dx + (long long)p * n;
+    float* d2 = dx + (long long)(pairs + p) * n;
+    __syncthreads();  // the cell sums of this pair are all written
+    for (int e = threadIdx.x; e < n; e += LOSS_BLOCK) {
+        const int plane = e / (h * w), yy = (e % (h * w)) / w, xx = e % w;
+        const float d = cs[plane * per_plane + (yy / k) * cw + xx / k];
+        const float s = d > 0.0f ? g : (d < 0.0f ? -g : 0.0f);
+        d1[e] = s;
+        d2[e] = -s;
+    }
+}

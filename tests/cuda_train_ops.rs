@@ -28,7 +28,7 @@ use text2img::ops::batch_norm::{batch_norm_backward_ref, batch_norm_train_ref};
 use text2img::ops::conv2d::{conv2d_backward_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d_backward_ref, ConvTranspose2dGeom};
 use text2img::ops::elementwise::{concat_channels_backward, replicate_spatial_backward};
-use text2img::ops::loss::bce_with_logits;
+use text2img::ops::loss::{bce_with_logits, mode_seeking_loss, softmax_cross_entropy_blocks, ModeSeekingCells};
 use text2img::ops::optim::{Adam, RmsProp};
 use text2img::ops::Activation;
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
@@ -195,6 +195,54 @@ fn bce_with_logits_cuda_vs_cpu() {
     }
 }
 
+/// The auxiliary classifier's cross-entropy (3 attributes, 12 rows of which 8 labeled, scaled)
+/// and the mode-seeking term (4 pairs; per pixel, 8×8 cells, with and without a target) against
+/// the CPU. Sums in f64 on both sides, the exps through different libraries: 1e-5 relative.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn classifier_and_mode_seeking_losses_cuda_vs_cpu() {
+    let d = dev();
+    let sizes = [8usize, 10, 3];
+    let (rows, labeled, k) = (12, 8, 21);
+    let logits: Vec<f32> = random(rows * k, 450).iter().map(|v| v * 4.0).collect();
+    let labels: Vec<usize> = (0..labeled * 3).map(|i| (i * 5 + 1) % sizes[i % 3]).collect();
+    let mut want = vec![0.0; rows * k];
+    let loss = softmax_cross_entropy_blocks(&logits[..labeled * k], &sizes, &labels, &mut want[..labeled * k]);
+    want.iter_mut().for_each(|g| *g *= 2.0);
+    let lab: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    let (mut gd, mut lossd) = (up(&d, &poisoned(rows * k)), up(&d, &poisoned(1)));
+    d.softmax_ce_blocks(&up(&d, &logits), &up(&d, &lab), &sizes, (rows, labeled), 2.0, &mut gd, &mut lossd)
+        .expect("cross-entropy");
+    assert_close("classifier gradient", &down(&d, &gd), &want, 1e-5);
+    assert_close("classifier loss", &down(&d, &lossd), &[loss], 1e-5);
+
+    let (pairs, n, nz) = (4, 3 * 64 * 64, 100);
+    let (x, z) = (random(2 * pairs * n, 460), random(2 * pairs * nz, 461));
+    for (cell, target) in [(1, 0.0), (8, 0.0), (8, 0.25)] {
+        let cells = ModeSeekingCells { height: 64, width: 64, cell, target };
+        let (mut d1, mut d2) = (vec![0.0; pairs * n], vec![0.0; pairs * n]);
+        let (x1, x2) = x.split_at(pairs * n);
+        let (z1, z2) = z.split_at(pairs * nz);
+        let term = mode_seeking_loss((x1, x2), (z1, z2), pairs, cells, (&mut d1, &mut d2));
+        let want: Vec<f32> = d1.iter().chain(&d2).map(|g| g * 0.1).collect();
+        let mut cellsd = up(&d, &poisoned(pairs * n / (cell * cell)));
+        let (mut dxd, mut termsd) = (up(&d, &poisoned(2 * pairs * n)), up(&d, &poisoned(pairs)));
+        d.mode_seeking(
+            (&up(&d, &x), &up(&d, &z)),
+            (pairs, n, nz),
+            (64, 64, cell),
+            (target, 0.1),
+            &mut cellsd,
+            &mut dxd,
+            &mut termsd,
+        )
+        .expect("mode seeking");
+        assert_close(&format!("mode-seeking gradient (cell {cell}, target {target})"), &down(&d, &dxd), &want, 1e-5);
+        let mean = down(&d, &termsd).iter().map(|&t| t as f64).sum::<f64>() / pairs as f64;
+        assert_close(&format!("mode-seeking term (cell {cell}, target {target})"), &[mean as f32], &[term], 1e-5);
+    }
+}
+
 /// Three Adam steps, three RMSprop steps and three moving-average updates, bit for bit against
 /// the CPU.
 #[test]
@@ -296,7 +344,8 @@ fn training_session_cuda_vs_cpu() {
 
 /// One GAN-INT-CLS iteration (D step of three passes, G step of B + B/2 rows, both Adam steps)
 /// on the GPU against the CPU trainer from the same state and batch (`shapes`, batch 8): the
-/// paper's terms alone, then with the auxiliary classifier (weight 2) and the moving average.
+/// paper's terms alone, then with the auxiliary classifier (weight 2), the mode-seeking term
+/// (0.1 on 8×8 cells, target 0.25) and the moving average.
 /// Tolerances: the losses 1e-4 relative (sums through two networks and back); the gradients,
 /// seen through Adam's first moments (m = (1 − β1)·g after one step), 1e-4 relative per network;
 /// the updated weights (and the average, which holds 82 % of them after one step): Adam's first
@@ -309,9 +358,17 @@ fn gan_step_cuda_vs_cpu() {
     let cfg = ModelConfig::builtin("shapes").expect("config");
     let sizes = text2img::data::shapes::IMAGE_LABEL_SIZES.to_vec();
     let plain = GanOptions { batch: 8, seed: 3, ..GanOptions::default() };
-    let extras = GanOptions { classifier_sizes: sizes.clone(), classifier_weight: 2.0, ema: 0.999, ..plain.clone() };
+    let extras = GanOptions {
+        classifier_sizes: sizes.clone(),
+        classifier_weight: 2.0,
+        ema: 0.999,
+        mode_seeking: 0.1,
+        mode_seeking_cell: 8,
+        mode_seeking_target: 0.25,
+        ..plain.clone()
+    };
     for options in [plain, extras] {
-        let what = if options.ema > 0.0 { "with classifier and average" } else { "plain" };
+        let what = if options.ema > 0.0 { "with classifier, mode seeking and average" } else { "plain" };
         let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
         let (mut cpu, mut mirror) = (trainer(), trainer());
         let mut gpu = CudaGan::from_trainer(Arc::clone(&d), &cpu).expect("GPU trainer");
@@ -328,6 +385,7 @@ fn gan_step_cuda_vs_cpu() {
             ("g_loss", got.g_loss, want.g_loss),
             ("d_class", got.d_class, want.d_class),
             ("g_class", got.g_class, want.g_class),
+            ("mode_seeking", got.mode_seeking, want.mode_seeking),
         ] {
             assert_close(&format!("{what}: {name}"), &[g], &[w], 1e-4);
         }

@@ -166,9 +166,9 @@ pub struct TrainArgs {
     /// Weights file dtype of the final export.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     pub export_dtype: String,
-    /// Device of the GAN steps: cpu, cuda or cuda:N (auto: a GPU when one opens). On a GPU
-    /// the paper's terms, --classifier and --ema run (no --mode-seeking yet); checkpoints,
-    /// exports and sample grids are the CPU trainer's, from the GPU's state.
+    /// Device of the GAN steps: cpu, cuda or cuda:N (auto: a GPU when one opens). Every term
+    /// runs on the GPU; checkpoints, exports and sample grids are the CPU trainer's, from the
+    /// GPU's state.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceRequest,
     /// Also export the model every N steps, as out/model-<step>.safetensors, for picking the

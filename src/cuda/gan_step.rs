@@ -5,8 +5,8 @@
 //! with D's gradients discarded, one Adam step. Only the step's logits and losses come back to
 //! the host (the statistics of the log line).
 //!
-//! The moving average of G (`--ema`) and the auxiliary classifier (`--classifier`) run on the
-//! device too. The mode-seeking term is not here yet: a trainer with it is refused.
+//! The moving average of G (`--ema`), the auxiliary classifier (`--classifier`) and the
+//! mode-seeking term (`--mode-seeking`, its cells and target) run on the device too.
 
 use std::sync::Arc;
 
@@ -109,6 +109,18 @@ pub struct CudaGan {
     /// gradient of D's class logits ([B + B/2, Σ sizes]).
     labels: Buf,
     dclass: Buf,
+    /// The mode-seeking term (`mode_seeking` > 0): G on the first B/2 texts twice, and its buffers.
+    ms: Option<ModeSeeking>,
+}
+
+/// G's pass for the mode-seeking pairs (B rows: the first B/2 texts, then the same again, each
+/// row with its own noise) and the term's buffers.
+struct ModeSeeking {
+    session: CudaTrainSession,
+    texts: Vec<f32>,
+    cells: Buf,
+    dx: Buf,
+    terms: Buf,
 }
 
 fn classifier_on(o: &GanOptions) -> bool {
@@ -119,9 +131,6 @@ impl CudaGan {
     /// The CPU trainer's state (networks, Adam moments, step) uploaded to `dev`.
     pub fn from_trainer(dev: Arc<CudaDevice>, t: &GanTrainer) -> Result<CudaGan> {
         let o = t.options.clone();
-        if t.options.mode_seeking > 0.0 {
-            return Err(Error::Device("the GPU trainer has no --mode-seeking yet".into()));
-        }
         let sizes = t.options.classifier_sizes.clone();
         if classifier_on(&t.options) && sizes.len() > 4 {
             return Err(Error::Device(format!("the GPU classifier takes at most 4 attributes, not {}", sizes.len())));
@@ -157,6 +166,16 @@ impl CudaGan {
             text_int: vec![0.0; bi * t.config.encoder.embed_dim],
             labels: zeros(b * sizes.len().max(1))?,
             dclass: zeros(bi * sizes.iter().sum::<usize>().max(1))?,
+            ms: match o.mode_seeking > 0.0 {
+                true => Some(ModeSeeking {
+                    session: session(&t.g, b)?,
+                    texts: vec![0.0; b * t.config.encoder.embed_dim],
+                    cells: zeros(b / 2 * img)?,
+                    dx: zeros(b * img)?,
+                    terms: zeros(b / 2)?,
+                }),
+                false => None,
+            },
             g_b,
             g_int,
             d_b,
@@ -291,7 +310,13 @@ impl CudaGan {
             self.d_int.backward(&self.d.params, &mut self.d_discard, &self.dlogits)?;
         }
         self.g.zero_grads(&dev)?;
+        if let Some(ms) = self.ms.as_mut() {
+            stats.mode_seeking = mode_seeking_pass(&dev, ms, &mut self.g, batch.text, &o, self.step)?;
+        }
         self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad_buf(0))?;
+        if let Some(ms) = self.ms.as_mut() {
+            ms.session.backward(&self.g.params, &mut self.g.grads, &ms.dx)?;
+        }
         self.g.adam(&dev, &o, self.step)?;
         if let Some(ema) = self.g_ema.as_mut() {
             let decay = o.ema_decay_at(self.step);
@@ -301,4 +326,33 @@ impl CudaGan {
         }
         Ok(())
     }
+}
+
+/// The mode-seeking pairs through G (as the CPU's `mode_seeking_pairs`: the first B/2 texts
+/// twice, noise from index step·STRIDE + 7·STRIDE/8 on), the term's gradient of the images
+/// (weighted) into `ms.dx`; returns the term (mean over pairs, unweighted).
+fn mode_seeking_pass(
+    dev: &CudaDevice,
+    ms: &mut ModeSeeking,
+    g: &mut DeviceNet,
+    text: &[f32],
+    o: &GanOptions,
+    step: u64,
+) -> Result<f32> {
+    let rows = ms.session.batch();
+    let (p, e) = (rows / 2, ms.texts.len() / rows);
+    let nz = ms.session.input_len(0) / rows;
+    let first = step * NOISE_STRIDE + NOISE_STRIDE / 8 * 7;
+    dev.philox_normal_fwd(o.seed ^ NOISE_KEY, first, (nz, rows), ms.session.input_buf_mut(0)?)?;
+    ms.texts[..p * e].copy_from_slice(&text[..p * e]);
+    ms.texts[p * e..].copy_from_slice(&text[..p * e]);
+    ms.session.set_input(1, &ms.texts)?;
+    ms.session.forward(&g.params, &mut g.buffers, Mode::Train)?;
+    let (x, z) = (ms.session.output_buf(0)?, ms.session.input_buf(0)?);
+    let k = o.mode_seeking_cell.max(1);
+    let sizes = (p, 3 * 64 * 64, nz);
+    let weights = (o.mode_seeking_target, o.mode_seeking);
+    dev.mode_seeking((x, z), sizes, (64, 64, k), weights, &mut ms.cells, &mut ms.dx, &mut ms.terms)?;
+    let terms = dev.download(&ms.terms)?;
+    Ok(terms[..p].iter().map(|&t| t as f64).sum::<f64>() as f32 / p.max(1) as f32)
 }

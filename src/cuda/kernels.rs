@@ -48,6 +48,7 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("elementwise", "accumulate_f32"),
     ("optim", "ema_update_f32"),
     ("loss", "softmax_ce_blocks_f32"),
+    ("loss", "mode_seeking_f32"),
 ];
 
 #[cfg(test)]

@@ -342,6 +342,44 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// The mode-seeking term (ops::loss::mode_seeking_loss) of `pairs` pairs: x and dx [2P, n]
+    /// (pair p: rows p and P + p), z [2P, nz], images of (3, h, w) measured on k×k cells;
+    /// dx = scale × the gradient (overwritten), term_out[p] each pair's term (unscaled; the
+    /// loss is their mean), `cells` P·n/k² values of scratch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mode_seeking(
+        &self,
+        (x, z): (&Buf, &Buf),
+        (pairs, n, nz): (usize, usize, usize),
+        (h, w, k): (usize, usize, usize),
+        (target, scale): (f32, f32),
+        cells: &mut Buf,
+        dx: &mut Buf,
+        term_out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "mode_seeking_f32";
+        nonzero(&[pairs, n, nz, h, w, k], WHAT)?;
+        if n % (h * w) != 0 || h % k != 0 || w % k != 0 {
+            return Err(Error::Shape(format!("{WHAT}: cells of {k} do not tile {n} values of {h}×{w} planes")));
+        }
+        need(x, 2 * pairs * n, "mode-seeking x")?;
+        need(z, 2 * pairs * nz, "mode-seeking z")?;
+        need(dx, 2 * pairs * n, "mode-seeking dx")?;
+        need(cells, pairs * n / (k * k), "mode-seeking cells")?;
+        need(term_out, pairs, "mode-seeking terms")?;
+        let floor = if target > 0.0 { (1.0 / target as f64) as f32 } else { 0.0 };
+        let [p, ni, nzi, hi, wi, ki] = ints([pairs, n, nz, h, w, k], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(z).arg(&p).arg(&ni).arg(&nzi).arg(&hi).arg(&wi).arg(&ki).arg(&floor).arg(&scale);
+        l.arg(cells).arg(dx).arg(term_out);
+        let cfg = LaunchConfig { grid_dim: (pairs as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: arguments match mode_seeking_f32 in kernels/loss.cu; every buffer holds what the
+        // sizes index (checked); one block of 256 threads per pair.
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// One Adam step at 1-based step `t` over the first n elements (ops::optim::Adam::step:
     /// the same f32 coefficients, every operation rounded alone: bit-identical).
     pub fn adam_step(

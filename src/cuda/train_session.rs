@@ -120,6 +120,16 @@ impl CudaTrainSession {
         self.values[v].as_mut().ok_or_else(|| Error::Device(format!("CUDA training value {v} is in use")))
     }
 
+    /// Graph input `i`'s device buffer as last written.
+    pub fn input_buf(&self, i: usize) -> Result<&Buf> {
+        self.value(self.graph.inputs[i])
+    }
+
+    /// Values of graph input `i` for the whole batch.
+    pub fn input_len(&self, i: usize) -> usize {
+        self.graph.len(self.graph.inputs[i]) * self.batch
+    }
+
     /// Graph output `i`'s device buffer after `forward`.
     pub fn output_buf(&self, i: usize) -> Result<&Buf> {
         self.value(self.graph.outputs[i])
