@@ -119,3 +119,15 @@ extern "C" __global__ void replicate_spatial_bwd_f32(
 extern "C" __global__ void accumulate_f32(float* __restrict__ dst, const float* __restrict__ src, long long n) {
     GRID_STRIDE(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
 }
+
+// Captions on the device: idx [B, L] holds each position's alphabet index as a float (−1: an
+// all-zero row; model::text::encode_indices) and out [B, A, L] gets the one-hot rows
+// (model::text::encode_into): out[b, a, t] = (idx[b, t] == a). Every output element written.
+extern "C" __global__ void onehot_f32(const float* __restrict__ idx, int batch, int alphabet, int len,
+                                      float* __restrict__ out) {
+    GRID_STRIDE(i, (long long)batch * alphabet * len) {
+        long long b = i / ((long long)alphabet * len);
+        int a = (int)((i / len) % alphabet), t = (int)(i % len);
+        out[i] = idx[b * len + t] == (float)a ? 1.0f : 0.0f;
+    }
+}

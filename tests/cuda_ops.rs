@@ -471,3 +471,22 @@ fn philox_normal_fwd_cuda_vs_cpu() {
         eprintln!("philox seed {seed}: {differ} of {} elements differ by 1 ulp", got.len());
     }
 }
+
+/// The one-hot rows made on the device from the caption indices are the CPU's encoding, bit for
+/// bit (unknown characters, padding and truncation included).
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn onehot_cuda_is_the_cpu_encoding() {
+    use text2img::model::text::{encode_indices, encode_into, ALPHABET_SIZE};
+    let d = dev();
+    let l = 201;
+    let caps = ["a small red circle on a blue background", "ünknown ∑ chars, UPPER case", &"long ".repeat(60)];
+    let (mut want, mut idx) = (vec![0.0; caps.len() * ALPHABET_SIZE * l], vec![0.0; caps.len() * l]);
+    for (i, c) in caps.iter().enumerate() {
+        encode_into(c, l, &mut want[i * ALPHABET_SIZE * l..(i + 1) * ALPHABET_SIZE * l]);
+        encode_indices(c, l, &mut idx[i * l..(i + 1) * l]);
+    }
+    let mut out = d.alloc_poisoned(want.len()).expect("alloc");
+    d.onehot_fwd(&up(&d, &idx), (caps.len(), ALPHABET_SIZE, l), &mut out).expect("onehot");
+    assert_eq!(down(&d, &out), want);
+}

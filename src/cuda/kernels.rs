@@ -49,6 +49,7 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("optim", "ema_update_f32"),
     ("loss", "softmax_ce_blocks_f32"),
     ("loss", "mode_seeking_f32"),
+    ("elementwise", "onehot_f32"),
 ];
 
 #[cfg(test)]

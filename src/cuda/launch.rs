@@ -306,6 +306,23 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// Caption rows from their alphabet indices: idx [B, L] (−1: a zero row) → out [B, A, L]
+    /// one-hot (model::text::encode_indices / encode_into).
+    pub fn onehot_fwd(&self, idx: &Buf, (batch, alphabet, len): (usize, usize, usize), out: &mut Buf) -> Result<()> {
+        const WHAT: &str = "onehot_f32";
+        nonzero(&[batch, alphabet, len], WHAT)?;
+        need(idx, batch * len, "onehot indices")?;
+        need(out, batch * alphabet * len, "onehot out")?;
+        let [b, a, l] = ints([batch, alphabet, len], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut lb = self.stream.launch_builder(f);
+        lb.arg(idx).arg(&b).arg(&a).arg(&l).arg(out);
+        // SAFETY: arguments match onehot_f32 in kernels/elementwise.cu; idx holds B·L values and
+        // out B·A·L (checked); grid-stride loop over out.
+        unsafe { lb.launch(cfg_1d(batch * alphabet * len)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// out = a + b over the first `n` elements.
     pub fn add_fwd(&self, a: &Buf, b: &Buf, n: usize, out: &mut Buf) -> Result<()> {
         const WHAT: &str = "add_fwd_f32";

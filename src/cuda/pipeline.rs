@@ -14,7 +14,7 @@ use crate::model::config::ModelConfig;
 use crate::model::encoder::build_encoder;
 use crate::model::generator::build_generator;
 use crate::model::pipeline::IMAGE_LEN;
-use crate::model::text::{check_caption, encode_into, CaptionReport, ALPHABET_SIZE};
+use crate::model::text::{check_caption, encode_indices, CaptionReport, ALPHABET_SIZE};
 use crate::model::WeightSet;
 use crate::rng::normal_noise;
 
@@ -23,7 +23,10 @@ pub struct CudaTextToImage {
     config: ModelConfig,
     encoder: CudaSession,
     generator: CudaSession,
-    onehot: Vec<f32>,
+    /// Each caption position's alphabet index (host side, and on the device: what a run
+    /// uploads; the one-hot rows are made on the device, inside the captured graph).
+    indices: Vec<f32>,
+    indices_dev: super::Buf,
     z: Vec<f32>,
     /// `replay` and `replay_generator` captured as CUDA graphs (`capture`), with their seed.
     graphs: Option<Captured>,
@@ -43,10 +46,11 @@ impl CudaTextToImage {
     pub fn new(dev: Arc<CudaDevice>, ws: &WeightSet, batch: usize) -> Result<CudaTextToImage> {
         let batch = batch.max(1);
         let encoder = CudaSession::new(Arc::clone(&dev), Arc::new(build_encoder(ws)?), batch)?;
-        let generator = CudaSession::new(dev, Arc::new(build_generator(ws)?), batch)?;
-        let onehot = vec![0.0; batch * ALPHABET_SIZE * ws.config().text.doc_length];
+        let generator = CudaSession::new(Arc::clone(&dev), Arc::new(build_generator(ws)?), batch)?;
+        let indices = vec![-1.0; batch * ws.config().text.doc_length];
+        let indices_dev = dev.upload(&indices)?;
         let z = vec![0.0; batch * ws.config().generator.nz];
-        Ok(CudaTextToImage { config: ws.config().clone(), encoder, generator, onehot, z, graphs: None })
+        Ok(CudaTextToImage { config: ws.config().clone(), encoder, generator, indices, indices_dev, z, graphs: None })
     }
 
     pub fn batch(&self) -> usize {
@@ -73,16 +77,17 @@ impl CudaTextToImage {
             check_caption(c)?;
         }
         let l = self.config.text.doc_length;
-        self.onehot.fill(0.0);
-        let reports =
-            captions.iter().zip(self.onehot.chunks_mut(ALPHABET_SIZE * l)).map(|(c, o)| encode_into(c, l, o)).collect();
+        self.indices.fill(-1.0);
+        let reports = captions.iter().zip(self.indices.chunks_mut(l)).map(|(c, o)| encode_indices(c, l, o)).collect();
         let nz = self.config.generator.nz;
         self.z.fill(0.0);
         for (z, &i) in self.z.chunks_mut(nz).zip(indices) {
             normal_noise(seed, i, z);
         }
-        self.encoder.set_input(0, &self.onehot)?;
+        let stream = std::sync::Arc::clone(self.encoder.device().stream());
+        stream.memcpy_htod(&self.indices, &mut self.indices_dev).map_err(driver_err("upload captions"))?;
         self.generator.set_input(0, &self.z)?;
+        self.captions_to_rows()?;
         self.encoder.run()?;
         self.embedding_to_generator()?;
         self.generator.run()?;
@@ -105,9 +110,18 @@ impl CudaTextToImage {
         self.generator.run()
     }
 
-    /// Runs encoder and G on what is loaded, with z for images 0..batch of `seed` drawn on the
-    /// device, copying nothing back (the benchmark's replay loop; `synchronize` to time it).
+    /// The encoder's one-hot input from the uploaded caption indices.
+    fn captions_to_rows(&mut self) -> Result<()> {
+        let dev = Arc::clone(self.encoder.device());
+        let dims = (self.batch(), ALPHABET_SIZE, self.config.text.doc_length);
+        dev.onehot_fwd(&self.indices_dev, dims, self.encoder.input_buf_mut(0)?)
+    }
+
+    /// Runs encoder and G on the loaded captions (their indices: the one-hot rows are made
+    /// here), with z for images 0..batch of `seed` drawn on the device, copying nothing back
+    /// (the benchmark's replay loop; `synchronize` to time it).
     pub fn replay(&mut self, seed: u64) -> Result<()> {
+        self.captions_to_rows()?;
         self.encoder.run()?;
         self.embedding_to_generator()?;
         self.replay_generator(seed)

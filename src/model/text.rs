@@ -37,6 +37,21 @@ pub fn check_caption(caption: &str) -> Result<()> {
 pub fn encode_into(caption: &str, doc_length: usize, out: &mut [f32]) -> CaptionReport {
     assert_eq!(out.len(), ALPHABET_SIZE * doc_length, "one-hot buffer size");
     out.fill(0.0);
+    positions(caption, doc_length, |t, i| out[i * doc_length + t] = 1.0)
+}
+
+/// The alphabet index of each of the caption's first `doc_length` positions, as floats into
+/// `out` ([doc_length]; −1 where the row stays zero: an unknown character or padding): the form
+/// the GPU expands into the one-hot rows (`onehot_f32`), 1/70 of their size to upload.
+pub fn encode_indices(caption: &str, doc_length: usize, out: &mut [f32]) -> CaptionReport {
+    assert_eq!(out.len(), doc_length, "index buffer size");
+    out.fill(-1.0);
+    positions(caption, doc_length, |t, i| out[t] = i as f32)
+}
+
+/// Calls `hit(position, alphabet index)` for every known character among the caption's first
+/// `doc_length` (lower-cased) characters; reports the rest.
+fn positions(caption: &str, doc_length: usize, mut hit: impl FnMut(usize, usize)) -> CaptionReport {
     let mut report = CaptionReport::default();
     let lower = caption.chars().flat_map(char::to_lowercase);
     for (t, c) in lower.enumerate() {
@@ -45,7 +60,7 @@ pub fn encode_into(caption: &str, doc_length: usize, out: &mut [f32]) -> Caption
             continue;
         }
         match char_index(c) {
-            Some(i) => out[i * doc_length + t] = 1.0,
+            Some(i) => hit(t, i),
             None if !report.unknown.contains(&c) => report.unknown.push(c),
             None => {}
         }
@@ -64,6 +79,25 @@ pub fn encode_batch(captions: &[String], doc_length: usize) -> (Vec<f32>, Vec<Ca
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index form expands to exactly the one-hot rows, with the same report.
+    #[test]
+    fn indices_expand_to_the_one_hot_rows() {
+        let l = 24;
+        for caption in ["A red circle, on BLUE!", "ünknown – chars ∑ here", "", &"x".repeat(40)] {
+            let (mut onehot, mut idx) = (vec![9.0; ALPHABET_SIZE * l], vec![9.0; l]);
+            let r1 = encode_into(caption, l, &mut onehot);
+            let r2 = encode_indices(caption, l, &mut idx);
+            assert_eq!(r1, r2, "{caption}");
+            let mut expanded = vec![0.0; ALPHABET_SIZE * l];
+            for (t, &i) in idx.iter().enumerate() {
+                if i >= 0.0 {
+                    expanded[i as usize * l + t] = 1.0;
+                }
+            }
+            assert_eq!(expanded, onehot, "{caption}");
+        }
+    }
 
     #[test]
     fn alphabet_has_70_symbols_and_dash_maps_to_59() {
