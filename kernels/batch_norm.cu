@@ -22,20 +22,6 @@ extern "C" __global__ void batch_norm_fwd_f32(
 #define BN_BLOCK 256
 #define BN_EPS 1e-5
 
-// Sums of one value per thread over the block, in f64 (shared memory tree; every thread gets
-// the total). blockDim.x == BN_BLOCK.
-static __device__ double block_sum(double v, double* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = BN_BLOCK / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    double total = shared[0];
-    __syncthreads();
-    return total;
-}
-
 // Training-mode batch norm over x [B, C, S]: per channel the batch mean μ and
 // invstd = 1/√(σ²_B + ε) (biased σ², two passes, f64 sums as ops::batch_norm::batch_norm_train),
 // then out = x·(γ·invstd) + (β − μ·γ·invstd). Writes mean[c] and invstd[c] for the backward
@@ -54,13 +40,13 @@ extern "C" __global__ void __launch_bounds__(BN_BLOCK) batch_norm_train_fwd_f32(
     for (int j = threadIdx.x; j < n; j += BN_BLOCK) {
         s += (double)x[((long long)(j / spatial) * channels + c) * spatial + j % spatial];
     }
-    const double mu = __ddiv_rn(block_sum(s, shared), (double)n);
+    const double mu = __ddiv_rn(block_sum_f64(s, shared, BN_BLOCK), (double)n);
     double q = 0.0;
     for (int j = threadIdx.x; j < n; j += BN_BLOCK) {
         double d = (double)x[((long long)(j / spatial) * channels + c) * spatial + j % spatial] - mu;
         q += d * d;
     }
-    const double var = __ddiv_rn(block_sum(q, shared), (double)n);
+    const double var = __ddiv_rn(block_sum_f64(q, shared, BN_BLOCK), (double)n);
     // IEEE-rounded intrinsics: the same value as 1/√(σ² + ε) in f64, without the generic
     // sqrt/division slow paths (which spilled).
     const float m = (float)mu, is = (float)__ddiv_rn(1.0, __dsqrt_rn(__dadd_rn(var, BN_EPS)));
@@ -95,8 +81,8 @@ extern "C" __global__ void __launch_bounds__(BN_BLOCK) batch_norm_bwd_f32(
         a += (double)dy[i];
         b += (double)dy[i] * (double)(x[i] - mu);
     }
-    const float sdy = (float)block_sum(a, shared);
-    const float sdyx = (float)block_sum(b, shared) * is;
+    const float sdy = (float)block_sum_f64(a, shared, BN_BLOCK);
+    const float sdyx = (float)block_sum_f64(b, shared, BN_BLOCK) * is;
     if (threadIdx.x == 0) {
         dbeta[c] += sdy;
         dgamma[c] += sdyx;

@@ -58,3 +58,18 @@ static __device__ __forceinline__ float epilogue(
     }
     return apply_act(act, slope, v);
 }
+
+// The sum of one value per thread over a block of `threads` threads (a power of two; the
+// launch's blockDim.x), in f64 through `shared` (`threads` doubles); every thread gets the total.
+// All threads of the block must call it (it synchronises).
+static __device__ double block_sum_f64(double v, double* shared, int threads) {
+    shared[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = threads / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+        __syncthreads();
+    }
+    double total = shared[0];
+    __syncthreads();
+    return total;
+}

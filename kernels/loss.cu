@@ -20,13 +20,8 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) bce_with_logits_f32(
         total += w * (fmax(x, 0.0) - x * y + log1p(exp(-fabs(x))));
         dlogits[i] = (float)(w * ((double)sigmoid_f32(logits[i]) - y) / (double)n);
     }
-    shared[threadIdx.x] = total;
-    __syncthreads();
-    for (int s = LOSS_BLOCK / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) loss[0] = (float)(shared[0] / (double)(n > 0 ? n : 1));
+    total = block_sum_f64(total, shared, LOSS_BLOCK);
+    if (threadIdx.x == 0) loss[0] = (float)(total / (double)(n > 0 ? n : 1));
 }
 
 // The auxiliary classifier's loss (ops::loss::softmax_cross_entropy_blocks): row r of logits
@@ -72,13 +67,8 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) softmax_ce_blocks_f32(
             d[c] = (float)((double)scale * (p - (c == y ? 1.0 : 0.0)) / (double)labeled);
         }
     }
-    shared[threadIdx.x] = total;
-    __syncthreads();
-    for (int s = LOSS_BLOCK / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) loss[0] = (float)(shared[0] / (double)(labeled > 0 ? labeled : 1));
+    total = block_sum_f64(total, shared, LOSS_BLOCK);
+    if (threadIdx.x == 0) loss[0] = (float)(total / (double)(labeled > 0 ? labeled : 1));
 }
 
 // The mode-seeking term (ops::loss::mode_seeking_loss) over P pairs of images made from one text
@@ -91,18 +81,6 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) softmax_ce_blocks_f32(
 // Launch contract: one block of LOSS_BLOCK = 256 threads per pair (grid = P); 2 KiB static
 // shared memory. Every dx element and term_out[p] written once.
 #define MS_EPS 1e-5
-static __device__ double ms_block_sum(double v, double* shared) {
-    shared[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = LOSS_BLOCK / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    double total = shared[0];
-    __syncthreads();
-    return total;
-}
-
 extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) mode_seeking_f32(
     const float* __restrict__ x, const float* __restrict__ z, int pairs, int n, int nz, int h, int w, int k,
     float floor_, float scale, float* __restrict__ cells, float* __restrict__ dx, float* __restrict__ term_out) {
@@ -125,12 +103,12 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) mode_seeking_f32(
         cs[c] = (float)s;
         dist += fabs(s);
     }
-    dist = ms_block_sum(dist, shared) / (double)n;
+    dist = block_sum_f64(dist, shared, LOSS_BLOCK) / (double)n;
     const float* z1 = z + (long long)p * nz;
     const float* z2 = z + (long long)(pairs + p) * nz;
     double dzs = 0.0;
     for (int i = threadIdx.x; i < nz; i += LOSS_BLOCK) dzs += (double)fabsf(z1[i] - z2[i]);
-    const double dz = fmax(ms_block_sum(dzs, shared) / (double)nz, MS_EPS);
+    const double dz = fmax(block_sum_f64(dzs, shared, LOSS_BLOCK) / (double)nz, MS_EPS);
     const double r = dist / dz + MS_EPS;
     const bool reached = 1.0 / r <= (double)floor_;
     if (threadIdx.x == 0) term_out[p] = (float)fmax(1.0 / r - (double)floor_, 0.0);
