@@ -13,7 +13,10 @@ use std::sync::Arc;
 use super::{driver_err, Buf, CudaDevice, CudaTrainSession, DeviceSlots};
 use crate::error::{Error, Result};
 use crate::ops::loss::check_block_labels;
-use crate::train::gan::{all_right, AdamState, GanBatch, GanOptions, GanTrainer, StepStats, NOISE_KEY, NOISE_STRIDE};
+use crate::train::gan::{
+    all_right, interpolated_texts, logit_accuracy, pair_texts, AdamState, GanBatch, GanOptions, GanTrainer, StepStats,
+    NOISE_KEY, NOISE_STRIDE,
+};
 use crate::train::graph::TrainGraph;
 use crate::train::net::TrainNet;
 use crate::train::session::Mode;
@@ -136,13 +139,11 @@ impl CudaGan {
             return Err(Error::Device(format!("the GPU classifier takes at most 4 attributes, not {}", sizes.len())));
         }
         let b = o.batch;
-        let bi = if o.int { b + b / 2 } else { b };
+        let bi = o.g_rows();
         let session = |net: &TrainNet, rows| CudaTrainSession::new(Arc::clone(&dev), Arc::clone(&net.graph), rows);
         let (g_b, g_int, d_b) = (session(&t.g, b)?, session(&t.g, bi)?, session(&t.d, b)?);
         let mut d_int = session(&t.d, bi)?;
         d_int.set_input_grad(0, true);
-        let fake_weight = if o.cls { 1.0 - o.cls_weight } else { 1.0 };
-        let row_weights: Vec<f32> = (0..bi).map(|i| if i < b { 1.0 } else { o.interp_weight }).collect();
         let img = 3 * 64 * 64;
         let zeros = |n: usize| dev.upload(&vec![0.0; n]);
         Ok(CudaGan {
@@ -156,8 +157,8 @@ impl CudaGan {
             weights: [
                 dev.upload(&vec![1.0; b])?,
                 dev.upload(&vec![o.cls_weight; b])?,
-                dev.upload(&vec![fake_weight; b])?,
-                dev.upload(&row_weights)?,
+                dev.upload(&vec![o.fake_weight(); b])?,
+                dev.upload(&o.g_row_weights())?,
             ],
             ones: dev.upload(&vec![1.0; bi])?,
             zeros: zeros(bi)?,
@@ -246,7 +247,7 @@ impl CudaGan {
             // The log line's numbers (the only waits of the step).
             stats.d_loss += dev.download(&self.loss)?[0];
             let logits = dev.download(logits)?;
-            let acc = logits.iter().filter(|&&l| (l > 0.0) == real).count() as f32 / b as f32;
+            let acc = logit_accuracy(&logits, real);
             *[&mut stats.d_real_acc, &mut stats.d_wrong_acc, &mut stats.d_fake_acc][pass] = acc;
             if real && classifier_on(&o) {
                 // D learns the real images' attributes (weight 1), as the CPU step.
@@ -277,14 +278,7 @@ impl CudaGan {
         let (dev, b, o) = (Arc::clone(&self.dev), self.options.batch, self.options.clone());
         let bi = self.g_int.batch();
         let e = self.text_int.len() / bi;
-        // Text rows: the B vectors, then ½(t_i + t_{i+B/2}) for i < B/2 (as the CPU step).
-        let text = &mut self.text_int;
-        text[..b * e].copy_from_slice(batch.text);
-        for i in 0..bi - b {
-            for j in 0..e {
-                text[(b + i) * e + j] = 0.5 * (batch.text[i * e + j] + batch.text[(i + b / 2) * e + j]);
-            }
-        }
+        interpolated_texts(batch.text, b, e, &mut self.text_int);
         let first = self.step * NOISE_STRIDE + NOISE_STRIDE / 2;
         dev.philox_normal_fwd(o.seed ^ NOISE_KEY, first, (self.nz, bi), self.g_int.input_buf_mut(0)?)?;
         self.g_int.set_input(1, &self.text_int)?;
@@ -344,8 +338,7 @@ fn mode_seeking_pass(
     let nz = ms.session.input_len(0) / rows;
     let first = step * NOISE_STRIDE + NOISE_STRIDE / 8 * 7;
     dev.philox_normal_fwd(o.seed ^ NOISE_KEY, first, (nz, rows), ms.session.input_buf_mut(0)?)?;
-    ms.texts[..p * e].copy_from_slice(&text[..p * e]);
-    ms.texts[p * e..].copy_from_slice(&text[..p * e]);
+    pair_texts(text, p, e, &mut ms.texts);
     ms.session.set_input(1, &ms.texts)?;
     ms.session.forward(&g.params, &mut g.buffers, Mode::Train)?;
     let (x, z) = (ms.session.output_buf(0)?, ms.session.input_buf(0)?);

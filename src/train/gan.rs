@@ -99,6 +99,29 @@ impl GanOptions {
         self.ema.min((1.0 + t) / (10.0 + t))
     }
 
+    /// Rows of the G step: the B batch rows, plus B/2 interpolated ones with `int`.
+    pub fn g_rows(&self) -> usize {
+        if self.int {
+            self.batch + self.batch / 2
+        } else {
+            self.batch
+        }
+    }
+
+    /// Weight of the D step's fake pass: 1 − cls_weight with the matching-aware term, else 1.
+    pub fn fake_weight(&self) -> f32 {
+        if self.cls {
+            1.0 - self.cls_weight
+        } else {
+            1.0
+        }
+    }
+
+    /// Per-row weights of the G step's loss: 1 for the batch rows, `interp_weight` after.
+    pub fn g_row_weights(&self) -> Vec<f32> {
+        (0..self.g_rows()).map(|i| if i < self.batch { 1.0 } else { self.interp_weight }).collect()
+    }
+
     /// Both networks' Adam after `step` completed steps (β2 0.999, ε 1e-8).
     pub fn adam_at(&self, step: u64) -> Adam {
         Adam { lr: self.lr_at(step), beta1: self.beta1, beta2: 0.999, eps: 1e-8 }
@@ -248,7 +271,7 @@ impl GanTrainer {
         if b < 2 || !b.is_multiple_of(2) || b as u64 > NOISE_STRIDE / 8 {
             return Err(Error::Input(format!("batch {b}: must be even and in 2..={}", NOISE_STRIDE / 8)));
         }
-        let bi = if options.int { b + b / 2 } else { b };
+        let bi = options.g_rows();
         let (d_b, d_int) = d_sessions(&d, b, bi, &pool);
         let e = config.encoder.embed_dim;
         let scratch = Scratch {
@@ -257,7 +280,7 @@ impl GanTrainer {
             dlogits: vec![0.0; bi],
             targets_one: vec![1.0; bi],
             targets_zero: vec![0.0; bi],
-            weights_int: (0..bi).map(|i| if i < b { 1.0 } else { options.interp_weight }).collect(),
+            weights_int: options.g_row_weights(),
             d_images_ms: Vec::new(),
             d_class: Vec::new(),
         };
@@ -440,8 +463,7 @@ impl GanTrainer {
         self.g_b.forward(&self.g.params, &mut self.g.buffers, Mode::Train);
         self.scratch.fake.copy_from_slice(self.g_b.output(0));
         self.d.zero_grad();
-        let fake_weight = if o.cls { 1.0 - o.cls_weight } else { 1.0 };
-        let passes = [(Pass::Real, 1.0), (Pass::Wrong, o.cls_weight), (Pass::Fake, fake_weight)];
+        let passes = [(Pass::Real, 1.0), (Pass::Wrong, o.cls_weight), (Pass::Fake, o.fake_weight())];
         for (pass, weight) in passes {
             let images = match pass {
                 Pass::Real => batch.real,
@@ -459,7 +481,7 @@ impl GanTrainer {
             let loss = bce_with_logits(logits, targets, None, dl);
             dl.iter_mut().for_each(|g| *g *= weight);
             stats.d_loss += weight * loss;
-            let acc = logits.iter().filter(|&&l| (l > 0.0) == real).count() as f32 / b as f32;
+            let acc = logit_accuracy(logits, real);
             match pass {
                 Pass::Real => stats.d_real_acc = acc,
                 Pass::Wrong => stats.d_wrong_acc = acc,
@@ -487,14 +509,8 @@ impl GanTrainer {
         let (b, nz, e) = (self.options.batch, self.config.generator.nz, self.config.encoder.embed_dim);
         let bi = self.g_int.batch();
         let noise_seed = self.options.seed ^ NOISE_KEY;
-        // Text rows: the B vectors, then ½(t_i + t_{i+B/2}) for i < B/2.
         let text = &mut self.scratch.text_int;
-        text[..b * e].copy_from_slice(batch.text);
-        for i in 0..bi - b {
-            for j in 0..e {
-                text[(b + i) * e + j] = 0.5 * (batch.text[i * e + j] + batch.text[(i + b / 2) * e + j]);
-            }
-        }
+        interpolated_texts(batch.text, b, e, text);
         Self::noise(&mut self.g_int, noise_seed, self.step * NOISE_STRIDE + NOISE_STRIDE / 2, nz);
         self.g_int.input_mut(1).copy_from_slice(text);
         self.g_int.forward(&self.g.params, &mut self.g.buffers, Mode::Train);
@@ -539,6 +555,29 @@ impl GanTrainer {
         adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
         self.update_ema();
     }
+}
+
+/// The G step's text rows into `out` ([rows, e], rows ≥ B): the B vectors of `text`, then
+/// ½(t_i + t_{i+B/2}) for i < rows − B (GAN-INT's interpolations).
+pub fn interpolated_texts(text: &[f32], b: usize, e: usize, out: &mut [f32]) {
+    let rows = out.len() / e.max(1);
+    out[..b * e].copy_from_slice(&text[..b * e]);
+    for i in 0..rows - b {
+        for j in 0..e {
+            out[(b + i) * e + j] = 0.5 * (text[i * e + j] + text[(i + b / 2) * e + j]);
+        }
+    }
+}
+
+/// The mode-seeking pass's text rows into `out` ([2p, e]): the first `p` vectors of `text`, twice.
+pub fn pair_texts(text: &[f32], p: usize, e: usize, out: &mut [f32]) {
+    out[..p * e].copy_from_slice(&text[..p * e]);
+    out[p * e..2 * p * e].copy_from_slice(&text[..p * e]);
+}
+
+/// Fraction of `logits` on `real`'s side of 0 (D's accuracy on one pass).
+pub fn logit_accuracy(logits: &[f32], real: bool) -> f32 {
+    logits.iter().filter(|&&l| (l > 0.0) == real).count() as f32 / logits.len().max(1) as f32
 }
 
 /// D's sessions: the D step's (batch `b`) and the G step's (`bi` rows, with the image gradient
@@ -586,8 +625,7 @@ fn mode_seeking_pairs(
     let (nz, e) = (ms.input(0).len() / rows, text.len() / rows);
     GanTrainer::noise(ms, seed, first, nz);
     let texts = ms.input_mut(1);
-    texts[..p * e].copy_from_slice(&text[..p * e]);
-    texts[p * e..].copy_from_slice(&text[..p * e]);
+    pair_texts(text, p, e, texts);
     ms.forward(&g.params, &mut g.buffers, Mode::Train);
     let (x, z) = (ms.output(0).split_at(p * IMAGE_LEN), ms.input(0).split_at(p * nz));
     let cells = ModeSeekingCells { height: 64, width: 64, cell, target };
