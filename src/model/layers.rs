@@ -64,6 +64,12 @@ impl<'a> InferenceBuilder<'a> {
         self.b.packed(name, shape, p)
     }
 
+    /// The layer's shape when the tap form pays at this builder's CPU batch (`tap_conv::worth_it`).
+    fn tap_form(&self, shape: Option<TapShape>) -> Option<TapShape> {
+        let batch = self.cpu_batch?;
+        shape.filter(|s| tap_conv::worth_it(s, batch))
+    }
+
     /// Applies `bn` (if any) to the out-channel-first rows of `w` (`rows_per_channel` rows
     /// each): folded into `w`, or, when `keep_w`, left to the epilogue's scale. Returns the
     /// (scale, shift) parameters; a bias (linear layers) is folded into the shift.
@@ -112,7 +118,7 @@ impl NetBuilder for InferenceBuilder<'_> {
         let half = self.half(w);
         let (scale, shift) = self.fold(&mut wv, bn, 1, None, half)?;
         let shape = [geom.cout, geom.cin, geom.kh, geom.kw];
-        let tap = self.cpu_batch.and_then(|batch| TapShape::conv(&geom).filter(|s| tap_conv::worth_it(s, batch)));
+        let tap = self.tap_form(TapShape::conv(&geom));
         let wid = match (self.cpu_batch, tap) {
             // The transformed weights are sums of the stored values, kept in f32.
             (Some(batch), _) if conv_winograd::worth_it(&geom, batch) => {
@@ -139,7 +145,7 @@ impl NetBuilder for InferenceBuilder<'_> {
         let half = self.half(w);
         let (scale, shift) = self.fold(&mut rows, bn, geom.k * geom.k, None, half)?;
         let shape = [geom.rows(), geom.cin];
-        let tap = self.cpu_batch.and_then(|batch| TapShape::deconv(&geom).filter(|s| tap_conv::worth_it(s, batch)));
+        let tap = self.tap_form(TapShape::deconv(&geom));
         let wid = match (self.cpu_batch, tap) {
             // The transformed weights are sums of the stored values, kept in f32.
             (Some(batch), _) if deconv_winograd::worth_it(&geom, batch) => {
@@ -181,9 +187,7 @@ impl NetBuilder for InferenceBuilder<'_> {
         let wv = self.ws.vec(&wn)?;
         let half = self.half(&wn);
         let shape = [cout, cin, k];
-        let tap = self
-            .cpu_batch
-            .and_then(|batch| TapShape::conv(&as_conv2d(cin, t, cout, k)).filter(|s| tap_conv::worth_it(s, batch)));
+        let tap = self.tap_form(TapShape::conv(&as_conv2d(cin, t, cout, k)));
         let w = match tap {
             Some(s) => self.b.taps(&wn, &shape, TapWeights::new(&wv, &s, half))?,
             None => self.pack(&wn, &shape, &wv, (cout, cin * k), half)?,

@@ -529,18 +529,19 @@ fn gemm_narrow(a: Lhs, m: usize, k: usize, b: Mat, c: SendPtr, out: Out, acc: bo
     })
 }
 
-/// The destination pointer, shared by the row-block workers.
+/// The destination pointer, shared by the row-block workers (and `tap_conv`'s panel tasks).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint regions (row block × panel run) of one exclusively borrowed
-// buffer (see `Block::rows_with`).
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: tasks write disjoint regions of one exclusively borrowed buffer: here a (row block,
+// panel run) each (see `Block::rows_with`), in `tap_conv` a 64-column panel each (see
+// `TapWeights::forward_one`).
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the whole Send + Sync wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::conv2d::Conv2dGeom;
 use super::conv_transpose2d::ConvTranspose2dGeom;
-use super::gemm::{portable_forced, widen_f16};
+use super::gemm::{portable_forced, widen_f16, SendPtr};
 use super::Epilogue;
 
 /// Output channels per panel: the micro-kernel's four 16-lane vectors.
@@ -87,6 +87,16 @@ impl TapShape {
         }
     }
 
+    /// The GEMM-row index of each stored weight, in storage order: [Cout / 64 panels][taps][Cin]
+    /// [64 lanes] (`TapWeights::new` packs by it, `unpack` reverses it).
+    fn stored_order(self) -> impl Iterator<Item = usize> {
+        (0..self.cout / LANES).flat_map(move |p| {
+            (0..self.taps()).flat_map(move |t| {
+                (0..self.cin).flat_map(move |ci| (0..LANES).map(move |l| self.row_index(p * LANES + l, ci, t)))
+            })
+        })
+    }
+
     /// Appends tap (ky, kx)'s (input pixel, output pixel) pairs with both pixels inside.
     fn push_pairs(&self, ky: usize, kx: usize, pairs: &mut Vec<[u32; 2]>) {
         // Coordinate `b` of the pair grid maps to `b·s + k − p` on the other grid, inside [0, n).
@@ -151,11 +161,7 @@ impl TapWeights {
     pub fn new(rows: &[f32], s: &TapShape, half: bool) -> TapWeights {
         assert!(s.cout.is_multiple_of(LANES), "tap form needs Cout in 64-lane panels");
         assert_eq!(rows.len(), s.cout * s.cin * s.taps(), "tap form: weight size");
-        let lanes = (0..s.cout / LANES).flat_map(|p| {
-            (0..s.taps()).flat_map(move |t| {
-                (0..s.cin).flat_map(move |ci| (0..LANES).map(move |l| rows[s.row_index(p * LANES + l, ci, t)]))
-            })
-        });
+        let lanes = s.stored_order().map(|r| rows[r]);
         // On huge pages, as the packed GEMM weights: the layer streams them once per image.
         let data = if half {
             Lanes::F16(fill(lanes.map(half::f16::from_f32), rows.len()))
@@ -190,17 +196,7 @@ impl TapWeights {
             Lanes::F32(v) => v[i],
             Lanes::F16(v) => v[i].to_f32(),
         };
-        let mut i = 0;
-        for p in 0..s.cout / LANES {
-            for t in 0..s.taps() {
-                for ci in 0..s.cin {
-                    for l in 0..LANES {
-                        rows[s.row_index(p * LANES + l, ci, t)] = value(i);
-                        i += 1;
-                    }
-                }
-            }
-        }
+        s.stored_order().enumerate().for_each(|(i, r)| rows[r] = value(i));
         rows
     }
 
@@ -224,7 +220,7 @@ impl TapWeights {
         let (pin, pout) = (s.h * s.w, s.ho * s.wo);
         assert!(x.len() >= s.cin * pin && out.len() >= s.cout * pout, "tap form: buffer sizes");
         let c = &mut scratch[..pout * s.cout];
-        let cp = PanelCols(c.as_mut_ptr());
+        let cp = SendPtr(c.as_mut_ptr());
         (0..s.cout / LANES).into_par_iter().for_each(|p| {
             // SAFETY: panel p writes only columns [64p, 64p + 64) of C's rows: disjoint between
             // the tasks, and C (pout × Cout) is exclusively borrowed until they all return.
@@ -249,13 +245,13 @@ impl TapWeights {
     ///
     /// # Safety
     /// `c` points at the pout × Cout C buffer, and no one else touches these columns meanwhile.
-    unsafe fn panel(&self, x: &[f32], p: usize, c: PanelCols) {
+    unsafe fn panel(&self, x: &[f32], p: usize, c: SendPtr) {
         let s = &self.shape;
         let (pin, cout) = (s.h * s.w, s.cout);
         for o in 0..s.ho * s.wo {
             // SAFETY: row o's panel columns lie inside C (o < pout, 64p + 64 ≤ Cout) and belong
             // to this task (the caller's contract).
-            unsafe { std::ptr::write_bytes(c.0.add(o * cout + p * LANES), 0, LANES) };
+            unsafe { std::ptr::write_bytes(c.get().add(o * cout + p * LANES), 0, LANES) };
         }
         let mut wide = [0.0f32; KC * LANES];
         for t in 0..s.taps() {
@@ -286,7 +282,7 @@ impl TapWeights {
                     // in C and this task's (the caller's contract); the pairs of one tap have
                     // distinct output pixels (a pixel meets one input per tap), so the tile's
                     // rows do not alias.
-                    unsafe { tile_dispatch(kc, xk, pin, tile, b, c.0.add(p * LANES), cout, fetch) };
+                    unsafe { tile_dispatch(kc, xk, pin, tile, b, c.get().add(p * LANES), cout, fetch) };
                 }
             }
         }
@@ -306,14 +302,6 @@ fn fill<T: Copy + Default>(values: impl Iterator<Item = T>, n: usize) -> Vec<T> 
     v.iter_mut().zip(values).for_each(|(d, s)| *d = s);
     v
 }
-
-/// C's base pointer, shared by the panel tasks (each writes its own columns).
-#[derive(Clone, Copy)]
-struct PanelCols(*mut f32);
-// SAFETY: the tasks write disjoint columns of one exclusively borrowed buffer (see `forward`).
-unsafe impl Send for PanelCols {}
-// SAFETY: as above.
-unsafe impl Sync for PanelCols {}
 
 /// One micro-kernel call: for each pair (i, o) of `tile`, c[o·ldc .. o·ldc + 64] +=
 /// Σ_k x[k·xs + i] · b[k·64 .. k·64 + 64] over k < kc, prefetching `fetch.per_k` cache lines
