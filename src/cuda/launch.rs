@@ -99,6 +99,14 @@ pub(super) fn act_code(act: Activation) -> (i32, f32) {
     }
 }
 
+/// The convolution kernels' integer arguments: (B, Cin, H, W, Cout, kh, kw, s, p, Ho, Wo),
+/// after checking the geometry has an output and no zero size.
+pub(super) fn conv_ints(batch: usize, g: &Conv2dGeom, what: &str) -> Result<[i32; 11]> {
+    let (ho, wo) = g.out_hw().ok_or_else(|| Error::Shape(format!("{what}: kernel larger than input {g:?}")))?;
+    nonzero(&[batch, g.cin, g.cout, g.stride, ho, wo], what)?;
+    ints([batch, g.cin, g.h, g.w, g.cout, g.kh, g.kw, g.stride, g.pad, ho, wo], what)
+}
+
 /// A 1-D grid-stride launch over `total` elements.
 pub(super) fn cfg_1d(total: usize) -> LaunchConfig {
     let blocks = total.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
@@ -209,19 +217,18 @@ impl CudaDevice {
     /// out [B, Cout, Ho, Wo], epilogue per output channel.
     pub fn conv2d_fwd(&self, x: &Buf, w: &Buf, batch: usize, g: &Conv2dGeom, epi: &Epi, out: &mut Buf) -> Result<()> {
         const WHAT: &str = "conv2d_fwd_f32";
-        let (ho, wo) = g.out_hw().ok_or_else(|| Error::Shape(format!("{WHAT}: kernel larger than input {g:?}")))?;
-        nonzero(&[batch, g.cin, g.cout, g.stride, ho, wo], WHAT)?;
+        let sizes = conv_ints(batch, g, WHAT)?;
         need(x, batch * g.in_len(), "conv2d x")?;
         need(w, g.cout * g.kdim(), "conv2d w")?;
-        let total = batch * g.cout * ho * wo;
+        let total = batch * g.out_len();
         need(out, total, "conv2d out")?;
         let e = self.epi_args(epi, g.cout, total, WHAT)?;
-        let [b, ci, h, wd, co, kh, kw, s, p, hoi, woi] =
-            ints([batch, g.cin, g.h, g.w, g.cout, g.kh, g.kw, g.stride, g.pad, ho, wo], WHAT)?;
         let f = self.function(WHAT)?;
         let mut l = self.stream.launch_builder(f);
         l.arg(x).arg(w).arg(out);
-        l.arg(&b).arg(&ci).arg(&h).arg(&wd).arg(&co).arg(&kh).arg(&kw).arg(&s).arg(&p).arg(&hoi).arg(&woi);
+        sizes.iter().for_each(|v| {
+            l.arg(v);
+        });
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
         // SAFETY: arguments match conv2d_fwd_f32 in kernels/conv2d.cu; x, w, out and the epilogue
         // buffers were checked to hold every element the kernel indexes for these sizes; the

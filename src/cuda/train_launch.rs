@@ -5,7 +5,7 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{act_code, cfg_1d, ints, long, need, nonzero, BLOCK};
+use super::launch::{act_code, cfg_1d, conv_ints, ints, long, need, nonzero, BLOCK};
 use super::{driver_err, Buf, CudaDevice};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
@@ -13,16 +13,10 @@ use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
 use crate::ops::optim::{Adam, RmsProp};
 use crate::ops::Activation;
 
-/// One block per channel (the batch-norm kernels' contract: 256 threads).
-fn cfg_per_channel(channels: usize) -> LaunchConfig {
-    LaunchConfig { grid_dim: (channels as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// The kernels' integer arguments of a convolution: (B, Cin, H, W, Cout, kh, kw, s, p, Ho, Wo).
-fn conv_ints(batch: usize, g: &Conv2dGeom, what: &str) -> Result<[i32; 11]> {
-    let (ho, wo) = g.out_hw().ok_or_else(|| Error::Shape(format!("{what}: kernel larger than input {g:?}")))?;
-    nonzero(&[batch, g.cin, g.cout, g.stride, ho, wo], what)?;
-    ints([batch, g.cin, g.h, g.w, g.cout, g.kh, g.kw, g.stride, g.pad, ho, wo], what)
+/// `blocks` blocks of BLOCK = 256 threads: one per channel (the batch-norm kernels), per
+/// mode-seeking pair, or a single one (the losses' reductions).
+fn cfg_blocks(blocks: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
 impl CudaDevice {
@@ -119,7 +113,7 @@ impl CudaDevice {
         l.arg(x).arg(&b).arg(&c).arg(&s).arg(gamma).arg(beta).arg(out).arg(mean).arg(invstd);
         // SAFETY: arguments match batch_norm_train_fwd_f32 in kernels/batch_norm.cu; x and out
         // hold B·C·S elements, the per-channel buffers C (checked above); one block per channel.
-        unsafe { l.launch(cfg_per_channel(channels)) }.map_err(driver_err(WHAT))?;
+        unsafe { l.launch(cfg_blocks(channels)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
@@ -155,7 +149,7 @@ impl CudaDevice {
         l.arg(x).arg(dy).arg(&b).arg(&c).arg(&s).arg(gamma).arg(mean).arg(invstd).arg(dx).arg(dgamma).arg(dbeta);
         // SAFETY: arguments match batch_norm_bwd_f32 in kernels/batch_norm.cu; the [B, C, S]
         // buffers hold B·C·S elements and the per-channel ones C (checked); one block per channel.
-        unsafe { l.launch(cfg_per_channel(channels)) }.map_err(driver_err(WHAT))?;
+        unsafe { l.launch(cfg_blocks(channels)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
@@ -251,10 +245,9 @@ impl CudaDevice {
             None => l.arg(&null),
         };
         l.arg(&nl).arg(dlogits).arg(loss);
-        let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: arguments match bce_with_logits_f32 in kernels/loss.cu (weights a device
         // pointer or null); every buffer holds n elements, loss one; one block of 256 threads.
-        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        unsafe { l.launch(cfg_blocks(1)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
@@ -335,10 +328,9 @@ impl CudaDevice {
         let mut l = self.stream().launch_builder(f);
         l.arg(logits).arg(labels).arg(&r).arg(&lab).arg(&s0).arg(&s1).arg(&s2).arg(&s3).arg(&scale);
         l.arg(dlogits).arg(loss);
-        let cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: arguments match softmax_ce_blocks_f32 in kernels/loss.cu; logits and dlogits
         // hold rows·K values, labels labeled·A, loss one (checked); one block of 256 threads.
-        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        unsafe { l.launch(cfg_blocks(1)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
@@ -373,10 +365,9 @@ impl CudaDevice {
         let mut l = self.stream().launch_builder(f);
         l.arg(x).arg(z).arg(&p).arg(&ni).arg(&nzi).arg(&hi).arg(&wi).arg(&ki).arg(&floor).arg(&scale);
         l.arg(cells).arg(dx).arg(term_out);
-        let cfg = LaunchConfig { grid_dim: (pairs as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
         // SAFETY: arguments match mode_seeking_f32 in kernels/loss.cu; every buffer holds what the
         // sizes index (checked); one block of 256 threads per pair.
-        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        unsafe { l.launch(cfg_blocks(pairs)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
