@@ -87,7 +87,7 @@ pub fn run_init(a: InitWeightsArgs, v: Verbosity) -> Result<(), Failure> {
         .networks
         .split(',')
         .map(|n| {
-            Network::ALL.into_iter().find(|k| k.name() == n.trim()).ok_or_else(|| {
+            Network::from_name(n.trim()).ok_or_else(|| {
                 fail(EXIT_USAGE, format!("--networks: no network '{}' (encoder, generator, discriminator)", n.trim()))
             })
         })

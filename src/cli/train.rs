@@ -614,7 +614,8 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         let done = t.step == c.steps;
         let sample = (a.sample_every > 0 && t.step % a.sample_every == 0) || done;
         let export_now = a.export_every > 0 && t.step % a.export_every == 0;
-        if sample || export_now || t.step % c.checkpoint_every.max(1) == 0 || done {
+        let checkpoint_now = t.step % c.checkpoint_every.max(1) == 0 || done;
+        if sample || export_now || checkpoint_now {
             // What follows reads the trainer's networks: bring them back from the GPU.
             gpu.sync(&mut t)?;
         }
@@ -633,7 +634,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         if export_now {
             export(&a, &t, &enc, (&recent, &pool), &format!("model-{:06}", t.step), v)?;
         }
-        if t.step % c.checkpoint_every.max(1) == 0 || done {
+        if checkpoint_now {
             save_gan(&ckpt, &t, &sampler_meta(&batch.state))?;
         }
     }

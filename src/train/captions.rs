@@ -30,14 +30,9 @@ pub struct CaptionTable {
 impl CaptionTable {
     /// Embeds every caption of `ds` with the encoder of `ws`.
     pub fn build(ws: &WeightSet, ds: &Dataset, pool: Arc<ThreadPool>) -> Result<CaptionTable> {
-        let mut offsets = vec![0];
-        let mut texts: Vec<&str> = Vec::new();
-        for item in ds.items() {
-            texts.extend(item.captions.iter().map(String::as_str));
-            offsets.push(texts.len());
-        }
+        let texts: Vec<&str> = ds.items().iter().flat_map(|i| i.captions.iter().map(String::as_str)).collect();
         let emb = embed_texts(ws, &texts, pool)?;
-        Ok(CaptionTable { dim: ws.config().encoder.embed_dim, offsets, emb })
+        Ok(CaptionTable { dim: ws.config().encoder.embed_dim, offsets: caption_offsets(ds), emb })
     }
 
     /// `build`, or the embeddings saved in `cache` when it holds these captions embedded by this
@@ -52,12 +47,9 @@ impl CaptionTable {
     ) -> Result<(CaptionTable, bool)> {
         let key = cache_key(ws, ds);
         let dim = ws.config().encoder.embed_dim;
-        let rows: usize = ds.items().iter().map(|i| i.captions.len()).sum();
+        let offsets = caption_offsets(ds);
+        let rows = offsets[offsets.len() - 1];
         if let Some(emb) = read_cache(cache, &key, rows * dim) {
-            let mut offsets = vec![0];
-            for item in ds.items() {
-                offsets.push(offsets[offsets.len() - 1] + item.captions.len());
-            }
             return Ok((CaptionTable { dim, offsets, emb }, true));
         }
         let table = CaptionTable::build(ws, ds, pool)?;
@@ -85,6 +77,16 @@ impl CaptionTable {
             o.iter_mut().for_each(|a| *a /= k as f32);
         }
     }
+}
+
+/// Where each item's captions start among all of the dataset's, in order, and the total last.
+fn caption_offsets(ds: &Dataset) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(ds.items().iter().scan(0, |n, item| {
+            *n += item.captions.len();
+            Some(*n)
+        }))
+        .collect()
 }
 
 /// The cache's file name in a training run's output folder.
