@@ -20,6 +20,7 @@ use text2img::train::checkpoint::{load_gan, save_gan};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::graph::{TrainBuilder, TrainGraph};
 use text2img::train::net::{smooth_discriminator_graph, smooth_train_graph};
+use text2img::train::posterior::{code_gradients, l1_loss, sample_codes};
 use text2img::train::style::style_encoder;
 use text2img::train::{Mode, TrainNet, TrainSession};
 
@@ -221,6 +222,8 @@ fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>)
             st.g_class
         );
         assert!(st.d_loss.is_finite() && st.g_loss.is_finite(), "losses finite at step {s}");
+        let vae = t.options.vae > 0.0;
+        assert!(st.recon.is_finite() && (st.recon > 0.0) == vae && (st.kl > 0.0) == vae, "VAE terms {st:?}");
         let seeking = t.options.mode_seeking > 0.0;
         assert!(
             st.mode_seeking.is_finite() && (st.mode_seeking > 0.0) == seeking,
@@ -245,27 +248,36 @@ fn gan_step_updates_and_resume_is_exact() {
     // The moving average of G resumes exactly and leaves G's own training alone.
     let averaged = gan_resume_case_ema(0.0, 0.0, 1, 0.9);
     assert_eq!(plain, averaged, "the average does not change G");
+    // The conditional-VAE term (E, its optimizer, its ε rows) resumes exactly and changes G.
+    let vae = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, ..resume_options() });
+    assert_ne!(plain, vae, "the reconstruction term changes G");
 }
 
 fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize) -> Vec<f32> {
     gan_resume_case_ema(mode_seeking, classifier_weight, mode_seeking_cell, 0.0)
 }
 
-/// Three steps straight, and one step + checkpoint + two steps: equal. Returns G's parameters.
+fn resume_options() -> GanOptions {
+    GanOptions { batch: 4, seed: 5, ..GanOptions::default() }
+}
+
 fn gan_resume_case_ema(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize, ema: f32) -> Vec<f32> {
-    let cfg = micro_config();
-    let pool = thread_pool(2).expect("pool");
     let classifier_sizes = if classifier_weight > 0.0 { vec![3, 4] } else { Vec::new() };
-    let opts = GanOptions {
-        batch: 4,
-        seed: 5,
+    gan_resume_with(GanOptions {
         mode_seeking,
         mode_seeking_cell,
         classifier_sizes,
         classifier_weight,
         ema,
-        ..GanOptions::default()
-    };
+        ..resume_options()
+    })
+}
+
+/// Three steps straight, and one step + checkpoint + two steps: equal. Returns G's parameters.
+fn gan_resume_with(opts: GanOptions) -> Vec<f32> {
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let (mode_seeking, ema, vae) = (opts.mode_seeking, opts.ema, opts.vae);
     let mut a = GanTrainer::new(&cfg, opts.clone(), Arc::clone(&pool)).expect("trainer");
     let g0 = a.g.params.data.clone();
     run_steps(&mut a, &cfg, 0..3);
@@ -287,6 +299,12 @@ fn gan_resume_case_ema(mode_seeking: f32, classifier_weight: f32, mode_seeking_c
     assert_eq!(c.d_adam.v, a.d_adam.v, "D Adam moments after resume");
     assert_eq!(c.g_ema, a.g_ema, "G's moving average after resume");
     assert_eq!(a.g_ema.is_some(), ema > 0.0, "the average is kept when on");
+    assert_eq!(a.posterior.is_some(), vae > 0.0, "E exists when the VAE term is on");
+    if let (Some(pa), Some(pc)) = (&a.posterior, &c.posterior) {
+        assert_eq!(pc.net.params.data, pa.net.params.data, "E after resume");
+        assert_eq!(pc.net.buffers, pa.net.buffers, "E's running statistics after resume");
+        assert_eq!(pc.adam.v, pa.adam.v, "E's Adam moments after resume");
+    }
     a.g.params.data.clone()
 }
 
@@ -457,4 +475,74 @@ fn mode_seeking_pairs_share_one_pass() {
     let (real, wrong, text) = gan_batch(&cfg, 4, 0);
     let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[] }).expect("step");
     assert!(st.mode_seeking > 1e4, "pairs of a noise-blind G differ: term {}", st.mode_seeking);
+}
+
+/// The reparameterised codes' gradients (`code_gradients` after `sample_codes`) against finite
+/// differences of L(μ, log σ²) = Σ r·z(μ, log σ²) + K · KL(q ‖ N(0, I)), whose dL/dz is r.
+#[test]
+fn posterior_code_gradients_match_finite_differences() {
+    let (rows, nz, k) = (3, 5, 0.3);
+    let ml: Vec<f32> = random(rows * 2 * nz, 41).iter().map(|v| 1.5 * v).collect();
+    let eps = random(rows * nz, 42);
+    let r = random(rows * nz, 43);
+    let loss = |ml: &[f32]| -> f64 {
+        let mut z = vec![0.0; rows * nz];
+        sample_codes(ml, &eps, nz, &mut z);
+        let mut d = vec![0.0; ml.len()];
+        let kl = code_gradients(ml, &eps, &r, nz, k, &mut d);
+        z.iter().zip(&r).map(|(&z, &r)| z as f64 * r as f64).sum::<f64>() + k as f64 * kl as f64
+    };
+    let mut d = vec![0.0; ml.len()];
+    code_gradients(&ml, &eps, &r, nz, k, &mut d);
+    for i in 0..ml.len() {
+        let h = 1e-2;
+        let (mut p, mut m) = (ml.clone(), ml.clone());
+        p[i] += h;
+        m[i] -= h;
+        let fd = (loss(&p) - loss(&m)) / (2.0 * h as f64);
+        // f32 values, a smooth function (exp, squares): the quotient is good to ~1e-4 here.
+        assert!((fd - d[i] as f64).abs() < 2e-3 * fd.abs().max(1.0), "output {i}: fd {fd} vs {}", d[i]);
+    }
+    // Mean |Δ| and its sign gradient.
+    let (x, t) = (random(6, 44), random(6, 45));
+    let mut dx = vec![0.0; 6];
+    let l = l1_loss(&x, &t, 2.0, &mut dx);
+    let want: f32 = x.iter().zip(&t).map(|(a, b)| (a - b).abs()).sum::<f32>() / 6.0;
+    assert!((l - want).abs() < 1e-6, "L1 {l} vs {want}");
+    assert!(dx.iter().zip(x.iter().zip(&t)).all(|(&d, (a, b))| d == 2.0 / 6.0 * (a - b).signum()), "{dx:?}");
+}
+
+/// G's gradient with respect to its noise input (what reaches E in the reconstruction term)
+/// against finite differences through the whole (smooth) generator in training mode.
+#[test]
+fn generator_noise_gradient_matches_finite_differences() {
+    let cfg = micro_config();
+    let b = 3;
+    let pool = thread_pool(1).expect("pool");
+    let g = TrainNet::init_graph(smooth_train_graph(&cfg, Network::Generator).expect("graph"), 4).expect("init");
+    let mut s = TrainSession::new(Arc::clone(&g.graph), b, pool);
+    s.set_input_grad(0, true);
+    let xs = inputs(Network::Generator, &cfg, b, 8);
+    let r = random(s.output(0).len(), 9);
+    let loss = |s: &mut TrainSession, z: &[f32]| -> f64 {
+        s.input_mut(0).copy_from_slice(z);
+        s.input_mut(1).copy_from_slice(&xs[1]);
+        let mut buffers = g.buffers.clone();
+        s.forward(&g.params, &mut buffers, Mode::Train);
+        s.output(0).iter().zip(&r).map(|(&o, &r)| o as f64 * r as f64).sum()
+    };
+    loss(&mut s, &xs[0]);
+    let mut grads = vec![0.0; g.graph.param_len];
+    s.backward(&g.params, &mut grads, &r);
+    let dz = s.input_grad(0).to_vec();
+    assert!(dz.iter().any(|&v| v != 0.0), "a gradient reaches z");
+    for i in (0..dz.len()).step_by(3) {
+        let (mut p, mut m) = (xs[0].clone(), xs[0].clone());
+        p[i] += FD_EPS;
+        m[i] -= FD_EPS;
+        let fd = (loss(&mut s, &p) - loss(&mut s, &m)) / (2.0 * FD_EPS as f64);
+        // As in grad_check_graph: roundoff ~1e-3 relative through the network.
+        let err = (fd - dz[i] as f64).abs() / fd.abs().max(dz[i].abs() as f64).max(1e-2);
+        assert!(err < 2e-2, "z[{i}]: fd {fd} vs backward {}", dz[i]);
+    }
 }

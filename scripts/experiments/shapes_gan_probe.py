@@ -31,6 +31,11 @@ Switches:
                   (B rows: B/2 captions twice): without it one image comes from the G step's pass
                   (B + B/2 rows) and the other from a pass of B/2 rows, whose batch-norm statistics
                   differ, and G can satisfy the term through them (session 7)
+  --vae W, --kl K  a conditional VAE path beside the GAN (cVAE-GAN, as in BicycleGAN, Zhu et al.
+                  2017): an image encoder E (S's architecture, out 2·nz) gives q(z | x) for the real
+                  images; G(z ~ q, φ(t)) must rebuild x (W · mean |Δ|) and q pays K · KL(q ‖ N(0, I))
+                  (summed over nz, mean over the batch); E trains with G's optimizer
+  --vae-fake      D also sees the reconstructions as fakes (weight 0.5, sharing the fake term)
   --lr-d/--lr-g, --beta1, --beta2, --ndf, --ngf
 
 Usage (repository root; the venv of scripts/setup_venv.sh):
@@ -190,6 +195,9 @@ def main():
     ap.add_argument("--ms-from", type=int, default=0)
     ap.add_argument("--ms-pool", type=int, default=1)
     ap.add_argument("--ms-same-pass", action="store_true")
+    ap.add_argument("--vae", type=float, default=0.0)
+    ap.add_argument("--kl", type=float, default=0.01)
+    ap.add_argument("--vae-fake", action="store_true")
     ap.add_argument("--lr-d", type=float, default=2e-4)
     ap.add_argument("--lr-g", type=float, default=2e-4)
     ap.add_argument("--beta1", type=float, default=0.5)
@@ -237,7 +245,19 @@ def main():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.utils.parametrizations.spectral_norm(m)
     opt_d = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2), eps=1e-8)
-    opt_g = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2), eps=1e-8)
+    E = None
+    if args.vae > 0:
+        f = 32
+        layers = [nn.Conv2d(3, f, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+        for cin in (f, 2 * f, 4 * f):
+            layers += [nn.Conv2d(cin, 2 * cin, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * cin), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(8 * f, 2 * cfg["generator"]["nz"], 4, 1, 0)]
+        E = nn.Sequential(*layers)
+        for m in E.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+    g_params = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
+    opt_g = torch.optim.Adam(g_params, lr=args.lr_g, betas=(args.beta1, args.beta2), eps=1e-8)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed + 1)
     b, nz = args.batch, cfg["generator"]["nz"]
@@ -298,6 +318,10 @@ def main():
         D.requires_grad_(True)
         with torch.no_grad():
             fake = G(z_d, t)
+            if E is not None and args.vae_fake:
+                mu_lv = E(real).flatten(1)
+                z_e = mu_lv[:, :nz] + torch.randn(b, nz) * (0.5 * mu_lv[:, nz:]).exp()
+                fake = torch.cat([fake[: b // 2], G(z_e[: b // 2], t[: b // 2])], 0)
         opt_d.zero_grad(set_to_none=True)
         rec = {}
         for name, x, tgt, w in (("real", real, 1.0, 1.0), ("wrong", wrong, 0.0, 0.5), ("fake", fake, 0.0, 0.5)):
@@ -355,6 +379,17 @@ def main():
             r = (pool(x1) - pool(x2)).abs().mean((1, 2, 3)) / (z1 - z2).abs().mean(1)
             rec["mode_seeking"] = (1.0 / (r + 1e-5)).mean()
             g_loss = g_loss + args.mode_seeking * rec["mode_seeking"]
+        if E is not None:
+            mu_lv = E(real).flatten(1)
+            mu, logvar = mu_lv[:, :nz], mu_lv[:, nz:].clamp(-10, 10)
+            z_e = mu + torch.randn(b, nz) * (0.5 * logvar).exp()
+            recon = G(z_e, t)
+            rec["recon"] = (recon - real).abs().mean()
+            rec["kl"] = (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)).mean()
+            g_loss = g_loss + args.vae * rec["recon"] + args.kl * rec["kl"]
+            if args.vae_fake:
+                lg_r, _ = d_forward(D, recon, t, None)
+                g_loss = g_loss + 0.5 * bce(lg_r, torch.ones_like(lg_r))
         g_loss.backward()
         opt_g.step()
         for k, v in rec.items():

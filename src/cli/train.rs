@@ -160,6 +160,16 @@ pub struct TrainArgs {
     /// G). With --resume, switches it on (from the current G) or off.
     #[arg(long, value_name = "DECAY")]
     pub ema: Option<f32>,
+    /// Weight W of a conditional-VAE reconstruction term (not in the paper; 0: off; the cVAE-GAN
+    /// of BicycleGAN): an image encoder E reads a code z from each real image and G must
+    /// rebuild the image from z and its caption (W · mean |Δ|), which shows G the exact shape a
+    /// caption names. With --resume, switches it on (a fresh E) or changes W.
+    #[arg(long, value_name = "W")]
+    pub vae: Option<f32>,
+    /// Weight of the codes' KL divergence from N(0, I) in the --vae term (default 0.01), which
+    /// keeps z, the style, close to the noise G samples from.
+    #[arg(long, value_name = "K")]
+    pub vae_kl: Option<f32>,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     pub sample_every: u64,
@@ -498,6 +508,9 @@ fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
     Ok(cfg)
 }
 
+/// The --vae-kl weight when only --vae is given (BicycleGAN's λ_KL).
+const DEFAULT_VAE_KL: f32 = 0.01;
+
 pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let c = &a.common;
     // Before the data and the caption embeddings: a missing GPU fails at once.
@@ -523,6 +536,11 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
         return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
+    }
+    for (flag, w) in [("--vae", a.vae), ("--vae-kl", a.vae_kl)] {
+        if let Some(w) = w {
+            non_negative(flag, w)?;
+        }
     }
     let (mut t, state) = match &c.resume {
         Some(p) => {
@@ -570,6 +588,11 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let (Some(d), Some(_)) = (a.ema, &c.resume) {
         t.set_ema(d)?;
+    }
+    if a.vae.is_some() || a.vae_kl.is_some() {
+        let weight = a.vae.unwrap_or(t.options.vae);
+        let kl = a.vae_kl.unwrap_or(if t.options.vae_kl > 0.0 { t.options.vae_kl } else { DEFAULT_VAE_KL });
+        t.set_vae(weight, kl, Arc::clone(&pool))?;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };

@@ -138,6 +138,11 @@ impl CudaGan {
         if classifier_on(&t.options) && sizes.len() > 4 {
             return Err(Error::Device(format!("the GPU classifier takes at most 4 attributes, not {}", sizes.len())));
         }
+        if o.vae > 0.0 {
+            return Err(Error::Device(
+                "the --vae term runs on the CPU only so far (train without --device cuda)".into(),
+            ));
+        }
         let b = o.batch;
         let bi = o.g_rows();
         let session = |net: &TrainNet, rows| CudaTrainSession::new(Arc::clone(&dev), Arc::clone(&net.graph), rows);

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::gan::{GanOptions, GanTrainer};
 use super::net::{discriminator_graph, train_graph, TrainNet};
+use super::posterior::{posterior_graph, Posterior};
 use super::sje::{image_encoder_graph, SjeOptions, SjeTrainer};
 use super::style::{style_graph, StyleOptions, StyleTrainer};
 use crate::error::Result;
@@ -107,6 +108,11 @@ pub fn save_gan(path: &Path, t: &GanTrainer, extra: &BTreeMap<String, String>) -
     if let Some(ema) = &t.g_ema {
         tensors.push(flat(EMA_GENERATOR, ema));
     }
+    if let Some(p) = &t.posterior {
+        tensors.extend(p.net.tensors());
+        tensors.push(flat("optim.posterior.m", &p.adam.m));
+        tensors.push(flat("optim.posterior.v", &p.adam.v));
+    }
     let options = serde_json::to_string(&t.options).unwrap_or_default();
     write(path, "gan", &t.config, options, t.step, tensors, extra)
 }
@@ -117,13 +123,22 @@ pub fn load_gan(path: &Path, pool: Arc<ThreadPool>) -> Result<(GanTrainer, BTree
     let g = o.net(TrainNet::init(&o.config, Network::Generator, 0)?)?;
     let classes = o.options.classifier_sizes.iter().sum();
     let d = o.net(TrainNet::init_graph(discriminator_graph(&o.config, classes)?, 0)?)?;
-    let mut t = GanTrainer::from_nets(&o.config, o.options.clone(), g, d, pool)?;
+    let mut t = GanTrainer::from_nets(&o.config, o.options.clone(), g, d, Arc::clone(&pool))?;
     t.g_adam.m = o.vec("optim.generator.m", t.g_adam.m.len())?;
     t.g_adam.v = o.vec("optim.generator.v", t.g_adam.v.len())?;
     t.d_adam.m = o.vec("optim.discriminator.m", t.d_adam.m.len())?;
     t.d_adam.v = o.vec("optim.discriminator.v", t.d_adam.v.len())?;
     if t.g_ema.is_some() {
         t.g_ema = Some(o.vec(EMA_GENERATOR, t.g.params.data.len())?);
+    }
+    if o.file.info("optim.posterior.m").is_ok() {
+        // E exists once the term was on, also when its weight is 0 now.
+        let (nz, b) = (o.config.generator.nz, t.options.batch);
+        let net = o.net(TrainNet::init_graph(posterior_graph(nz)?, 0)?)?;
+        let mut p = Posterior::from_net(net, &t.g, b, pool);
+        p.adam.m = o.vec("optim.posterior.m", p.adam.m.len())?;
+        p.adam.v = o.vec("optim.posterior.v", p.adam.v.len())?;
+        t.posterior = Some(p);
     }
     t.step = o.step;
     Ok((t, o.metadata()))

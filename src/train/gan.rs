@@ -12,6 +12,7 @@ use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
 use super::net::{discriminator_graph, TrainNet};
+use super::posterior::{Posterior, ReconInputs};
 use super::session::{Mode, ParamStore, TrainSession, BN_MOMENTUM};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
@@ -81,6 +82,13 @@ pub struct GanOptions {
     /// constant rate (docs/RESULTS.md, session 9).
     #[serde(default)]
     pub lr_decay: Option<[u64; 2]>,
+    /// Weight of the conditional-VAE reconstruction term (`posterior`; not in the paper; 0 =
+    /// off): G rebuilds each real image from its caption and a code E reads off the image.
+    #[serde(default)]
+    pub vae: f32,
+    /// Weight of the codes' KL divergence from the prior N(0, I) in that term.
+    #[serde(default)]
+    pub vae_kl: f32,
 }
 
 impl GanOptions {
@@ -149,6 +157,8 @@ impl Default for GanOptions {
             classifier_weight: 0.0,
             ema: 0.0,
             lr_decay: None,
+            vae: 0.0,
+            vae_kl: 0.0,
         }
     }
 }
@@ -171,6 +181,9 @@ pub struct StepStats {
     pub d_class: f32,
     pub d_class_acc: f32,
     pub g_class: f32,
+    /// The conditional-VAE term (unweighted; 0 when off): mean |G(z ~ q) − x| and KL(q ‖ p).
+    pub recon: f32,
+    pub kl: f32,
 }
 
 /// The inputs of one step: B real images, B wrong images, B text vectors, and (only with the
@@ -214,6 +227,8 @@ pub struct GanTrainer {
     pub step: u64,
     /// The moving average of G's parameters (`options.ema` > 0).
     pub g_ema: Option<Vec<f32>>,
+    /// The posterior encoder E and its pass (`options.vae` > 0, or once it was on).
+    pub posterior: Option<Posterior>,
     g_b: TrainSession,
     g_int: TrainSession,
     d_b: TrainSession,
@@ -249,6 +264,8 @@ pub const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
 /// Mixed into the seed for the noise of the averaged G's batch-norm estimate (pass p, row i:
 /// noise index p·B + i).
 pub const EMA_NOISE_KEY: u64 = 0x656d_615f_7374_6174;
+/// Mixed into the seed for the ε of the conditional-VAE codes (row i of step s: s·NOISE_STRIDE + i).
+pub const VAE_NOISE_KEY: u64 = 0x7661_655f_6e6f_6973;
 
 impl GanTrainer {
     /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
@@ -284,7 +301,7 @@ impl GanTrainer {
             d_images_ms: Vec::new(),
             d_class: Vec::new(),
         };
-        let (mode_seeking, ema) = (options.mode_seeking, options.ema);
+        let (mode_seeking, ema, vae) = (options.mode_seeking, options.ema, (options.vae, options.vae_kl));
         let classifier = (options.classifier_sizes.clone(), options.classifier_weight);
         let mut t = GanTrainer {
             config: config.clone(),
@@ -301,11 +318,13 @@ impl GanTrainer {
             options,
             step: 0,
             g_ema: None,
+            posterior: None,
             scratch,
         };
         t.set_ema(ema)?;
         t.set_mode_seeking(mode_seeking, Arc::clone(&pool));
-        t.set_classifier(&classifier.0, classifier.1, pool)?;
+        t.set_classifier(&classifier.0, classifier.1, Arc::clone(&pool))?;
+        t.set_vae(vae.0, vae.1, pool)?;
         Ok(t)
     }
 
@@ -363,6 +382,20 @@ impl GanTrainer {
         let on = weight > 0.0;
         self.g_ms = on.then(|| TrainSession::new(Arc::clone(&self.g.graph), b, pool));
         self.scratch.d_images_ms = vec![0.0; if on { b * img } else { 0 }];
+    }
+
+    /// Sets the conditional-VAE term's weights, also on a resumed run: a fresh E (seeded) when
+    /// the term turns on for the first time; an E that exists is kept (weight 0 pauses it).
+    pub fn set_vae(&mut self, weight: f32, kl: f32, pool: Arc<ThreadPool>) -> Result<()> {
+        if !(weight >= 0.0 && kl >= 0.0 && weight.is_finite() && kl.is_finite()) {
+            return Err(Error::Input(format!("VAE weights must be finite and ≥ 0, got {weight} and {kl}")));
+        }
+        (self.options.vae, self.options.vae_kl) = (weight, kl);
+        if weight > 0.0 && self.posterior.is_none() {
+            let (nz, seed) = (self.config.generator.nz, self.options.seed.wrapping_add(2));
+            self.posterior = Some(Posterior::new(&self.g, nz, self.options.batch, seed, pool)?);
+        }
+        Ok(())
     }
 
     /// Turns the moving average of G's parameters on (decay in (0, 1); it starts from G's current
@@ -552,6 +585,17 @@ impl GanTrainer {
         }
         let adam = self.adam();
         let t = self.step + 1;
+        if let Some(post) = self.posterior.as_mut().filter(|_| self.options.vae > 0.0) {
+            let inputs = ReconInputs {
+                real: batch.real,
+                text: batch.text,
+                noise: (self.options.seed ^ VAE_NOISE_KEY, self.step * NOISE_STRIDE),
+                weights: (self.options.vae, self.options.vae_kl),
+            };
+            let s = post.step(&mut self.g, &inputs, &adam, t);
+            (stats.recon, stats.kl) = (s.recon, s.kl);
+            stats.g_loss += self.options.vae * s.recon + self.options.vae_kl * s.kl;
+        }
         adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
         self.update_ema();
     }

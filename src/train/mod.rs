@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod gan;
 pub mod graph;
 pub mod net;
+pub mod posterior;
 pub mod session;
 pub mod sje;
 pub mod style;

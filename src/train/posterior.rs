@@ -1,0 +1,173 @@
+//! The conditional-VAE path beside GAN-INT-CLS (not in the paper; the cVAE-GAN half of
+//! BicycleGAN, Zhu et al. 2017): a posterior encoder E (S's architecture, 2·nz outputs) reads a
+//! real image x and gives q(z | x) = N(μ, diag exp(log σ²)); G must rebuild x from
+//! z = μ + σ·ε and the image's own caption embedding, paying `weight` · mean |G(z, φ(t)) − x|,
+//! and q pays `kl` · KL(q ‖ N(0, I)) (summed over nz, averaged over the batch).
+//!
+//! Why: the adversarial terms alone never told G which outline a caption names (shape kind at
+//! 26–30 % after every recipe of sessions 5–9, docs/RESULTS.md); the reconstruction shows G the
+//! exact shape of each real image, while z, squeezed by the KL term towards the prior, is left
+//! the image's style (position, rotation, background texture) — the attributes its caption does
+//! not fix. At sampling time z comes from the prior as before; E is never exported with G.
+
+use std::sync::Arc;
+
+use rayon::ThreadPool;
+
+use super::gan::AdamState;
+use super::graph::{TrainBuilder, TrainGraph};
+use super::net::TrainNet;
+use super::session::{Mode, TrainSession};
+use crate::error::Result;
+use crate::model::net::image_to_vector;
+use crate::ops::optim::Adam;
+use crate::rng::normal_noise;
+
+/// Width of E's first layer (S's and D's for `shapes`).
+pub const POSTERIOR_NF: usize = 32;
+/// Parameter prefix of E.
+pub const POSTERIOR_PREFIX: &str = "posterior";
+/// log σ² is clamped to ±this before use (its gradient is zero outside), so an early, wild E
+/// cannot overflow exp.
+const LOGVAR_CLAMP: f32 = 10.0;
+
+/// Lays E out for training: image [3, 64, 64] → [2·nz, 1, 1] (μ, then log σ²).
+pub fn posterior_graph(nz: usize) -> Result<TrainGraph> {
+    let mut b = TrainBuilder::new();
+    let (_, out) = image_to_vector(&mut b, POSTERIOR_PREFIX, POSTERIOR_NF, "proj", 2 * nz)?;
+    Ok(b.finish(&[out]))
+}
+
+/// The reconstruction term's numbers of one step (unweighted).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PosteriorStats {
+    /// mean |G(z, φ(t)) − x| over every pixel and channel.
+    pub recon: f32,
+    /// KL(q ‖ N(0, I)), summed over nz, averaged over the batch.
+    pub kl: f32,
+}
+
+/// E, its optimizer state and the sessions of the reconstruction pass.
+pub struct Posterior {
+    pub net: TrainNet,
+    pub adam: AdamState,
+    /// E on the B real images.
+    e: TrainSession,
+    /// G on the B sampled codes (gradient of z on).
+    g: TrainSession,
+    eps: Vec<f32>,
+    /// Gradients of E's output (dμ, d log σ²) and of G's image.
+    d_out: Vec<f32>,
+    d_image: Vec<f32>,
+}
+
+/// Borrowed pieces of one reconstruction pass.
+pub struct ReconInputs<'a> {
+    pub real: &'a [f32],
+    pub text: &'a [f32],
+    /// Noise seed and the index of row 0's ε.
+    pub noise: (u64, u64),
+    /// Reconstruction and KL weights.
+    pub weights: (f32, f32),
+}
+
+impl Posterior {
+    /// A fresh E (seeded) for batch `b` against G's training graph.
+    pub fn new(g: &TrainNet, nz: usize, b: usize, seed: u64, pool: Arc<ThreadPool>) -> Result<Posterior> {
+        Ok(Posterior::from_net(TrainNet::init_graph(posterior_graph(nz)?, seed)?, g, b, pool))
+    }
+
+    /// The reconstruction pass around an existing E (fresh optimizer state).
+    pub fn from_net(net: TrainNet, g: &TrainNet, b: usize, pool: Arc<ThreadPool>) -> Posterior {
+        let mut gs = TrainSession::new(Arc::clone(&g.graph), b, Arc::clone(&pool));
+        gs.set_input_grad(0, true);
+        let e = TrainSession::new(Arc::clone(&net.graph), b, pool);
+        let out = e.output(0).len();
+        let image = gs.output(0).len();
+        Posterior {
+            adam: AdamState { m: vec![0.0; net.graph.param_len], v: vec![0.0; net.graph.param_len] },
+            net,
+            eps: vec![0.0; out / 2],
+            d_out: vec![0.0; out],
+            d_image: vec![0.0; image],
+            e,
+            g: gs,
+        }
+    }
+
+    /// One reconstruction pass: adds the term's gradients to `g.grads` (G's, not zeroed here)
+    /// and steps E with `adam` at step `t`.
+    pub fn step(&mut self, g: &mut TrainNet, inputs: &ReconInputs, adam: &Adam, t: u64) -> PosteriorStats {
+        let b = self.e.batch();
+        let nz = self.eps.len() / b;
+        self.e.input_mut(0).copy_from_slice(inputs.real);
+        self.e.forward(&self.net.params, &mut self.net.buffers, Mode::Train);
+        for (i, eps) in self.eps.chunks_mut(nz).enumerate() {
+            normal_noise(inputs.noise.0, inputs.noise.1 + i as u64, eps);
+        }
+        sample_codes(self.e.output(0), &self.eps, nz, self.g.input_mut(0));
+        self.g.input_mut(1).copy_from_slice(inputs.text);
+        self.g.forward(&g.params, &mut g.buffers, Mode::Train);
+        let (w_recon, w_kl) = inputs.weights;
+        let recon = l1_loss(self.g.output(0), inputs.real, w_recon, &mut self.d_image);
+        self.g.backward(&g.params, &mut g.grads, &self.d_image);
+        let kl = code_gradients(self.e.output(0), &self.eps, self.g.input_grad(0), nz, w_kl, &mut self.d_out);
+        self.net.zero_grad();
+        self.e.backward(&self.net.params, &mut self.net.grads, &self.d_out);
+        adam.step(t, self.net.params.data_mut(), &self.net.grads, &mut self.adam.m, &mut self.adam.v);
+        PosteriorStats { recon, kl }
+    }
+}
+
+/// z = μ + exp(½ log σ²)·ε per row; `mu_logvar` is [B, 2·nz] (μ first), `eps` and `z` [B, nz]
+/// (log σ² clamped to ±10).
+pub fn sample_codes(mu_logvar: &[f32], eps: &[f32], nz: usize, z: &mut [f32]) {
+    let rows = mu_logvar.chunks(2 * nz).zip(eps.chunks(nz)).zip(z.chunks_mut(nz));
+    for ((ml, e), z) in rows {
+        let (mu, lv) = ml.split_at(nz);
+        for j in 0..nz {
+            z[j] = mu[j] + (0.5 * lv[j].clamp(-LOGVAR_CLAMP, LOGVAR_CLAMP)).exp() * e[j];
+        }
+    }
+}
+
+/// `weight` · mean |x − target| into the return value (unweighted), its gradient into `dx`.
+pub fn l1_loss(x: &[f32], target: &[f32], weight: f32, dx: &mut [f32]) -> f32 {
+    let n = x.len().max(1) as f32;
+    let g = weight / n;
+    let mut sum = 0.0f64;
+    for ((d, &a), &b) in dx.iter_mut().zip(x).zip(target) {
+        let diff = a - b;
+        sum += diff.abs() as f64;
+        *d = if diff > 0.0 {
+            g
+        } else if diff < 0.0 {
+            -g
+        } else {
+            0.0
+        };
+    }
+    (sum / n as f64) as f32
+}
+
+/// Gradients of E's output ([B, 2·nz]: dμ, d log σ²) from the gradient of the sampled codes
+/// `dz` and `kl_weight` · KL(q ‖ N(0, I)) averaged over the batch; returns that KL (unweighted).
+pub fn code_gradients(mu_logvar: &[f32], eps: &[f32], dz: &[f32], nz: usize, kl_weight: f32, d_out: &mut [f32]) -> f32 {
+    let rows = eps.len() / nz.max(1);
+    let w = kl_weight / rows.max(1) as f32;
+    let mut kl = 0.0f64;
+    let parts = mu_logvar.chunks(2 * nz).zip(eps.chunks(nz)).zip(dz.chunks(nz)).zip(d_out.chunks_mut(2 * nz));
+    for (((ml, e), dz), d) in parts {
+        let (mu, lv) = ml.split_at(nz);
+        let (dmu, dlv) = d.split_at_mut(nz);
+        for j in 0..nz {
+            let inside = lv[j].abs() <= LOGVAR_CLAMP;
+            let l = lv[j].clamp(-LOGVAR_CLAMP, LOGVAR_CLAMP);
+            let var = l.exp();
+            kl += 0.5 * (mu[j] * mu[j] + var - 1.0 - l) as f64;
+            dmu[j] = dz[j] + w * mu[j];
+            dlv[j] = if inside { dz[j] * e[j] * 0.5 * (0.5 * l).exp() + w * 0.5 * (var - 1.0) } else { 0.0 };
+        }
+    }
+    (kl / rows.max(1) as f64) as f32
+}
