@@ -336,3 +336,26 @@ fn train_on_a_missing_gpu_is_a_clean_device_error() {
 fn text2img_has_usable_gpu() -> bool {
     std::path::Path::new("/proc/driver/nvidia").exists()
 }
+
+#[test]
+fn vae_switches_on_at_resume_and_exports_its_style_encoder() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("gan");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "2"]));
+    assert!(!out.join("model-style.safetensors").exists(), "no E, no style encoder");
+    let ckpt = out.join("checkpoint.safetensors");
+    let resume = ["--resume", ckpt.to_str().expect("utf8")];
+    ok(&mut gan(&data, &enc, &out, &[&["--steps", "3", "--vae", "5", "--vae-kl", "0.1"][..], &resume].concat()));
+    let names: Vec<String> = file_tensors(&ckpt).into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().any(|n| n == "posterior.proj.weight"), "E is checkpointed: {names:?}");
+    assert!(names.iter().any(|n| n == "optim.posterior.v"), "E's optimizer is checkpointed");
+    let style = file_tensors(&out.join("model-style.safetensors"));
+    assert!(style.iter().any(|(n, _)| n == "style.proj.weight"), "the style encoder is exported");
+    assert!(!tensors(&out.join("model.safetensors")).iter().any(|(n, _)| n.starts_with("posterior.")), "E stays out");
+    // Paused (weight 0) on resume: E and its state stay in the checkpoint.
+    ok(&mut gan(&data, &enc, &out, &[&["--steps", "4", "--vae", "0"][..], &resume].concat()));
+    assert!(file_tensors(&ckpt).iter().any(|(n, _)| n == "posterior.proj.weight"), "E kept while paused");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--vae=-1"]), 2, "--vae");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("c"), &["--vae", "1", "--vae-kl", "nan"]), 2, "--vae-kl");
+}

@@ -546,3 +546,28 @@ fn generator_noise_gradient_matches_finite_differences() {
         assert!(err < 2e-2, "z[{i}]: fd {fd} vs backward {}", dz[i]);
     }
 }
+
+/// E's mean half exported as a style encoder S gives, in eval mode, exactly the μ rows E gives.
+#[test]
+fn posterior_mean_exports_as_a_style_encoder() {
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let opts = GanOptions { batch: 4, seed: 6, vae: 5.0, vae_kl: 0.1, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, opts, Arc::clone(&pool)).expect("trainer");
+    run_steps(&mut t, &cfg, 0..2);
+    let nz = cfg.generator.nz;
+    let post = t.posterior.as_mut().expect("E");
+    let mut s = post.style_encoder(nz).expect("S");
+    let images = random(4 * 3 * 64 * 64, 12);
+    let mut run = |net: &mut TrainNet| {
+        let mut session = TrainSession::new(Arc::clone(&net.graph), 4, Arc::clone(&pool));
+        session.input_mut(0).copy_from_slice(&images);
+        session.forward(&net.params, &mut net.buffers, Mode::Eval);
+        session.output(0).to_vec()
+    };
+    let (mu_logvar, style) = (run(&mut post.net), run(&mut s));
+    assert_eq!(style.len(), 4 * nz);
+    let mu: Vec<f32> = mu_logvar.chunks(2 * nz).flat_map(|r| r[..nz].to_vec()).collect();
+    assert_close("S(x) = μ(x)", &style, &mu, 1e-6);
+    assert!(mu_logvar.chunks(2 * nz).any(|r| r[nz..] != r[..nz]), "log σ² rows are not copied");
+}

@@ -759,6 +759,11 @@ fn export(
     stem: &str,
     v: Verbosity,
 ) -> Result<(), Failure> {
+    if let Some(p) = &t.posterior {
+        // E's mean as a style encoder, for `style-transfer` / `eval --style` on this export.
+        let path = a.common.out.join(format!("{stem}-style.safetensors"));
+        save_style_encoder(&path, &p.style_encoder(t.config.generator.nz)?, &t.config)?;
+    }
     match t.ema_generator(recent.rows(), Arc::clone(pool)) {
         Some(g_ema) => {
             write_model(a, t, &g_ema, enc, &format!("{stem}.safetensors"), v)?;

@@ -18,6 +18,7 @@ use super::gan::AdamState;
 use super::graph::{TrainBuilder, TrainGraph};
 use super::net::TrainNet;
 use super::session::{Mode, TrainSession};
+use super::style::{style_graph, STYLE_PREFIX};
 use crate::error::Result;
 use crate::model::net::image_to_vector;
 use crate::ops::optim::Adam;
@@ -93,6 +94,28 @@ impl Posterior {
             e,
             g: gs,
         }
+    }
+
+    /// E's mean half as a style encoder S (`style-transfer`, `eval --style`): the same trunk,
+    /// the last layer's first nz output channels (μ). S(x) is then the code E would hand G for
+    /// x, so a style image's background and placement come back as E learnt them.
+    pub fn style_encoder(&self, nz: usize) -> Result<TrainNet> {
+        let mut s = TrainNet::init_graph(style_graph(nz)?, 0)?;
+        let src = &self.net;
+        let find = |name: &str| -> Option<Vec<f32>> {
+            let own = format!("{POSTERIOR_PREFIX}{}", name.strip_prefix(STYLE_PREFIX)?);
+            let g = &src.graph;
+            let (data, slot) = match (g.param(&own), g.buffers.iter().find(|b| b.name == own)) {
+                (Some(p), _) => (&src.params.data, p),
+                (None, Some(b)) => (&src.buffers, b),
+                (None, None) => return None,
+            };
+            let v = &data[slot.offset..slot.offset + slot.len];
+            // μ is the first half of the last layer's output channels (the leading dimension).
+            Some(if own.ends_with(".proj.weight") { v[..v.len() / 2].to_vec() } else { v.to_vec() })
+        };
+        s.load_tensors(&find)?;
+        Ok(s)
     }
 
     /// One reconstruction pass: adds the term's gradients to `g.grads` (G's, not zeroed here)

@@ -33,9 +33,12 @@ const NOISE_STRIDE: u64 = 1 << 16;
 /// Mixed into the seed so S's noise differs from the GAN trainer's and from weight init.
 const STYLE_KEY: u64 = 0x7374_796c_655f_6b65;
 
+/// Parameter prefix of S.
+pub const STYLE_PREFIX: &str = "style";
+
 /// Lays S out: image [3, 64, 64] → style vector [nz, 1, 1]. Parameters are `style.*`.
 pub fn style_encoder<B: NetBuilder>(b: &mut B, nz: usize) -> Result<(ValueId, ValueId)> {
-    image_to_vector(b, "style", STYLE_NF, "proj", nz)
+    image_to_vector(b, STYLE_PREFIX, STYLE_NF, "proj", nz)
 }
 
 /// S's training graph for noise size `nz`.
