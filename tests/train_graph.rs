@@ -559,7 +559,7 @@ fn posterior_mean_exports_as_a_style_encoder() {
     let post = t.posterior.as_mut().expect("E");
     let mut s = post.style_encoder(nz).expect("S");
     let images = random(4 * 3 * 64 * 64, 12);
-    let mut run = |net: &mut TrainNet| {
+    let run = |net: &mut TrainNet| {
         let mut session = TrainSession::new(Arc::clone(&net.graph), 4, Arc::clone(&pool));
         session.input_mut(0).copy_from_slice(&images);
         session.forward(&net.params, &mut net.buffers, Mode::Eval);
