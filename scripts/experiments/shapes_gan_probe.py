@@ -35,6 +35,9 @@ Switches:
                   2017): an image encoder E (S's architecture, out 2·nz) gives q(z | x) for the real
                   images; G(z ~ q, φ(t)) must rebuild x (W · mean |Δ|) and q pays K · KL(q ‖ N(0, I))
                   (summed over nz, mean over the batch); E trains with G's optimizer
+  --no-gan        with --vae: no D and no adversarial term (a plain conditional VAE), to see how
+                  fast G learns outlines from pixels alone; each export also writes
+                  recon-<step>.png (real images, their reconstructions, prior samples)
   --vae-fake      D also sees the reconstructions as fakes (weight 0.5, sharing the fake term)
   --lr-d/--lr-g, --beta1, --beta2, --ndf, --ngf
 
@@ -158,6 +161,35 @@ def class_loss(logits, labels, sizes):
     return loss
 
 
+def vae_only_step(G, E, opt, real, t, nz, args):
+    """One step of the plain conditional VAE (--no-gan): rebuild + KL, no D."""
+    b = real.shape[0]
+    mu_lv = E(real).flatten(1)
+    mu, logvar = mu_lv[:, :nz], mu_lv[:, nz:].clamp(-10, 10)
+    z = mu + torch.randn(b, nz) * (0.5 * logvar).exp()
+    recon = (G(z, t) - real).abs().mean()
+    kl = (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)).mean()
+    opt.zero_grad(set_to_none=True)
+    (args.vae * recon + args.kl * kl).backward()
+    opt.step()
+    return {"recon": recon.detach(), "kl": kl.detach()}
+
+
+@torch.no_grad()
+def recon_png(G, E, real, t, nz, path):
+    """Rows: 8 real images, their reconstructions (z = μ), and samples from the prior."""
+    from PIL import Image
+
+    G.eval(), E.eval()
+    x = real[:8]
+    mu = E(x).flatten(1)[:, :nz]
+    rows = [x, G(mu, t[:8]), G(torch.randn(8, nz), t[:8])]
+    G.train(), E.train()
+    grid = torch.cat([torch.cat(list(r), 2) for r in rows], 1)
+    arr = ((grid.clamp(-1, 1) + 1) * 127.5).byte().permute(1, 2, 0).numpy()
+    Image.fromarray(arr).save(path)
+
+
 def export(G, enc_tensors, cfg, path):
     from safetensors.torch import save_file
 
@@ -198,6 +230,7 @@ def main():
     ap.add_argument("--vae", type=float, default=0.0)
     ap.add_argument("--kl", type=float, default=0.01)
     ap.add_argument("--vae-fake", action="store_true")
+    ap.add_argument("--no-gan", action="store_true")
     ap.add_argument("--lr-d", type=float, default=2e-4)
     ap.add_argument("--lr-g", type=float, default=2e-4)
     ap.add_argument("--beta1", type=float, default=0.5)
@@ -314,6 +347,20 @@ def main():
     for it in range(1, args.steps + 1):
         real, wrong, t, lab = batch()
         z_d, z_g = torch.randn(b, nz), torch.randn(b + b // 2, nz)
+        if args.no_gan:
+            rec = vae_only_step(G, E, opt_g, real, t, nz, args)
+            for k, v in rec.items():
+                acc.setdefault(k, []).append(float(v))
+            if it % args.log_every == 0:
+                out = {"step": it, "s_per_it": round((time.time() - t_start) / it, 3)}
+                out.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
+                acc = {}
+                log.write(json.dumps(out) + "\n")
+                log.flush()
+                print(json.dumps(out), flush=True)
+            if it % args.export_every == 0 or it == args.steps:
+                recon_png(G, E, real, t, nz, f"{args.out}/recon-{it}.png")
+            continue
         # D step
         D.requires_grad_(True)
         with torch.no_grad():

@@ -120,10 +120,10 @@ impl WeightFile {
     /// the pages wholly inside the tensor are dropped; nothing happens for a file read into
     /// memory.
     pub fn release(&self, info: &TensorInfo) {
-        const PAGE: usize = 4096;
         let Backing::Mapped(map) = &self.backing else { return };
-        let start = (self.header.data_start + info.begin).next_multiple_of(PAGE);
-        let end = (self.header.data_start + info.end) / PAGE * PAGE;
+        let page = page_size();
+        let start = (self.header.data_start + info.begin).next_multiple_of(page);
+        let end = (self.header.data_start + info.end) / page * page;
         if end > start {
             // SAFETY: the map is private and read-only, so no page of it was ever written:
             // MADV_DONTNEED drops clean copies of file pages, and the next read of any byte
@@ -159,3 +159,32 @@ impl WeightFile {
 // Tensors are little-endian on disk and read in place: refuse to build where that is wrong.
 #[cfg(target_endian = "big")]
 compile_error!("text2img reads little-endian weights in place and needs a little-endian target");
+
+/// The system's page size (4 KB on x86-64; 16 or 64 KB on some arm64 kernels), read once.
+/// madvise needs page-aligned ranges: with a 4 KB guess on a 16 KB system it failed and the
+/// pages stayed resident.
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf reads a system constant; it has no preconditions and touches no memory
+        // of ours. A failure (-1) or an absurd value falls back to 4 KB.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(v).ok().filter(|p| p.is_power_of_two() && *p >= 4096).unwrap_or(4096)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn page_size_is_the_kernels() {
+        let p = super::page_size();
+        assert!(p.is_power_of_two() && p >= 4096, "page size {p}");
+        // Against an independent reading where the machine has getconf.
+        if let Ok(out) = std::process::Command::new("getconf").arg("PAGESIZE").output() {
+            let s = String::from_utf8_lossy(&out.stdout);
+            if let Ok(want) = s.trim().parse::<usize>() {
+                assert_eq!(p, want, "sysconf vs getconf");
+            }
+        }
+    }
+}
