@@ -261,6 +261,20 @@ def recon_png(G, E, real, t, nz, path):
     Image.fromarray(arr).save(path)
 
 
+def record(rec, acc, it, every, log, t_start):
+    """Adds a step's numbers to `acc`; every `every` steps writes their means and starts over."""
+    for k, v in rec.items():
+        acc.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
+    if it % every:
+        return acc
+    out = {"step": it, "s_per_it": round((time.time() - t_start) / it, 3)}
+    out.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
+    log.write(json.dumps(out) + "\n")
+    log.flush()
+    print(json.dumps(out), flush=True)
+    return {}
+
+
 def export(G, enc_tensors, cfg, path):
     from safetensors.torch import save_file
 
@@ -431,15 +445,7 @@ def main():
         if args.no_gan:
             w = None if geo is None else pixel_weights(geo[torch.from_numpy(last_rows[0])], args.shape_weight)
             rec = vae_only_step(G, E, opt_g, real, t, nz, args, w)
-            for k, v in rec.items():
-                acc.setdefault(k, []).append(float(v))
-            if it % args.log_every == 0:
-                out = {"step": it, "s_per_it": round((time.time() - t_start) / it, 3)}
-                out.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
-                acc = {}
-                log.write(json.dumps(out) + "\n")
-                log.flush()
-                print(json.dumps(out), flush=True)
+            acc = record(rec, acc, it, args.log_every, log, t_start)
             if it % args.export_every == 0 or it == args.steps:
                 recon_png(G, E, real, t, nz, f"{args.out}/recon-{it}.png")
             continue
@@ -521,16 +527,7 @@ def main():
                 g_loss = g_loss + 0.5 * bce(lg_r, torch.ones_like(lg_r))
         g_loss.backward()
         opt_g.step()
-        for k, v in rec.items():
-            acc.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
-        if it % args.log_every == 0:
-            el = time.time() - t_start
-            out = {"step": it, "s_per_it": round(el / it, 3)}
-            out.update({k: round(float(np.mean(v)), 4) for k, v in acc.items()})
-            acc = {}
-            log.write(json.dumps(out) + "\n")
-            log.flush()
-            print(json.dumps(out), flush=True)
+        acc = record(rec, acc, it, args.log_every, log, t_start)
         if it % args.export_every == 0 or it == args.steps:
             G.eval()
             export(G, enc_tensors, cfg, f"{args.out}/model-{it}.safetensors")

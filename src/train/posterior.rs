@@ -9,6 +9,8 @@
 //! exact shape of each real image, while z, squeezed by the KL term towards the prior, is left
 //! the image's style (position, rotation, background texture) — the attributes its caption does
 //! not fix. At sampling time z comes from the prior as before; E is never exported with G.
+//! E steps with G's Adam settings (same rate and schedule) right after G's gradients are
+//! complete; G's running statistics also see the reconstruction batch.
 
 use std::sync::Arc;
 
