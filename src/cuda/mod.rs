@@ -60,6 +60,25 @@ pub(crate) fn driver_err(what: &str) -> impl FnOnce(DriverError) -> Error + '_ {
     move |e| Error::Device(format!("CUDA {what}: {e}"))
 }
 
+/// Value `v` of a session's store: None while a node has taken it out to write it.
+pub(crate) fn value_slot(values: &[Option<Buf>], v: usize) -> Result<&Buf> {
+    values[v].as_ref().ok_or_else(|| Error::Device(format!("CUDA value {v} is in use")))
+}
+
+/// [`value_slot`], to be written.
+pub(crate) fn value_slot_mut(values: &mut [Option<Buf>], v: usize) -> Result<&mut Buf> {
+    values[v].as_mut().ok_or_else(|| Error::Device(format!("CUDA value {v} is in use")))
+}
+
+/// Copies `host`, which must hold exactly `want` values, into `dst` on `dev`'s stream; `what`
+/// names the input in the error.
+pub(crate) fn upload_exact(dev: &CudaDevice, host: &[f32], want: usize, dst: &mut Buf, what: &str) -> Result<()> {
+    if host.len() != want {
+        return Err(Error::Shape(format!("{what}: {} values for a buffer of {want}", host.len())));
+    }
+    dev.stream().memcpy_htod(host, dst).map_err(driver_err("upload"))
+}
+
 /// One GPU: context, stream, and every kernel function by symbol.
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{driver_err, Buf, CudaDevice, Epi, RnnBufs};
+use super::{driver_err, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, RnnBufs};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op};
 use crate::ops::rnn::RnnDims;
@@ -67,25 +67,20 @@ impl CudaSession {
     }
 
     fn value(&self, v: usize) -> Result<&Buf> {
-        self.values[v].as_ref().ok_or_else(|| Error::Device(format!("CUDA value {v} is in use")))
+        value_slot(&self.values, v)
     }
 
     /// Copies `host` ([batch, per-sample shape]) into graph input `i`.
     pub fn set_input(&mut self, i: usize, host: &[f32]) -> Result<()> {
         let v = self.graph.inputs[i];
         let want = self.graph.values[v].len() * self.batch;
-        if host.len() != want {
-            return Err(Error::Shape(format!("CUDA input {i}: {} values for a buffer of {want}", host.len())));
-        }
-        let stream = Arc::clone(self.dev.stream());
-        let dst = self.values[v].as_mut().ok_or_else(|| Error::Device(format!("CUDA value {v} is in use")))?;
-        stream.memcpy_htod(host, dst).map_err(driver_err("upload"))
+        let dst = value_slot_mut(&mut self.values, v)?;
+        upload_exact(&self.dev, host, want, dst, &format!("CUDA input {i}"))
     }
 
     /// Graph input `i`'s device buffer, to be written by a kernel (e.g. device-side noise).
     pub fn input_buf_mut(&mut self, i: usize) -> Result<&mut Buf> {
-        let v = self.graph.inputs[i];
-        self.values[v].as_mut().ok_or_else(|| Error::Device(format!("CUDA value {v} is in use")))
+        value_slot_mut(&mut self.values, self.graph.inputs[i])
     }
 
     /// Graph output `i`'s device buffer (valid once the stream reaches it).

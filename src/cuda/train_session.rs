@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::{driver_err, Buf, CudaDevice, Epi, MatLayout};
+use super::{driver_err, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, MatLayout};
 use crate::error::{Error, Result};
 use crate::train::graph::{Slot, TOp, TrainGraph};
 use crate::train::session::{Mode, BN_MOMENTUM};
@@ -99,25 +99,20 @@ impl CudaTrainSession {
     }
 
     fn value(&self, v: usize) -> Result<&Buf> {
-        self.values[v].as_ref().ok_or_else(|| Error::Device(format!("CUDA training value {v} is in use")))
+        value_slot(&self.values, v)
     }
 
     /// Copies `host` into graph input `i`.
     pub fn set_input(&mut self, i: usize, host: &[f32]) -> Result<()> {
         let v = self.graph.inputs[i];
         let want = self.graph.len(v) * self.batch;
-        if host.len() != want {
-            return Err(Error::Shape(format!("CUDA training input {i}: {} values for {want}", host.len())));
-        }
-        let stream = Arc::clone(self.dev.stream());
-        let dst = self.values[v].as_mut().ok_or_else(|| Error::Device(format!("CUDA value {v} is in use")))?;
-        stream.memcpy_htod(host, dst).map_err(driver_err("upload"))
+        let dst = value_slot_mut(&mut self.values, v)?;
+        upload_exact(&self.dev, host, want, dst, &format!("CUDA training input {i}"))
     }
 
     /// Graph input `i`'s device buffer, to be written on the device (noise, copied images).
     pub fn input_buf_mut(&mut self, i: usize) -> Result<&mut Buf> {
-        let v = self.graph.inputs[i];
-        self.values[v].as_mut().ok_or_else(|| Error::Device(format!("CUDA training value {v} is in use")))
+        value_slot_mut(&mut self.values, self.graph.inputs[i])
     }
 
     /// Graph input `i`'s device buffer as last written.
@@ -178,8 +173,7 @@ impl CudaTrainSession {
         let CudaTrainSession { dev: d, graph, batch: b, values, stats, .. } = self;
         let b = *b;
         let node = &graph.nodes[i];
-        let value =
-            |v: usize| values[v].as_ref().ok_or_else(|| Error::Device(format!("CUDA training value {v} is in use")));
+        let value = |v: usize| value_slot(values, v);
         let x = value(node.inputs[0])?;
         let y = node.inputs.get(1).map(|&v| value(v)).transpose()?;
         let p = |id: usize| &params.slots[id];
