@@ -30,6 +30,8 @@ date -u +%FT%TZ > "$out/date.txt"
 status=0
 table=""
 row() { table+=$(printf '%-44s %-10s %s' "$1" "$2" "$3")$'\n'; }
+# r = $2 when exit status $1 is 0, else FAIL(status) and the check fails.
+verdict() { if [ "$1" = 0 ]; then r=$2; else r="FAIL($1)"; status=1; fi; }
 # the CUDA suites, their GPU tests included (they are #[ignore]d where there is no GPU); the CPU
 # suites are run by CI, not on this machine's scarce minutes
 for t in .gpu/bin/test-cuda_*; do
@@ -37,9 +39,8 @@ for t in .gpu/bin/test-cuda_*; do
   n=$(basename "$t")
   start=$SECONDS
   timeout "$(cap "$per_test")" "$t" --include-ignored --test-threads=1 > "$out/$n.log" 2>&1
-  rc=$?
+  verdict $? ok
   res=$(grep -E '^test result' "$out/$n.log" | tail -1 | sed 's/^test result: //; s/; finished in.*//')
-  if [ $rc = 0 ]; then r=ok; else r="FAIL($rc)"; status=1; fi
   row "$n" "$r" "$((SECONDS - start))s ${res:-no result line (see $n.log)}"
 done
 # only GPU criterion benches (bench-cuda*): the CPU ones would spend the machine's minutes on
@@ -50,8 +51,7 @@ for b in .gpu/bin/bench-cuda*; do
   start=$SECONDS
   # criterion: a short measurement per bench so the whole check stays well inside ten minutes
   timeout "$per_bench" "$b" --bench --warm-up-time 1 --measurement-time 2 > "$out/$n.log" 2>&1
-  rc=$?
-  if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
+  verdict $? done
   row "$n" "$r" "$((SECONDS - start))s, see $n.log"
 done
 cli=$(ls .gpu/bin/bin-text2img* 2>/dev/null | head -1)
@@ -66,8 +66,7 @@ for spec in "1 1000 50" "64,256 50 5"; do
   start=$SECONDS
   timeout "$(cap "$per_bench")" "$cli" bench --device cuda -m reed-cub -b "$1" -r "$2" --warmup "$3" \
     > "$out/bench-cuda-b$1.log" 2>&1
-  rc=$?
-  if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
+  verdict $? done
   row "$name" "$r" "$((SECONDS - start))s, see bench-cuda-b$1.log"
 done
 # GAN training on the GPU (issue 8): 300 steps of the `shapes` config at batch 64 from the
@@ -83,9 +82,8 @@ for spec in "cuda 300" "cpu 20"; do
   timeout "$(cap "$per_bench")" "$cli" train --device "$1" --config shapes --data "$data" \
     --encoder weights/default.safetensors --out "$out/train-$1" --steps "$2" --batch 64 \
     --sample-every "$2" --checkpoint-every "$2" -q > "$out/train-$1.log" 2>&1
-  rc=$?
+  verdict $? done
   ips=$(tail -1 "$out/train-$1/log.jsonl" 2>/dev/null | python3 -c 'import json,sys; print("%.0f images/s" % json.load(sys.stdin)["images_per_s"])' 2>/dev/null)
-  if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
   row "$name" "$r" "$((SECONDS - start))s, ${ips:-no log}"
 done
 # Issue 8's benchmark: GAN-INT-CLS iterations at batch 64, reed-cub sizes, ours (train --device
@@ -102,9 +100,8 @@ else
   timeout "$(cap 240)" python3 scripts/bench_train.py --device cuda --config reed-cub --batch 64 --steps 10 \
     --threads 16 --ours "$cli" --data "$data" --encoder /tmp/gpu-check-rc-encoder.safetensors --json \
     > "$out/bench-train-cuda.log" 2>&1
-  rc=$?
+  verdict $? done
   ratio=$(grep -o '"ratio_steady_ours_over_pytorch": [0-9.]*' "$out/bench-train-cuda.log" | cut -d' ' -f2)
-  if [ $rc = 0 ]; then r=done; else r="FAIL($rc)"; status=1; fi
   row "$name" "$r" "$((SECONDS - start))s, ${ratio:-?}x (see bench-train-cuda.log)"
 fi
 grep -h "philox seed" "$out"/test-cuda_ops*.log 2>/dev/null | tee "$out/philox.txt"
