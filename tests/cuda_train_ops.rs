@@ -377,7 +377,7 @@ fn gan_step_cuda_vs_cpu() {
         let (real, wrong, text) = (random(8 * img, 900), random(8 * img, 901), random(8 * e, 902));
         let labels: Vec<usize> = (0..8 * sizes.len()).map(|i| (i * 7 + 3) % sizes[i % sizes.len()]).collect();
         let labels = if options.classifier_weight > 0.0 { &labels[..] } else { &[] };
-        let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels };
+        let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels, shapes: &[] };
         let want = cpu.step(&batch).expect("CPU step");
         let got = gpu.step(&batch).expect("GPU step");
         for (name, g, w) in [

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use text2img::data::render::Shape;
 use text2img::data::sampler::{Augment, EncoderPlan, GanPlan, View};
 use text2img::data::shapes::{
-    image_labels, make_shapes, palette_index, read_attributes, Attributes, ShapesConfig, SizeWord, IMAGE_LABEL_SIZES,
+    image_geometry, image_labels, make_shapes, palette_index, read_attributes, Attributes, ShapesConfig, SizeWord,
+    IMAGE_LABEL_SIZES,
 };
 use text2img::data::{
     DataError, Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, SamplerState,
@@ -310,10 +311,13 @@ fn hard_wrong_pairs_need_shapes_class_names() {
 fn image_labels_come_from_attributes_and_bad_records_are_named() {
     let (dir, ds) = shapes(120);
     let labels = image_labels(&ds, "--classifier").unwrap();
+    let geometry = image_geometry(&ds, "--vae-shape-weight").unwrap();
     assert_eq!(labels.len(), ds.items().len());
+    assert_eq!(geometry.len(), ds.items().len());
     let records = read_attributes(dir.path()).unwrap();
-    for (item, l) in ds.items().iter().zip(&labels) {
+    for ((item, l), g) in ds.items().iter().zip(&labels).zip(&geometry) {
         let a = records.iter().find(|a| dir.path().join(&a.image) == item.image).unwrap();
+        assert_eq!(*g, [a.x, a.y, a.radius], "{}", a.image);
         assert_eq!(l[1], palette_index(&a.colour).unwrap());
         assert_eq!(Shape::ALL[l[0]], a.shape);
         assert_eq!(SizeWord::ALL[l[2]], a.size);
@@ -337,4 +341,6 @@ fn image_labels_come_from_attributes_and_bad_records_are_named() {
     fs::write(&path, all.join("\n")).unwrap();
     let err = image_labels(&ds, "--classifier").unwrap_err().to_string();
     assert!(err.contains(&first.image) && err.contains("contradicts") && !err.contains('\n'), "{err}");
+    let err = image_geometry(&ds, "--vae-shape-weight").unwrap_err().to_string();
+    assert!(err.starts_with("--vae-shape-weight") && err.contains("contradicts"), "{err}");
 }

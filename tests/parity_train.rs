@@ -180,7 +180,7 @@ fn gan_int_cls_step_matches_pytorch() {
     let gn = TrainNet::from_weights(&ws, Network::Generator).expect("G");
     let dn = TrainNet::from_weights(&ws, Network::Discriminator).expect("D");
     let mut t = GanTrainer::from_nets(&cfg, opts, gn, dn, thread_pool(2).expect("pool")).expect("trainer");
-    let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[] }).expect("step");
+    let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[], shapes: &[] }).expect("step");
 
     let rel = |ours: f32, want: f64| (ours as f64 - want).abs() / want.abs().max(1e-3);
     let (e_d, e_g) = (rel(st.d_loss, g.scalar("d_loss")), rel(st.g_loss, g.scalar("g_loss")));

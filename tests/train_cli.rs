@@ -160,6 +160,13 @@ fn file_tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     file.header().tensors.iter().map(|t| (t.name.clone(), file.f32_data(&t.name).expect("data").into_owned())).collect()
 }
 
+/// The trainer options a checkpoint holds (its "options" metadata, JSON).
+fn checkpoint_options(path: &Path) -> serde_json::Value {
+    let file = text2img::weights::WeightFile::open(path, LoadMode::Read).expect("checkpoint");
+    let options = file.header().metadata.get("options").cloned().unwrap_or_default();
+    serde_json::from_str(&options).expect("options JSON")
+}
+
 #[test]
 fn encoder_with_attribute_heads_resumes_exactly() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -346,7 +353,10 @@ fn vae_switches_on_at_resume_and_exports_its_style_encoder() {
     assert!(!out.join("model-style.safetensors").exists(), "no E, no style encoder");
     let ckpt = out.join("checkpoint.safetensors");
     let resume = ["--resume", ckpt.to_str().expect("utf8")];
-    ok(&mut gan(&data, &enc, &out, &[&["--steps", "3", "--vae", "5", "--vae-kl", "0.1"][..], &resume].concat()));
+    let on = ["--steps", "3", "--vae", "5", "--vae-kl", "0.1", "--vae-shape-weight", "10"];
+    ok(&mut gan(&data, &enc, &out, &[&on[..], &resume].concat()));
+    let meta = checkpoint_options(&ckpt);
+    assert_eq!(meta["vae_shape_weight"], 10.0, "the shape weight is saved: {meta}");
     let names: Vec<String> = file_tensors(&ckpt).into_iter().map(|(n, _)| n).collect();
     assert!(names.iter().any(|n| n == "posterior.proj.weight"), "E is checkpointed: {names:?}");
     assert!(names.iter().any(|n| n == "optim.posterior.v"), "E's optimizer is checkpointed");
@@ -358,4 +368,6 @@ fn vae_switches_on_at_resume_and_exports_its_style_encoder() {
     assert!(file_tensors(&ckpt).iter().any(|(n, _)| n == "posterior.proj.weight"), "E kept while paused");
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--vae=-1"]), 2, "--vae");
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("c"), &["--vae", "1", "--vae-kl", "nan"]), 2, "--vae-kl");
+    let negative = ["--vae", "1", "--vae-shape-weight=-2"];
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("d"), &negative), 2, "--vae-shape-weight");
 }

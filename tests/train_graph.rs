@@ -20,7 +20,7 @@ use text2img::train::checkpoint::{load_gan, save_gan};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::graph::{TrainBuilder, TrainGraph};
 use text2img::train::net::{smooth_discriminator_graph, smooth_train_graph};
-use text2img::train::posterior::{code_gradients, l1_loss, sample_codes};
+use text2img::train::posterior::{code_gradients, l1_loss, sample_codes, shape_pixel_weights, SHAPE_WEIGHT_RADII};
 use text2img::train::style::style_encoder;
 use text2img::train::{Mode, TrainNet, TrainSession};
 
@@ -209,11 +209,19 @@ fn gan_labels(t: &GanTrainer, s: u64) -> Vec<usize> {
         .collect()
 }
 
+/// Shapes of step `s`'s real images, (x, y, radius) in pixels.
+fn gan_shapes(b: usize, s: u64) -> Vec<[f32; 3]> {
+    random(3 * b, 4000 + s).chunks(3).map(|v| [32.0 + 20.0 * v[0], 32.0 + 20.0 * v[1], 8.0 + 4.0 * v[2]]).collect()
+}
+
 fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>) {
     for s in steps {
         let (real, wrong, text) = gan_batch(cfg, t.options.batch, s);
         let labels = gan_labels(t, s);
-        let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &labels }).expect("step");
+        let shapes = gan_shapes(t.options.batch, s);
+        let st = t
+            .step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &labels, shapes: &shapes })
+            .expect("step");
         let classified = t.options.classifier_weight > 0.0;
         assert!(
             [st.d_class, st.g_class].iter().all(|&l| l.is_finite() && (l > 0.0) == classified),
@@ -251,6 +259,26 @@ fn gan_step_updates_and_resume_is_exact() {
     // The conditional-VAE term (E, its optimizer, its ε rows) resumes exactly and changes G.
     let vae = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, ..resume_options() });
     assert_ne!(plain, vae, "the reconstruction term changes G");
+    // Weighting the shapes' pixels is another gradient, resumed exactly as well.
+    let shaped = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, vae_shape_weight: 10.0, ..resume_options() });
+    assert_ne!(vae, shaped, "the shape weight changes G");
+}
+
+/// With the shape weight on, a batch without one shape per real image is refused.
+#[test]
+fn vae_shape_weight_needs_the_batch_shapes() {
+    let cfg = micro_config();
+    let opts = GanOptions { batch: 4, vae: 1.0, vae_kl: 0.01, vae_shape_weight: 5.0, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, opts, thread_pool(2).expect("pool")).expect("trainer");
+    let (real, wrong, text) = gan_batch(&cfg, 4, 0);
+    let shapes = gan_shapes(4, 0);
+    for bad in [&shapes[..0], &shapes[..3]] {
+        let err = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[], shapes: bad }).err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("shape weight") && msg.contains("4 shapes"), "{} shapes: {msg:?}", bad.len());
+    }
+    assert_eq!(t.step, 0, "nothing was stepped");
+    t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[], shapes: &shapes }).expect("4 shapes");
 }
 
 fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize) -> Vec<f32> {
@@ -405,11 +433,11 @@ fn classifier_labels_are_checked() {
     let mut t = GanTrainer::new(&cfg, o, pool).expect("trainer");
     let (real, wrong, text) = gan_batch(&cfg, 2, 0);
     for labels in [&[0usize][..], &[0, 3], &[]] {
-        let err = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels }).err();
+        let err = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels, shapes: &[] }).err();
         assert!(err.is_some(), "labels {labels:?} accepted");
     }
     assert_eq!(t.step, 0, "a refused batch takes no step");
-    t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[2, 0] }).expect("good labels");
+    t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[2, 0], shapes: &[] }).expect("good labels");
 }
 
 #[test]
@@ -428,7 +456,8 @@ fn classifier_learns_labels_that_show_in_the_image() {
         let labels: Vec<usize> = (0..b).map(|i| (i + s as usize) % 2).collect();
         let real: Vec<f32> =
             noise.iter().enumerate().map(|(j, v)| 0.3 * v + if labels[j / img] == 1 { 0.5 } else { -0.5 }).collect();
-        let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &labels }).expect("step");
+        let st =
+            t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &labels, shapes: &[] }).expect("step");
         accs.push(st.d_class_acc);
     }
     let late = accs[50..].iter().sum::<f32>() / 10.0;
@@ -473,7 +502,7 @@ fn mode_seeking_pairs_share_one_pass() {
     let z_part = cfg.generator.nz * slot.len / (cfg.generator.nz + cfg.generator.nt);
     t.g.params.data_mut()[slot.offset..slot.offset + z_part].fill(0.0);
     let (real, wrong, text) = gan_batch(&cfg, 4, 0);
-    let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[] }).expect("step");
+    let st = t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[], shapes: &[] }).expect("step");
     assert!(st.mode_seeking > 1e4, "pairs of a noise-blind G differ: term {}", st.mode_seeking);
 }
 
@@ -506,10 +535,47 @@ fn posterior_code_gradients_match_finite_differences() {
     // Mean |Δ| and its sign gradient.
     let (x, t) = (random(6, 44), random(6, 45));
     let mut dx = vec![0.0; 6];
-    let l = l1_loss(&x, &t, 2.0, &mut dx);
+    let l = l1_loss(&x, &t, None, 2.0, &mut dx);
     let want: f32 = x.iter().zip(&t).map(|(a, b)| (a - b).abs()).sum::<f32>() / 6.0;
     assert!((l - want).abs() < 1e-6, "L1 {l} vs {want}");
     assert!(dx.iter().zip(x.iter().zip(&t)).all(|(&d, (a, b))| d == 2.0 / 6.0 * (a - b).signum()), "{dx:?}");
+    // Weighted: Σ w|Δ| / Σ w, gradient 2 · w · sign(Δ) / Σ w (uniform weights: the plain mean).
+    let w = [1.0, 3.0, 1.0, 1.0, 11.0, 1.0];
+    let l = l1_loss(&x, &t, Some(&w), 2.0, &mut dx);
+    let want: f32 = x.iter().zip(&t).zip(&w).map(|((a, b), w)| w * (a - b).abs()).sum::<f32>() / 18.0;
+    assert!((l - want).abs() < 1e-6, "weighted L1 {l} vs {want}");
+    for (i, &d) in dx.iter().enumerate() {
+        assert!((d - 2.0 * w[i] / 18.0 * (x[i] - t[i]).signum()).abs() < 1e-7, "weighted dx[{i}] {d}");
+    }
+    let plain = l1_loss(&x, &t, Some(&[4.0; 6]), 2.0, &mut dx);
+    assert!((plain - l1_loss(&x, &t, None, 2.0, &mut [0.0; 6])).abs() < 1e-6, "uniform weights");
+}
+
+/// The shape weight map: 1 + L exactly at the pixels whose centre lies within 1.2 radii of the
+/// shape's centre, the same in every channel, per image.
+#[test]
+fn shape_pixel_weights_cover_each_shape() {
+    let (side, extra) = (16, 4.0);
+    let geometry = [[4.0, 5.0, 2.0], [12.5, 10.0, 3.5]];
+    let mut w = vec![f32::NAN; 2 * 3 * side * side];
+    shape_pixel_weights(&geometry, extra, side, &mut w);
+    for (img, &[cx, cy, r]) in w.chunks(3 * side * side).zip(&geometry) {
+        let plane = &img[..side * side];
+        let mut inside = 0;
+        for (p, &v) in plane.iter().enumerate() {
+            let (dx, dy) = ((p % side) as f32 + 0.5 - cx, (p / side) as f32 + 0.5 - cy);
+            let want = if dx * dx + dy * dy <= (SHAPE_WEIGHT_RADII * r).powi(2) { 1.0 + extra } else { 1.0 };
+            assert_eq!(v, want, "pixel {p} of the shape at ({cx}, {cy}) r {r}");
+            inside += usize::from(v > 1.0);
+        }
+        // Area ≈ π (1.2 r)²: within a ring of pixels of it.
+        let area = std::f32::consts::PI * (SHAPE_WEIGHT_RADII * r).powi(2);
+        assert!(
+            (inside as f32 - area).abs() < 2.0 * std::f32::consts::PI * SHAPE_WEIGHT_RADII * r,
+            "{inside} vs {area}"
+        );
+        assert!(img.chunks(side * side).all(|c| c == plane), "every channel alike");
+    }
 }
 
 /// G's gradient with respect to its noise input (what reaches E in the reconstruction term)

@@ -10,8 +10,10 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use text2img::data::rng::Pcg32;
-use text2img::data::shapes::{dataset_labels, image_labels, IMAGE_LABEL_SIZES, LABEL_SIZES};
-use text2img::data::{Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split};
+use text2img::data::shapes::{dataset_labels, image_geometry, image_labels, IMAGE_LABEL_SIZES, LABEL_SIZES};
+use text2img::data::{
+    Augment, Dataset, DecodeLimits, EncoderSampler, GanSampler, Loader, Prefetcher, SamplerConfig, Split,
+};
 use text2img::device::{Device, DeviceRequest};
 use text2img::graph::{thread_pool, Backend, Session};
 use text2img::image::{write_png, Rgb8};
@@ -170,6 +172,12 @@ pub struct TrainArgs {
     /// keeps z, the style, close to the noise G samples from.
     #[arg(long, value_name = "K")]
     pub vae_kl: Option<f32>,
+    /// Extra weight L of the shape's own pixels in the --vae term's rebuild (`shapes` datasets,
+    /// from attributes.jsonl; 0: every pixel alike): pixels within 1.2 radii of the shape's
+    /// centre count 1 + L times, so the outline is not drowned by the background. With
+    /// --resume, switches it from the checkpoint's step.
+    #[arg(long, value_name = "L")]
+    pub vae_shape_weight: Option<f32>,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     pub sample_every: u64,
@@ -537,7 +545,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
         return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
     }
-    for (flag, w) in [("--vae", a.vae), ("--vae-kl", a.vae_kl)] {
+    for (flag, w) in [("--vae", a.vae), ("--vae-kl", a.vae_kl), ("--vae-shape-weight", a.vae_shape_weight)] {
         if let Some(w) = w {
             non_negative(flag, w)?;
         }
@@ -589,10 +597,11 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let (Some(d), Some(_)) = (a.ema, &c.resume) {
         t.set_ema(d)?;
     }
-    if a.vae.is_some() || a.vae_kl.is_some() {
+    if a.vae.is_some() || a.vae_kl.is_some() || a.vae_shape_weight.is_some() {
         let weight = a.vae.unwrap_or(t.options.vae);
         let kl = a.vae_kl.unwrap_or(if t.options.vae_kl > 0.0 { t.options.vae_kl } else { DEFAULT_VAE_KL });
-        t.set_vae(weight, kl, Arc::clone(&pool))?;
+        let shape = a.vae_shape_weight.unwrap_or(t.options.vae_shape_weight);
+        t.set_vae([weight, kl, shape], Arc::clone(&pool))?;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };
@@ -605,6 +614,8 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let mut labels = Vec::new();
     let table = caption_table(&enc, &a.encoder, &ds, &c.out, &pool, v)?;
     let mut scfg = SamplerConfig::gan(&ds, t.options.seed);
+    let shapes_of_item = shape_geometry(&t, &ds, &scfg)?;
+    let mut shapes = Vec::new();
     scfg.hard_wrong = t.options.hard_wrong;
     scfg.batch_size = t.options.batch;
     let mut sampler = GanSampler::new(&ds, scfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
@@ -628,7 +639,10 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         recent.push(&text);
         labels.clear();
         labels.extend(batch.items.iter().filter_map(|&i| labels_of_item.get(i)).flatten());
-        let s = gpu.step(&mut t, &GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text, labels: &labels })?;
+        shapes.clear();
+        shapes.extend(batch.items.iter().filter_map(|&i| shapes_of_item.get(i)));
+        let inputs = GanBatch { real: &batch.real, wrong: &batch.wrong, text: &text, labels: &labels, shapes: &shapes };
+        let s = gpu.step(&mut t, &inputs)?;
         let ips = ((t.step - first) * t.options.batch as u64) as f64 / start.elapsed().as_secs_f64();
         bar.set_position(t.step);
         bar.set_message(format!("{} {ips:.1} img/s", gan_message(&s)));
@@ -672,6 +686,19 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// The shapes of every item, (x, y, radius) in pixels of the training images, when the --vae
+/// term runs with its shape weight (else none). The images must reach G as they are on disk
+/// (64 × 64, no crop or flip), or the shapes would not be where the map says.
+fn shape_geometry(t: &GanTrainer, ds: &Dataset, scfg: &SamplerConfig) -> Result<Vec<[f32; 3]>, Failure> {
+    if t.options.vae <= 0.0 || t.options.vae_shape_weight <= 0.0 {
+        return Ok(Vec::new());
+    }
+    if scfg.augment != Augment::none(64) {
+        return Err(fail(EXIT_USAGE, "--vae-shape-weight needs images used as they are (a shapes dataset)"));
+    }
+    image_geometry(ds, "--vae-shape-weight").map_err(|e| fail(EXIT_USAGE, e))
 }
 
 /// Where the GAN steps run: the CPU trainer itself, or its state on a GPU (`CudaGan`), which is

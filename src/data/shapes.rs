@@ -166,24 +166,37 @@ pub fn palette_index(name: &str) -> Option<usize> {
 /// without a record, or a record that contradicts its image's class folder (`what` says what
 /// needs the labels).
 pub fn image_labels(ds: &Dataset, what: &str) -> DataResult<Vec<[usize; 3]>> {
+    item_attributes(ds, what, |_, l| l)
+}
+
+/// (x, y, radius) in pixels of the shape in every item of a `shapes` dataset, by item id, from
+/// its `attributes.jsonl` (errors as for `image_labels`).
+pub fn image_geometry(ds: &Dataset, what: &str) -> DataResult<Vec<[f32; 3]>> {
+    item_attributes(ds, what, |a, _| [a.x, a.y, a.radius])
+}
+
+/// `pick(record, labels)` for every item's attributes record, after checking that the record
+/// exists and agrees with the item's class folder.
+fn item_attributes<T>(ds: &Dataset, what: &str, pick: impl Fn(&Attributes, [usize; 3]) -> T) -> DataResult<Vec<T>> {
     let classes = dataset_labels(ds, what)?;
     let records = read_attributes(ds.root()).map_err(|e| DataError::Config(format!("{what}: {e}")))?;
     let by_path: HashMap<PathBuf, &Attributes> = records.iter().map(|a| (ds.root().join(&a.image), a)).collect();
     let label = |a: &Attributes| Some([a.shape.index(), palette_index(&a.colour)?, a.size.index()]);
-    let item_labels = |item: &super::Item| {
+    let item_record = |item: &super::Item| {
         let a = by_path.get(&item.image).ok_or_else(|| {
             DataError::Config(format!("{what}: {} has no line in {ATTRIBUTES_FILE}", item.image.display()))
         })?;
-        label(a).filter(|l| l[..2] == classes[item.class]).ok_or_else(|| {
+        let l = label(a).filter(|l| l[..2] == classes[item.class]).ok_or_else(|| {
             DataError::Config(format!(
                 "{what}: the {ATTRIBUTES_FILE} record of {} ({} {}) contradicts its class folder",
                 a.image,
                 a.colour,
                 a.shape.name()
             ))
-        })
+        })?;
+        Ok(pick(a, l))
     };
-    ds.items().iter().map(item_labels).collect()
+    ds.items().iter().map(item_record).collect()
 }
 
 /// True for the 20 held-out classes: (3·shape + colour) mod 4 = 0. Each colour is held out with

@@ -89,6 +89,10 @@ pub struct GanOptions {
     /// Weight of the codes' KL divergence from the prior N(0, I) in that term.
     #[serde(default)]
     pub vae_kl: f32,
+    /// Extra weight L of the shape's pixels in that term's rebuild mean (`shapes` datasets; 0 =
+    /// every pixel alike): pixels within 1.2 radii of the shape's centre count 1 + L times.
+    #[serde(default)]
+    pub vae_shape_weight: f32,
 }
 
 impl GanOptions {
@@ -159,6 +163,7 @@ impl Default for GanOptions {
             lr_decay: None,
             vae: 0.0,
             vae_kl: 0.0,
+            vae_shape_weight: 0.0,
         }
     }
 }
@@ -186,13 +191,15 @@ pub struct StepStats {
     pub kl: f32,
 }
 
-/// The inputs of one step: B real images, B wrong images, B text vectors, and (only with the
-/// classifier on) the real images' labels, [B, attributes].
+/// The inputs of one step: B real images, B wrong images, B text vectors, (only with the
+/// classifier on) the real images' labels, [B, attributes], and (only with the VAE term's
+/// shape weight on) the real images' shapes, (x, y, radius) in pixels.
 pub struct GanBatch<'a> {
     pub real: &'a [f32],
     pub wrong: &'a [f32],
     pub text: &'a [f32],
     pub labels: &'a [usize],
+    pub shapes: &'a [[f32; 3]],
 }
 
 /// The three passes of the D step.
@@ -301,7 +308,8 @@ impl GanTrainer {
             d_images_ms: Vec::new(),
             d_class: Vec::new(),
         };
-        let (mode_seeking, ema, vae) = (options.mode_seeking, options.ema, (options.vae, options.vae_kl));
+        let (mode_seeking, ema) = (options.mode_seeking, options.ema);
+        let vae = [options.vae, options.vae_kl, options.vae_shape_weight];
         let classifier = (options.classifier_sizes.clone(), options.classifier_weight);
         let mut t = GanTrainer {
             config: config.clone(),
@@ -324,7 +332,7 @@ impl GanTrainer {
         t.set_ema(ema)?;
         t.set_mode_seeking(mode_seeking, Arc::clone(&pool));
         t.set_classifier(&classifier.0, classifier.1, Arc::clone(&pool))?;
-        t.set_vae(vae.0, vae.1, pool)?;
+        t.set_vae(vae, pool)?;
         Ok(t)
     }
 
@@ -370,6 +378,11 @@ impl GanTrainer {
         Ok(())
     }
 
+    /// Whether the VAE term runs with its shape weight.
+    fn shape_weight_on(&self) -> bool {
+        self.options.vae > 0.0 && self.options.vae_shape_weight > 0.0
+    }
+
     /// Whether the classifier terms are on.
     fn classifier_on(&self) -> bool {
         self.classes() > 0 && self.options.classifier_weight > 0.0
@@ -384,13 +397,15 @@ impl GanTrainer {
         self.scratch.d_images_ms = vec![0.0; if on { b * img } else { 0 }];
     }
 
-    /// Sets the conditional-VAE term's weights, also on a resumed run: a fresh E (seeded) when
-    /// the term turns on for the first time; an E that exists is kept (weight 0 pauses it).
-    pub fn set_vae(&mut self, weight: f32, kl: f32, pool: Arc<ThreadPool>) -> Result<()> {
-        if !(weight >= 0.0 && kl >= 0.0 && weight.is_finite() && kl.is_finite()) {
-            return Err(Error::Input(format!("VAE weights must be finite and ≥ 0, got {weight} and {kl}")));
+    /// Sets the conditional-VAE term's weights [rebuild, KL, shape], also on a resumed run: a
+    /// fresh E (seeded) when the term turns on for the first time; an E that exists is kept
+    /// (rebuild weight 0 pauses it).
+    pub fn set_vae(&mut self, weights: [f32; 3], pool: Arc<ThreadPool>) -> Result<()> {
+        if !weights.iter().all(|w| *w >= 0.0 && w.is_finite()) {
+            return Err(Error::Input(format!("VAE weights must be finite and ≥ 0, got {weights:?}")));
         }
-        (self.options.vae, self.options.vae_kl) = (weight, kl);
+        let [weight, kl, shape] = weights;
+        (self.options.vae, self.options.vae_kl, self.options.vae_shape_weight) = (weight, kl, shape);
         if weight > 0.0 && self.posterior.is_none() {
             let (nz, seed) = (self.config.generator.nz, self.options.seed.wrapping_add(2));
             self.posterior = Some(Posterior::new(&self.g, nz, self.options.batch, seed, pool)?);
@@ -472,6 +487,10 @@ impl GanTrainer {
         }
         if self.classifier_on() {
             check_block_labels(batch.labels, b, &self.options.classifier_sizes, "classifier labels")?;
+        }
+        if self.shape_weight_on() && batch.shapes.len() != b {
+            let n = batch.shapes.len();
+            return Err(Error::Input(format!("the VAE term's shape weight needs {b} shapes a batch, got {n}")));
         }
         let mut stats = StepStats { step: self.step + 1, lr: self.lr(), ..StepStats::default() };
         self.d_step(batch, &mut stats);
@@ -591,6 +610,7 @@ impl GanTrainer {
                 text: batch.text,
                 noise: (self.options.seed ^ VAE_NOISE_KEY, self.step * NOISE_STRIDE),
                 weights: (self.options.vae, self.options.vae_kl),
+                shapes: (self.options.vae_shape_weight > 0.0).then_some((batch.shapes, self.options.vae_shape_weight)),
             };
             let s = post.step(&mut self.g, &inputs, &adam, t);
             (stats.recon, stats.kl) = (s.recon, s.kl);
