@@ -224,12 +224,14 @@ fn classifier_switches_on_at_resume_and_stays_out_of_the_model_file() {
 }
 
 #[test]
-fn classifier_refuses_a_dataset_without_shapes_classes_and_a_negative_weight() {
+fn classifier_and_shape_weight_refuse_a_dataset_without_shapes_classes_and_a_negative_weight() {
     let dir = tempfile::tempdir().expect("tmp");
     let (data, enc) = setup(dir.path());
     common::rename_class(&data, "002.orange_circle", "002.albatross");
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("a"), &["--classifier", "1"]), 2, "002.albatross");
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--classifier=-1"]), 2, "--classifier");
+    let shape_weighted = ["--vae", "1", "--vae-shape-weight", "5"];
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("d"), &shape_weighted), 2, "002.albatross");
     fails_in_one_line(
         &mut gan(&data, &enc, &dir.path().join("c"), &["--mode-seeking", "0.1", "--mode-seeking-cell", "3"]),
         2,
