@@ -355,10 +355,16 @@ fn vae_switches_on_at_resume_and_exports_its_style_encoder() {
     assert!(!out.join("model-style.safetensors").exists(), "no E, no style encoder");
     let ckpt = out.join("checkpoint.safetensors");
     let resume = ["--resume", ckpt.to_str().expect("utf8")];
-    let on = ["--steps", "3", "--vae", "5", "--vae-kl", "0.1", "--vae-shape-weight", "10"];
+    let on = ["--steps", "3", "--vae", "5", "--vae-kl", "0.1", "--vae-shape-weight", "10", "--vae-latent", "0.5"];
     ok(&mut gan(&data, &enc, &out, &[&on[..], &resume].concat()));
     let meta = checkpoint_options(&ckpt);
     assert_eq!(meta["vae_shape_weight"], 10.0, "the shape weight is saved: {meta}");
+    assert_eq!(meta["vae_latent"], 0.5, "the latent weight is saved: {meta}");
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("log.jsonl")).expect("log").lines().last().expect("a line"),
+    )
+    .expect("JSON");
+    assert!(last["latent"].as_f64().is_some_and(|l| l > 0.0), "the latent term is logged: {last}");
     let names: Vec<String> = file_tensors(&ckpt).into_iter().map(|(n, _)| n).collect();
     assert!(names.iter().any(|n| n == "posterior.proj.weight"), "E is checkpointed: {names:?}");
     assert!(names.iter().any(|n| n == "optim.posterior.v"), "E's optimizer is checkpointed");
@@ -372,4 +378,6 @@ fn vae_switches_on_at_resume_and_exports_its_style_encoder() {
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("c"), &["--vae", "1", "--vae-kl", "nan"]), 2, "--vae-kl");
     let negative = ["--vae", "1", "--vae-shape-weight=-2"];
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("d"), &negative), 2, "--vae-shape-weight");
+    let negative = ["--vae", "1", "--vae-latent=-1"];
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("e"), &negative), 2, "--vae-latent");
 }

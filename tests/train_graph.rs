@@ -14,13 +14,16 @@ use text2img::model::discriminator::build_discriminator;
 use text2img::model::discriminator::CLASSIFIER_WEIGHT;
 use text2img::model::encoder::build_encoder;
 use text2img::model::generator::build_generator;
+use text2img::model::net::image_to_vector;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::train::checkpoint::{load_gan, save_gan};
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::graph::{TrainBuilder, TrainGraph};
 use text2img::train::net::{smooth_discriminator_graph, smooth_train_graph};
-use text2img::train::posterior::{code_gradients, l1_loss, sample_codes, shape_pixel_weights, SHAPE_WEIGHT_RADII};
+use text2img::train::posterior::{
+    code_gradients, l1_loss, sample_codes, shape_pixel_weights, Posterior, POSTERIOR_PREFIX, SHAPE_WEIGHT_RADII,
+};
 use text2img::train::style::style_encoder;
 use text2img::train::{Mode, TrainNet, TrainSession};
 
@@ -232,6 +235,8 @@ fn run_steps(t: &mut GanTrainer, cfg: &ModelConfig, steps: std::ops::Range<u64>)
         assert!(st.d_loss.is_finite() && st.g_loss.is_finite(), "losses finite at step {s}");
         let vae = t.options.vae > 0.0;
         assert!(st.recon.is_finite() && (st.recon > 0.0) == vae && (st.kl > 0.0) == vae, "VAE terms {st:?}");
+        let latent = vae && t.options.vae_latent > 0.0;
+        assert!(st.latent.is_finite() && (st.latent > 0.0) == latent, "latent regression {st:?}");
         let seeking = t.options.mode_seeking > 0.0;
         assert!(
             st.mode_seeking.is_finite() && (st.mode_seeking > 0.0) == seeking,
@@ -262,6 +267,51 @@ fn gan_step_updates_and_resume_is_exact() {
     // Weighting the shapes' pixels is another gradient, resumed exactly as well.
     let shaped = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, vae_shape_weight: 10.0, ..resume_options() });
     assert_ne!(vae, shaped, "the shape weight changes G");
+    // So does the latent regression (E reading G's prior images).
+    let latent = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, vae_latent: 1.0, ..resume_options() });
+    assert_ne!(vae, latent, "the latent regression changes G");
+}
+
+/// The latent regression's image gradient against finite differences of mean |μ(E(x)) − z|
+/// through a smooth E in training mode; E's parameters, state and running statistics stay put.
+#[test]
+fn latent_regression_image_gradient_matches_finite_differences() {
+    let cfg = micro_config();
+    let (b, nz) = (3, cfg.generator.nz);
+    let pool = thread_pool(1).expect("pool");
+    let mut tb = TrainBuilder::new().smooth_activations();
+    let (_, out) = image_to_vector(&mut tb, POSTERIOR_PREFIX, 8, "proj", 2 * nz).expect("E");
+    let e = TrainNet::init_graph(tb.finish(&[out]), 21).expect("init");
+    let g = TrainNet::init_graph(smooth_train_graph(&cfg, Network::Generator).expect("G"), 22).expect("init");
+    let mut post = Posterior::from_net(e, &g, b, Arc::clone(&pool));
+    let (params, buffers) = (post.net.params.data.clone(), post.net.buffers.clone());
+    let images = random(b * 3 * 64 * 64, 23);
+    // Codes far from E's outputs, so no |·| kink lies within a finite-difference step.
+    let z: Vec<f32> = random(b * nz, 24).iter().map(|v| v + 3.0 * v.signum()).collect();
+    let mut d = vec![0.0; images.len()];
+    let loss = post.latent_regression(&images, &z, 2.0, &mut d);
+    assert!(loss > 1.0 && d.iter().all(|v| v.is_finite()) && d.iter().any(|&v| v != 0.0), "loss {loss}");
+    assert_eq!(post.net.params.data, params, "E is not trained by the term");
+    assert_eq!(post.net.buffers, buffers, "E's running statistics are untouched");
+    // Added, not overwritten.
+    let mut twice = d.clone();
+    post.latent_regression(&images, &z, 2.0, &mut twice);
+    assert!(twice.iter().zip(&d).all(|(t, d)| (t - 2.0 * d).abs() <= 1e-6 * d.abs().max(1e-3)), "accumulates");
+    // Directional derivatives (one pixel moves the f32 mean by less than its rounding): along
+    // sign(d), and along random ±1 directions.
+    let h = 1e-2f32;
+    let signs = |seed: u64| -> Vec<f32> { random(images.len(), seed).iter().map(|v| v.signum()).collect() };
+    let directions = [d.iter().map(|v| v.signum()).collect(), signs(25), signs(26), signs(27)];
+    for (k, u) in directions.iter().enumerate() {
+        let mut at = |delta: f32| {
+            let x: Vec<f32> = images.iter().zip(u).map(|(x, u)| x + delta * u).collect();
+            f64::from(post.latent_regression(&x, &z, 2.0, &mut vec![0.0; x.len()]))
+        };
+        let fd = 2.0 * (at(h) - at(-h)) / (2.0 * f64::from(h));
+        let analytic: f64 = d.iter().zip(u).map(|(&d, &u)| f64::from(d * u)).sum();
+        let err = (fd - analytic).abs() / fd.abs().max(analytic.abs()).max(1e-3);
+        assert!(err < 5e-2, "direction {k}: fd {fd} vs analytic {analytic}");
+    }
 }
 
 /// With the shape weight on, a batch without one shape per real image is refused.

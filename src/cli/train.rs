@@ -178,6 +178,11 @@ pub struct TrainArgs {
     /// --resume, switches it from the checkpoint's step.
     #[arg(long, value_name = "L")]
     pub vae_shape_weight: Option<f32>,
+    /// Weight R of a latent regression beside the --vae term (BicycleGAN's cLR-GAN; 0: off): E
+    /// must find the noise z again in the image G drew from it, R · mean |μ(G(z, φ(t))) − z|, so
+    /// G cannot let its samples ignore z. With --resume, switches it from the checkpoint's step.
+    #[arg(long, value_name = "R")]
+    pub vae_latent: Option<f32>,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     pub sample_every: u64,
@@ -545,7 +550,13 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
         return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
     }
-    for (flag, w) in [("--vae", a.vae), ("--vae-kl", a.vae_kl), ("--vae-shape-weight", a.vae_shape_weight)] {
+    let vae_flags = [
+        ("--vae", a.vae),
+        ("--vae-kl", a.vae_kl),
+        ("--vae-shape-weight", a.vae_shape_weight),
+        ("--vae-latent", a.vae_latent),
+    ];
+    for (flag, w) in vae_flags {
         if let Some(w) = w {
             non_negative(flag, w)?;
         }
@@ -597,11 +608,12 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let (Some(d), Some(_)) = (a.ema, &c.resume) {
         t.set_ema(d)?;
     }
-    if a.vae.is_some() || a.vae_kl.is_some() || a.vae_shape_weight.is_some() {
+    if vae_flags.iter().any(|(_, w)| w.is_some()) {
         let weight = a.vae.unwrap_or(t.options.vae);
         let kl = a.vae_kl.unwrap_or(if t.options.vae_kl > 0.0 { t.options.vae_kl } else { DEFAULT_VAE_KL });
         let shape = a.vae_shape_weight.unwrap_or(t.options.vae_shape_weight);
-        t.set_vae([weight, kl, shape], Arc::clone(&pool))?;
+        let latent = a.vae_latent.unwrap_or(t.options.vae_latent);
+        t.set_vae([weight, kl, shape, latent], Arc::clone(&pool))?;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };

@@ -93,6 +93,10 @@ pub struct GanOptions {
     /// every pixel alike): pixels within 1.2 radii of the shape's centre count 1 + L times.
     #[serde(default)]
     pub vae_shape_weight: f32,
+    /// Weight of the latent regression beside that term (BicycleGAN's cLR-GAN; 0 = off): E must
+    /// find the prior code z again in the image G drew from it, mean |μ(G(z, φ(t))) − z|.
+    #[serde(default)]
+    pub vae_latent: f32,
 }
 
 impl GanOptions {
@@ -164,6 +168,7 @@ impl Default for GanOptions {
             vae: 0.0,
             vae_kl: 0.0,
             vae_shape_weight: 0.0,
+            vae_latent: 0.0,
         }
     }
 }
@@ -189,6 +194,8 @@ pub struct StepStats {
     /// The conditional-VAE term (unweighted; 0 when off): mean |G(z ~ q) − x| and KL(q ‖ p).
     pub recon: f32,
     pub kl: f32,
+    /// The latent regression (unweighted; 0 when off): mean |μ(G(z, φ(t))) − z|.
+    pub latent: f32,
 }
 
 /// The inputs of one step: B real images, B wrong images, B text vectors, (only with the
@@ -260,6 +267,8 @@ struct Scratch {
     d_images_ms: Vec<f32>,
     /// Gradient of the classifier's logits, [B + B/2, Σ classes] (rows past B stay zero).
     d_class: Vec<f32>,
+    /// Gradient of the G step's images with the latent regression's added (when it is on).
+    d_images_int: Vec<f32>,
 }
 
 /// Noise indices: image i of step s in the D step uses s·NOISE_STRIDE + i, in the G step
@@ -307,9 +316,10 @@ impl GanTrainer {
             weights_int: options.g_row_weights(),
             d_images_ms: Vec::new(),
             d_class: Vec::new(),
+            d_images_int: Vec::new(),
         };
         let (mode_seeking, ema) = (options.mode_seeking, options.ema);
-        let vae = [options.vae, options.vae_kl, options.vae_shape_weight];
+        let vae = [options.vae, options.vae_kl, options.vae_shape_weight, options.vae_latent];
         let classifier = (options.classifier_sizes.clone(), options.classifier_weight);
         let mut t = GanTrainer {
             config: config.clone(),
@@ -397,15 +407,18 @@ impl GanTrainer {
         self.scratch.d_images_ms = vec![0.0; if on { b * img } else { 0 }];
     }
 
-    /// Sets the conditional-VAE term's weights [rebuild, KL, shape], also on a resumed run: a
-    /// fresh E (seeded) when the term turns on for the first time; an E that exists is kept
-    /// (rebuild weight 0 pauses it).
-    pub fn set_vae(&mut self, weights: [f32; 3], pool: Arc<ThreadPool>) -> Result<()> {
+    /// Sets the conditional-VAE term's weights [rebuild, KL, shape, latent regression], also on a
+    /// resumed run: a fresh E (seeded) when the term turns on for the first time; an E that
+    /// exists is kept (rebuild weight 0 pauses it, and the latent regression with it).
+    pub fn set_vae(&mut self, weights: [f32; 4], pool: Arc<ThreadPool>) -> Result<()> {
         if !weights.iter().all(|w| *w >= 0.0 && w.is_finite()) {
             return Err(Error::Input(format!("VAE weights must be finite and ≥ 0, got {weights:?}")));
         }
-        let [weight, kl, shape] = weights;
+        let [weight, kl, shape, latent] = weights;
         (self.options.vae, self.options.vae_kl, self.options.vae_shape_weight) = (weight, kl, shape);
+        self.options.vae_latent = latent;
+        let on = weight > 0.0 && latent > 0.0;
+        self.scratch.d_images_int = vec![0.0; if on { self.g_int.batch() * IMAGE_LEN } else { 0 }];
         if weight > 0.0 && self.posterior.is_none() {
             let (nz, seed) = (self.config.generator.nz, self.options.seed.wrapping_add(2));
             self.posterior = Some(Posterior::new(&self.g, nz, self.options.batch, seed, pool)?);
@@ -588,8 +601,22 @@ impl GanTrainer {
             self.d_int.backward(&self.d.params, &mut self.d_discard, dl);
         }
         self.g.zero_grad();
+        let d_images = match self.posterior.as_mut().filter(|_| self.options.vae > 0.0 && self.options.vae_latent > 0.0)
+        {
+            // The first B rows are the batch's captions with prior codes; the interpolated rows
+            // have no caption of their own and are left to D.
+            Some(post) => {
+                let d = &mut self.scratch.d_images_int;
+                d.copy_from_slice(self.d_int.input_grad(0));
+                let (images, z) = (&self.g_int.output(0)[..b * IMAGE_LEN], &self.g_int.input(0)[..b * nz]);
+                stats.latent = post.latent_regression(images, z, self.options.vae_latent, &mut d[..b * IMAGE_LEN]);
+                stats.g_loss += self.options.vae_latent * stats.latent;
+                &self.scratch.d_images_int[..]
+            }
+            None => self.d_int.input_grad(0),
+        };
         match self.g_ms.as_mut() {
-            None => self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad(0)),
+            None => self.g_int.backward(&self.g.params, &mut self.g.grads, d_images),
             Some(ms) => {
                 stats.mode_seeking = mode_seeking_pairs(
                     ms,
@@ -598,7 +625,7 @@ impl GanTrainer {
                     (self.options.mode_seeking, self.options.mode_seeking_cell, self.options.mode_seeking_target),
                     &mut self.scratch.d_images_ms,
                 );
-                self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad(0));
+                self.g_int.backward(&self.g.params, &mut self.g.grads, d_images);
                 ms.backward(&self.g.params, &mut self.g.grads, &self.scratch.d_images_ms);
             }
         }

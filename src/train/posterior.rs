@@ -8,6 +8,12 @@
 //! the background (G drew faint smudges at 2,000 steps; with L = 10, solid blobs of the right
 //! colour, place and size — the PyTorch probe of session 10, docs/RESULTS.md).
 //!
+//! With a latent weight R (BicycleGAN's cLR-GAN half), G also pays R · mean |μ(G(z, φ(t))) − z|
+//! on the B G-step images it drew from prior codes z: E must find z again in G's picture, so G
+//! has to use the prior's z visibly. Without it G used E's codes in the rebuild but let prior
+//! samples collapse to one placement (session 11, docs/RESULTS.md). E is not trained by this
+//! term, and its running statistics are left alone.
+//!
 //! Why: the adversarial terms alone never told G which outline a caption names (shape kind at
 //! 26–30 % after every recipe of sessions 5–9, docs/RESULTS.md); the reconstruction shows G the
 //! exact shape of each real image, while z, squeezed by the KL term towards the prior, is left
@@ -71,6 +77,20 @@ pub struct Posterior {
     d_image: Vec<f32>,
     /// Per-element weights of the rebuild term ([B, 3, 64, 64]; empty: uniform).
     pixel_w: Vec<f32>,
+    /// E on G's B prior images (image gradient on) for the latent regression, made on first use,
+    /// with scratch copies of E's running statistics and parameter gradients (both discarded).
+    latent: Option<LatentPass>,
+    pool: Arc<ThreadPool>,
+}
+
+/// The latent regression's E pass and its scratch.
+struct LatentPass {
+    e: TrainSession,
+    buffers: Vec<f32>,
+    grads: Vec<f32>,
+    mu: Vec<f32>,
+    d_mu: Vec<f32>,
+    d_out: Vec<f32>,
 }
 
 /// Borrowed pieces of one reconstruction pass.
@@ -96,7 +116,7 @@ impl Posterior {
     pub fn from_net(net: TrainNet, g: &TrainNet, b: usize, pool: Arc<ThreadPool>) -> Posterior {
         let mut gs = TrainSession::new(Arc::clone(&g.graph), b, Arc::clone(&pool));
         gs.set_input_grad(0, true);
-        let e = TrainSession::new(Arc::clone(&net.graph), b, pool);
+        let e = TrainSession::new(Arc::clone(&net.graph), b, Arc::clone(&pool));
         let out = e.output(0).len();
         let image = gs.output(0).len();
         Posterior {
@@ -106,6 +126,8 @@ impl Posterior {
             d_out: vec![0.0; out],
             d_image: vec![0.0; image],
             pixel_w: Vec::new(),
+            latent: None,
+            pool,
             e,
             g: gs,
         }
@@ -131,6 +153,44 @@ impl Posterior {
         };
         s.load_tensors(&find)?;
         Ok(s)
+    }
+
+    /// The latent regression on B images G drew from the codes `z` ([B, 3, 64, 64] and [B, nz]):
+    /// returns mean |μ(E(images)) − z| and adds `weight` times its gradient with respect to the
+    /// images into `d_images`. E runs in training mode (batch statistics, as on the real images)
+    /// on a copy of its running statistics; its parameters and state do not change.
+    pub fn latent_regression(&mut self, images: &[f32], z: &[f32], weight: f32, d_images: &mut [f32]) -> f32 {
+        let b = self.e.batch();
+        let nz = self.eps.len() / b;
+        let (net, pool) = (&self.net, &self.pool);
+        let pass = self.latent.get_or_insert_with(|| {
+            let mut e = TrainSession::new(Arc::clone(&net.graph), b, Arc::clone(pool));
+            e.set_input_grad(0, true);
+            let out = e.output(0).len();
+            LatentPass {
+                e,
+                buffers: Vec::new(),
+                grads: vec![0.0; net.graph.param_len],
+                mu: vec![0.0; out / 2],
+                d_mu: vec![0.0; out / 2],
+                d_out: vec![0.0; out],
+            }
+        });
+        pass.buffers.clone_from(&net.buffers);
+        pass.e.input_mut(0).copy_from_slice(images);
+        pass.e.forward(&net.params, &mut pass.buffers, Mode::Train);
+        for (m, row) in pass.mu.chunks_mut(nz).zip(pass.e.output(0).chunks(2 * nz)) {
+            m.copy_from_slice(&row[..nz]);
+        }
+        let loss = l1_loss(&pass.mu, z, None, weight, &mut pass.d_mu);
+        for (d, dm) in pass.d_out.chunks_mut(2 * nz).zip(pass.d_mu.chunks(nz)) {
+            d[..nz].copy_from_slice(dm);
+            d[nz..].fill(0.0);
+        }
+        pass.grads.fill(0.0);
+        pass.e.backward(&net.params, &mut pass.grads, &pass.d_out);
+        d_images.iter_mut().zip(pass.e.input_grad(0)).for_each(|(d, &g)| *d += g);
+        loss
     }
 
     /// One reconstruction pass: adds the term's gradients to `g.grads` (G's, not zeroed here)
