@@ -43,8 +43,9 @@ pub const POSTERIOR_PREFIX: &str = "posterior";
 /// log σ² is clamped to ±this before use (its gradient is zero outside), so an early, wild E
 /// cannot overflow exp.
 const LOGVAR_CLAMP: f32 = 10.0;
-/// Pixels within this many radii of a shape's centre get the shape weight: the shape and its
-/// anti-aliased rim (a square's corners reach √2 radii, a star's points 1).
+/// Pixels within this many radii (half-extents) of a shape's centre get the shape weight: the
+/// shape and a rim of background around its outline (only a square's corners, at √2 radii,
+/// fall outside), so that drawing too much counts as much as drawing too little.
 pub const SHAPE_WEIGHT_RADII: f32 = 1.2;
 
 /// Lays E out for training: image [3, 64, 64] → [2·nz, 1, 1] (μ, then log σ²).
