@@ -108,11 +108,7 @@ fn sigkilled_run_resumes_to_the_uninterrupted_weights() {
     ok(&mut gan(&data, &enc, &killed, &["--resume", ckpt.to_str().expect("utf8")]));
     // The log holds each step once: lines the killed run wrote after its last checkpoint are
     // dropped on resume (the resumed run writes those steps again).
-    let log = std::fs::read_to_string(killed.join("log.jsonl")).expect("log");
-    let steps: Vec<u64> = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["step"].as_u64().expect("step"))
-        .collect();
+    let steps: Vec<u64> = log_rows(&killed).iter().map(|r| r["step"].as_u64().expect("step")).collect();
     assert_eq!(steps, (1..=6).collect::<Vec<u64>>(), "log steps after kill + resume");
     let (a, b) = (tensors(&straight.join("model.safetensors")), tensors(&killed.join("model.safetensors")));
     assert_eq!(a.len(), b.len());
@@ -158,6 +154,12 @@ fn encoder_run(data: &Path, out: &Path, extra: &[&str]) -> Command {
 fn file_tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let file = text2img::weights::WeightFile::open(path, LoadMode::Read).expect("weights");
     file.header().tensors.iter().map(|t| (t.name.clone(), file.f32_data(&t.name).expect("data").into_owned())).collect()
+}
+
+/// The rows of a run's log.jsonl, in order.
+fn log_rows(out: &Path) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
+    log.lines().map(|l| serde_json::from_str(l).expect("json")).collect()
 }
 
 /// The trainer options a checkpoint holds (its "options" metadata, JSON).
@@ -211,11 +213,7 @@ fn classifier_switches_on_at_resume_and_stays_out_of_the_model_file() {
     ok(&mut gan(&data, &enc, &out, &["--classifier", "1", "--resume", ckpt.to_str().expect("utf8")]));
     let names: Vec<String> = file_tensors(&ckpt).into_iter().map(|(n, _)| n).collect();
     assert!(names.iter().any(|n| n == CLASSIFIER_WEIGHT), "the checkpoint keeps D's classifier");
-    let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log");
-    let classes: Vec<f64> = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["d_class"].as_f64().unwrap_or(-1.0))
-        .collect();
+    let classes: Vec<f64> = log_rows(&out).iter().map(|r| r["d_class"].as_f64().unwrap_or(-1.0)).collect();
     assert_eq!(classes.len(), 6);
     assert!(classes[..3].iter().all(|&c| c == 0.0) && classes[3..].iter().all(|&c| c > 0.0), "{classes:?}");
     let model: Vec<String> = tensors(&out.join("model.safetensors")).into_iter().map(|(n, _)| n).collect();
@@ -273,8 +271,7 @@ fn resume_drops_log_lines_past_the_checkpoint() {
     std::fs::write(&log, text).expect("write");
     let ckpt = out.join("checkpoint.safetensors");
     ok(&mut gan(&data, &enc, &out, &["--resume", ckpt.to_str().expect("utf8")]));
-    let rows: Vec<serde_json::Value> =
-        std::fs::read_to_string(&log).expect("log").lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let rows = log_rows(&out);
     let steps: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().expect("step")).collect();
     assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
     assert!(rows.iter().all(|r| r["d_loss"].as_f64() != Some(9.0)), "the stale lines are gone");
@@ -360,10 +357,7 @@ fn vae_switches_on_at_resume_and_exports_its_style_encoder() {
     let meta = checkpoint_options(&ckpt);
     assert_eq!(meta["vae_shape_weight"], 10.0, "the shape weight is saved: {meta}");
     assert_eq!(meta["vae_latent"], 0.5, "the latent weight is saved: {meta}");
-    let last: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(out.join("log.jsonl")).expect("log").lines().last().expect("a line"),
-    )
-    .expect("JSON");
+    let last = log_rows(&out).pop().expect("a line");
     assert!(last["latent"].as_f64().is_some_and(|l| l > 0.0), "the latent term is logged: {last}");
     let names: Vec<String> = file_tensors(&ckpt).into_iter().map(|(n, _)| n).collect();
     assert!(names.iter().any(|n| n == "posterior.proj.weight"), "E is checkpointed: {names:?}");

@@ -704,7 +704,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
 /// term runs with its shape weight (else none). The images must reach G as they are on disk
 /// (64 × 64, no crop or flip), or the shapes would not be where the map says.
 fn shape_geometry(t: &GanTrainer, ds: &Dataset, scfg: &SamplerConfig) -> Result<Vec<[f32; 3]>, Failure> {
-    if t.options.vae <= 0.0 || t.options.vae_shape_weight <= 0.0 {
+    if !t.shape_weight_on() {
         return Ok(Vec::new());
     }
     if scfg.augment != Augment::none(64) {

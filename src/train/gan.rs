@@ -388,9 +388,15 @@ impl GanTrainer {
         Ok(())
     }
 
-    /// Whether the VAE term runs with its shape weight.
-    fn shape_weight_on(&self) -> bool {
+    /// Whether the VAE term runs with its shape weight (each batch then needs the real images'
+    /// shapes).
+    pub fn shape_weight_on(&self) -> bool {
         self.options.vae > 0.0 && self.options.vae_shape_weight > 0.0
+    }
+
+    /// Whether the VAE term runs with its latent regression.
+    fn latent_on(&self) -> bool {
+        self.options.vae > 0.0 && self.options.vae_latent > 0.0
     }
 
     /// Whether the classifier terms are on.
@@ -417,8 +423,8 @@ impl GanTrainer {
         let [weight, kl, shape, latent] = weights;
         (self.options.vae, self.options.vae_kl, self.options.vae_shape_weight) = (weight, kl, shape);
         self.options.vae_latent = latent;
-        let on = weight > 0.0 && latent > 0.0;
-        self.scratch.d_images_int = vec![0.0; if on { self.g_int.batch() * IMAGE_LEN } else { 0 }];
+        let n = if self.latent_on() { self.g_int.batch() * IMAGE_LEN } else { 0 };
+        self.scratch.d_images_int = vec![0.0; n];
         if weight > 0.0 && self.posterior.is_none() {
             let (nz, seed) = (self.config.generator.nz, self.options.seed.wrapping_add(2));
             self.posterior = Some(Posterior::new(&self.g, nz, self.options.batch, seed, pool)?);
@@ -601,8 +607,8 @@ impl GanTrainer {
             self.d_int.backward(&self.d.params, &mut self.d_discard, dl);
         }
         self.g.zero_grad();
-        let d_images = match self.posterior.as_mut().filter(|_| self.options.vae > 0.0 && self.options.vae_latent > 0.0)
-        {
+        let (latent_on, shaped) = (self.latent_on(), self.shape_weight_on());
+        let d_images = match self.posterior.as_mut().filter(|_| latent_on) {
             // The first B rows are the batch's captions with prior codes; the interpolated rows
             // have no caption of their own and are left to D.
             Some(post) => {
@@ -637,7 +643,7 @@ impl GanTrainer {
                 text: batch.text,
                 noise: (self.options.seed ^ VAE_NOISE_KEY, self.step * NOISE_STRIDE),
                 weights: (self.options.vae, self.options.vae_kl),
-                shapes: (self.options.vae_shape_weight > 0.0).then_some((batch.shapes, self.options.vae_shape_weight)),
+                shapes: shaped.then_some((batch.shapes, self.options.vae_shape_weight)),
             };
             let s = post.step(&mut self.g, &inputs, &adam, t);
             (stats.recon, stats.kl) = (s.recon, s.kl);

@@ -184,9 +184,9 @@ impl Posterior {
             m.copy_from_slice(&row[..nz]);
         }
         let loss = l1_loss(&pass.mu, z, None, weight, &mut pass.d_mu);
+        // Only μ is regressed: the log σ² half of d_out stays at its initial zeros.
         for (d, dm) in pass.d_out.chunks_mut(2 * nz).zip(pass.d_mu.chunks(nz)) {
             d[..nz].copy_from_slice(dm);
-            d[nz..].fill(0.0);
         }
         pass.grads.fill(0.0);
         pass.e.backward(&net.params, &mut pass.grads, &pass.d_out);
