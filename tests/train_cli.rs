@@ -128,6 +128,24 @@ fn resume_refuses_a_wrong_file_with_one_line() {
     fails_in_one_line(&mut cmd, 3, "not a gan checkpoint");
 }
 
+#[test]
+fn a_fresh_run_refuses_a_folder_that_holds_a_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    // setup's encoder run left its checkpoint in enc/: starting again there would overwrite it.
+    let enc_dir = dir.path().join("enc");
+    let before = std::fs::read(enc_dir.join("checkpoint.safetensors")).expect("checkpoint");
+    fails_in_one_line(&mut encoder_run(&data, &enc_dir, &[]), 2, "already holds a training run");
+    assert!(before == std::fs::read(enc_dir.join("checkpoint.safetensors")).expect("checkpoint"), "untouched");
+    // A GAN run likewise, even one that only got as far as its log.
+    let out = dir.path().join("gan");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::fs::write(out.join("log.jsonl"), "{\"step\":1}\n").expect("log");
+    fails_in_one_line(&mut gan(&data, &enc, &out, &["--steps", "2"]), 2, "--resume");
+    assert_eq!(std::fs::read_to_string(out.join("log.jsonl")).expect("log"), "{\"step\":1}\n");
+    assert!(!out.join("checkpoint.safetensors").exists());
+}
+
 /// `train-encoder` with the flags of `setup` plus `extra`, writing into `out`.
 fn encoder_run(data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = bin();

@@ -295,10 +295,31 @@ fn progress(total: u64, done: u64, v: Verbosity) -> ProgressBar {
 }
 
 fn open_dataset(c: &Common) -> Result<Arc<Dataset>, Failure> {
+    refuse_earlier_run(c)?;
     let ds = Dataset::open_for_training(&c.data, &DecodeLimits::default(), c.max_bad)
         .map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     std::fs::create_dir_all(&c.out).map_err(|e| io_fail(&c.out, e))?;
     Ok(Arc::new(ds))
+}
+
+/// A fresh run (no --resume) would overwrite the checkpoint, log, samples and exports of a run
+/// already in --out: refused, naming what is there and how to continue it.
+fn refuse_earlier_run(c: &Common) -> Result<(), Failure> {
+    if c.resume.is_some() {
+        return Ok(());
+    }
+    let held = ["checkpoint.safetensors", "log.jsonl"].into_iter().find(|f| c.out.join(f).exists());
+    match held {
+        Some(f) => Err(fail(
+            EXIT_USAGE,
+            format!(
+                "{}: already holds a training run ({f}); continue it with --resume {} or choose another --out",
+                c.out.display(),
+                c.out.join("checkpoint.safetensors").display()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn sampler_meta(state: &impl serde::Serialize) -> BTreeMap<String, String> {
