@@ -18,7 +18,7 @@ use text2img::model::net::image_to_vector;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::train::checkpoint::{load_gan, save_gan};
-use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
+use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, VaeWeights};
 use text2img::train::graph::{TrainBuilder, TrainGraph};
 use text2img::train::net::{smooth_discriminator_graph, smooth_train_graph};
 use text2img::train::posterior::{
@@ -329,6 +329,29 @@ fn vae_shape_weight_needs_the_batch_shapes() {
     }
     assert_eq!(t.step, 0, "nothing was stepped");
     t.step(&GanBatch { real: &real, wrong: &wrong, text: &text, labels: &[], shapes: &shapes }).expect("4 shapes");
+}
+
+/// `set_vae` names the weight it refuses and changes nothing; a good set turns E on.
+#[test]
+fn set_vae_refuses_a_bad_weight_by_name() {
+    let cfg = micro_config();
+    let mut t = GanTrainer::new(&cfg, GanOptions { batch: 4, ..GanOptions::default() }, thread_pool(2).expect("pool"))
+        .expect("trainer");
+    let good = VaeWeights { rebuild: 1.0, kl: 0.01, shape: 0.0, latent: 0.5 };
+    for (bad, name) in [
+        (VaeWeights { rebuild: -1.0, ..good }, "rebuild"),
+        (VaeWeights { kl: f32::NAN, ..good }, "KL"),
+        (VaeWeights { shape: f32::INFINITY, ..good }, "shape"),
+        (VaeWeights { latent: -0.5, ..good }, "latent"),
+    ] {
+        let msg = t.set_vae(bad, thread_pool(2).expect("pool")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains(&format!("VAE {name} weight")), "{bad:?}: {msg:?}");
+        assert_eq!(t.options.vae_weights(), GanOptions::default().vae_weights(), "unchanged after {name}");
+        assert!(t.posterior.is_none());
+    }
+    t.set_vae(good, thread_pool(2).expect("pool")).expect("good weights");
+    assert_eq!(t.options.vae_weights(), good);
+    assert!(t.posterior.is_some(), "E made when the rebuild turns on");
 }
 
 fn gan_resume_case(mode_seeking: f32, classifier_weight: f32, mode_seeking_cell: usize) -> Vec<f32> {

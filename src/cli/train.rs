@@ -27,7 +27,7 @@ use text2img::rng::normal_noise;
 use text2img::tensor::{DType, Tensor};
 use text2img::train::captions::{embed_texts, CaptionTable, CACHE_FILE as CAPTION_CACHE};
 use text2img::train::checkpoint::{load_gan, load_sje, load_style, save_gan, save_sje, save_style, save_style_encoder};
-use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats};
+use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats, VaeWeights};
 use text2img::train::sje::{
     rescale_embeddings, save_image_encoder, training_embedding_rms, HeldOut, SjeOptions, SjeTrainer,
 };
@@ -630,11 +630,14 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         t.set_ema(d)?;
     }
     if vae_flags.iter().any(|(_, w)| w.is_some()) {
-        let weight = a.vae.unwrap_or(t.options.vae);
-        let kl = a.vae_kl.unwrap_or(if t.options.vae_kl > 0.0 { t.options.vae_kl } else { DEFAULT_VAE_KL });
-        let shape = a.vae_shape_weight.unwrap_or(t.options.vae_shape_weight);
-        let latent = a.vae_latent.unwrap_or(t.options.vae_latent);
-        t.set_vae([weight, kl, shape, latent], Arc::clone(&pool))?;
+        let now = t.options.vae_weights();
+        let w = VaeWeights {
+            rebuild: a.vae.unwrap_or(now.rebuild),
+            kl: a.vae_kl.unwrap_or(if now.kl > 0.0 { now.kl } else { DEFAULT_VAE_KL }),
+            shape: a.vae_shape_weight.unwrap_or(now.shape),
+            latent: a.vae_latent.unwrap_or(now.latent),
+        };
+        t.set_vae(w, Arc::clone(&pool))?;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };

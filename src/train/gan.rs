@@ -99,7 +99,26 @@ pub struct GanOptions {
     pub vae_latent: f32,
 }
 
+/// The conditional-VAE term's four weights, as `GanTrainer::set_vae` takes them (named, so no
+/// caller can swap two).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VaeWeights {
+    /// `GanOptions::vae`.
+    pub rebuild: f32,
+    /// `GanOptions::vae_kl`.
+    pub kl: f32,
+    /// `GanOptions::vae_shape_weight`.
+    pub shape: f32,
+    /// `GanOptions::vae_latent`.
+    pub latent: f32,
+}
+
 impl GanOptions {
+    /// The VAE term's weights of these options.
+    pub fn vae_weights(&self) -> VaeWeights {
+        VaeWeights { rebuild: self.vae, kl: self.vae_kl, shape: self.vae_shape_weight, latent: self.vae_latent }
+    }
+
     /// Learning rate after `step` completed steps: halved every `lr_halve_every` epochs, times the
     /// linear decay when set.
     pub fn lr_at(&self, step: u64) -> f32 {
@@ -319,7 +338,7 @@ impl GanTrainer {
             d_images_int: Vec::new(),
         };
         let (mode_seeking, ema) = (options.mode_seeking, options.ema);
-        let vae = [options.vae, options.vae_kl, options.vae_shape_weight, options.vae_latent];
+        let vae = options.vae_weights();
         let classifier = (options.classifier_sizes.clone(), options.classifier_weight);
         let mut t = GanTrainer {
             config: config.clone(),
@@ -413,19 +432,19 @@ impl GanTrainer {
         self.scratch.d_images_ms = vec![0.0; if on { b * img } else { 0 }];
     }
 
-    /// Sets the conditional-VAE term's weights [rebuild, KL, shape, latent regression], also on a
-    /// resumed run: a fresh E (seeded) when the term turns on for the first time; an E that
-    /// exists is kept (rebuild weight 0 pauses it, and the latent regression with it).
-    pub fn set_vae(&mut self, weights: [f32; 4], pool: Arc<ThreadPool>) -> Result<()> {
-        if !weights.iter().all(|w| *w >= 0.0 && w.is_finite()) {
-            return Err(Error::Input(format!("VAE weights must be finite and ≥ 0, got {weights:?}")));
+    /// Sets the conditional-VAE term's weights, also on a resumed run: a fresh E (seeded) when the
+    /// term turns on for the first time; an E that exists is kept (rebuild weight 0 pauses it, and
+    /// the latent regression with it).
+    pub fn set_vae(&mut self, w: VaeWeights, pool: Arc<ThreadPool>) -> Result<()> {
+        let named = [("rebuild", w.rebuild), ("KL", w.kl), ("shape", w.shape), ("latent", w.latent)];
+        if let Some((name, v)) = named.into_iter().find(|(_, v)| !(*v >= 0.0 && v.is_finite())) {
+            return Err(Error::Input(format!("VAE {name} weight must be finite and ≥ 0, got {v}")));
         }
-        let [weight, kl, shape, latent] = weights;
-        (self.options.vae, self.options.vae_kl, self.options.vae_shape_weight) = (weight, kl, shape);
-        self.options.vae_latent = latent;
+        let o = &mut self.options;
+        (o.vae, o.vae_kl, o.vae_shape_weight, o.vae_latent) = (w.rebuild, w.kl, w.shape, w.latent);
         let n = if self.latent_on() { self.g_int.batch() * IMAGE_LEN } else { 0 };
         self.scratch.d_images_int = vec![0.0; n];
-        if weight > 0.0 && self.posterior.is_none() {
+        if w.rebuild > 0.0 && self.posterior.is_none() {
             let (nz, seed) = (self.config.generator.nz, self.options.seed.wrapping_add(2));
             self.posterior = Some(Posterior::new(&self.g, nz, self.options.batch, seed, pool)?);
         }
