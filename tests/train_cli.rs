@@ -146,6 +146,26 @@ fn a_fresh_run_refuses_a_folder_that_holds_a_run() {
     assert!(!out.join("checkpoint.safetensors").exists());
 }
 
+#[test]
+fn ngf_and_ndf_size_a_new_run_and_are_refused_on_resume() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("wide");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "2", "--ngf", "12", "--ndf", "6"]));
+    let ws = WeightSet::open(&out.join("model.safetensors"), LoadMode::Read).expect("weights");
+    assert_eq!((ws.config().generator.ngf, ws.config().discriminator.ndf), (12, 6));
+    // G's last layer maps ngf channels to RGB: its weight has ngf · 3 · 4 · 4 values.
+    let last = file_tensors(&out.join("model.safetensors"))
+        .into_iter()
+        .find(|(n, _)| n == "generator.deconv4.weight")
+        .expect("generator.deconv4.weight");
+    assert_eq!(last.1.len(), 12 * 3 * 4 * 4);
+    let ckpt = out.join("checkpoint.safetensors");
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "3"];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &[&resume[..], &["--ngf", "16"]].concat()), 2, "--ngf");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("z"), &["--ngf", "0"]), 2, "generator.ngf = 0");
+}
+
 /// `train-encoder` with the flags of `setup` plus `extra`, writing into `out`.
 fn encoder_run(data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = bin();

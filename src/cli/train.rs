@@ -112,6 +112,13 @@ pub struct TrainArgs {
     /// the encoder file's).
     #[arg(long, value_name = "NAME")]
     pub config: Option<String>,
+    /// G's width (ngf: channels of its last hidden layer; the others are multiples) for a new
+    /// run, in place of the config's.
+    #[arg(long, value_name = "N")]
+    pub ngf: Option<usize>,
+    /// D's width (ndf) for a new run, in place of the config's.
+    #[arg(long, value_name = "N")]
+    pub ndf: Option<usize>,
     /// Real images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -529,16 +536,25 @@ fn gan_message(s: &StepStats) -> String {
     )
 }
 
-/// The model config of a new GAN run: the encoder file's, or --config's G and D around it.
+/// The model config of a new GAN run: the encoder file's, or --config's G and D around it, with
+/// --ngf and --ndf in place of its widths.
 fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
-    let Some(name) = &a.config else { return Ok(enc.config().clone()) };
-    let cfg = ModelConfig::builtin(name)?;
-    if cfg.encoder != enc.config().encoder || cfg.text != enc.config().text {
-        return Err(fail(
-            EXIT_BAD_INPUT,
-            format!("--config {name}: its encoder differs from that of {}", a.encoder.display()),
-        ));
-    }
+    let mut cfg = match &a.config {
+        None => enc.config().clone(),
+        Some(name) => {
+            let cfg = ModelConfig::builtin(name)?;
+            if cfg.encoder != enc.config().encoder || cfg.text != enc.config().text {
+                return Err(fail(
+                    EXIT_BAD_INPUT,
+                    format!("--config {name}: its encoder differs from that of {}", a.encoder.display()),
+                ));
+            }
+            cfg
+        }
+    };
+    cfg.generator.ngf = a.ngf.unwrap_or(cfg.generator.ngf);
+    cfg.discriminator.ndf = a.ndf.unwrap_or(cfg.discriminator.ndf);
+    cfg.validate().map_err(|e| fail(EXIT_USAGE, e))?;
     Ok(cfg)
 }
 
@@ -570,6 +586,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
         return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
+    }
+    if let (Some(_), Some(flag)) = (&c.resume, [("--ngf", a.ngf), ("--ndf", a.ndf)].iter().find(|f| f.1.is_some())) {
+        return Err(fail(EXIT_USAGE, format!("{}: a resumed run keeps its checkpoint's sizes", flag.0)));
     }
     let vae_flags = [
         ("--vae", a.vae),
