@@ -237,13 +237,30 @@ def vae_only_step(G, E, opt, real, t, nz, args, w=None):
     mu_lv = E(real).flatten(1)
     mu, logvar = mu_lv[:, :nz], mu_lv[:, nz:].clamp(-10, 10)
     z = mu + torch.randn(b, nz) * (0.5 * logvar).exp()
-    diff = (G(z, t) - real).abs()
+    x = G(z, t)
+    diff = (x - real).abs()
     recon = diff.mean() if w is None else (diff * w).sum() / (w.sum() * 3)
     kl = (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)).mean()
+    loss = args.vae * recon + args.kl * kl
+    out = {"recon": recon.detach(), "kl": kl.detach()}
+    if args.edge_weight > 0:
+        # --edge-weight: L1 between Sobel gradients, so the outline (not the area) carries the loss.
+        ed = (sobel(x) - sobel(real)).abs()
+        edge = ed.mean() if w is None else (ed * w).sum() / (w.sum() * 6)
+        loss = loss + args.edge_weight * edge
+        out["edge"] = edge.detach()
     opt.zero_grad(set_to_none=True)
-    (args.vae * recon + args.kl * kl).backward()
+    loss.backward()
     opt.step()
-    return {"recon": recon.detach(), "kl": kl.detach()}
+    return out
+
+
+def sobel(x):
+    """[B, 6, H, W]: horizontal and vertical Sobel gradients of each channel (/8, edge-replicated)."""
+    k = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
+    c = x.shape[1]
+    kern = torch.stack([k, k.t()]).repeat(c, 1, 1)[:, None]
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kern, groups=c)
 
 
 @torch.no_grad()
@@ -318,6 +335,8 @@ def main():
     ap.add_argument("--no-gan", action="store_true")
     ap.add_argument("--g-plus", action="store_true")
     ap.add_argument("--shape-weight", type=float, default=0.0)
+    ap.add_argument("--edge-weight", type=float, default=0.0)
+    ap.add_argument("--oracle", type=float, default=0.0)
     ap.add_argument("--lr-d", type=float, default=2e-4)
     ap.add_argument("--lr-g", type=float, default=2e-4)
     ap.add_argument("--beta1", type=float, default=0.5)
@@ -341,6 +360,11 @@ def main():
         cfg["discriminator"]["ndf"] = args.ndf
     model = ref.build(cfg, ("generator", "discriminator"), init="torch")
     G, D = model.generator.train(), model.discriminator.train()
+    if args.oracle > 0:
+        assert args.no_gan, "--oracle is for the --no-gan probe (D reads the caption alone)"
+        g_cfg = copy.deepcopy(cfg)
+        g_cfg["encoder"]["embed_dim"] += 8 + 10 + len(SIZES)
+        G = ref.build(g_cfg, ("generator",), init="torch").generator.train()
     if args.g_plus:
         G = GPlus(cfg).train()
     sizes = [8, 10, len(SIZES)]
@@ -442,6 +466,11 @@ def main():
     for it in range(1, args.steps + 1):
         real, wrong, t, lab = batch()
         z_d, z_g = torch.randn(b, nz), torch.randn(b + b // 2, nz)
+        if args.oracle > 0:
+            # --oracle S: the true kind, colour and size as one-hots (× S) after the caption, so
+            # G is told the shape outright (a probe of how much the embedding's shape signal limits G).
+            hot = [F.one_hot(lab[:, i].long(), n) for i, n in enumerate(sizes)]
+            t = torch.cat([t, args.oracle * torch.cat(hot, 1).float()], 1)
         if args.no_gan:
             w = None if geo is None else pixel_weights(geo[torch.from_numpy(last_rows[0])], args.shape_weight)
             rec = vae_only_step(G, E, opt_g, real, t, nz, args, w)
