@@ -270,7 +270,7 @@ impl Log {
     /// run that was interrupted after its last checkpoint, are dropped (atomically), since the
     /// resumed run writes those steps again.
     fn open(out: &Path, step: u64) -> Result<Log, Failure> {
-        let path = out.join("log.jsonl");
+        let path = out.join(LOG_FILE);
         if step > 0 && path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| io_fail(&path, e))?;
             let later = |line: &&str| {
@@ -315,14 +315,14 @@ fn refuse_earlier_run(c: &Common) -> Result<(), Failure> {
     if c.resume.is_some() {
         return Ok(());
     }
-    let held = ["checkpoint.safetensors", "log.jsonl"].into_iter().find(|f| c.out.join(f).exists());
+    let held = [CHECKPOINT_FILE, LOG_FILE].into_iter().find(|f| c.out.join(f).exists());
     match held {
         Some(f) => Err(fail(
             EXIT_USAGE,
             format!(
                 "{}: already holds a training run ({f}); continue it with --resume {} or choose another --out",
                 c.out.display(),
-                c.out.join("checkpoint.safetensors").display()
+                c.checkpoint().display()
             ),
         )),
         None => Ok(()),
@@ -389,7 +389,7 @@ pub fn run_encoder(a: TrainEncoderArgs, v: Verbosity) -> Result<(), Failure> {
     let mut held = HeldOut::load(&ds, &cfg).map_err(|e| fail(EXIT_BAD_INPUT, e))?;
     held.cosine = t.options.cosine_scale > 0.0;
     let mut log = Log::open(&c.out, t.step)?;
-    let ckpt = c.out.join("checkpoint.safetensors");
+    let ckpt = c.checkpoint();
     let bar = progress(c.steps, t.step, v);
     let start = Instant::now();
     while t.step < c.steps {
@@ -561,14 +561,9 @@ fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
 /// The --vae-kl weight when only --vae is given (BicycleGAN's λ_KL).
 const DEFAULT_VAE_KL: f32 = 0.01;
 
-pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
-    let c = &a.common;
-    // Before the data and the caption embeddings: a missing GPU fails at once.
-    let device = a.device.resolve()?;
-    let enc = WeightSet::open(&a.encoder, LoadMode::Mmap)?;
-    enc.require(Network::Encoder)?;
-    let ds = open_dataset(c)?;
-    let pool = thread_pool(c.threads as usize)?;
+/// Checks the GAN flags' values before anything is read, so a bad flag fails at once; returns the
+/// VAE weights given, by flag.
+fn check_gan_flags(a: &TrainArgs) -> Result<[(&'static str, Option<f32>); 4], Failure> {
     if let Some(w) = a.mode_seeking {
         non_negative("--mode-seeking", w)?;
     }
@@ -587,7 +582,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
         return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
     }
-    if let (Some(_), Some(flag)) = (&c.resume, [("--ngf", a.ngf), ("--ndf", a.ndf)].iter().find(|f| f.1.is_some())) {
+    if let (Some(_), Some(flag)) =
+        (&a.common.resume, [("--ngf", a.ngf), ("--ndf", a.ndf)].iter().find(|f| f.1.is_some()))
+    {
         return Err(fail(EXIT_USAGE, format!("{}: a resumed run keeps its checkpoint's sizes", flag.0)));
     }
     let vae_flags = [
@@ -601,6 +598,18 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             non_negative(flag, w)?;
         }
     }
+    Ok(vae_flags)
+}
+
+pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
+    let c = &a.common;
+    // Before the data and the caption embeddings: a missing GPU fails at once.
+    let device = a.device.resolve()?;
+    let vae_flags = check_gan_flags(&a)?;
+    let enc = WeightSet::open(&a.encoder, LoadMode::Mmap)?;
+    enc.require(Network::Encoder)?;
+    let ds = open_dataset(c)?;
+    let pool = thread_pool(c.threads as usize)?;
     let (mut t, state) = match &c.resume {
         Some(p) => {
             let (t, meta) = load_gan(p, Arc::clone(&pool))?;
@@ -681,7 +690,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let batches = Prefetcher::gan(Arc::new(Loader::new(Arc::clone(&ds))), sampler, 4);
     let captions = sample_captions(&ds);
     let mut log = Log::open(&c.out, t.step)?;
-    let ckpt = c.out.join("checkpoint.safetensors");
+    let ckpt = c.checkpoint();
     let bar = progress(c.steps, t.step, v);
     let start = Instant::now();
     let first = t.step;
@@ -880,6 +889,17 @@ fn write_model(
 // ---------------------------------------------------------------- train-style
 
 /// Captions per training image that S's steps draw from (embedded once).
+/// A run's checkpoint and log, in its --out folder.
+const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const LOG_FILE: &str = "log.jsonl";
+
+impl Common {
+    /// Where this run's checkpoint is written.
+    fn checkpoint(&self) -> PathBuf {
+        self.out.join(CHECKPOINT_FILE)
+    }
+}
+
 const STYLE_CAPTIONS_PER_IMAGE: usize = 2;
 
 pub fn run_style(a: TrainStyleArgs, v: Verbosity) -> Result<(), Failure> {
@@ -908,7 +928,7 @@ pub fn run_style(a: TrainStyleArgs, v: Verbosity) -> Result<(), Failure> {
     let e = ws.config().encoder.embed_dim;
     let mut batch = vec![0.0f32; t.options.batch * e];
     let mut log = Log::open(&c.out, t.step)?;
-    let ckpt = c.out.join("checkpoint.safetensors");
+    let ckpt = c.checkpoint();
     let bar = progress(c.steps, t.step, v);
     let start = Instant::now();
     while t.step < c.steps {
