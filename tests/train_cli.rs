@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use text2img::data::shapes::IMAGE_LABEL_SIZES;
 use text2img::model::discriminator::CLASSIFIER_WEIGHT;
 use text2img::model::{Network, WeightSet};
 use text2img::weights::LoadMode;
@@ -147,13 +148,14 @@ fn a_fresh_run_refuses_a_folder_that_holds_a_run() {
 }
 
 #[test]
-fn ngf_and_ndf_size_a_new_run_and_are_refused_on_resume() {
+fn ngf_ndf_and_d_act_after_deep_shape_a_new_run_and_are_refused_on_resume() {
     let dir = tempfile::tempdir().expect("tmp");
     let (data, enc) = setup(dir.path());
     let out = dir.path().join("wide");
-    ok(&mut gan(&data, &enc, &out, &["--steps", "2", "--ngf", "12", "--ndf", "6"]));
+    ok(&mut gan(&data, &enc, &out, &["--steps", "2", "--ngf", "12", "--ndf", "6", "--d-act-after-deep"]));
     let ws = WeightSet::open(&out.join("model.safetensors"), LoadMode::Read).expect("weights");
     assert_eq!((ws.config().generator.ngf, ws.config().discriminator.ndf), (12, 6));
+    assert!(ws.config().discriminator.act_after_deep);
     // G's last layer maps ngf channels to RGB: its weight has ngf · 3 · 4 · 4 values.
     let last = file_tensors(&out.join("model.safetensors"))
         .into_iter()
@@ -163,6 +165,12 @@ fn ngf_and_ndf_size_a_new_run_and_are_refused_on_resume() {
     let ckpt = out.join("checkpoint.safetensors");
     let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "3"];
     fails_in_one_line(&mut gan(&data, &enc, &out, &[&resume[..], &["--ngf", "16"]].concat()), 2, "--ngf");
+    let deep = &[&resume[..], &["--d-act-after-deep"]].concat();
+    fails_in_one_line(&mut gan(&data, &enc, &out, deep), 2, "--d-act-after-deep");
+    // Resumed without the flags, the run keeps the networks its checkpoint describes.
+    ok(&mut gan(&data, &enc, &out, &resume));
+    let ws = WeightSet::open(&out.join("model.safetensors"), LoadMode::Read).expect("weights");
+    assert!(ws.config().discriminator.act_after_deep && ws.config().generator.ngf == 12);
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("z"), &["--ngf", "0"]), 2, "generator.ngf = 0");
 }
 
@@ -257,6 +265,31 @@ fn classifier_switches_on_at_resume_and_stays_out_of_the_model_file() {
     let model: Vec<String> = tensors(&out.join("model.safetensors")).into_iter().map(|(n, _)| n).collect();
     assert!(!model.iter().any(|n| n == CLASSIFIER_WEIGHT), "the model file has no classifier");
     assert!(model.iter().any(|n| n.starts_with("discriminator.")), "it has D");
+}
+
+#[test]
+fn pooled_classifier_and_d_learning_rate_scale_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("a"), &["--classifier-pool"]), 2, "--classifier-pool");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--lr-d-scale", "0"]), 2, "--lr-d-scale");
+    let out = dir.path().join("gan");
+    let flags = ["--steps", "2", "--classifier", "1", "--classifier-pool", "--lr-d-scale", "2"];
+    ok(&mut gan(&data, &enc, &out, &flags));
+    // The pooled read-out is a 1×1 conv: classes × 8·ndf weights (the per-position one has 16×).
+    let ndf =
+        WeightSet::open(&out.join("model.safetensors"), LoadMode::Read).expect("model").config().discriminator.ndf;
+    let ckpt = out.join("checkpoint.safetensors");
+    let head = file_tensors(&ckpt).into_iter().find(|(n, _)| n == CLASSIFIER_WEIGHT).expect("classifier");
+    assert_eq!(head.1.len(), IMAGE_LABEL_SIZES.iter().sum::<usize>() * 8 * ndf);
+    // A resumed run keeps it (and may change the rate); a D with a per-position read-out refuses it.
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "3", "--lr-d-scale", "1"];
+    ok(&mut gan(&data, &enc, &out, &resume));
+    let plain = dir.path().join("plain");
+    ok(&mut gan(&data, &enc, &plain, &["--steps", "1", "--classifier", "1"]));
+    let ckpt = plain.join("checkpoint.safetensors");
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "2", "--classifier-pool"];
+    fails_in_one_line(&mut gan(&data, &enc, &plain, &resume), 2, "not pooled");
 }
 
 #[test]

@@ -161,11 +161,22 @@ fn discriminator_with_classifier_gradients_match_finite_differences() {
     // Both outputs (the logit and the classifier's logits) carry gradient into the shared trunk;
     // the classifier's weight is the last parameter, so the sampled points reach it too.
     let cfg = micro_config();
-    let graph = smooth_discriminator_graph(&cfg, 5).expect("graph");
+    let graph = smooth_discriminator_graph(&cfg, 5, false).expect("graph");
     assert_eq!(graph.outputs.len(), 2);
     let last = graph.params.last().expect("params");
     assert_eq!(last.name, CLASSIFIER_WEIGHT);
     grad_check_graph("D + classifier", graph, inputs(Network::Discriminator, &cfg, 3, 5), 3);
+}
+
+#[test]
+fn discriminator_with_pooled_classifier_gradients_match_finite_differences() {
+    // The max over the 4×4 positions routes the classifier's gradient to one position per
+    // channel; its read-out is a 1×1 conv ([classes, 8·ndf, 1, 1]).
+    let cfg = micro_config();
+    let graph = smooth_discriminator_graph(&cfg, 5, true).expect("graph");
+    let last = graph.params.last().expect("params");
+    assert_eq!((last.name.as_str(), last.len), (CLASSIFIER_WEIGHT, 5 * 8 * cfg.discriminator.ndf));
+    grad_check_graph("D + pooled classifier", graph, inputs(Network::Discriminator, &cfg, 3, 6), 3);
 }
 
 #[test]
@@ -535,6 +546,25 @@ fn classifier_learns_labels_that_show_in_the_image() {
     }
     let late = accs[50..].iter().sum::<f32>() / 10.0;
     assert!(late >= 0.9, "classifier accuracy over the last 10 steps {late} ({accs:?})");
+}
+
+#[test]
+fn lr_d_scale_multiplies_ds_first_update_only() {
+    // Adam's first update is lr · g / (|g| + ε): D's moves 3× as far at lr_d_scale 3; G's first
+    // update (its own rate) stays the size it was, though it follows a different D.
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let run = |x: f32| {
+        let o = GanOptions { batch: 4, seed: 9, lr_d_scale: x, ..GanOptions::default() };
+        let mut t = GanTrainer::new(&cfg, o, Arc::clone(&pool)).expect("trainer");
+        let (g0, d0) = (t.g.params.data.clone(), t.d.params.data.clone());
+        run_steps(&mut t, &cfg, 0..1);
+        let delta = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs() as f64).sum::<f64>();
+        (delta(&t.g.params.data, &g0), delta(&t.d.params.data, &d0))
+    };
+    let ((g1, d1), (g3, d3)) = (run(1.0), run(3.0));
+    assert!((d3 / d1 - 3.0).abs() < 0.01, "D moved {d1} at scale 1, {d3} at scale 3");
+    assert!((g3 / g1 - 1.0).abs() < 0.1, "G moved {g1} at scale 1, {g3} at scale 3");
 }
 
 #[test]

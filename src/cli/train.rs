@@ -119,6 +119,10 @@ pub struct TrainArgs {
     /// D's width (ndf) for a new run, in place of the config's.
     #[arg(long, value_name = "N")]
     pub ndf: Option<usize>,
+    /// LeakyReLU after D's 8×8 and 4×4 convolutions for a new run (the original, and the
+    /// built-in configs, have none there: without batch norm those two layers are one linear map).
+    #[arg(long)]
+    pub d_act_after_deep: bool,
     /// Real images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -131,6 +135,10 @@ pub struct TrainArgs {
     /// the halving; not in the paper). With --resume, switches it from the checkpoint's step.
     #[arg(long, value_name = "START:END", value_parser = parse_step_range)]
     pub lr_decay: Option<[u64; 2]>,
+    /// D's learning rate as a multiple of --lr (not in the paper: 1; > 1 is the two-time-scale
+    /// rule). With --resume, switches it from the checkpoint's step.
+    #[arg(long, value_name = "X")]
+    pub lr_d_scale: Option<f32>,
     /// Train without the matching-aware term (GAN-INT or GAN).
     #[arg(long)]
     pub no_cls: bool,
@@ -163,6 +171,11 @@ pub struct TrainArgs {
     /// With --resume, switches it on (D gets a fresh classifier) or changes W.
     #[arg(long, value_name = "W")]
     pub classifier: Option<f32>,
+    /// The classifier reads D's 4×4 features max-pooled over positions, through one 1×1
+    /// convolution (not in AC-GAN, whose read-out has a weight per position). New runs, or a
+    /// run whose D gets its classifier on this resume.
+    #[arg(long)]
+    pub classifier_pool: bool,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
     /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
     /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
@@ -537,7 +550,7 @@ fn gan_message(s: &StepStats) -> String {
 }
 
 /// The model config of a new GAN run: the encoder file's, or --config's G and D around it, with
-/// --ngf and --ndf in place of its widths.
+/// --ngf and --ndf in place of its widths and --d-act-after-deep switched on where given.
 fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
     let mut cfg = match &a.config {
         None => enc.config().clone(),
@@ -554,6 +567,7 @@ fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
     };
     cfg.generator.ngf = a.ngf.unwrap_or(cfg.generator.ngf);
     cfg.discriminator.ndf = a.ndf.unwrap_or(cfg.discriminator.ndf);
+    cfg.discriminator.act_after_deep |= a.d_act_after_deep;
     cfg.validate().map_err(|e| fail(EXIT_USAGE, e))?;
     Ok(cfg)
 }
@@ -573,6 +587,9 @@ fn check_gan_flags(a: &TrainArgs) -> Result<[(&'static str, Option<f32>); 4], Fa
     if let Some(w) = a.classifier {
         non_negative("--classifier", w)?;
     }
+    if let Some(x) = a.lr_d_scale.filter(|&x| !(x > 0.0 && x.is_finite())) {
+        return Err(fail(EXIT_USAGE, format!("--lr-d-scale must be a positive multiple, got {x}")));
+    }
     if let Some(r) = a.mode_seeking_target {
         non_negative("--mode-seeking-target", r)?;
     }
@@ -582,10 +599,10 @@ fn check_gan_flags(a: &TrainArgs) -> Result<[(&'static str, Option<f32>); 4], Fa
     if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
         return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
     }
-    if let (Some(_), Some(flag)) =
-        (&a.common.resume, [("--ngf", a.ngf), ("--ndf", a.ndf)].iter().find(|f| f.1.is_some()))
-    {
-        return Err(fail(EXIT_USAGE, format!("{}: a resumed run keeps its checkpoint's sizes", flag.0)));
+    let size_flags =
+        [("--ngf", a.ngf.is_some()), ("--ndf", a.ndf.is_some()), ("--d-act-after-deep", a.d_act_after_deep)];
+    if let (Some(_), Some(flag)) = (&a.common.resume, size_flags.iter().find(|f| f.1)) {
+        return Err(fail(EXIT_USAGE, format!("{}: a resumed run keeps its checkpoint's networks", flag.0)));
     }
     let vae_flags = [
         ("--vae", a.vae),
@@ -634,6 +651,8 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 hard_wrong: a.hard_wrong.unwrap_or(0.0),
                 ema: a.ema.unwrap_or(0.0),
                 lr_decay: a.lr_decay,
+                lr_d_scale: a.lr_d_scale.unwrap_or(1.0),
+                classifier_pool: a.classifier_pool,
                 ..GanOptions::default()
             };
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
@@ -654,6 +673,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let (Some(d), Some(_)) = (a.lr_decay, &c.resume) {
         t.options.lr_decay = Some(d);
     }
+    if let (Some(x), Some(_)) = (a.lr_d_scale, &c.resume) {
+        t.options.lr_d_scale = x;
+    }
     if let (Some(d), Some(_)) = (a.ema, &c.resume) {
         t.set_ema(d)?;
     }
@@ -667,9 +689,16 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         };
         t.set_vae(w, Arc::clone(&pool))?;
     }
+    if a.classifier_pool && t.classes() > 0 && !t.options.classifier_pool {
+        return Err(fail(EXIT_USAGE, "--classifier-pool: the checkpoint's D already has its classifier, not pooled"));
+    }
+    t.options.classifier_pool |= a.classifier_pool;
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };
         t.set_classifier(&sizes, w, Arc::clone(&pool))?;
+    }
+    if a.classifier_pool && t.classes() == 0 {
+        return Err(fail(EXIT_USAGE, "--classifier-pool: D has no classifier (add --classifier W)"));
     }
     let labels_of_item = match t.options.classifier_weight > 0.0 {
         true => image_labels(&ds, "--classifier").map_err(|e| fail(EXIT_USAGE, e))?,

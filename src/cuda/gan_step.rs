@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::{driver_err, Buf, CudaDevice, CudaTrainSession, DeviceSlots};
 use crate::error::{Error, Result};
 use crate::ops::loss::check_block_labels;
+use crate::ops::optim::Adam;
 use crate::train::gan::{
     all_right, interpolated_texts, logit_accuracy, pair_texts, AdamState, GanBatch, GanOptions, GanTrainer, StepStats,
     NOISE_KEY, NOISE_STRIDE,
@@ -49,8 +50,7 @@ impl DeviceNet {
     }
 
     /// One Adam step on every parameter slot.
-    fn adam(&mut self, dev: &CudaDevice, options: &GanOptions, step: u64) -> Result<()> {
-        let adam = options.adam_at(step);
+    fn adam(&mut self, dev: &CudaDevice, adam: Adam, step: u64) -> Result<()> {
         for (i, s) in self.graph.params.iter().enumerate() {
             let (m, v) = (&mut self.m.slots[i], &mut self.v.slots[i]);
             dev.adam_step(&adam, step + 1, s.len, &mut self.params.slots[i], &self.grads.slots[i], (m, v))?;
@@ -137,6 +137,11 @@ impl CudaGan {
         let sizes = t.options.classifier_sizes.clone();
         if classifier_on(&t.options) && sizes.len() > 4 {
             return Err(Error::Device(format!("the GPU classifier takes at most 4 attributes, not {}", sizes.len())));
+        }
+        if o.classifier_pool && classifier_on(&o) {
+            return Err(Error::Device(
+                "the max-pooled classifier runs on the CPU only so far (train without --device cuda)".into(),
+            ));
         }
         if o.vae > 0.0 {
             return Err(Error::Device(
@@ -276,7 +281,7 @@ impl CudaGan {
                 self.d_b.backward(&self.d.params, &mut self.d.grads, &self.dlogits)?;
             }
         }
-        self.d.adam(&dev, &o, self.step)
+        self.d.adam(&dev, o.adam_d_at(self.step), self.step)
     }
 
     fn g_step(&mut self, batch: &GanBatch, stats: &mut StepStats) -> Result<()> {
@@ -316,7 +321,7 @@ impl CudaGan {
         if let Some(ms) = self.ms.as_mut() {
             ms.session.backward(&self.g.params, &mut self.g.grads, &ms.dx)?;
         }
-        self.g.adam(&dev, &o, self.step)?;
+        self.g.adam(&dev, o.adam_at(self.step), self.step)?;
         if let Some(ema) = self.g_ema.as_mut() {
             let decay = o.ema_decay_at(self.step);
             for (i, s) in self.g.graph.params.iter().enumerate() {

@@ -14,7 +14,7 @@ use crate::ops::Activation;
 
 /// Lays D out on `b`. Returns the inputs (image, embedding) and the logit [1, 1, 1].
 pub fn discriminator<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<([ValueId; 2], ValueId)> {
-    let (inputs, logit, _) = discriminator_with_classifier(b, cfg, 0)?;
+    let (inputs, logit, _) = discriminator_with_classifier(b, cfg, 0, false)?;
     Ok((inputs, logit))
 }
 
@@ -24,10 +24,14 @@ pub const CLASSIFIER_WEIGHT: &str = "discriminator.classifier.weight";
 /// D with, when `classes` > 0, an auxiliary classifier (AC-GAN, Odena et al. 2017; not in the
 /// paper): a 4×4 conv from the image trunk, before the text joins, to `classes` logits
 /// [classes, 1, 1]. Its parameter comes after all of D's, so D's own keep their offsets.
+/// `pooled`: the classifier reads the trunk's per-channel maximum over the 4×4 positions through
+/// a 1×1 conv instead (one weight for every position: a shape is recognised wherever it is, which
+/// D's own 4×4 read-out must learn once per position; docs/RESULTS.md, session 13).
 pub fn discriminator_with_classifier<B: NetBuilder>(
     b: &mut B,
     cfg: &ModelConfig,
     classes: usize,
+    pooled: bool,
 ) -> Result<([ValueId; 2], ValueId, Option<ValueId>)> {
     let (f, nt, e) = (cfg.discriminator.ndf, cfg.discriminator.nt, cfg.encoder.embed_dim);
     let deep = if cfg.discriminator.act_after_deep { LRELU } else { Activation::None };
@@ -47,9 +51,14 @@ pub fn discriminator_with_classifier<B: NetBuilder>(
     let x = b.concat("discriminator.concat", trunk, t)?; // [8f+nt, 4, 4]
     let x = b.conv(x, "discriminator.conv4.weight", bn("discriminator.bn4"), one(8 * f + nt, 8 * f, 1), LRELU, None)?; // [8f, 4, 4]
     let logit = b.conv(x, "discriminator.conv5.weight", None, one(8 * f, 1, 4), Activation::None, None)?; // [1, 1, 1]
-    let classifier = match classes {
-        0 => None,
-        k => Some(b.conv(trunk, CLASSIFIER_WEIGHT, None, one(8 * f, k, 4), Activation::None, None)?),
+    let classifier = match (classes, pooled) {
+        (0, _) => None,
+        (k, false) => Some(b.conv(trunk, CLASSIFIER_WEIGHT, None, one(8 * f, k, 4), Activation::None, None)?),
+        (k, true) => {
+            let max = b.maxpool1d("discriminator.classifier.pool", trunk, 8 * f, 16, 16, 16)?; // [8f, 1]
+            let geom = Conv2dGeom { cin: 8 * f, h: 1, w: 1, cout: k, kh: 1, kw: 1, stride: 1, pad: 0 };
+            Some(b.conv(max, CLASSIFIER_WEIGHT, None, geom, Activation::None, None)?)
+        }
     };
     Ok(([img, emb], logit, classifier))
 }

@@ -122,7 +122,7 @@ pub fn load_gan(path: &Path, pool: Arc<ThreadPool>) -> Result<(GanTrainer, BTree
     let o: Opened<GanOptions> = open(path, "gan")?;
     let g = o.net(TrainNet::init(&o.config, Network::Generator, 0)?)?;
     let classes = o.options.classifier_sizes.iter().sum();
-    let d = o.net(TrainNet::init_graph(discriminator_graph(&o.config, classes)?, 0)?)?;
+    let d = o.net(TrainNet::init_graph(discriminator_graph(&o.config, classes, o.options.classifier_pool)?, 0)?)?;
     let mut t = GanTrainer::from_nets(&o.config, o.options.clone(), g, d, Arc::clone(&pool))?;
     t.g_adam.m = o.vec("optim.generator.m", t.g_adam.m.len())?;
     t.g_adam.v = o.vec("optim.generator.v", t.g_adam.v.len())?;

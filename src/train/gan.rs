@@ -72,6 +72,14 @@ pub struct GanOptions {
     /// Weight of G's classifier term (D's own classifier loss has weight 1 while this is > 0).
     #[serde(default)]
     pub classifier_weight: f32,
+    /// The classifier reads D's trunk max-pooled over the 4×4 positions (not in AC-GAN): it
+    /// learns shape kinds on real images 2× faster than the per-position read-out (session 13).
+    #[serde(default)]
+    pub classifier_pool: bool,
+    /// D's learning rate as a multiple of G's (1 in the paper; the two-time-scale rule of Heusel
+    /// et al. 2017 when > 1): D's trunk learns shape kinds slowly at 2e-4 (session 13).
+    #[serde(default = "one")]
+    pub lr_d_scale: f32,
     /// Decay of an exponential moving average of G's parameters (not in the paper; 0 = off,
     /// e.g. 0.999; Yazıcı et al. 2019): exports are the average, with batch-norm statistics
     /// re-estimated for it, which smooths the swings of G's quality from one export to the next.
@@ -97,6 +105,10 @@ pub struct GanOptions {
     /// find the prior code z again in the image G drew from it, mean |μ(G(z, φ(t))) − z|.
     #[serde(default)]
     pub vae_latent: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// The conditional-VAE term's four weights, as `GanTrainer::set_vae` takes them (named, so no
@@ -157,9 +169,14 @@ impl GanOptions {
         (0..self.g_rows()).map(|i| if i < self.batch { 1.0 } else { self.interp_weight }).collect()
     }
 
-    /// Both networks' Adam after `step` completed steps (β2 0.999, ε 1e-8).
+    /// G's (and E's) Adam after `step` completed steps (β2 0.999, ε 1e-8).
     pub fn adam_at(&self, step: u64) -> Adam {
         Adam { lr: self.lr_at(step), beta1: self.beta1, beta2: 0.999, eps: 1e-8 }
+    }
+
+    /// D's Adam after `step` completed steps: G's at `lr_d_scale` times the rate.
+    pub fn adam_d_at(&self, step: u64) -> Adam {
+        Adam { lr: self.lr_at(step) * self.lr_d_scale, ..self.adam_at(step) }
     }
 }
 
@@ -182,6 +199,8 @@ impl Default for GanOptions {
             hard_wrong: 0.0,
             classifier_sizes: Vec::new(),
             classifier_weight: 0.0,
+            classifier_pool: false,
+            lr_d_scale: 1.0,
             ema: 0.0,
             lr_decay: None,
             vae: 0.0,
@@ -307,7 +326,10 @@ impl GanTrainer {
     pub fn new(config: &ModelConfig, options: GanOptions, pool: Arc<ThreadPool>) -> Result<GanTrainer> {
         let g = TrainNet::init(config, Network::Generator, options.seed)?;
         let classes = options.classifier_sizes.iter().sum();
-        let d = TrainNet::init_graph(discriminator_graph(config, classes)?, options.seed.wrapping_add(1))?;
+        let d = TrainNet::init_graph(
+            discriminator_graph(config, classes, options.classifier_pool)?,
+            options.seed.wrapping_add(1),
+        )?;
         GanTrainer::from_nets(config, options, g, d, pool)
     }
 
@@ -366,7 +388,7 @@ impl GanTrainer {
     }
 
     /// Classes of D's classifier (0 when it has none).
-    fn classes(&self) -> usize {
+    pub fn classes(&self) -> usize {
         self.options.classifier_sizes.iter().sum()
     }
 
@@ -379,7 +401,7 @@ impl GanTrainer {
         }
         let has = self.d.graph.outputs.len() > 1;
         if !has && !sizes.is_empty() {
-            let graph = discriminator_graph(&self.config, sizes.iter().sum())?;
+            let graph = discriminator_graph(&self.config, sizes.iter().sum(), self.options.classifier_pool)?;
             let mut d = TrainNet::init_graph(graph, self.options.seed.wrapping_add(1))?;
             let mut adam = AdamState::new(d.graph.param_len);
             let old = &self.d.graph;
@@ -590,7 +612,7 @@ impl GanTrainer {
                 self.d_b.backward(&self.d.params, &mut self.d.grads, dl);
             }
         }
-        let adam = self.adam();
+        let adam = self.options.adam_d_at(self.step);
         let t = self.step + 1;
         adam.step(t, self.d.params.data_mut(), &self.d.grads, &mut self.d_adam.m, &mut self.d_adam.v);
     }

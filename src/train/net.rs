@@ -31,19 +31,19 @@ pub fn train_graph(cfg: &ModelConfig, net: Network) -> Result<TrainGraph> {
 }
 
 /// Lays D out for training with an auxiliary classifier of `classes` logits as output 1 (none
-/// when 0: then it is `train_graph`'s D).
-pub fn discriminator_graph(cfg: &ModelConfig, classes: usize) -> Result<TrainGraph> {
-    classified(TrainBuilder::new(), cfg, classes)
+/// when 0: then it is `train_graph`'s D), reading max-pooled features when `pooled`.
+pub fn discriminator_graph(cfg: &ModelConfig, classes: usize, pooled: bool) -> Result<TrainGraph> {
+    classified(TrainBuilder::new(), cfg, classes, pooled)
 }
 
 /// `discriminator_graph` with tanh in place of every ReLU (gradient checks only).
 #[doc(hidden)]
-pub fn smooth_discriminator_graph(cfg: &ModelConfig, classes: usize) -> Result<TrainGraph> {
-    classified(TrainBuilder::new().smooth_activations(), cfg, classes)
+pub fn smooth_discriminator_graph(cfg: &ModelConfig, classes: usize, pooled: bool) -> Result<TrainGraph> {
+    classified(TrainBuilder::new().smooth_activations(), cfg, classes, pooled)
 }
 
-fn classified(mut b: TrainBuilder, cfg: &ModelConfig, classes: usize) -> Result<TrainGraph> {
-    let (_, logit, classifier) = discriminator_with_classifier(&mut b, cfg, classes)?;
+fn classified(mut b: TrainBuilder, cfg: &ModelConfig, classes: usize, pooled: bool) -> Result<TrainGraph> {
+    let (_, logit, classifier) = discriminator_with_classifier(&mut b, cfg, classes, pooled)?;
     let outputs: Vec<_> = std::iter::once(logit).chain(classifier).collect();
     Ok(b.finish(&outputs))
 }
