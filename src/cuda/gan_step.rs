@@ -138,7 +138,7 @@ impl CudaGan {
         if classifier_on(&t.options) && sizes.len() > 4 {
             return Err(Error::Device(format!("the GPU classifier takes at most 4 attributes, not {}", sizes.len())));
         }
-        if o.classifier_pool && classifier_on(&o) {
+        if o.classifier_pool && !o.classifier_sizes.is_empty() {
             return Err(Error::Device(
                 "the max-pooled classifier runs on the CPU only so far (train without --device cuda)".into(),
             ));
