@@ -273,6 +273,7 @@ fn pooled_classifier_and_d_learning_rate_scale_from_the_command_line() {
     let (data, enc) = setup(dir.path());
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("a"), &["--classifier-pool"]), 2, "--classifier-pool");
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("b"), &["--lr-d-scale", "0"]), 2, "--lr-d-scale");
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("c"), &["--lr", "0"]), 2, "--lr");
     let out = dir.path().join("gan");
     let flags = ["--steps", "2", "--classifier", "1", "--classifier-pool", "--lr-d-scale", "2"];
     ok(&mut gan(&data, &enc, &out, &flags));
@@ -283,8 +284,12 @@ fn pooled_classifier_and_d_learning_rate_scale_from_the_command_line() {
     let head = file_tensors(&ckpt).into_iter().find(|(n, _)| n == CLASSIFIER_WEIGHT).expect("classifier");
     assert_eq!(head.1.len(), IMAGE_LABEL_SIZES.iter().sum::<usize>() * 8 * ndf);
     // A resumed run keeps it (and may change the rate); a D with a per-position read-out refuses it.
-    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "3", "--lr-d-scale", "1"];
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "3", "--lr-d-scale", "1", "--lr", "1e-4"];
     ok(&mut gan(&data, &enc, &out, &resume));
+    // G's rate is switched from the resumed step on (the log's lr is G's).
+    let rates: Vec<f64> = log_rows(&out).iter().map(|r| r["lr"].as_f64().unwrap_or(-1.0)).collect();
+    assert_eq!(rates.len(), 3);
+    assert!(rates[..2].iter().all(|&r| (r - 2e-4).abs() < 1e-9) && (rates[2] - 1e-4).abs() < 1e-9, "{rates:?}");
     let plain = dir.path().join("plain");
     ok(&mut gan(&data, &enc, &plain, &["--steps", "1", "--classifier", "1"]));
     let ckpt = plain.join("checkpoint.safetensors");

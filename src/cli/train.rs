@@ -126,8 +126,10 @@ pub struct TrainArgs {
     /// Real images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f32,
+    /// G's learning rate (D's is this times --lr-d-scale) [default: 2e-4, the paper's]. With
+    /// --resume, switches it from the checkpoint's step.
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f32>,
     /// Halve the learning rate every N epochs.
     #[arg(long, default_value_t = 100)]
     pub lr_halve_every: usize,
@@ -572,6 +574,9 @@ fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
     Ok(cfg)
 }
 
+/// G's and D's learning rate in the paper (Adam, β1 0.5).
+const PAPER_LR: f32 = 2e-4;
+
 /// The --vae-kl weight when only --vae is given (BicycleGAN's λ_KL).
 const DEFAULT_VAE_KL: f32 = 0.01;
 
@@ -589,6 +594,9 @@ fn check_gan_flags(a: &TrainArgs) -> Result<[(&'static str, Option<f32>); 4], Fa
     }
     if let Some(x) = a.lr_d_scale.filter(|&x| !(x > 0.0 && x.is_finite())) {
         return Err(fail(EXIT_USAGE, format!("--lr-d-scale must be a positive multiple, got {x}")));
+    }
+    if let Some(lr) = a.lr.filter(|&lr| !(lr > 0.0 && lr.is_finite())) {
+        return Err(fail(EXIT_USAGE, format!("--lr must be a positive rate, got {lr}")));
     }
     if let Some(r) = a.mode_seeking_target {
         non_negative("--mode-seeking-target", r)?;
@@ -641,7 +649,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 batch: a.batch,
                 cls: !a.no_cls,
                 int: !a.no_int,
-                lr: a.lr,
+                lr: a.lr.unwrap_or(PAPER_LR),
                 lr_halve_every: a.lr_halve_every,
                 iters_per_epoch: train_items.div_ceil(a.batch.max(1)),
                 seed: c.seed,
@@ -672,6 +680,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let (Some(d), Some(_)) = (a.lr_decay, &c.resume) {
         t.options.lr_decay = Some(d);
+    }
+    if let (Some(lr), Some(_)) = (a.lr, &c.resume) {
+        t.options.lr = lr;
     }
     if let (Some(x), Some(_)) = (a.lr_d_scale, &c.resume) {
         t.options.lr_d_scale = x;
