@@ -219,7 +219,7 @@ fn classifier_and_mode_seeking_losses_cuda_vs_cpu() {
     let (pairs, n, nz) = (4, 3 * 64 * 64, 100);
     let (x, z) = (random(2 * pairs * n, 460), random(2 * pairs * nz, 461));
     for (cell, target) in [(1, 0.0), (8, 0.0), (8, 0.25)] {
-        let cells = ModeSeekingCells { height: 64, width: 64, cell, target };
+        let cells = ModeSeekingCells { height: 64, width: 64, cell, target, centred: false };
         let (mut d1, mut d2) = (vec![0.0; pairs * n], vec![0.0; pairs * n]);
         let (x1, x2) = x.split_at(pairs * n);
         let (z1, z2) = z.split_at(pairs * nz);

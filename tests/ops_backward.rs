@@ -485,6 +485,69 @@ fn sje_loss_fd() {
 }
 
 #[test]
+fn mode_seeking_centred_fd() {
+    // Images of [2, 4, 4], cells of 1 and 2: each cell's mean difference less its channel's.
+    let (pairs, n, nz) = (3, 32, 4);
+    let (x1, x2) = (random(pairs * n, 940), random(pairs * n, 941));
+    let (z1, z2) = (random(pairs * nz, 942), random(pairs * nz, 943));
+    let mean_abs =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64;
+    let centred_cells = |a: &[f32], b: &[f32], k: usize| -> Vec<f64> {
+        let mut out = Vec::new();
+        for c in 0..2 {
+            let channel = (c * 16..(c + 1) * 16).map(|e| f64::from(a[e] - b[e])).sum::<f64>() / 16.0;
+            for i in (0..4).step_by(k) {
+                for j in (0..4).step_by(k) {
+                    let cell = (0..k).flat_map(|di| (0..k).map(move |dj| c * 16 + (i + di) * 4 + j + dj));
+                    out.push(cell.map(|e| f64::from(a[e] - b[e])).sum::<f64>() / (k * k) as f64 - channel);
+                }
+            }
+        }
+        out
+    };
+    for k in [1, 2] {
+        let cells = ModeSeekingCells { height: 4, width: 4, cell: k, target: 0.0, centred: true };
+        let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
+        let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, cells, (&mut d1, &mut d2));
+        let direct: f64 = (0..pairs)
+            .map(|p| {
+                let m = centred_cells(&x1[p * n..][..n], &x2[p * n..][..n], k);
+                mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
+                    / (m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64)
+            })
+            .sum::<f64>()
+            / pairs as f64;
+        assert!((f64::from(l) - direct).abs() < 1e-4 * direct, "centred cells {k}: loss {l} vs {direct}");
+        assert!(d1.iter().zip(&d2).all(|(a, b)| a.is_finite() && *a == -*b), "centred cells {k}: all written");
+        let sign = |a: &[f32], b: &[f32]| {
+            (0..pairs)
+                .flat_map(|p| centred_cells(&a[p * n..][..n], &b[p * n..][..n], k))
+                .map(|v| v > 0.0)
+                .collect::<Vec<_>>()
+        };
+        let base = sign(&x1, &x2);
+        let loss_at = |x: &[f32]| {
+            let (mut s1, mut s2) = (vec![0.0; pairs * n], vec![0.0; pairs * n]);
+            mode_seeking_loss((x, &x2), (&z1, &z2), pairs, cells, (&mut s1, &mut s2))
+        };
+        check(&format!("centred mode_seeking_loss x1, cells {k}"), &x1, &d1, 944, |x| {
+            (sign(x, &x2) == base).then(|| loss_at(x) as f64)
+        });
+    }
+    // A tint of the whole image (another constant per channel) is no distance at all once
+    // centred, and the whole distance uncentred; a moved blob is a distance either way.
+    let tinted: Vec<f32> = x1[..n].iter().enumerate().map(|(e, v)| v + if e < 16 { 0.4 } else { -0.3 }).collect();
+    let blob = |at: usize| (0..n).map(|e| if e % 16 == at { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
+    let (z1, z2) = (&z1[..nz], &z2[..nz]);
+    let score = |a: &[f32], b: &[f32], centred: bool| {
+        let cells = ModeSeekingCells { height: 4, width: 4, cell: 2, target: 0.0, centred };
+        mode_seeking_loss((a, b), (z1, z2), 1, cells, (&mut vec![0.0; n], &mut vec![0.0; n]))
+    };
+    assert!(score(&x1[..n], &tinted, true) > 1e3 && score(&x1[..n], &tinted, false) < 20.0);
+    assert!(score(&blob(0), &blob(15), true) < 20.0, "a moved blob counts centred");
+}
+
+#[test]
 fn mode_seeking_loss_fd() {
     // Images of [2, 4, 4]: per element (cells of 1), and over 2×2 cell averages.
     let (pairs, n, nz) = (3, 32, 4);
@@ -506,7 +569,7 @@ fn mode_seeking_loss_fd() {
         out
     };
     for k in [1, 2] {
-        let cells = ModeSeekingCells { height: 4, width: 4, cell: k, target: 0.0 };
+        let cells = ModeSeekingCells { height: 4, width: 4, cell: k, target: 0.0, centred: false };
         let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
         let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, cells, (&mut d1, &mut d2));
         // Direct: mean over pairs of mean|z1 − z2| / mean over cells of |cell average of x1 − x2|.
@@ -549,7 +612,7 @@ fn mode_seeking_loss_fd() {
     let stripes: Vec<f32> = (0..n).map(|e| if e % 2 == 0 { 1.0 } else { -1.0 }).collect();
     let zeros = vec![0.0; n];
     let (mut d1, mut d2) = (vec![0.0; n], vec![0.0; n]);
-    let pixel = ModeSeekingCells { height: 4, width: 4, cell: 1, target: 0.0 };
+    let pixel = ModeSeekingCells { height: 4, width: 4, cell: 1, target: 0.0, centred: false };
     let cell = ModeSeekingCells { cell: 2, ..pixel };
     let per_pixel = mode_seeking_loss((&stripes, &zeros), (&z1[..nz], &z2[..nz]), 1, pixel, (&mut d1, &mut d2));
     let per_cell = mode_seeking_loss((&stripes, &zeros), (&z1[..nz], &z2[..nz]), 1, cell, (&mut d1, &mut d2));

@@ -290,6 +290,12 @@ fn pooled_classifier_and_d_learning_rate_scale_from_the_command_line() {
     let rates: Vec<f64> = log_rows(&out).iter().map(|r| r["lr"].as_f64().unwrap_or(-1.0)).collect();
     assert_eq!(rates.len(), 3);
     assert!(rates[..2].iter().all(|&r| (r - 2e-4).abs() < 1e-9) && (rates[2] - 1e-4).abs() < 1e-9, "{rates:?}");
+    // The centred mode-seeking term is switched on at a resume and kept in the checkpoint.
+    assert_eq!(checkpoint_options(&ckpt)["mode_seeking_centred"], false);
+    let centred = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "4", "--mode-seeking", "0.1"];
+    ok(&mut gan(&data, &enc, &out, &[&centred[..], &["--mode-seeking-centred"]].concat()));
+    assert_eq!(checkpoint_options(&ckpt)["mode_seeking_centred"], true);
+    assert!(log_rows(&out)[3]["mode_seeking"].as_f64().unwrap_or(0.0) > 0.0, "the term is on at step 4");
     let plain = dir.path().join("plain");
     ok(&mut gan(&data, &enc, &plain, &["--steps", "1", "--classifier", "1"]));
     let ckpt = plain.join("checkpoint.safetensors");

@@ -161,6 +161,11 @@ pub struct TrainArgs {
     /// --resume, switches it from the checkpoint's step.
     #[arg(long, value_name = "R")]
     pub mode_seeking_target: Option<f32>,
+    /// The mode-seeking term ignores a tint of the whole image: each channel's mean difference is
+    /// taken out of the cell differences, so only moving or reshaping something counts. With
+    /// --resume, switches it on from the checkpoint's step.
+    #[arg(long)]
+    pub mode_seeking_centred: bool,
     /// Draw this fraction of D's wrong images from a class of the same colour and another
     /// shape (`shapes` datasets; not in the paper; 0: uniform over the other classes). With
     /// --resume, switches it from the checkpoint's step.
@@ -656,6 +661,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 mode_seeking: a.mode_seeking.unwrap_or(0.0),
                 mode_seeking_cell: a.mode_seeking_cell.unwrap_or(1),
                 mode_seeking_target: a.mode_seeking_target.unwrap_or(0.0),
+                mode_seeking_centred: a.mode_seeking_centred,
                 hard_wrong: a.hard_wrong.unwrap_or(0.0),
                 ema: a.ema.unwrap_or(0.0),
                 lr_decay: a.lr_decay,
@@ -675,6 +681,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let (Some(r), Some(_)) = (a.mode_seeking_target, &c.resume) {
         t.options.mode_seeking_target = r;
     }
+    t.options.mode_seeking_centred |= a.mode_seeking_centred;
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;
     }

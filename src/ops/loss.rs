@@ -172,14 +172,15 @@ pub fn softmax_cross_entropy_blocks(logits: &[f32], sizes: &[usize], labels: &[u
 const MODE_SEEKING_EPS: f64 = 1e-5;
 
 /// The images of the mode-seeking term as [C, H, W], the side of the cells their distance is
-/// measured on (1: every element), and the distance ratio past which a pair earns nothing (0:
-/// none).
+/// measured on (1: every element), the distance ratio past which a pair earns nothing (0:
+/// none), and whether each channel's mean difference is taken out first (`centred`).
 #[derive(Clone, Copy, Debug)]
 pub struct ModeSeekingCells {
     pub height: usize,
     pub width: usize,
     pub cell: usize,
     pub target: f32,
+    pub centred: bool,
 }
 
 /// Mode-seeking term (Mao et al., CVPR 2019) over P pairs of images made from one text with two
@@ -190,8 +191,12 @@ pub struct ModeSeekingCells {
 /// (not in the MSGAN paper; docs/RESULTS.md, session 7). With a target τ > 0 each pair scores
 /// max(0, 1/(r_p + ε) − 1/τ): a pair already τ apart earns nothing, so G cannot buy the term
 /// with ever larger differences (it did, with noise D rejected: docs/RESULTS.md, session 8).
-/// Gradients are overwritten: ∂L/∂x1 = −(1/P) sign(cell difference) / ((r + ε)² · mean|z1 − z2|
-/// · N), the same for every element of a cell, ∂L/∂x2 = −∂L/∂x1 (0 where the difference is 0,
+/// Centred, each cell's difference is taken less the channel's mean difference (k² · mean of
+/// x1 − x2 over the channel): a tint of the whole image earns nothing, a moved shape does (G
+/// bought a stronger term with background tints: docs/RESULTS.md, session 14).
+/// Gradients are overwritten: ∂L/∂x1 = −(1/P) s / ((r + ε)² · mean|z1 − z2| · N), the same for
+/// every element of a cell, with s the sign of the cell's difference (centred: less k²/(H·W)
+/// times the sum of the channel's cell signs), ∂L/∂x2 = −∂L/∂x1 (0 where the difference is 0,
 /// and for a pair at or past the target).
 pub fn mode_seeking_loss(
     x: (&[f32], &[f32]),
@@ -210,7 +215,11 @@ pub fn mode_seeking_loss(
     let cell_elems = |c: usize, i: usize, j: usize| {
         (0..k).flat_map(move |di| (0..k).map(move |dj| c * h * w + (i * k + di) * w + j * k + dj))
     };
-    let cells_of = (0..n / (h * w)).flat_map(|c| (0..h / k).flat_map(move |i| (0..w / k).map(move |j| (c, i, j))));
+    let channels = n / (h * w);
+    let cells_of = (0..channels).flat_map(|c| (0..h / k).flat_map(move |i| (0..w / k).map(move |j| (c, i, j))));
+    let per_channel = (h / k) * (w / k);
+    // Centred: the share of a channel's mean difference in one cell's sum (k² elements of h·w).
+    let share = if cells.centred { (k * k) as f64 / (h * w) as f64 } else { 0.0 };
     let mut total = 0.0;
     // A pair scoring 1/r at or below this has reached the target.
     let floor = if cells.target > 0.0 { 1.0 / f64::from(cells.target) } else { 0.0 };
@@ -221,6 +230,9 @@ pub fn mode_seeking_loss(
         let diff = |(c, i, j)| cell_elems(c, i, j).map(|e| f64::from(x1[e] - x2[e])).sum::<f64>();
         diffs.clear();
         diffs.extend(cells_of.clone().map(diff));
+        if cells.centred {
+            centre_cells(&mut diffs, per_channel, share);
+        }
         let dist = diffs.iter().map(|d| d.abs()).sum::<f64>() / n as f64;
         let dz = mean_abs(&z.0[p * nz..(p + 1) * nz], &z.1[p * nz..(p + 1) * nz]).max(MODE_SEEKING_EPS);
         let r = dist / dz + MODE_SEEKING_EPS;
@@ -228,20 +240,36 @@ pub fn mode_seeking_loss(
         total += (1.0 / r - floor).max(0.0);
         let g = if reached { 0.0 } else { (-1.0 / (r * r * dz * n as f64 * pairs as f64)) as f32 };
         let (d1, d2) = (&mut dx.0[p * n..(p + 1) * n], &mut dx.1[p * n..(p + 1) * n]);
-        for (cl, &d) in cells_of.clone().zip(&diffs) {
-            let s = if d > 0.0 {
-                g
+        let sign = |d: f64| {
+            if d > 0.0 {
+                1.0
             } else if d < 0.0 {
-                -g
+                -1.0
             } else {
                 0.0
-            };
-            for e in cell_elems(cl.0, cl.1, cl.2) {
-                (d1[e], d2[e]) = (s, -s);
+            }
+        };
+        for (c, channel) in diffs.chunks(per_channel).enumerate() {
+            // Every element also moves the channel's mean, and so every cell's centred difference.
+            let mean_sign = share * channel.iter().map(|&d| sign(d)).sum::<f64>();
+            for (j, &d) in channel.iter().enumerate() {
+                let s = g * (sign(d) - mean_sign) as f32;
+                for e in cell_elems(c, j / (w / k), j % (w / k)) {
+                    (d1[e], d2[e]) = (s, -s);
+                }
             }
         }
     }
     (total / pairs.max(1) as f64) as f32
+}
+
+/// Takes each channel's mean difference out of its cells' sums: the channel's sums (of
+/// `per_channel` cells) total k² · H · W · mean, so each cell loses `share` (k² / (H·W)) of it.
+fn centre_cells(diffs: &mut [f64], per_channel: usize, share: f64) {
+    for channel in diffs.chunks_mut(per_channel) {
+        let owed = share * channel.iter().sum::<f64>();
+        channel.iter_mut().for_each(|d| *d -= owed);
+    }
 }
 
 /// Mean squared error over all N elements: L = (1/N) Σ (pred − target)² (the style encoder's

@@ -60,6 +60,11 @@ pub struct GanOptions {
     /// wholesale after ~4,500 steps (docs/RESULTS.md, session 8).
     #[serde(default)]
     pub mode_seeking_target: f32,
+    /// The mode-seeking term takes each channel's mean difference out of the cell differences
+    /// (`ModeSeekingCells::centred`): a tint of the whole image no longer counts, so the term
+    /// pays for moving the shape (at 0.5, G bought it with background tints: session 14).
+    #[serde(default)]
+    pub mode_seeking_centred: bool,
     /// Fraction of wrong images of the same colour and another shape (the sampler's
     /// `hard_wrong`; not in the paper, 0 = off).
     #[serde(default)]
@@ -126,6 +131,17 @@ pub struct VaeWeights {
 }
 
 impl GanOptions {
+    /// The mode-seeking term's cells of these options (G's 64×64 images).
+    pub fn mode_seeking_cells(&self) -> ModeSeekingCells {
+        ModeSeekingCells {
+            height: 64,
+            width: 64,
+            cell: self.mode_seeking_cell,
+            target: self.mode_seeking_target,
+            centred: self.mode_seeking_centred,
+        }
+    }
+
     /// The VAE term's weights of these options.
     pub fn vae_weights(&self) -> VaeWeights {
         VaeWeights { rebuild: self.vae, kl: self.vae_kl, shape: self.vae_shape_weight, latent: self.vae_latent }
@@ -196,6 +212,7 @@ impl Default for GanOptions {
             mode_seeking: 0.0,
             mode_seeking_cell: 0,
             mode_seeking_target: 0.0,
+            mode_seeking_centred: false,
             hard_wrong: 0.0,
             classifier_sizes: Vec::new(),
             classifier_weight: 0.0,
@@ -669,7 +686,7 @@ impl GanTrainer {
                     ms,
                     (&mut self.g, batch.text),
                     (noise_seed, self.step * NOISE_STRIDE + NOISE_STRIDE / 8 * 7),
-                    (self.options.mode_seeking, self.options.mode_seeking_cell, self.options.mode_seeking_target),
+                    (self.options.mode_seeking, self.options.mode_seeking_cells()),
                     &mut self.scratch.d_images_ms,
                 );
                 self.g_int.backward(&self.g.params, &mut self.g.grads, d_images);
@@ -755,7 +772,7 @@ fn mode_seeking_pairs(
     ms: &mut TrainSession,
     (g, text): (&mut TrainNet, &[f32]),
     (seed, first): (u64, u64),
-    (weight, cell, target): (f32, usize, f32),
+    (weight, cells): (f32, ModeSeekingCells),
     d_ms: &mut [f32],
 ) -> f32 {
     let rows = ms.batch();
@@ -766,7 +783,6 @@ fn mode_seeking_pairs(
     pair_texts(text, p, e, texts);
     ms.forward(&g.params, &mut g.buffers, Mode::Train);
     let (x, z) = (ms.output(0).split_at(p * IMAGE_LEN), ms.input(0).split_at(p * nz));
-    let cells = ModeSeekingCells { height: 64, width: 64, cell, target };
     let (d1, d2) = d_ms.split_at_mut(p * IMAGE_LEN);
     let loss = mode_seeking_loss(x, z, p, cells, (d1, d2));
     d_ms.iter_mut().for_each(|v| *v *= weight);
