@@ -484,44 +484,54 @@ fn sje_loss_fd() {
     check("sje d_txt", &txt, &dt, 903, |v| loss(&img, v));
 }
 
-#[test]
-fn mode_seeking_centred_fd() {
-    // Images of [2, 4, 4], cells of 1 and 2: each cell's mean difference less its channel's.
-    let (pairs, n, nz) = (3, 32, 4);
-    let (x1, x2) = (random(pairs * n, 940), random(pairs * n, 941));
-    let (z1, z2) = (random(pairs * nz, 942), random(pairs * nz, 943));
-    let mean_abs =
-        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64;
-    let centred_cells = |a: &[f32], b: &[f32], k: usize| -> Vec<f64> {
-        let mut out = Vec::new();
-        for c in 0..2 {
-            let channel = (c * 16..(c + 1) * 16).map(|e| f64::from(a[e] - b[e])).sum::<f64>() / 16.0;
-            for i in (0..4).step_by(k) {
-                for j in (0..4).step_by(k) {
-                    let cell = (0..k).flat_map(|di| (0..k).map(move |dj| c * 16 + (i + di) * 4 + j + dj));
-                    out.push(cell.map(|e| f64::from(a[e] - b[e])).sum::<f64>() / (k * k) as f64 - channel);
-                }
+/// Mean |a − b| over all elements (the noises' distance of the mode-seeking term).
+fn ms_mean_abs(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64
+}
+
+/// Cell averages of a − b over [2, 4, 4] images with cells of k, each less its channel's mean
+/// difference when `centred`.
+fn ms_cell_means(a: &[f32], b: &[f32], k: usize, centred: bool) -> Vec<f64> {
+    let mut out = Vec::new();
+    for c in 0..2 {
+        let channel = (c * 16..(c + 1) * 16).map(|e| f64::from(a[e] - b[e])).sum::<f64>() / 16.0;
+        for i in (0..4).step_by(k) {
+            for j in (0..4).step_by(k) {
+                let cell = (0..k).flat_map(|di| (0..k).map(move |dj| c * 16 + (i + di) * 4 + j + dj));
+                let mean = cell.map(|e| f64::from(a[e] - b[e])).sum::<f64>() / (k * k) as f64;
+                out.push(if centred { mean - channel } else { mean });
             }
         }
-        out
-    };
+    }
+    out
+}
+
+/// The mode-seeking loss of three random pairs of [2, 4, 4] images, per element and over 2×2
+/// cells, against a direct computation (mean over pairs of the noises' distance over the mean
+/// |cell difference|), with finite-difference gradients; returns the inputs for further checks.
+fn mode_seeking_fd_case(centred: bool, seed: u64) -> [Vec<f32>; 4] {
+    let (pairs, n, nz) = (3, 32, 4);
+    let (x1, x2) = (random(pairs * n, seed), random(pairs * n, seed + 1));
+    let (z1, z2) = (random(pairs * nz, seed + 2), random(pairs * nz, seed + 3));
     for k in [1, 2] {
-        let cells = ModeSeekingCells { height: 4, width: 4, cell: k, target: 0.0, centred: true };
+        let cells = ModeSeekingCells { height: 4, width: 4, cell: k, target: 0.0, centred };
         let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
         let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, cells, (&mut d1, &mut d2));
         let direct: f64 = (0..pairs)
             .map(|p| {
-                let m = centred_cells(&x1[p * n..][..n], &x2[p * n..][..n], k);
-                mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
+                let m = ms_cell_means(&x1[p * n..][..n], &x2[p * n..][..n], k, centred);
+                ms_mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
                     / (m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64)
             })
             .sum::<f64>()
             / pairs as f64;
-        assert!((f64::from(l) - direct).abs() < 1e-4 * direct, "centred cells {k}: loss {l} vs {direct}");
-        assert!(d1.iter().zip(&d2).all(|(a, b)| a.is_finite() && *a == -*b), "centred cells {k}: all written");
+        let case = format!("cells {k}, centred {centred}");
+        assert!((f64::from(l) - direct).abs() < 1e-4 * direct, "{case}: loss {l} vs {direct}");
+        assert!(d1.iter().zip(&d2).all(|(a, b)| a.is_finite() && *a == -*b), "{case}: ∂x2 = −∂x1, all written");
+        // |cell difference| has a kink where it is 0: skip perturbations that cross it.
         let sign = |a: &[f32], b: &[f32]| {
             (0..pairs)
-                .flat_map(|p| centred_cells(&a[p * n..][..n], &b[p * n..][..n], k))
+                .flat_map(|p| ms_cell_means(&a[p * n..][..n], &b[p * n..][..n], k, centred))
                 .map(|v| v > 0.0)
                 .collect::<Vec<_>>()
         };
@@ -530,12 +540,22 @@ fn mode_seeking_centred_fd() {
             let (mut s1, mut s2) = (vec![0.0; pairs * n], vec![0.0; pairs * n]);
             mode_seeking_loss((x, &x2), (&z1, &z2), pairs, cells, (&mut s1, &mut s2))
         };
-        check(&format!("centred mode_seeking_loss x1, cells {k}"), &x1, &d1, 944, |x| {
+        check(&format!("mode_seeking_loss x1, {case}"), &x1, &d1, seed + 4, |x| {
             (sign(x, &x2) == base).then(|| loss_at(x) as f64)
         });
+        // Pushing the images apart lowers the loss: the gradient points towards x1 = x2.
+        let apart: Vec<f32> = x1.iter().zip(&x2).map(|(a, b)| a + 0.5 * (a - b)).collect();
+        assert!(loss_at(&apart) < l, "{case}: images further apart score {}, not below {l}", loss_at(&apart));
     }
+    [x1, x2, z1, z2]
+}
+
+#[test]
+fn mode_seeking_centred_fd() {
+    let [x1, _, z1, z2] = mode_seeking_fd_case(true, 940);
     // A tint of the whole image (another constant per channel) is no distance at all once
     // centred, and the whole distance uncentred; a moved blob is a distance either way.
+    let (n, nz) = (32, 4);
     let tinted: Vec<f32> = x1[..n].iter().enumerate().map(|(e, v)| v + if e < 16 { 0.4 } else { -0.3 }).collect();
     let blob = |at: usize| (0..n).map(|e| if e % 16 == at { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
     let (z1, z2) = (&z1[..nz], &z2[..nz]);
@@ -549,64 +569,8 @@ fn mode_seeking_centred_fd() {
 
 #[test]
 fn mode_seeking_loss_fd() {
-    // Images of [2, 4, 4]: per element (cells of 1), and over 2×2 cell averages.
+    let [x1, x2, z1, z2] = mode_seeking_fd_case(false, 930);
     let (pairs, n, nz) = (3, 32, 4);
-    let (x1, x2) = (random(pairs * n, 930), random(pairs * n, 931));
-    let (z1, z2) = (random(pairs * nz, 932), random(pairs * nz, 933));
-    let mean_abs =
-        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| f64::from((p - q).abs())).sum::<f64>() / a.len() as f64;
-    // Cell averages of one image's difference, in any order.
-    let cell_means = |a: &[f32], b: &[f32], k: usize| -> Vec<f64> {
-        let mut out = Vec::new();
-        for c in 0..2 {
-            for i in (0..4).step_by(k) {
-                for j in (0..4).step_by(k) {
-                    let cell = (0..k).flat_map(|di| (0..k).map(move |dj| c * 16 + (i + di) * 4 + j + dj));
-                    out.push(cell.map(|e| f64::from(a[e] - b[e])).sum::<f64>() / (k * k) as f64);
-                }
-            }
-        }
-        out
-    };
-    for k in [1, 2] {
-        let cells = ModeSeekingCells { height: 4, width: 4, cell: k, target: 0.0, centred: false };
-        let (mut d1, mut d2) = (vec![f32::NAN; pairs * n], vec![f32::NAN; pairs * n]);
-        let l = mode_seeking_loss((&x1, &x2), (&z1, &z2), pairs, cells, (&mut d1, &mut d2));
-        // Direct: mean over pairs of mean|z1 − z2| / mean over cells of |cell average of x1 − x2|.
-        let direct: f64 = (0..pairs)
-            .map(|p| {
-                let m = cell_means(&x1[p * n..][..n], &x2[p * n..][..n], k);
-                mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
-                    / (m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64)
-            })
-            .sum::<f64>()
-            / pairs as f64;
-        assert!((f64::from(l) - direct).abs() < 1e-4 * direct, "cells {k}: loss {l} vs {direct}");
-        assert!(d1.iter().zip(&d2).all(|(a, b)| a.is_finite() && *a == -*b), "cells {k}: ∂x2 = −∂x1, all written");
-        // |cell difference| has a kink where it is 0: skip perturbations that cross it.
-        let sign = |a: &[f32], b: &[f32]| {
-            (0..pairs)
-                .flat_map(|p| cell_means(&a[p * n..][..n], &b[p * n..][..n], k))
-                .map(|v| v > 0.0)
-                .collect::<Vec<_>>()
-        };
-        let base = sign(&x1, &x2);
-        let loss_at = |x: &[f32]| {
-            mode_seeking_loss(
-                (x, &x2),
-                (&z1, &z2),
-                pairs,
-                cells,
-                (&mut vec![0.0; pairs * n], &mut vec![0.0; pairs * n]),
-            )
-        };
-        check(&format!("mode_seeking_loss x1, cells {k}"), &x1, &d1, 934, |x| {
-            (sign(x, &x2) == base).then(|| loss_at(x) as f64)
-        });
-        // Pushing the images apart lowers the loss: the gradient points towards x1 = x2.
-        let apart: Vec<f32> = x1.iter().zip(&x2).map(|(a, b)| a + 0.5 * (a - b)).collect();
-        assert!(loss_at(&apart) < l, "cells {k}: images further apart score {}, not below {l}", loss_at(&apart));
-    }
     // Stripes that cancel within each 2×2 cell leave the cell distance at 0 and the pixel
     // distance large.
     let stripes: Vec<f32> = (0..n).map(|e| if e % 2 == 0 { 1.0 } else { -1.0 }).collect();
@@ -621,9 +585,9 @@ fn mode_seeking_loss_fd() {
     // 1/r − 1/target with the untargeted gradient.
     let ratios: Vec<f64> = (0..pairs)
         .map(|p| {
-            let m = cell_means(&x1[p * n..][..n], &x2[p * n..][..n], 1);
+            let m = ms_cell_means(&x1[p * n..][..n], &x2[p * n..][..n], 1, false);
             (m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64)
-                / mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
+                / ms_mean_abs(&z1[p * nz..][..nz], &z2[p * nz..][..nz])
         })
         .collect();
     let mut sorted = ratios.clone();
