@@ -27,7 +27,7 @@ use text2img::ops::elementwise::{
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
 use text2img::ops::loss::{
     bce_with_logits, mode_seeking_loss, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy,
-    softmax_cross_entropy_blocks, ModeSeekingCells,
+    softmax_cross_entropy_blocks, softmax_cross_entropy_twin, ModeSeekingCells,
 };
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
@@ -401,6 +401,38 @@ fn softmax_cross_entropy_blocks_fd() {
     check("softmax_cross_entropy_blocks", &logits, &dl, 813, |x| {
         Some(softmax_cross_entropy_blocks(x, &sizes, &labels, &mut vec![0.0; b * 8]) as f64)
     });
+}
+
+#[test]
+fn softmax_cross_entropy_twin_fd() {
+    // TAC-GAN's two classifiers side by side (blocks of 3 and 5 classes, twice): each half's
+    // loss is its own block cross-entropy, and the gradient is each half's, weighted — G's
+    // [w, −w] (pleasing the classifier, defeating the twin) and D's [1, 0] / [0, 1].
+    let (b, sizes, k) = (4, [3, 5], 8);
+    let logits: Vec<f32> = random(b * 2 * k, 814).iter().map(|v| 4.0 * v).collect();
+    let labels: Vec<usize> = (0..b).flat_map(|i| [(i + 1) % 3, (3 * i) % 5]).collect();
+    let half = |h: usize| -> Vec<f32> { logits.chunks(2 * k).flat_map(|r| r[h * k..(h + 1) * k].to_vec()).collect() };
+    let mut want = [0.0; 2];
+    let mut want_d = [vec![0.0; b * k], vec![0.0; b * k]];
+    for h in 0..2 {
+        want[h] = softmax_cross_entropy_blocks(&half(h), &sizes, &labels, &mut want_d[h]);
+    }
+    assert!((want[0] - want[1]).abs() > 0.1, "the halves differ, so a swap would show");
+    for weights in [[1.5, -1.5], [1.0, 0.0], [0.0, 1.0]] {
+        let mut dl = vec![f32::NAN; b * 2 * k];
+        let l = softmax_cross_entropy_twin(&logits, &sizes, &labels, weights, &mut dl);
+        assert_eq!(l, want, "each half's loss, unweighted");
+        for (h, w) in weights.into_iter().enumerate() {
+            let got: Vec<f32> = dl.chunks(2 * k).flat_map(|r| r[h * k..(h + 1) * k].to_vec()).collect();
+            let scaled: Vec<f32> = want_d[h].iter().map(|&d| w * d).collect();
+            let off = got.iter().zip(&scaled).fold(0.0f32, |m, (g, s)| m.max((g - s).abs()));
+            assert!(off < 1e-6, "half {h}'s gradient at weight {w}: off by {off}");
+        }
+        check("softmax_cross_entropy_twin", &logits, &dl, 815, |x| {
+            let [a, c] = softmax_cross_entropy_twin(x, &sizes, &labels, weights, &mut vec![0.0; b * 2 * k]);
+            Some(f64::from(weights[0]) * f64::from(a) + f64::from(weights[1]) * f64::from(c))
+        });
+    }
 }
 
 #[test]

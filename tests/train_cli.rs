@@ -304,6 +304,35 @@ fn pooled_classifier_and_d_learning_rate_scale_from_the_command_line() {
 }
 
 #[test]
+fn twin_classifier_doubles_the_head_and_logs_both_halves() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("a"), &["--classifier-twin"]), 2, "--classifier-twin");
+    let out = dir.path().join("gan");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "2", "--classifier", "1", "--classifier-pool", "--classifier-twin"]));
+    let ndf =
+        WeightSet::open(&out.join("model.safetensors"), LoadMode::Read).expect("model").config().discriminator.ndf;
+    let ckpt = out.join("checkpoint.safetensors");
+    let head = file_tensors(&ckpt).into_iter().find(|(n, _)| n == CLASSIFIER_WEIGHT).expect("classifier");
+    assert_eq!(head.1.len(), 2 * IMAGE_LABEL_SIZES.iter().sum::<usize>() * 8 * ndf, "classifier and twin rows");
+    assert_eq!(checkpoint_options(&ckpt)["classifier_twin"], true);
+    // A resume keeps the twin without the flag; both halves' losses are logged at every step.
+    ok(&mut gan(&data, &enc, &out, &["--resume", ckpt.to_str().expect("utf8"), "--steps", "3"]));
+    for row in log_rows(&out) {
+        for key in ["d_class", "d_twin", "g_class", "g_twin"] {
+            assert!(row[key].as_f64().unwrap_or(0.0) > 0.0, "{key} in {row}");
+        }
+    }
+    // A D whose classifier has no twin cannot get one at a resume.
+    let plain = dir.path().join("plain");
+    ok(&mut gan(&data, &enc, &plain, &["--steps", "1", "--classifier", "1"]));
+    let ckpt = plain.join("checkpoint.safetensors");
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "2", "--classifier-twin"];
+    fails_in_one_line(&mut gan(&data, &enc, &plain, &resume), 2, "without a twin");
+    assert_eq!(log_rows(&plain)[0]["d_twin"], 0.0, "no twin, no twin loss");
+}
+
+#[test]
 fn classifier_and_shape_weight_refuse_a_dataset_without_shapes_classes_and_a_negative_weight() {
     let dir = tempfile::tempdir().expect("tmp");
     let (data, enc) = setup(dir.path());

@@ -183,6 +183,12 @@ pub struct TrainArgs {
     /// run whose D gets its classifier on this resume.
     #[arg(long)]
     pub classifier_pool: bool,
+    /// TAC-GAN's twin classifier (Gong et al. 2019): D learns the same classes a second time on
+    /// G's images, and G's term becomes W·(CE(classifier) − CE(twin)), which takes away the
+    /// plain term's pull towards the easiest-classified image of each class. New runs, or a
+    /// run whose D gets its classifier on this resume.
+    #[arg(long)]
+    pub classifier_twin: bool,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
     /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
     /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
@@ -667,6 +673,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 lr_decay: a.lr_decay,
                 lr_d_scale: a.lr_d_scale.unwrap_or(1.0),
                 classifier_pool: a.classifier_pool,
+                classifier_twin: a.classifier_twin,
                 ..GanOptions::default()
             };
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
@@ -710,13 +717,22 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if a.classifier_pool && t.classes() > 0 && !t.options.classifier_pool {
         return Err(fail(EXIT_USAGE, "--classifier-pool: the checkpoint's D already has its classifier, not pooled"));
     }
+    if a.classifier_twin && t.classes() > 0 && !t.options.classifier_twin {
+        return Err(fail(
+            EXIT_USAGE,
+            "--classifier-twin: the checkpoint's D already has its classifier, without a twin",
+        ));
+    }
     t.options.classifier_pool |= a.classifier_pool;
+    t.options.classifier_twin |= a.classifier_twin;
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };
         t.set_classifier(&sizes, w, Arc::clone(&pool))?;
     }
-    if a.classifier_pool && t.classes() == 0 {
-        return Err(fail(EXIT_USAGE, "--classifier-pool: D has no classifier (add --classifier W)"));
+    for (on, flag) in [(a.classifier_pool, "--classifier-pool"), (a.classifier_twin, "--classifier-twin")] {
+        if on && t.classes() == 0 {
+            return Err(fail(EXIT_USAGE, format!("{flag}: D has no classifier (add --classifier W)")));
+        }
     }
     let labels_of_item = match t.options.classifier_weight > 0.0 {
         true => image_labels(&ds, "--classifier").map_err(|e| fail(EXIT_USAGE, e))?,

@@ -143,6 +143,11 @@ impl CudaGan {
                 "the max-pooled classifier runs on the CPU only so far (train without --device cuda)".into(),
             ));
         }
+        if o.classifier_twin && !o.classifier_sizes.is_empty() {
+            return Err(Error::Device(
+                "the twin classifier runs on the CPU only so far (train without --device cuda)".into(),
+            ));
+        }
         if o.mode_seeking_centred && o.mode_seeking > 0.0 {
             return Err(Error::Device(
                 "the centred mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),

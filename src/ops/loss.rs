@@ -146,12 +146,47 @@ pub fn check_block_labels(labels: &[usize], rows: usize, sizes: &[usize], what: 
 /// `sizes[a]` logits per attribute a, `labels` is [B, A] row-major. Each block's loss is averaged
 /// over the rows and the blocks' losses are summed; `dlogits` is overwritten.
 pub fn softmax_cross_entropy_blocks(logits: &[f32], sizes: &[usize], labels: &[usize], dlogits: &mut [f32]) -> f32 {
-    let (k, a) = (sizes.iter().sum::<usize>(), sizes.len());
+    let k = sizes.iter().sum::<usize>();
+    let b = labels.len() / sizes.len().max(1);
+    assert!(logits.len() == b * k && dlogits.len() == b * k, "cross-entropy sizes");
+    blocks_in_rows(logits, (k, 0), sizes, labels, 1.0, dlogits)
+}
+
+/// The block cross-entropy of two classifiers side by side (TAC-GAN's classifier and its twin,
+/// Gong et al. 2019): row b of `logits` is the classifier's Σ sizes logits, then the twin's,
+/// both against the same `labels`. Returns [classifier's loss, twin's loss], unweighted;
+/// `dlogits` is overwritten with `weights[0]`·∂(first)/∂x beside `weights[1]`·∂(second)/∂x
+/// (D trains one half at a time with [1, 0] or [0, 1]; G takes [w, −w]).
+pub fn softmax_cross_entropy_twin(
+    logits: &[f32],
+    sizes: &[usize],
+    labels: &[usize],
+    weights: [f32; 2],
+    dlogits: &mut [f32],
+) -> [f32; 2] {
+    let k = sizes.iter().sum::<usize>();
+    let b = labels.len() / sizes.len().max(1);
+    assert!(logits.len() == b * 2 * k && dlogits.len() == b * 2 * k, "twin cross-entropy sizes");
+    [0, 1].map(|h| blocks_in_rows(logits, (2 * k, h * k), sizes, labels, weights[h], dlogits))
+}
+
+/// `softmax_cross_entropy_blocks` on the blocks that start `at` elements into each row of `row`
+/// elements; writes `scale` times their gradient there and nothing elsewhere. Returns the
+/// unscaled loss.
+fn blocks_in_rows(
+    logits: &[f32],
+    (row, at): (usize, usize),
+    sizes: &[usize],
+    labels: &[usize],
+    scale: f32,
+    dlogits: &mut [f32],
+) -> f32 {
+    let a = sizes.len();
     let b = labels.len() / a.max(1);
-    assert!(labels.len() == b * a && logits.len() == b * k && dlogits.len() == b * k, "cross-entropy sizes");
+    assert!(labels.len() == b * a && logits.len() == b * row && dlogits.len() == b * row, "cross-entropy sizes");
     let mut total = 0.0f64;
     for (i, row_labels) in labels.chunks(a).enumerate() {
-        let mut first = i * k;
+        let mut first = i * row + at;
         for (&classes, &y) in sizes.iter().zip(row_labels) {
             assert!(y < classes, "softmax_cross_entropy label {y} of {classes}");
             let (x, d) = (&logits[first..first + classes], &mut dlogits[first..first + classes]);
@@ -160,7 +195,7 @@ pub fn softmax_cross_entropy_blocks(logits: &[f32], sizes: &[usize], labels: &[u
             total += max + sum.ln() - x[y] as f64;
             for (c, (dc, &xc)) in d.iter_mut().zip(x).enumerate() {
                 let p = (xc as f64 - max).exp() / sum;
-                *dc = ((p - f64::from(u8::from(c == y))) / b as f64) as f32;
+                *dc = (scale as f64 * (p - f64::from(u8::from(c == y))) / b as f64) as f32;
             }
             first += classes;
         }

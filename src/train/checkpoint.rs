@@ -10,7 +10,7 @@ use rayon::ThreadPool;
 use serde::de::DeserializeOwned;
 
 use super::gan::{GanOptions, GanTrainer};
-use super::net::{discriminator_graph, train_graph, TrainNet};
+use super::net::{train_graph, TrainNet};
 use super::posterior::{posterior_graph, Posterior};
 use super::sje::{image_encoder_graph, SjeOptions, SjeTrainer};
 use super::style::{style_graph, StyleOptions, StyleTrainer};
@@ -121,8 +121,7 @@ pub fn save_gan(path: &Path, t: &GanTrainer, extra: &BTreeMap<String, String>) -
 pub fn load_gan(path: &Path, pool: Arc<ThreadPool>) -> Result<(GanTrainer, BTreeMap<String, String>)> {
     let o: Opened<GanOptions> = open(path, "gan")?;
     let g = o.net(TrainNet::init(&o.config, Network::Generator, 0)?)?;
-    let classes = o.options.classifier_sizes.iter().sum();
-    let d = o.net(TrainNet::init_graph(discriminator_graph(&o.config, classes, o.options.classifier_pool)?, 0)?)?;
+    let d = o.net(TrainNet::init_graph(o.options.discriminator_graph(&o.config)?, 0)?)?;
     let mut t = GanTrainer::from_nets(&o.config, o.options.clone(), g, d, Arc::clone(&pool))?;
     t.g_adam.m = o.vec("optim.generator.m", t.g_adam.m.len())?;
     t.g_adam.v = o.vec("optim.generator.v", t.g_adam.v.len())?;

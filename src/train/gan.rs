@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
+use super::graph::TrainGraph;
 use super::net::{discriminator_graph, TrainNet};
 use super::posterior::{Posterior, ReconInputs};
 use super::session::{Mode, ParamStore, TrainSession, BN_MOMENTUM};
@@ -18,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
 use crate::ops::loss::{
-    bce_with_logits, check_block_labels, mode_seeking_loss, softmax_cross_entropy_blocks, ModeSeekingCells,
+    bce_with_logits, check_block_labels, mode_seeking_loss, softmax_cross_entropy_blocks, softmax_cross_entropy_twin,
+    ModeSeekingCells,
 };
 use crate::ops::optim::{linear_decay, lr_halving, Adam};
 use crate::rng::normal_noise;
@@ -81,6 +83,13 @@ pub struct GanOptions {
     /// learns shape kinds on real images 2× faster than the per-position read-out (session 13).
     #[serde(default)]
     pub classifier_pool: bool,
+    /// TAC-GAN's twin classifier (Gong et al. 2019; not in the paper): D's classifier has a
+    /// second set of the same classes that D trains on G's images (labelled with their
+    /// captions' attributes), and G's term becomes CE(classifier) − CE(twin). The plain AC
+    /// term rewards G for the easiest-classified image of each class; the twin cancels that
+    /// bias (session 14: the class term's weight traded diversity for fidelity monotonically).
+    #[serde(default)]
+    pub classifier_twin: bool,
     /// D's learning rate as a multiple of G's (1 in the paper; the two-time-scale rule of Heusel
     /// et al. 2017 when > 1): D's trunk learns shape kinds slowly at 2e-4 (session 13).
     #[serde(default = "one")]
@@ -140,6 +149,16 @@ impl GanOptions {
             target: self.mode_seeking_target,
             centred: self.mode_seeking_centred,
         }
+    }
+
+    /// Width of D's classifier output: the classes of every attribute, twice with the twin.
+    pub fn class_outputs(&self) -> usize {
+        self.classifier_sizes.iter().sum::<usize>() * (1 + usize::from(self.classifier_twin))
+    }
+
+    /// D's graph for these options (its classifier's width and read-out).
+    pub fn discriminator_graph(&self, config: &ModelConfig) -> Result<TrainGraph> {
+        discriminator_graph(config, self.class_outputs(), self.classifier_pool)
     }
 
     /// The VAE term's weights of these options.
@@ -217,6 +236,7 @@ impl Default for GanOptions {
             classifier_sizes: Vec::new(),
             classifier_weight: 0.0,
             classifier_pool: false,
+            classifier_twin: false,
             lr_d_scale: 1.0,
             ema: 0.0,
             lr_decay: None,
@@ -246,6 +266,10 @@ pub struct StepStats {
     pub d_class: f32,
     pub d_class_acc: f32,
     pub g_class: f32,
+    /// With the twin classifier: its cross-entropy on the D step's fakes (D's), and on G's
+    /// (G's term is g_class − g_twin). 0 when off.
+    pub d_twin: f32,
+    pub g_twin: f32,
     /// The conditional-VAE term (unweighted; 0 when off): mean |G(z ~ q) − x| and KL(q ‖ p).
     pub recon: f32,
     pub kl: f32,
@@ -342,11 +366,7 @@ impl GanTrainer {
     /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
     pub fn new(config: &ModelConfig, options: GanOptions, pool: Arc<ThreadPool>) -> Result<GanTrainer> {
         let g = TrainNet::init(config, Network::Generator, options.seed)?;
-        let classes = options.classifier_sizes.iter().sum();
-        let d = TrainNet::init_graph(
-            discriminator_graph(config, classes, options.classifier_pool)?,
-            options.seed.wrapping_add(1),
-        )?;
+        let d = TrainNet::init_graph(options.discriminator_graph(config)?, options.seed.wrapping_add(1))?;
         GanTrainer::from_nets(config, options, g, d, pool)
     }
 
@@ -418,7 +438,8 @@ impl GanTrainer {
         }
         let has = self.d.graph.outputs.len() > 1;
         if !has && !sizes.is_empty() {
-            let graph = discriminator_graph(&self.config, sizes.iter().sum(), self.options.classifier_pool)?;
+            let graph = GanOptions { classifier_sizes: sizes.to_vec(), ..self.options.clone() };
+            let graph = graph.discriminator_graph(&self.config)?;
             let mut d = TrainNet::init_graph(graph, self.options.seed.wrapping_add(1))?;
             let mut adam = AdamState::new(d.graph.param_len);
             let old = &self.d.graph;
@@ -442,7 +463,7 @@ impl GanTrainer {
             )));
         }
         self.options.classifier_weight = weight;
-        self.scratch.d_class = vec![0.0; self.g_int.batch() * self.classes()];
+        self.scratch.d_class = vec![0.0; self.g_int.batch() * self.class_outputs()];
         Ok(())
     }
 
@@ -455,6 +476,11 @@ impl GanTrainer {
     /// Whether the VAE term runs with its latent regression.
     fn latent_on(&self) -> bool {
         self.options.vae > 0.0 && self.options.vae_latent > 0.0
+    }
+
+    /// Width of D's classifier output.
+    fn class_outputs(&self) -> usize {
+        self.options.class_outputs()
     }
 
     /// Whether the classifier terms are on.
@@ -617,13 +643,26 @@ impl GanTrainer {
                 Pass::Fake => stats.d_fake_acc = acc,
             }
             let dl = &self.scratch.dlogits[..b];
-            if real && self.classifier_on() {
-                let k = self.classes();
-                let dc = &mut self.scratch.d_class[..b * k];
-                let sizes = &self.options.classifier_sizes;
-                stats.d_class = softmax_cross_entropy_blocks(self.d_b.output(1), sizes, batch.labels, dc);
-                stats.d_class_acc = all_right(self.d_b.output(1), sizes, batch.labels);
-                stats.d_loss += stats.d_class;
+            let twin = o.classifier_twin && pass == Pass::Fake;
+            if (real || twin) && self.classifier_on() {
+                let dc = &mut self.scratch.d_class[..b * o.class_outputs()];
+                let (sizes, logits) = (&o.classifier_sizes, self.d_b.output(1));
+                if !o.classifier_twin {
+                    stats.d_class = softmax_cross_entropy_blocks(logits, sizes, batch.labels, dc);
+                } else {
+                    // D's classifier learns the real images, its twin G's images of this batch's
+                    // captions (so the real images' labels).
+                    let w = if real { [1.0, 0.0] } else { [0.0, 1.0] };
+                    let [first, second] = softmax_cross_entropy_twin(logits, sizes, batch.labels, w, dc);
+                    match real {
+                        true => stats.d_class = first,
+                        false => (stats.d_twin, stats.d_loss) = (second, stats.d_loss + second),
+                    }
+                }
+                if real {
+                    stats.d_class_acc = all_right(logits, sizes, batch.labels);
+                    stats.d_loss += stats.d_class;
+                }
                 self.d_b.backward_outputs(&self.d.params, &mut self.d.grads, &[(0, dl), (1, dc)]);
             } else {
                 self.d_b.backward(&self.d.params, &mut self.d.grads, dl);
@@ -653,12 +692,19 @@ impl GanTrainer {
         let dl = &self.scratch.dlogits[..bi];
         if self.classifier_on() {
             // G's rows < B have the captions of the real images; the interpolated ones no labels.
-            let (k, w) = (self.classes(), self.options.classifier_weight);
+            let (k, w) = (self.class_outputs(), self.options.classifier_weight);
             let (dc, rest) = self.scratch.d_class.split_at_mut(b * k);
-            let sizes = &self.options.classifier_sizes;
-            stats.g_class = softmax_cross_entropy_blocks(&self.d_int.output(1)[..b * k], sizes, batch.labels, dc);
-            stats.g_loss += w * stats.g_class;
-            dc.iter_mut().for_each(|d| *d *= w);
+            let (sizes, logits) = (&self.options.classifier_sizes, &self.d_int.output(1)[..b * k]);
+            if self.options.classifier_twin {
+                // TAC-GAN: G pleases the classifier and defeats its twin, with the same weight.
+                let [first, second] = softmax_cross_entropy_twin(logits, sizes, batch.labels, [w, -w], dc);
+                (stats.g_class, stats.g_twin) = (first, second);
+                stats.g_loss += w * (first - second);
+            } else {
+                stats.g_class = softmax_cross_entropy_blocks(logits, sizes, batch.labels, dc);
+                stats.g_loss += w * stats.g_class;
+                dc.iter_mut().for_each(|d| *d *= w);
+            }
             rest.fill(0.0);
             self.d_int.backward_outputs(&self.d.params, &mut self.d_discard, &[(0, dl), (1, &self.scratch.d_class)]);
         } else {
@@ -743,11 +789,12 @@ fn d_sessions(d: &TrainNet, b: usize, bi: usize, pool: &Arc<ThreadPool>) -> (Tra
     (TrainSession::new(Arc::clone(&d.graph), b, Arc::clone(pool)), d_int)
 }
 
-/// Fraction of rows of `logits` ([B, Σ sizes]) whose every attribute block has its largest
-/// logit at the row's label.
+/// Fraction of rows of `logits` ([B, Σ sizes], or wider: only each row's first Σ sizes are
+/// read, the classifier half of the twin's) whose every attribute block has its largest logit at
+/// the row's label.
 pub fn all_right(logits: &[f32], sizes: &[usize], labels: &[usize]) -> f32 {
-    let k: usize = sizes.iter().sum();
-    let rows = labels.chunks(sizes.len()).zip(logits.chunks(k));
+    let rows = (labels.len() / sizes.len().max(1)).max(1);
+    let rows = labels.chunks(sizes.len()).zip(logits.chunks(logits.len() / rows));
     let right = rows.filter(|(ls, row)| {
         let mut first = 0;
         sizes.iter().zip(*ls).all(|(&c, &l)| {
