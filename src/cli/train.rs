@@ -482,6 +482,14 @@ fn non_negative(flag: &str, v: f32) -> Result<(), Failure> {
     }
 }
 
+/// A usage error unless `v` is a finite number > 0 (`what`: "rate", "multiple").
+fn positive(flag: &str, what: &str, v: f32) -> Result<(), Failure> {
+    match v.is_finite() && v > 0.0 {
+        true => Ok(()),
+        false => Err(fail(EXIT_USAGE, format!("{flag} must be a positive {what}, got {v}"))),
+    }
+}
+
 // ---------------------------------------------------------------- train (GAN)
 
 /// Captions of the sample grid: some of training classes, some of held-out ones.
@@ -603,11 +611,11 @@ fn check_gan_flags(a: &TrainArgs) -> Result<[(&'static str, Option<f32>); 4], Fa
     if let Some(w) = a.classifier {
         non_negative("--classifier", w)?;
     }
-    if let Some(x) = a.lr_d_scale.filter(|&x| !(x > 0.0 && x.is_finite())) {
-        return Err(fail(EXIT_USAGE, format!("--lr-d-scale must be a positive multiple, got {x}")));
+    if let Some(x) = a.lr_d_scale {
+        positive("--lr-d-scale", "multiple", x)?;
     }
-    if let Some(lr) = a.lr.filter(|&lr| !(lr > 0.0 && lr.is_finite())) {
-        return Err(fail(EXIT_USAGE, format!("--lr must be a positive rate, got {lr}")));
+    if let Some(lr) = a.lr {
+        positive("--lr", "rate", lr)?;
     }
     if let Some(r) = a.mode_seeking_target {
         non_negative("--mode-seeking-target", r)?;
@@ -667,13 +675,10 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
                 mode_seeking: a.mode_seeking.unwrap_or(0.0),
                 mode_seeking_cell: a.mode_seeking_cell.unwrap_or(1),
                 mode_seeking_target: a.mode_seeking_target.unwrap_or(0.0),
-                mode_seeking_centred: a.mode_seeking_centred,
                 hard_wrong: a.hard_wrong.unwrap_or(0.0),
                 ema: a.ema.unwrap_or(0.0),
                 lr_decay: a.lr_decay,
                 lr_d_scale: a.lr_d_scale.unwrap_or(1.0),
-                classifier_pool: a.classifier_pool,
-                classifier_twin: a.classifier_twin,
                 ..GanOptions::default()
             };
             (GanTrainer::new(&gan_config(&a, &enc)?, o, Arc::clone(&pool))?, None)
@@ -688,6 +693,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     if let (Some(r), Some(_)) = (a.mode_seeking_target, &c.resume) {
         t.options.mode_seeking_target = r;
     }
+    // Bool flags switch on (new runs and resumes alike) but never off.
     t.options.mode_seeking_centred |= a.mode_seeking_centred;
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;
