@@ -34,6 +34,7 @@ use text2img::ops::rnn::{
     gru_backward_ref, gru_ref, gru_train_forward_ref, rnn_relu_backward_ref, rnn_relu_train_forward_ref, saved_len,
     RnnDims, RnnParams,
 };
+use text2img::ops::shape_mask::ShapeMask;
 use text2img::ops::{Activation, Epilogue};
 
 /// Relative tolerance of every check (see the module doc).
@@ -640,4 +641,65 @@ fn mode_seeking_loss_fd() {
             assert!(got.iter().all(|&g| g == 0.0), "pair {p} past the target: no gradient");
         }
     }
+}
+
+#[test]
+fn shape_mask_fd() {
+    // Random images (two, 3×10×12, ring 2, a soft squash so the sampled points see curvature):
+    // L = Σ_p w_p m_p through each pixel's distance and through the border colour.
+    let mask = ShapeMask { channels: 3, height: 10, width: 12, ring: 2, threshold: 0.6, softness: 0.3 };
+    let (n, hw) = (2 * 3 * 120, 120);
+    let x = random(n, 950);
+    let w = random(2 * hw, 951);
+    let mut m = vec![f32::NAN; 2 * hw];
+    mask.forward(&x, &mut m);
+    assert!(m.iter().all(|v| (0.0..=1.0).contains(v)), "every mask value written, in [0, 1]");
+    let mut dx = vec![f32::NAN; n];
+    mask.backward(&x, &w, &mut dx);
+    assert!(dx.iter().all(|v| v.is_finite()), "every gradient element written");
+    check("shape_mask", &x, &dx, 952, |x| {
+        let mut m = vec![0.0; 2 * hw];
+        mask.forward(x, &mut m);
+        Some(m.iter().zip(&w).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum())
+    });
+}
+
+/// A `shapes`-like 3×16×16 image: background `bg` shaded by `shade` across the columns, with a
+/// 4×4 square of `fg` whose top-left corner is (at, at).
+fn square_on(bg: [f32; 3], fg: [f32; 3], at: usize, shade: f32) -> Vec<f32> {
+    let px = |c: usize, i: usize, j: usize| {
+        let inside = (at..at + 4).contains(&i) && (at..at + 4).contains(&j);
+        if inside {
+            fg[c]
+        } else {
+            bg[c] + shade * (j as f32 / 15.0 - 0.5)
+        }
+    };
+    (0..3).flat_map(|c| (0..16).flat_map(move |i| (0..16).map(move |j| px(c, i, j)))).collect()
+}
+
+#[test]
+fn shape_mask_sees_the_shape_and_ignores_tints_and_shading() {
+    let mask = ShapeMask::shapes(3, 16, 16);
+    // Orange on yellow, the closest palette pair, in [−1, 1].
+    let (yellow, orange) = ([0.92, 0.76, -0.73], [0.92, 0.10, -0.84]);
+    let masks = |x: &[f32]| {
+        let mut m = vec![0.0; 256];
+        mask.forward(x, &mut m);
+        m
+    };
+    let m = masks(&square_on(yellow, orange, 6, 0.0));
+    for (p, &v) in m.iter().enumerate() {
+        let inside = (6..10).contains(&(p / 16)) && (6..10).contains(&(p % 16));
+        assert!(if inside { v > 0.95 } else { v < 0.05 }, "pixel {p}: {v}");
+    }
+    // A whole-image tint moves the border colour too; a shading of 0.15 stays under the
+    // threshold: the masks do not move. A moved square does.
+    let tinted = square_on(yellow.map(|v| v - 0.3), orange.map(|v| v - 0.3), 6, 0.0);
+    let shaded = square_on(yellow, orange, 6, 0.15);
+    let moved = square_on(yellow, orange, 3, 0.0);
+    let gap = |a: &[f32]| a.iter().zip(&m).map(|(x, y)| (x - y).abs()).sum::<f32>() / 256.0;
+    assert!(gap(&masks(&tinted)) < 1e-4, "tint: {}", gap(&masks(&tinted)));
+    assert!(gap(&masks(&shaded)) < 0.02, "shading: {}", gap(&masks(&shaded)));
+    assert!(gap(&masks(&moved)) > 0.1, "moved: {}", gap(&masks(&moved)));
 }

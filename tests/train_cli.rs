@@ -296,6 +296,11 @@ fn pooled_classifier_and_d_learning_rate_scale_from_the_command_line() {
     ok(&mut gan(&data, &enc, &out, &[&centred[..], &["--mode-seeking-centred"]].concat()));
     assert_eq!(checkpoint_options(&ckpt)["mode_seeking_centred"], true);
     assert!(log_rows(&out)[3]["mode_seeking"].as_f64().unwrap_or(0.0) > 0.0, "the term is on at step 4");
+    // So is the shape-mask form (CPU only: the GPU trainer refuses it).
+    let masked = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "5", "--mode-seeking-mask"];
+    ok(&mut gan(&data, &enc, &out, &masked));
+    assert_eq!(checkpoint_options(&ckpt)["mode_seeking_mask"], true);
+    assert!(log_rows(&out)[4]["mode_seeking"].as_f64().unwrap_or(0.0) > 0.0, "the term is on at step 5");
     let plain = dir.path().join("plain");
     ok(&mut gan(&data, &enc, &plain, &["--steps", "1", "--classifier", "1"]));
     let ckpt = plain.join("checkpoint.safetensors");

@@ -166,6 +166,12 @@ pub struct TrainArgs {
     /// --resume, switches it on from the checkpoint's step.
     #[arg(long)]
     pub mode_seeking_centred: bool,
+    /// The mode-seeking term compares soft shape masks (the pixels unlike each image's own
+    /// border), not the images, so that moving the shape counts and tinting or shading the
+    /// background does not. With --resume, switches it on from the checkpoint's step. Cell and
+    /// target then apply to the masks (one channel, values in [0, 1]).
+    #[arg(long)]
+    pub mode_seeking_mask: bool,
     /// Draw this fraction of D's wrong images from a class of the same colour and another
     /// shape (`shapes` datasets; not in the paper; 0: uniform over the other classes). With
     /// --resume, switches it from the checkpoint's step.
@@ -695,6 +701,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     // Bool flags switch on (new runs and resumes alike) but never off.
     t.options.mode_seeking_centred |= a.mode_seeking_centred;
+    t.options.mode_seeking_mask |= a.mode_seeking_mask;
     if let (Some(f), Some(_)) = (a.hard_wrong, &c.resume) {
         t.options.hard_wrong = f;
     }

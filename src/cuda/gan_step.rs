@@ -148,6 +148,11 @@ impl CudaGan {
                 "the twin classifier runs on the CPU only so far (train without --device cuda)".into(),
             ));
         }
+        if o.mode_seeking_mask && o.mode_seeking > 0.0 {
+            return Err(Error::Device(
+                "the shape-mask mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),
+            ));
+        }
         if o.mode_seeking_centred && o.mode_seeking > 0.0 {
             return Err(Error::Device(
                 "the centred mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),

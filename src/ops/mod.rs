@@ -18,6 +18,7 @@ pub mod loss;
 pub mod optim;
 pub mod pool;
 pub mod rnn;
+pub mod shape_mask;
 pub mod tap_conv;
 mod winograd;
 
