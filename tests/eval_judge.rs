@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use text2img::data::render::Shape;
 use text2img::data::shapes::{generate, PALETTE};
 use text2img::eval::colour::{read, size_from_area, unit_area};
+use text2img::eval::report::mean_pairwise_spread;
 use text2img::model::loader::save_weights;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network};
@@ -37,6 +38,27 @@ fn colour_reader_recovers_rendered_attributes() {
     assert_eq!(bg, n, "background right on {bg} of {n}");
     assert_eq!(colour, n, "shape colour right on {colour} of {n}");
     assert!(size * 100 >= n * 95, "size right on only {size} of {n}");
+}
+
+#[test]
+fn shape_centres_and_their_spread() {
+    // The judged centre is the rendered one within a pixel (anti-aliased edges, rotation),
+    // except for hearts, whose drawing centre sits a quarter radius off their mask's centre.
+    let mut centres = Vec::new();
+    for i in 0..200 {
+        let (img, a) = chw(i);
+        let c = read(&img).centre().expect("a shape in every real image");
+        let off = (c[0] - a.x).hypot(c[1] - a.y);
+        let within = if a.shape == Shape::Heart { 0.3 * a.radius } else { 1.0 };
+        assert!(off < within, "image {i} ({:?} at {}, {}): centre {c:?}", a.shape, a.x, a.y);
+        centres.push(Some(c));
+    }
+    // Spread: the mean distance over the pairs within each group, unfound shapes left out.
+    let groups = vec![vec![Some([0.0, 0.0]), Some([3.0, 4.0]), None], vec![Some([1.0, 1.0])], vec![None, None]];
+    assert_eq!(mean_pairwise_spread(groups.into_iter()), 5.0);
+    let one_place = vec![vec![Some([7.0, 9.0]); 4]];
+    assert_eq!(mean_pairwise_spread(one_place.into_iter()), 0.0, "one place, no spread");
+    assert!(mean_pairwise_spread(std::iter::once(centres)) > 10.0, "real shapes move");
 }
 
 fn bin() -> Command {
@@ -115,6 +137,10 @@ fn train_judge_then_eval_end_to_end() {
     let z = &v["zero_shot"];
     assert!(z["top1"].as_f64().is_some_and(|t| (0.0..=1.0).contains(&t)), "{z}");
     assert!(v["diversity_real"].as_f64().is_some_and(|x| x > 0.0));
+    assert!(out.contains("shape position spread"), "{out}");
+    // Real images of one description sit in different cells of a 3×3 grid: several pixels apart.
+    assert!(v["position_spread_real"].as_f64().is_some_and(|x| x > 5.0), "{v}");
+    assert!(v["position_spread_generated"].as_f64().is_some_and(|x| x >= 0.0));
 
     // The style encoder: a run resumed after 2 of 4 steps ends where a straight run ends.
     let style = |out: &Path, steps: &str, resume: Option<&Path>| {

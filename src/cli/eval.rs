@@ -15,9 +15,10 @@ use text2img::data::image_io::decode_rgb8;
 use text2img::data::render::Shape;
 use text2img::data::shapes::{class_labels, read_attributes, Attributes, PALETTE};
 use text2img::data::{Dataset, DecodeLimits};
+use text2img::eval::colour::read;
 use text2img::eval::report::{
-    attribute_separation, eval_captions, mean_pairwise_distance, read_and_crop, separation_captions,
-    AttributeSeparation, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
+    attribute_separation, eval_captions, mean_pairwise_distance, mean_pairwise_spread, read_and_crop,
+    separation_captions, AttributeSeparation, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
 };
 use text2img::eval::shape_net::{JudgeTraining, ShapeJudge};
 use text2img::graph::{thread_pool, Backend};
@@ -215,6 +216,9 @@ struct Results {
     rows: Vec<Row>,
     diversity_generated: f32,
     diversity_real: Option<f32>,
+    /// Mean pairwise distance (pixels) of the judged shape centres, one description.
+    position_spread_generated: f32,
+    position_spread_real: Option<f32>,
     zero_shot: Option<ZeroShot>,
     text_attribute_separation: AttributeSeparation,
     image_attribute_separation: Option<AttributeSeparation>,
@@ -291,15 +295,29 @@ fn write_samples(
     std::fs::write(&txt, text).map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", txt.display())))
 }
 
-/// Mean pairwise distance of real training-class images that fit one full description
-/// (class, background and size).
-fn real_diversity(real: &RealImages) -> f32 {
+/// The real training-class images grouped by full description (class, background and size).
+fn real_groups(real: &RealImages) -> Vec<Vec<usize>> {
     let mut groups: BTreeMap<(usize, usize, u8), Vec<usize>> = BTreeMap::new();
     for i in real.split(false) {
         let (a, t) = (&real.attrs[i], &real.truth[i]);
         groups.entry((a.class_id, t.background, t.size as u8)).or_default().push(i);
     }
-    mean_pairwise_distance(groups.values().map(|g| g.iter().map(|&i| real.image(i)).collect()))
+    groups.into_values().collect()
+}
+
+/// Mean pairwise RMS distance, and mean pairwise distance of the judged shape centres, within
+/// the real images of one description.
+fn real_diversity(real: &RealImages) -> (f32, f32) {
+    let groups = real_groups(real);
+    let rms = mean_pairwise_distance(groups.iter().map(|g| g.iter().map(|&i| real.image(i)).collect()));
+    let centres = |g: &Vec<usize>| g.par_iter().map(|&i| read(real.image(i)).centre()).collect();
+    (rms, mean_pairwise_spread(groups.iter().map(centres)))
+}
+
+/// Mean pairwise distance of the judged shape centres across the seeds of each caption.
+fn generated_spread(images: &[f32], seeds: usize) -> f32 {
+    let centres: Vec<Option<[f32; 2]>> = images.par_chunks(IMAGE_LEN).map(|x| read(x).centre()).collect();
+    mean_pairwise_spread(centres.chunks(seeds.max(1)).map(|g| g.to_vec()))
 }
 
 /// The encoders' zero-shot scores on the held-out classes, and how much colour and shape the
@@ -399,13 +417,16 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
     let separation = text_separation(&ws, &pool)?;
     let diversity_generated =
         mean_pairwise_distance(generated_train.chunks(s * IMAGE_LEN).map(|g| g.chunks(IMAGE_LEN).collect()));
-    let (mut diversity_real, mut zero_shot, mut style, mut image_separation) = (None, None, None, None);
+    let spread_generated = generated_spread(&generated_train, s);
+    let (mut diversity_real, mut spread_real) = (None, None);
+    let (mut zero_shot, mut style, mut image_separation) = (None, None, None);
     let mut real_held = 0;
     let mut transfer = None;
     if let Some(data) = &a.data {
         let real = RealImages::load(data)?;
         rows.push(Row { what: REAL_ROW.into(), score: judge_real(&mut judge, &real) });
-        diversity_real = Some(real_diversity(&real));
+        let (rms, spread) = real_diversity(&real);
+        (diversity_real, spread_real) = (Some(rms), Some(spread));
         let ie = a.image_encoder.clone().unwrap_or_else(|| default_file(DEFAULT_IMAGE_ENCODER));
         let (zs, image_sep) = zero_shot_of(&ws, data, &ie, &pool)?;
         (zero_shot, image_separation) = (Some(zs), Some(image_sep));
@@ -424,6 +445,14 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
             diversity_generated / r.max(1e-9)
         ),
         None => println!("diversity: generated {diversity_generated:.4} (real not measured: no --data)"),
+    }
+    let what = "shape position spread (mean pairwise distance of the judged shape centres, one description)";
+    match spread_real {
+        Some(r) => println!(
+            "{what}: generated {spread_generated:.1} px, real {r:.1} px (ratio {:.2})",
+            spread_generated / r.max(1e-9)
+        ),
+        None => println!("{what}: generated {spread_generated:.1} px (real not measured: no --data)"),
     }
     match &zero_shot {
         Some(z) => println!(
@@ -461,6 +490,8 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         rows,
         diversity_generated,
         diversity_real,
+        position_spread_generated: spread_generated,
+        position_spread_real: spread_real,
         zero_shot,
         text_attribute_separation: separation,
         image_attribute_separation: image_separation,

@@ -32,6 +32,19 @@ pub struct Reading {
     pub bbox: [usize; 4],
 }
 
+impl Reading {
+    /// The centre of the shape's mask in pixels (x, y); None when no shape was found.
+    pub fn centre(&self) -> Option<[f32; 2]> {
+        self.colour?;
+        let (mut x, mut y, mut w) = (0.0f64, 0.0f64, 0.0f64);
+        for (p, &m) in self.mask.iter().enumerate() {
+            let m = f64::from(m);
+            (x, y, w) = (x + m * (p % SIDE) as f64, y + m * (p / SIDE) as f64, w + m);
+        }
+        (w > 0.0).then(|| [(x / w) as f32, (y / w) as f32])
+    }
+}
+
 /// Converts a [3, 64, 64] image in [-1, 1] (the generator's output) to 0..255 RGB triples.
 pub fn to_rgb(chw: &[f32]) -> Vec<[f32; 3]> {
     assert_eq!(chw.len(), 3 * PLANE, "the judge reads 3×64×64 images");

@@ -226,6 +226,24 @@ pub fn mean_pairwise_distance<'a>(groups: impl Iterator<Item = Vec<&'a [f32]>>) 
     (total / pairs.max(1) as f64) as f32
 }
 
+/// Mean pairwise distance (pixels) between the shape centres within each group: how far the
+/// shape moves across images of one description. Images with no shape found, and groups of
+/// fewer than two, are left out. The RMS diversity counts a moved background as much as a
+/// moved shape; this counts only the shape.
+pub fn mean_pairwise_spread(groups: impl Iterator<Item = Vec<Option<[f32; 2]>>>) -> f32 {
+    let (mut total, mut pairs) = (0.0f64, 0usize);
+    for g in groups {
+        let found: Vec<[f32; 2]> = g.into_iter().flatten().collect();
+        for (i, a) in found.iter().enumerate() {
+            for b in &found[i + 1..] {
+                total += f64::from((a[0] - b[0]).hypot(a[1] - b[1]));
+                pairs += 1;
+            }
+        }
+    }
+    (total / pairs.max(1) as f64) as f32
+}
+
 /// How much of each attribute the text embedding carries: the mean cosine similarity of the
 /// embeddings of bare captions "a <colour> <shape>" (every palette colour × every shape) over
 /// the pairs that share only their colour, only their shape, or neither. An encoder that carries
