@@ -24,15 +24,16 @@ t0=$(date +%s)
     ${RESUME_ENC:+--resume "$out/enc/checkpoint.safetensors"}
 t1=$(date +%s)
 # GAN-INT-CLS with D's auxiliary classifier of shape, colour and size (AC-GAN), read out
-# max-pooled over positions and trained at 4x G's rate, LeakyReLU after D's deep convolutions, a
-# moving average of G (exported), and the capped mode-seeking term (docs/RESULTS.md, sessions 5-14).
+# max-pooled over positions and trained at 4x G's rate, with TAC-GAN's twin (without it G draws
+# one image per caption), LeakyReLU after D's deep convolutions, a moving average of G
+# (exported), and the capped mode-seeking term (docs/RESULTS.md, sessions 5-15).
 # A rate decay after 4,500 steps made held-out colour-shape pairs worse (session 14), so none.
 gan=("$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan"
     --batch 64 --steps "$gan_steps" --sample-every 500 --checkpoint-every 250 --export-every 500 --seed 0 --export-dtype f16)
 if [ -n "${RESUME_GAN:-}" ]; then
     "${gan[@]}" --resume "$out/gan/checkpoint.safetensors" # a resumed run keeps its networks and options
 else
-    "${gan[@]}" --classifier 1 --classifier-pool --lr-d-scale 4 --d-act-after-deep --ema 0.999 \
+    "${gan[@]}" --classifier 1 --classifier-pool --classifier-twin --lr-d-scale 4 --d-act-after-deep --ema 0.999 \
         --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25
 fi
 t2=$(date +%s)
