@@ -727,14 +727,15 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         };
         t.set_vae(w, Arc::clone(&pool))?;
     }
-    if a.classifier_pool && t.classes() > 0 && !t.options.classifier_pool {
-        return Err(fail(EXIT_USAGE, "--classifier-pool: the checkpoint's D already has its classifier, not pooled"));
-    }
-    if a.classifier_twin && t.classes() > 0 && !t.options.classifier_twin {
-        return Err(fail(
-            EXIT_USAGE,
-            "--classifier-twin: the checkpoint's D already has its classifier, without a twin",
-        ));
+    // The classifier's read-out and width are fixed once D has one.
+    let shaped = [
+        (a.classifier_pool, t.options.classifier_pool, "--classifier-pool", "not pooled"),
+        (a.classifier_twin, t.options.classifier_twin, "--classifier-twin", "without a twin"),
+    ];
+    for (asked, has, flag, what) in shaped {
+        if asked && t.classes() > 0 && !has {
+            return Err(fail(EXIT_USAGE, format!("{flag}: the checkpoint's D already has its classifier, {what}")));
+        }
     }
     t.options.classifier_pool |= a.classifier_pool;
     t.options.classifier_twin |= a.classifier_twin;

@@ -49,9 +49,10 @@ impl ShapeMask {
     /// Each channel's mean over the ring of one image.
     fn border(&self, x: &[f32]) -> Vec<f64> {
         let (w, n) = (self.width, self.ring_len().max(1) as f64);
-        let ring: Vec<usize> = (0..self.pixels()).filter(|&p| self.in_ring(p / w, p % w)).collect();
+        let ring = |p: &usize| self.in_ring(p / w, p % w);
         let plane = |c: usize| &x[c * self.pixels()..(c + 1) * self.pixels()];
-        (0..self.channels).map(|c| ring.iter().map(|&p| f64::from(plane(c)[p])).sum::<f64>() / n).collect()
+        let mean = |c: usize| (0..self.pixels()).filter(ring).map(|p| f64::from(plane(c)[p])).sum::<f64>() / n;
+        (0..self.channels).map(mean).collect()
     }
 
     /// Pixel p's distance from the border colour.

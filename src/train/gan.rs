@@ -470,7 +470,7 @@ impl GanTrainer {
             )));
         }
         self.options.classifier_weight = weight;
-        self.scratch.d_class = vec![0.0; self.g_int.batch() * self.class_outputs()];
+        self.scratch.d_class = vec![0.0; self.g_int.batch() * self.options.class_outputs()];
         Ok(())
     }
 
@@ -483,11 +483,6 @@ impl GanTrainer {
     /// Whether the VAE term runs with its latent regression.
     fn latent_on(&self) -> bool {
         self.options.vae > 0.0 && self.options.vae_latent > 0.0
-    }
-
-    /// Width of D's classifier output.
-    fn class_outputs(&self) -> usize {
-        self.options.class_outputs()
     }
 
     /// Whether the classifier terms are on.
@@ -699,7 +694,7 @@ impl GanTrainer {
         let dl = &self.scratch.dlogits[..bi];
         if self.classifier_on() {
             // G's rows < B have the captions of the real images; the interpolated ones no labels.
-            let (k, w) = (self.class_outputs(), self.options.classifier_weight);
+            let (k, w) = (self.options.class_outputs(), self.options.classifier_weight);
             let (dc, rest) = self.scratch.d_class.split_at_mut(b * k);
             let (sizes, logits) = (&self.options.classifier_sizes, &self.d_int.output(1)[..b * k]);
             if self.options.classifier_twin {
