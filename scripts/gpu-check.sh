@@ -57,21 +57,47 @@ done
 cli=$(ls .gpu/bin/bin-text2img* 2>/dev/null | head -1)
 # The end-to-end benchmark: caption → image replays on the GPU (reed-cub, synthetic weights);
 # batch 1: the latency target (median of 1000 replays), eager and as a CUDA graph; 64 and 256:
-# throughput, fewer replays.
-for spec in "1 1000 50" "64,256 50 5"; do
+# throughput, fewer replays. Then PyTorch on the same card and weights (scripts/bench_peers_cuda.py:
+# eager, TF32, bf16 channels-last, each also as a CUDA graph), then ours on f16-stored weights.
+for spec in "1 1000 50 reed-cub f32" "64,256 50 5 reed-cub f32" "peers" "1,64 100 10 /tmp/gpu-check-rc-f16.safetensors f16"; do
   [ -n "$cli" ] || break
   set -- $spec
-  name="text2img bench --device cuda -b $1"
+  if [ "$1" = peers ]; then
+    name="PyTorch caption→image (bench_peers_cuda.py)"
+    if ! python3 -c "import torch, numpy" 2> /dev/null; then row "$name" skipped "no torch and numpy for python3"; continue; fi
+    if late; then skip "$name"; continue; fi
+    start=$SECONDS
+    timeout "$(cap 200)" python3 scripts/bench_peers_cuda.py --config reed-cub --batch 1,64,256 \
+      --reps 1000,50,50 --warmup 50,5,5 --budget 150 > "$out/bench-peers-cuda.jsonl" 2> "$out/bench-peers-cuda.log"
+    verdict $? done
+    row "$name" "$r" "$((SECONDS - start))s, see bench-peers-cuda.log"
+    continue
+  fi
+  name="text2img bench --device cuda -b $1 ($5)"
+  tag="b${1//,/-}-$5"
   if late; then skip "$name"; continue; fi
+  [ "$5" = f16 ] && "$cli" init-weights --config reed-cub --networks encoder,generator --dtype f16 -q -o "$4"
   start=$SECONDS
-  timeout "$(cap "$per_bench")" "$cli" bench --device cuda -m reed-cub -b "$1" -r "$2" --warmup "$3" \
-    > "$out/bench-cuda-b$1.log" 2>&1
+  timeout "$(cap "$per_bench")" "$cli" bench --device cuda -m "$4" -b "$1" -r "$2" --warmup "$3" \
+    --format jsonl > "$out/bench-cuda-$tag.jsonl" 2> "$out/bench-cuda-$tag.log"
   verdict $? done
-  row "$name" "$r" "$((SECONDS - start))s, see bench-cuda-b$1.log"
+  row "$name" "$r" "$((SECONDS - start))s, see bench-cuda-$tag.jsonl"
+done
+# Per-kernel device times of one caption → image forward (batch 1 and 64), from ncu when the
+# machine has it: where the time goes, for the next kernel to rewrite.
+ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+for b in 1 64; do
+  [ -n "$cli" ] && [ -n "$ncu" ] || break
+  if late; then skip "ncu per-kernel times b$b"; continue; fi
+  timeout "$(cap 60)" "$ncu" --csv --page raw --metrics gpu__time_duration.sum,launch__grid_size,launch__registers_per_thread \
+    -c 400 "$cli" bench --device cuda -m reed-cub -b "$b" -r 1 --warmup 0 > "/tmp/gpu-check-ncu-b$b.csv" 2> /dev/null
+  python3 scripts/gpu_summary.py --ncu "/tmp/gpu-check-ncu-b$b.csv" > "$out/ncu-b$b.txt" 2>&1
+  row "ncu per-kernel times b$b" done "see ncu-b$b.txt"
 done
 # GAN training on the GPU (issue 8): 300 steps of the `shapes` config at batch 64 from the
 # shipped encoder, and 20 steps on this machine's CPU for the ratio; images/s from each log.
 data=/tmp/gpu-check-shapes
+rm -rf /tmp/gpu-check-train-cuda /tmp/gpu-check-train-cpu
 [ -n "$cli" ] && timeout 60 "$cli" data make shapes --out "$data" --images 2000 --seed 0 > "$out/data.log" 2>&1
 for spec in "cuda 300" "cpu 20"; do
   [ -n "$cli" ] || break
@@ -80,10 +106,10 @@ for spec in "cuda 300" "cpu 20"; do
   if late; then skip "$name"; continue; fi
   start=$SECONDS
   timeout "$(cap "$per_bench")" "$cli" train --device "$1" --config shapes --data "$data" \
-    --encoder weights/default.safetensors --out "$out/train-$1" --steps "$2" --batch 64 \
+    --encoder weights/default.safetensors --out "/tmp/gpu-check-train-$1" --steps "$2" --batch 64 \
     --sample-every "$2" --checkpoint-every "$2" -q > "$out/train-$1.log" 2>&1
   verdict $? done
-  ips=$(tail -1 "$out/train-$1/log.jsonl" 2>/dev/null | python3 -c 'import json,sys; print("%.0f images/s" % json.load(sys.stdin)["images_per_s"])' 2>/dev/null)
+  ips=$(tail -1 "/tmp/gpu-check-train-$1/log.jsonl" 2>/dev/null | python3 -c 'import json,sys; print("%.0f images/s" % json.load(sys.stdin)["images_per_s"])' 2>/dev/null)
   row "$name" "$r" "$((SECONDS - start))s, ${ips:-no log}"
 done
 # Issue 8's benchmark: GAN-INT-CLS iterations at batch 64, reed-cub sizes, ours (train --device
@@ -105,8 +131,20 @@ else
   row "$name" "$r" "$((SECONDS - start))s, ${ratio:-?}x (see bench-train-cuda.log)"
 fi
 grep -h "philox seed" "$out"/test-cuda_ops*.log 2>/dev/null | tee "$out/philox.txt"
+# ours against PyTorch at each batch: the latency and throughput table of issue 7
+python3 scripts/gpu_summary.py "$out" > "$out/summary.txt" 2>&1
+echo
+cat "$out/summary.txt"
 echo
 echo "== gpu-check on $gpu"
 printf '%-44s %-10s %s\n' executable result detail
 printf '%s' "$table" | tee "$out/table.txt"
+# The run tool brings back at most 8 files: every log goes into one archive beside the table,
+# the summary and the per-kernel times (the archive is written outside $out first, so tar does
+# not read the folder it is writing into).
+keep() { case "$1" in table.txt | summary.txt | ncu-b*.txt) return 0 ;; *) return 1 ;; esac; }
+logs=$(mktemp /tmp/gpu-check-logs.XXXXXX)
+(cd "$out" && tar czf "$logs" --exclude=table.txt --exclude=summary.txt --exclude='ncu-b*.txt' .) \
+  && for f in $(cd "$out" && find . -type f); do keep "$(basename "$f")" || rm -f "$out/$f"; done \
+  && find "$out" -mindepth 1 -type d -empty -delete && mv "$logs" "$out/logs.tar.gz"
 exit $status

@@ -696,7 +696,9 @@ def gan_iteration(G, D, opt_d, opt_g, real, wrong, t, z_d, z_g, opts, out=None):
     bi = t_int.shape[0]
     opt_g.zero_grad(set_to_none=False)
     logits = D(G(z_g, t_int), t_int)
-    w = torch.cat([torch.ones(b, dtype=dtype), torch.full((bi - b,), opts["interp_weight"], dtype=dtype)])
+    dev = real.device
+    w = torch.cat([torch.ones(b, dtype=dtype, device=dev),
+                   torch.full((bi - b,), opts["interp_weight"], dtype=dtype, device=dev)])
     g_loss = bce(logits, torch.ones_like(logits), weight=w)  # mean over the B + B/2 rows
     g_loss.backward()
     if out is not None:
