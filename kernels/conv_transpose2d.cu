@@ -1,7 +1,7 @@
 // conv_transpose2d: transposed 2-D convolution (no bias) with the fused epilogue, in gather form
-// (each output element sums the taps that reach it), the device twin of src/ops/conv_transpose2d.rs.
-// Straightforward first: one thread per output element; the implicit GEMM on tensor cores
-// (f16/bf16 in, f32 accumulation) comes next and is tested against this one and the CPU.
+// (each output element sums the taps that reach it), the device twin of src/ops/conv_transpose2d.rs,
+// as f32 implicit GEMMs on the shared tile core (common.cuh). Tensor cores (f16/bf16 in, f32
+// accumulation) come next.
 #include "common.cuh"
 
 // out[b, co, oy, ox] = epi(Σ x[b, ci, iy, ix] · W[ci, co, ky, kx]) over oy = iy·s − p + ky,
@@ -9,36 +9,107 @@
 // (ops::conv_transpose2d::pack_weight: wp[((co·k + ky)·k + kx)·Cin + ci] = W[ci, co, ky, kx]);
 // out and residual [B, Cout, Ho, Wo].
 //
-// Launch contract: 1-D, any block size (256 tuned), any grid (grid-stride loop over
-// B·Cout·Ho·Wo); no shared memory. Every output element is written exactly once.
-extern "C" __global__ void conv_transpose2d_fwd_f32(
+// Gather form as implicit GEMMs, one per output parity class (oy mod s, ox mod s): in a class
+// only the taps ky ≡ oy + p (mod s) reach an output, so the class is C [Cout, B·Hq·Wq] =
+// Wc [Cout, nky·nkx·Cin] × X̂c, with no multiply spent on taps that cannot land (a stride-2,
+// k = 4 layer does 4 of the 16 taps per output instead of all 16 with zeros).
+struct DeconvProblem {
+    // A column (output position of the class): its image's input offset, cy = (oy + p − ky0)/s
+    // and cx (exact: the class's taps make oy + p − ky a multiple of s; then iy = cy − jy), and
+    // the offset of its channel-0 output. A depth q = (jy, jx, ci), ci fastest so that a row's
+    // weights are read contiguously: the packed weight's offset within a row, ci·H·W, jy, jx.
+    struct Col {
+        int in, cy, cx, out;
+    };
+    struct Tap {
+        int woff, off, jy, jx;
+    };
+    const float* __restrict__ x;
+    const float* __restrict__ wp;
+    float* __restrict__ out;
+    int cin, h, wd, cout, k, stride, pad, ho, wo;
+    int py, px, ky0, kx0, nkx, hq, wq;
+    EpiArgs epi;
+    __device__ __forceinline__ Col col(int j) const {
+        int plane = hq * wq;
+        int bb = j / plane, r = j - bb * plane;
+        int oy = py + (r / wq) * stride, ox = px + (r % wq) * stride;
+        return Col{bb * cin * h * wd, (oy + pad - ky0) / stride, (ox + pad - kx0) / stride,
+                   (bb * cout * ho + oy) * wo + ox};
+    }
+    __device__ __forceinline__ Tap tap(int q) const {
+        int ci = q % cin, t = q / cin;
+        int jx = t % nkx, jy = t / nkx;
+        int ky = ky0 + jy * stride, kx = kx0 + jx * stride;
+        return Tap{(ky * k + kx) * cin + ci, ci * h * wd, jy, jx};
+    }
+    __device__ __forceinline__ float a(int co, const Tap& t) const {
+        return wp[(long long)co * k * k * cin + t.woff];
+    }
+    __device__ __forceinline__ float b(const Tap& t, const Col& c) const {
+        int iy = c.cy - t.jy, ix = c.cx - t.jx;
+        if (iy < 0 || iy >= h || ix < 0 || ix >= wd) return 0.0f;
+        return x[c.in + t.off + iy * wd + ix];
+    }
+    __device__ __forceinline__ void store(int co, const Col& c, float acc) const {
+        int o = c.out + co * ho * wo;
+        out[o] = epi.apply(acc, co, o);
+    }
+};
+
+// Launch contract: block (16, 16, 1), grid (ceil(B·ceil(Ho/s)·ceil(Wo/s) / 64), ceil(Cout / 64),
+// s·s): blockIdx.z is the parity class (py·s + px); a class with fewer positions leaves the
+// grid's extra columns idle, and a class no tap reaches (k < s) stores the epilogue of 0. Every
+// output element is written exactly once. Static shared memory only. B·Cin·H·W and
+// B·Cout·Ho·Wo fit int.
+extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_fwd_f32(
     const float* __restrict__ x, const float* __restrict__ wp, float* __restrict__ out,
     int batch, int cin, int h, int wd, int cout, int k, int stride, int pad, int ho, int wo,
     int flags, const float* __restrict__ scale, const float* __restrict__ shift,
     const float* __restrict__ residual, int act, float slope) {
-    const long long total = (long long)batch * cout * ho * wo;
-    const long long plane = (long long)h * wd;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const Nchw o = nchw_index(i, cout, ho, wo);
-        const int ox = o.x, oy = o.y, co = o.c, b = o.b;
-        const float* xb = x + (long long)b * cin * plane;
-        float acc = 0.0f;
-        for (int ky = 0; ky < k; ++ky) {
-            int ty = oy + pad - ky;  // = iy·s when this tap reaches oy
-            if (ty < 0 || ty % stride != 0) continue;
-            int iy = ty / stride;
-            if (iy >= h) continue;
-            for (int kx = 0; kx < k; ++kx) {
-                int tx = ox + pad - kx;
-                if (tx < 0 || tx % stride != 0) continue;
-                int ix = tx / stride;
-                if (ix >= wd) continue;
-                const float* wr = wp + (((long long)co * k + ky) * k + kx) * cin;
-                const float* xr = xb + (long long)iy * wd + ix;
-                for (int ci = 0; ci < cin; ++ci) acc = fmaf(xr[ci * plane], wr[ci], acc);
-            }
-        }
-        out[i] = epilogue(acc, co, i, flags, scale, shift, residual, act, slope);
+    const int py = blockIdx.z / stride, px = blockIdx.z % stride;
+    const int ky0 = (py + pad) % stride, kx0 = (px + pad) % stride;
+    const int nky = ky0 < k ? (k - ky0 + stride - 1) / stride : 0;
+    const int nkx = kx0 < k ? (k - kx0 + stride - 1) / stride : 0;
+    const int hq = py < ho ? (ho - py + stride - 1) / stride : 0;
+    const int wq = px < wo ? (wo - px + stride - 1) / stride : 0;
+    const DeconvProblem pr{x, wp, out, cin, h, wd, cout, k, stride, pad, ho, wo, py, px, ky0, kx0,
+                           nkx > 0 ? nkx : 1, hq, wq, EpiArgs{flags, scale, shift, residual, act, slope}};
+    tile_gemm_f32(pr, cout, batch * hq * wq, cin * nky * nkx, blockIdx.y * TG_M, blockIdx.x * TG_N);
+}
+
+// The same layer when its input is one pixel with no padding (G's first layer, z‖φ → 4×4):
+// every output (oy, ox) = (ky, kx) gets exactly one tap, so it is one dense GEMM over the packed
+// rows: C [Cout·k·k, B] = wp [Cout·k·k, Cin] × xᵀ [Cin, B], the channel of row r being r / k².
+struct DenseDeconvProblem {
+    struct Col {
+        int b;
+    };
+    struct Tap {
+        int ci;
+    };
+    const float* __restrict__ x;
+    const float* __restrict__ wp;
+    float* __restrict__ out;
+    int cin, rows, kk;
+    EpiArgs epi;
+    __device__ __forceinline__ Col col(int bb) const { return Col{bb}; }
+    __device__ __forceinline__ Tap tap(int ci) const { return Tap{ci}; }
+    __device__ __forceinline__ float a(int r, const Tap& t) const { return wp[(long long)r * cin + t.ci]; }
+    __device__ __forceinline__ float b(const Tap& t, const Col& c) const { return x[(long long)c.b * cin + t.ci]; }
+    __device__ __forceinline__ void store(int r, const Col& c, float acc) const {
+        long long o = (long long)c.b * rows + r;
+        out[o] = epi.apply(acc, r / kk, o);
     }
+};
+
+// Launch contract: H = W = 1 and pad = 0 (so Ho = Wo = k); block (16, 16, 1), grid
+// (ceil(B / 64), ceil(Cout·k·k / 64), 1). Every output element is written exactly once.
+extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_1px_fwd_f32(
+    const float* __restrict__ x, const float* __restrict__ wp, float* __restrict__ out,
+    int batch, int cin, int cout, int k,
+    int flags, const float* __restrict__ scale, const float* __restrict__ shift,
+    const float* __restrict__ residual, int act, float slope) {
+    const DenseDeconvProblem pr{x, wp, out, cin, cout * k * k, k * k, EpiArgs{flags, scale, shift, residual, act, slope}};
+    tile_gemm_f32(pr, cout * k * k, batch, cin, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }

@@ -22,7 +22,7 @@
 mod common;
 
 use common::{assert_close, random};
-use text2img::cuda::{CudaDevice, Epi, RnnBufs};
+use text2img::cuda::{rnn_scratch_len, CudaDevice, Epi, RnnBufs};
 use text2img::device::{Device, DeviceRequest};
 use text2img::ops::conv2d::{conv2d, conv2d_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, pack_weight, ConvTranspose2dGeom};
@@ -424,7 +424,7 @@ fn check_rnn(gru: bool, batch: usize) {
     }
     let (a, b, cc, dd) = (up(&d, &w_ih), up(&d, &b_ih), up(&d, &w_hh), up(&d, &b_hh));
     let bufs = RnnBufs { w_ih: &a, b_ih: &b, w_hh: &cc, b_hh: &dd };
-    let mut proj = d.alloc_poisoned(batch * t * g * h).expect("alloc");
+    let mut proj = d.alloc_poisoned(rnn_scratch_len(dims, gru)).expect("alloc");
     let mut out = d.alloc_poisoned(want.len()).expect("alloc");
     d.rnn_fwd(&up(&d, &x), &bufs, gru, dims, &mut proj, &mut out).expect("launch");
     assert_close(&format!("rnn gru={gru} b{batch}"), &down(&d, &out), &want, TOL_RNN);

@@ -404,6 +404,12 @@ fn gan_step_cuda_vs_cpu() {
             ("G", &g0, &cpu.g, &mirror.g, &cpu.g_adam.m, &mirror.g_adam.m),
             ("D", &d0, &cpu.d, &mirror.d, &cpu.d_adam.m, &mirror.d_adam.m),
         ] {
+            // Per tensor first, so a failure names the layers that differ most.
+            for slot in &cpu_net.graph.params {
+                let r = slot.offset..slot.offset + slot.len;
+                let e = common::rel_error(&gpu_m[r.clone()], &cpu_m[r]);
+                println!("{what}: {net} {}: Adam's m relative error {e:.2e}", slot.name);
+            }
             assert_close(&format!("{what}: {net} gradients (Adam's m)"), gpu_m, cpu_m, 1e-4);
             assert_close(&format!("{what}: {net} running statistics"), &gpu_net.buffers, &cpu_net.buffers, TOL_SUMS);
             moved_alike(net, before, &cpu_net.params.data, &gpu_net.params.data);

@@ -16,7 +16,7 @@ use crate::ops::Activation;
 pub(super) const BLOCK: u32 = 256;
 /// Most blocks a 1-D launch uses (the kernels stride over the rest).
 const MAX_BLOCKS: usize = 1 << 16;
-/// Threads per block of the persistent recurrence kernels.
+/// Threads per block of the per-step recurrence kernels (8 warps, one row of W_hh each).
 const RNN_BLOCK: u32 = 256;
 
 /// The fused epilogue on the device: act(acc·scale[c] + shift[c] + residual[i]).
@@ -111,6 +111,17 @@ pub(super) fn conv_ints(batch: usize, g: &Conv2dGeom, what: &str) -> Result<[i32
 pub(super) fn cfg_1d(total: usize) -> LaunchConfig {
     let blocks = total.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// The launch of the implicit-GEMM kernels (kernels/common.cuh `tile_gemm_f32`): 16×16 threads,
+/// one 64×64 tile of C [m, n] per block, `z` independent problems.
+pub(super) fn cfg_tiles(m: usize, n: usize, z: usize, what: &str) -> Result<LaunchConfig> {
+    let dim = |v: usize| u32::try_from(v).map_err(|_| Error::Shape(format!("CUDA {what}: grid of {v} blocks")));
+    Ok(LaunchConfig {
+        grid_dim: (dim(n.div_ceil(64))?, dim(m.div_ceil(64))?, dim(z)?),
+        block_dim: (16, 16, 1),
+        shared_mem_bytes: 0,
+    })
 }
 
 /// The epilogue's kernel arguments, lengths checked.
@@ -213,7 +224,7 @@ impl CudaDevice {
         )
     }
 
-    /// Direct convolution (`conv2d_fwd_f32`): x [B, Cin, H, W], w [Cout, Cin, kh, kw],
+    /// Convolution as an implicit GEMM (`conv2d_fwd_f32`): x [B, Cin, H, W], w [Cout, Cin, kh, kw],
     /// out [B, Cout, Ho, Wo], epilogue per output channel.
     pub fn conv2d_fwd(&self, x: &Buf, w: &Buf, batch: usize, g: &Conv2dGeom, epi: &Epi, out: &mut Buf) -> Result<()> {
         const WHAT: &str = "conv2d_fwd_f32";
@@ -230,16 +241,22 @@ impl CudaDevice {
             l.arg(v);
         });
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
+        // the kernel's offsets are ints: the whole input and output must fit
+        int(batch * g.in_len(), WHAT)?;
+        int(total, WHAT)?;
+        let cfg = cfg_tiles(g.cout, total / g.cout, 1, WHAT)?;
         // SAFETY: arguments match conv2d_fwd_f32 in kernels/conv2d.cu; x, w, out and the epilogue
-        // buffers were checked to hold every element the kernel indexes for these sizes; the
-        // kernel is a grid-stride loop, so any 1-D grid is within its contract.
-        unsafe { l.launch(cfg_1d(total)) }.map_err(driver_err(WHAT))?;
+        // buffers were checked to hold every element the kernel indexes for these sizes, whose
+        // GEMM extents (B·Ho·Wo, Cin·kh·kw) fit int; the grid covers C [Cout, B·Ho·Wo] in 64×64
+        // tiles of 16×16 threads, the kernel's contract.
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
-    /// Transposed convolution, gather form (`conv_transpose2d_fwd_f32`): x [B, Cin, H, W],
-    /// `w_packed` the graph's [Cout·k·k, Cin] (ops::conv_transpose2d::pack_weight), out
-    /// [B, Cout, Ho, Wo].
+    /// Transposed convolution, gather form, as implicit GEMMs (`conv_transpose2d_fwd_f32`, one
+    /// per output parity class; `conv_transpose2d_1px_fwd_f32` for a one-pixel unpadded input):
+    /// x [B, Cin, H, W], `w_packed` the graph's [Cout·k·k, Cin] (ops::conv_transpose2d::pack_weight),
+    /// out [B, Cout, Ho, Wo].
     pub fn conv_transpose2d_fwd(
         &self,
         x: &Buf,
@@ -257,16 +274,34 @@ impl CudaDevice {
         let total = batch * g.cout * ho * wo;
         need(out, total, "conv_transpose2d out")?;
         let e = self.epi_args(epi, g.cout, total, WHAT)?;
+        let one_pixel = g.h == 1 && g.w == 1 && g.pad == 0;
+        // The largest parity class's GEMM: B·ceil(Ho/s)·ceil(Wo/s) columns, Cin·ceil(k/s)² deep.
+        let (hq, wq, kq) = (ho.div_ceil(g.stride), wo.div_ceil(g.stride), g.k.div_ceil(g.stride));
+        int(g.cin * kq * kq, WHAT)?;
+        int(batch * g.in_len(), WHAT)?;
+        int(total, WHAT)?;
         let [b, ci, h, wd, co, k, s, p, hoi, woi] =
             ints([batch, g.cin, g.h, g.w, g.cout, g.k, g.stride, g.pad, ho, wo], WHAT)?;
-        let f = self.function(WHAT)?;
+        let (name, cfg) = if one_pixel {
+            ("conv_transpose2d_1px_fwd_f32", cfg_tiles(g.rows(), batch, 1, WHAT)?)
+        } else {
+            (WHAT, cfg_tiles(g.cout, batch * hq * wq, g.stride * g.stride, WHAT)?)
+        };
+        let f = self.function(name)?;
         let mut l = self.stream.launch_builder(f);
-        l.arg(x).arg(w_packed).arg(out);
-        l.arg(&b).arg(&ci).arg(&h).arg(&wd).arg(&co).arg(&k).arg(&s).arg(&p).arg(&hoi).arg(&woi);
+        l.arg(x).arg(w_packed).arg(out).arg(&b).arg(&ci);
+        if one_pixel {
+            l.arg(&co).arg(&k);
+        } else {
+            l.arg(&h).arg(&wd).arg(&co).arg(&k).arg(&s).arg(&p).arg(&hoi).arg(&woi);
+        }
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
-        // SAFETY: arguments match conv_transpose2d_fwd_f32 in kernels/conv_transpose2d.cu; every
-        // buffer holds what the kernel indexes for these sizes (checked above); grid-stride loop.
-        unsafe { l.launch(cfg_1d(total)) }.map_err(driver_err(WHAT))?;
+        // SAFETY: arguments match conv_transpose2d_fwd_f32 (or, for a 1×1 unpadded input, where
+        // Ho = Wo = k, conv_transpose2d_1px_fwd_f32) in kernels/conv_transpose2d.cu; every buffer
+        // holds what the kernel indexes for these sizes (checked above), whose GEMM extents fit
+        // int; the grid covers every parity class's C [Cout, B·Hq·Wq] (z = s²) or the dense
+        // C [Cout·k·k, B] in 64×64 tiles of 16×16 threads, the kernels' contracts.
+        unsafe { l.launch(cfg) }.map_err(driver_err(name))?;
         Ok(())
     }
 
@@ -441,18 +476,23 @@ impl CudaDevice {
         let mut l = self.stream.launch_builder(f);
         l.arg(x).arg(w).arg(out).arg(&b).arg(&ci).arg(&ti).arg(&co).arg(&ki);
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(&e.act).arg(&e.slope);
+        int(batch * cin * t, WHAT)?;
+        int(batch * cout * to, WHAT)?;
+        let cfg = cfg_tiles(cout, batch * to, 1, WHAT)?;
         // SAFETY: arguments match conv1d_fwd_f32 in kernels/char_cnn_rnn.cu; x, w, out and the
-        // epilogue's per-channel buffers hold what the kernel indexes; grid-stride loop.
-        unsafe { l.launch(cfg_1d(batch * cout * to)) }.map_err(driver_err(WHAT))?;
+        // epilogue's per-channel buffers hold what the kernel indexes (sizes fit int); the grid
+        // covers C [Cout, B·To] in 64×64 tiles of 16×16 threads, the kernel's contract.
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
     /// The recurrence over time (ops::rnn::gru_ref or rnn_relu_ref): x [B, C, T] → out
-    /// [B, T, H]. `proj` is scratch of B·T·g·H elements (g = 3 for the GRU, 1 for the ReLU
-    /// RNN): first proj = W_ih·x for every step (one batched GEMM), then one persistent kernel
-    /// per sample runs all T steps. Weights row-major as PyTorch's: w_ih [gH, C], w_hh [gH, H].
-    pub fn rnn_fwd(&self, x: &Buf, p: &RnnBufs, gru: bool, d: RnnDims, proj: &mut Buf, out: &mut Buf) -> Result<()> {
-        let what = if gru { "gru_fwd_f32" } else { "rnn_relu_fwd_f32" };
+    /// [B, T, H]. `scratch` holds `rnn_scratch_len(d, gru)` elements: proj = W_ih·x for every
+    /// step (one batched GEMM), then, for the GRU, r ⊙ h and z between the two launches of a
+    /// step. Each step is launched across the GPU (one warp per row of W_hh), T steps in order on
+    /// the stream. Weights row-major as PyTorch's: w_ih [gH, C], w_hh [gH, H].
+    pub fn rnn_fwd(&self, x: &Buf, p: &RnnBufs, gru: bool, d: RnnDims, scratch: &mut Buf, out: &mut Buf) -> Result<()> {
+        let what = if gru { "gru_step_n_f32" } else { "rnn_relu_step_f32" };
         let (c, t, h) = (d.cin, d.t, d.hidden);
         let g = if gru { 3 } else { 1 };
         nonzero(&[d.batch, c, t, h], what)?;
@@ -460,35 +500,50 @@ impl CudaDevice {
         need(p.w_hh, g * h * h, "rnn w_hh")?;
         need(p.b_hh, g * h, "rnn b_hh")?;
         need(out, d.batch * t * h, "rnn out")?;
-        let shared = 4 * g * h;
-        if shared > 48 * 1024 {
-            return Err(Error::Shape(format!(
-                "{what}: hidden size {h} needs {shared} bytes of shared memory (> 48 KiB)"
-            )));
-        }
+        need(scratch, rnn_scratch_len(d, gru), "rnn scratch")?;
         // proj_b [T, gH] = x_bᵀ [T, C] · W_ihᵀ [C, gH] for every sample b.
         self.gemm_fwd(
             (t, g * h, c, d.batch),
             (x, MatLayout { rs: 1, cs: t, bs: c * t }),
             (p.w_ih, MatLayout::transposed(c, 0)),
-            (proj, MatLayout::row_major(g * h, t * g * h)),
+            (scratch, MatLayout::row_major(g * h, t * g * h)),
             &Epi::default(),
             1,
         )?;
-        let (ti, hi) = (int(t, what)?, int(h, what)?);
-        let cfg = LaunchConfig {
-            grid_dim: (int(d.batch, what)? as u32, 1, 1),
+        int(rnn_scratch_len(d, gru), what)?;
+        let [bi, ti, hi] = ints([d.batch, t, h], what)?;
+        let warps = (RNN_BLOCK / 32) as usize;
+        let blocks = |rows: usize| LaunchConfig {
+            grid_dim: (rows.div_ceil(warps) as u32, 1, 1),
             block_dim: (RNN_BLOCK, 1, 1),
-            shared_mem_bytes: shared as u32,
+            shared_mem_bytes: 0,
         };
-        let f = self.function(if gru { "gru_fwd_f32" } else { "rnn_relu_fwd_f32" })?;
-        let mut l = self.stream.launch_builder(f);
-        l.arg(&*proj).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&ti).arg(&hi).arg(out);
-        // SAFETY: arguments match gru_fwd_f32 / rnn_relu_fwd_f32 in kernels/char_cnn_rnn.cu;
-        // proj (checked by gemm_fwd) holds B·T·gH, out B·T·H, the biases gH and w_hh gH·H
-        // elements; one block of RNN_BLOCK threads per sample with g·H floats of dynamic shared
-        // memory (≤ 48 KiB, checked), as the contract says.
-        unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
+        for s in 0..t {
+            let si = int(s, what)?;
+            if gru && s > 0 {
+                let f = self.function("gru_step_rz_f32")?;
+                let mut l = self.stream.launch_builder(f);
+                l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
+                l.arg(&*out).arg(&*scratch);
+                // SAFETY: arguments match gru_step_rz_f32 in kernels/char_cnn_rnn.cu; scratch holds
+                // B·T·3H projections then 2·B·H for r ⊙ h and z (checked, offsets fit int), out
+                // B·T·H with step s − 1 written by the previous launch on this stream, the biases
+                // 3H and w_hh 3H·H; one warp per row of the 2H rows, the contract's grid.
+                unsafe { l.launch(blocks(2 * h)) }.map_err(driver_err("gru_step_rz_f32"))?;
+            }
+            let f = self.function(what)?;
+            let mut l = self.stream.launch_builder(f);
+            l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
+            if gru {
+                l.arg(&*scratch);
+            }
+            l.arg(&*out);
+            // SAFETY: arguments match gru_step_n_f32 / rnn_relu_step_f32 in
+            // kernels/char_cnn_rnn.cu; scratch, out, the biases and w_hh hold what they index
+            // (checked above); one warp per hidden unit, the contract's grid; the step reads only
+            // step s − 1 of out and (GRU) the scratch the rz launch before it wrote.
+            unsafe { l.launch(blocks(h)) }.map_err(driver_err(what))?;
+        }
         Ok(())
     }
 
@@ -506,6 +561,16 @@ impl CudaDevice {
         // elements; grid-stride loop over the Philox blocks.
         unsafe { l.launch(cfg_1d(batch * nz.div_ceil(4))) }.map_err(driver_err(WHAT))?;
         Ok(())
+    }
+}
+
+/// Elements of `CudaDevice::rnn_fwd`'s scratch: the W_ih·x projections of every step (B·T·gH),
+/// and for the GRU r ⊙ h and z of the current step (2·B·H).
+pub fn rnn_scratch_len(d: RnnDims, gru: bool) -> usize {
+    if gru {
+        d.batch * d.t * 3 * d.hidden + 2 * d.batch * d.hidden
+    } else {
+        d.batch * d.t * d.hidden
     }
 }
 

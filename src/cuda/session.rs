@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{driver_err, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, RnnBufs};
+use super::{driver_err, rnn_scratch_len, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, RnnBufs};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op};
 use crate::ops::rnn::RnnDims;
@@ -19,7 +19,7 @@ pub struct CudaSession {
     /// Parameter i, uploaded (row-major, unpacked).
     params: Vec<Buf>,
     /// Per node: the recurrence's full W_hh (the graph splits the GRU's rows; the kernel wants
-    /// PyTorch's [3H, H]) and its W_ih·x scratch.
+    /// PyTorch's [3H, H]) and its scratch (`rnn_scratch_len`).
     rnn: Vec<Option<(Buf, Buf)>>,
     /// Value v's buffer ([batch, per-sample shape]); taken out while a node writes it.
     values: Vec<Option<Buf>>,
@@ -33,14 +33,14 @@ impl CudaSession {
         let mut rnn = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
             rnn.push(match node.op {
-                Op::Rnn { gru, w_hh, w_hh_n, cin: _, t, hidden, .. } => {
+                Op::Rnn { gru, w_hh, w_hh_n, cin, t, hidden, .. } => {
                     let mut full = graph.params[w_hh].unpacked().into_owned();
                     if let Some(n) = w_hh_n {
                         full.extend_from_slice(&graph.params[n].unpacked());
                     }
-                    let g = if gru { 3 } else { 1 };
+                    let dims = RnnDims { batch, cin, t, hidden };
                     let scratch =
-                        dev.stream().alloc_zeros::<f32>(batch * t * g * hidden).map_err(driver_err("alloc"))?;
+                        dev.stream().alloc_zeros::<f32>(rnn_scratch_len(dims, gru)).map_err(driver_err("alloc"))?;
                     Some((dev.upload(&full)?, scratch))
                 }
                 _ => None,
