@@ -57,63 +57,86 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_fwd_f32(
     tile_gemm_f32(pr, cout, batch * ho * wo, cin * kh * kw, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }
 
-// ---- backward (training): the oracles for faster kernels, one thread per output element ----
+// ---- backward (training) ----
 // A transposed convolution's backward is these too: its dx is conv2d_fwd_f32 of dy with the
 // same weight (ConvTranspose2dGeom::adjoint_conv), its dW is conv2d_bwd_weight_f32 with x and
 // dy swapped under that adjoint geometry.
 
-// dx[b, ci, iy, ix] = Σ dy[b, co, oy, ox]·w[co, ci, ky, kx] over the taps with
-// iy = oy·s − p + ky, ix = ox·s − p + kx (OVERWRITTEN), as ops::conv2d::conv2d_backward_ref.
-// Launch contract: 1-D, any block size (256 tuned), any grid over B·Cin·H·W; no shared memory.
-extern "C" __global__ void conv2d_bwd_data_f32(
-    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
-    int batch, int cin, int h, int wd, int cout, int kh, int kw, int stride, int pad, int ho, int wo) {
-    const long long total = (long long)batch * cin * h * wd;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const Nchw p = nchw_index(i, cin, h, wd);
-        float acc = 0.0f;
-        for (int ky = 0; ky < kh; ++ky) {
-            int ty = p.y + pad - ky;
-            if (ty < 0 || ty % stride != 0 || ty / stride >= ho) continue;
-            for (int kx = 0; kx < kw; ++kx) {
-                int tx = p.x + pad - kx;
-                if (tx < 0 || tx % stride != 0 || tx / stride >= wo) continue;
-                const float* g = dy + (long long)p.b * cout * ho * wo + (long long)(ty / stride) * wo + tx / stride;
-                const float* wp = w + ((long long)p.c * kh + ky) * kw + kx;
-                for (int co = 0; co < cout; ++co) {
-                    acc = fmaf(g[(long long)co * ho * wo], wp[(long long)co * cin * kh * kw], acc);
-                }
-            }
-        }
-        dx[i] = acc;
-    }
-}
+// (The input gradient, conv2d_bwd_data_f32, is a transposed convolution of dy: it lives in
+// conv_transpose2d.cu on that file's implicit GEMM.)
 
 // dw[co, ci, ky, kx] += Σ_{b, oy, ox} dy[b, co, oy, ox]·x[b, ci, oy·s − p + ky, ox·s − p + kx]
-// (ACCUMULATES, as the CPU's parameter gradients do).
-// Launch contract: 1-D, any block size (256 tuned), any grid over Cout·Cin·kh·kw; no shared memory.
-extern "C" __global__ void conv2d_bwd_weight_f32(
-    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw,
-    int batch, int cin, int h, int wd, int cout, int kh, int kw, int stride, int pad, int ho, int wo) {
-    const long long total = (long long)cout * cin * kh * kw;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const Nchw t = nchw_index(i, cin, kh, kw);  // (co, ci, ky, kx) as (b, c, y, x)
-        float acc = 0.0f;
-        for (int b = 0; b < batch; ++b) {
-            const float* xp = x + ((long long)b * cin + t.c) * h * wd;
-            const float* g = dy + ((long long)b * cout + t.b) * ho * wo;
-            for (int oy = 0; oy < ho; ++oy) {
-                int iy = oy * stride - pad + t.y;
-                if (iy < 0 || iy >= h) continue;
-                for (int ox = 0; ox < wo; ++ox) {
-                    int ix = ox * stride - pad + t.x;
-                    if (ix < 0 || ix >= wd) continue;
-                    acc = fmaf(g[oy * wo + ox], xp[iy * wd + ix], acc);
-                }
-            }
+// (ACCUMULATES, as the CPU's parameter gradients do). An implicit GEMM C [Cout, Cin·kh·kw] =
+// dy [Cout, B·Ho·Wo] × X̂ [B·Ho·Wo, Cin·kh·kw] whose depth (every position of every image) is
+// long and whose C is small (D's first layer: 64 × 48), so the depth is split over blockIdx.z:
+// with one split the tile is added to dw directly; with several each split writes its tile to
+// `partial` [splits, Cout·Cin·kh·kw] and conv2d_splitk_sum_f32 adds them to dw in split order
+// (the same sum every run: no atomics).
+struct Conv2dWeightGradProblem {
+    // A depth q = (b, oy, ox): its dy offset for channel 0, its image's x offset, oy·s − p, ox·s − p.
+    // A column j = (ci, ky, kx): j, ci·H·W, ky, kx.
+    struct Tap {
+        int dy, xb, y, x;
+    };
+    struct Col {
+        int j, off, ky, kx;
+    };
+    const float* __restrict__ x;
+    const float* __restrict__ dy;
+    float* __restrict__ dw;       // with one split
+    float* __restrict__ partial;  // with several: this split's [Cout, Cin·kh·kw]
+    int cin, h, wd, cout, kw, stride, pad, wo, khw, hwo, q0;
+    __device__ __forceinline__ Tap tap(int q) const {
+        q += q0;
+        int bb = q / hwo, pos = q - bb * hwo;
+        int oy = pos / wo, ox = pos - oy * wo;
+        return Tap{bb * cout * hwo + pos, bb * cin * h * wd, oy * stride - pad, ox * stride - pad};
+    }
+    __device__ __forceinline__ Col col(int j) const {
+        int ci = j / khw, r = j - ci * khw;
+        int ky = r / kw;
+        return Col{j, ci * h * wd, ky, r - ky * kw};
+    }
+    __device__ __forceinline__ float a(int co, const Tap& t) const { return dy[t.dy + co * hwo]; }
+    __device__ __forceinline__ float b(const Tap& t, const Col& c) const {
+        int iy = t.y + c.ky, ix = t.x + c.kx;
+        if (iy < 0 || iy >= h || ix < 0 || ix >= wd) return 0.0f;
+        return x[t.xb + c.off + iy * wd + ix];
+    }
+    __device__ __forceinline__ void store(int co, const Col& c, float acc) const {
+        long long o = (long long)co * cin * khw + c.j;
+        if (partial) {
+            partial[o] = acc;
+        } else {
+            dw[o] += acc;
         }
+    }
+};
+
+// Launch contract: block (16, 16, 1), grid (ceil(Cin·kh·kw / 64), ceil(Cout / 64), splits); split z
+// covers depths [z·per_split, min((z + 1)·per_split, B·Ho·Wo)), every split non-empty; `partial`
+// holds splits·Cout·Cin·kh·kw floats when splits > 1 (unused otherwise). Every element of dw (one
+// split) or of each split's partial is written exactly once. B·Cin·H·W and B·Cout·Ho·Wo fit int.
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_bwd_weight_f32(
+    const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw,
+    float* __restrict__ partial, int batch, int cin, int h, int wd, int cout, int kh, int kw,
+    int stride, int pad, int ho, int wo, int per_split) {
+    const int depth = batch * ho * wo, q0 = blockIdx.z * per_split;
+    const int n = cin * kh * kw;
+    float* mine = gridDim.z > 1 ? partial + (long long)blockIdx.z * cout * n : nullptr;
+    const Conv2dWeightGradProblem pr{x, dy, dw, mine, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo, q0};
+    const int kz = depth - q0 < per_split ? depth - q0 : per_split;
+    tile_gemm_f32(pr, cout, n, kz, blockIdx.y * TG_M, blockIdx.x * TG_N);
+}
+
+// dw[i] += Σ_z partial[z·len + i] for z = 0, 1, … in that order (conv2d_bwd_weight_f32's splits).
+// Launch contract: 1-D, any block size (256 tuned), any grid (grid-stride loop over len).
+extern "C" __global__ void conv2d_splitk_sum_f32(
+    const float* __restrict__ partial, int splits, long long len, float* __restrict__ dw) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
+         i += (long long)gridDim.x * blockDim.x) {
+        float acc = 0.0f;
+        for (int z = 0; z < splits; ++z) acc += partial[z * len + i];
         dw[i] += acc;
     }
 }

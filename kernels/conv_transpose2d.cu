@@ -16,8 +16,8 @@
 struct DeconvProblem {
     // A column (output position of the class): its image's input offset, cy = (oy + p − ky0)/s
     // and cx (exact: the class's taps make oy + p − ky a multiple of s; then iy = cy − jy), and
-    // the offset of its channel-0 output. A depth q = (jy, jx, ci), ci fastest so that a row's
-    // weights are read contiguously: the packed weight's offset within a row, ci·H·W, jy, jx.
+    // the offset of its channel-0 output. A depth q = (jy, jx, ci), ci fastest: the weight's
+    // offset within an output channel's row, ci·H·W, jy, jx.
     struct Col {
         int in, cy, cx, out;
     };
@@ -25,9 +25,13 @@ struct DeconvProblem {
         int woff, off, jy, jx;
     };
     const float* __restrict__ x;
-    const float* __restrict__ wp;
+    const float* __restrict__ w;
     float* __restrict__ out;
-    int cin, h, wd, cout, k, stride, pad, ho, wo;
+    int cin, h, wd, cout, stride, pad, ho, wo;
+    // The weight of (output channel o, tap ky, kx, input channel ci) is at
+    // w[o·w_o + ky·w_ky + kx·w_kx + ci·w_ci]: the packed [Cout·k·k, Cin] of a transposed
+    // convolution, or a convolution's [Cout, Cin, kh, kw] read as its own adjoint.
+    int w_o, w_ky, w_kx, w_ci;
     int py, px, ky0, kx0, nkx, hq, wq;
     EpiArgs epi;
     __device__ __forceinline__ Col col(int j) const {
@@ -41,11 +45,9 @@ struct DeconvProblem {
         int ci = q % cin, t = q / cin;
         int jx = t % nkx, jy = t / nkx;
         int ky = ky0 + jy * stride, kx = kx0 + jx * stride;
-        return Tap{(ky * k + kx) * cin + ci, ci * h * wd, jy, jx};
+        return Tap{ky * w_ky + kx * w_kx + ci * w_ci, ci * h * wd, jy, jx};
     }
-    __device__ __forceinline__ float a(int co, const Tap& t) const {
-        return wp[(long long)co * k * k * cin + t.woff];
-    }
+    __device__ __forceinline__ float a(int co, const Tap& t) const { return w[(long long)co * w_o + t.woff]; }
     __device__ __forceinline__ float b(const Tap& t, const Col& c) const {
         int iy = c.cy - t.jy, ix = c.cx - t.jx;
         if (iy < 0 || iy >= h || ix < 0 || ix >= wd) return 0.0f;
@@ -57,6 +59,22 @@ struct DeconvProblem {
     }
 };
 
+// The parity class blockIdx.z of an output [Ho, Wo] under stride s and padding p with a kh × kw
+// kernel, and its GEMM: C [Cout, B·Hq·Wq] × depth Cin·nky·nkx.
+static __device__ __forceinline__ void deconv_gemm(DeconvProblem pr, int batch, int kh, int kw) {
+    const int s = pr.stride;
+    pr.py = blockIdx.z / s;
+    pr.px = blockIdx.z % s;
+    pr.ky0 = (pr.py + pr.pad) % s;
+    pr.kx0 = (pr.px + pr.pad) % s;
+    const int nky = pr.ky0 < kh ? (kh - pr.ky0 + s - 1) / s : 0;
+    const int nkx = pr.kx0 < kw ? (kw - pr.kx0 + s - 1) / s : 0;
+    pr.nkx = nkx > 0 ? nkx : 1;
+    pr.hq = pr.py < pr.ho ? (pr.ho - pr.py + s - 1) / s : 0;
+    pr.wq = pr.px < pr.wo ? (pr.wo - pr.px + s - 1) / s : 0;
+    tile_gemm_f32(pr, pr.cout, batch * pr.hq * pr.wq, pr.cin * nky * nkx, blockIdx.y * TG_M, blockIdx.x * TG_N);
+}
+
 // Launch contract: block (16, 16, 1), grid (ceil(B·ceil(Ho/s)·ceil(Wo/s) / 64), ceil(Cout / 64),
 // s·s): blockIdx.z is the parity class (py·s + px); a class with fewer positions leaves the
 // grid's extra columns idle, and a class no tap reaches (k < s) stores the epilogue of 0. Every
@@ -67,15 +85,24 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_fwd_f32(
     int batch, int cin, int h, int wd, int cout, int k, int stride, int pad, int ho, int wo,
     int flags, const float* __restrict__ scale, const float* __restrict__ shift,
     const float* __restrict__ residual, int act, float slope) {
-    const int py = blockIdx.z / stride, px = blockIdx.z % stride;
-    const int ky0 = (py + pad) % stride, kx0 = (px + pad) % stride;
-    const int nky = ky0 < k ? (k - ky0 + stride - 1) / stride : 0;
-    const int nkx = kx0 < k ? (k - kx0 + stride - 1) / stride : 0;
-    const int hq = py < ho ? (ho - py + stride - 1) / stride : 0;
-    const int wq = px < wo ? (wo - px + stride - 1) / stride : 0;
-    const DeconvProblem pr{x, wp, out, cin, h, wd, cout, k, stride, pad, ho, wo, py, px, ky0, kx0,
-                           nkx > 0 ? nkx : 1, hq, wq, EpiArgs{flags, scale, shift, residual, act, slope}};
-    tile_gemm_f32(pr, cout, batch * hq * wq, cin * nky * nkx, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    DeconvProblem pr{x, wp, out, cin, h, wd, cout, stride, pad, ho, wo, k * k * cin, k * cin, cin, 1};
+    pr.epi = EpiArgs{flags, scale, shift, residual, act, slope};
+    deconv_gemm(pr, batch, k, k);
+}
+
+// A convolution's input gradient is the transposed convolution of dy with the same weight:
+// dx[b, ci, iy, ix] = Σ dy[b, co, oy, ox]·w[co, ci, ky, kx] over iy = oy·s − p + ky (OVERWRITTEN),
+// as ops::conv2d::conv2d_backward_ref. dy [B, Cout, Ho, Wo], w [Cout, Cin, kh, kw] (read in
+// place: output channel ci at stride kh·kw, input channel co at Cin·kh·kw), dx [B, Cin, H, W];
+// dx's size is the convolution's input, not what the transposed geometry would make of dy.
+// Launch contract: block (16, 16, 1), grid (ceil(B·ceil(H/s)·ceil(W/s) / 64), ceil(Cin / 64), s·s);
+// every element of dx written exactly once; B·Cout·Ho·Wo and B·Cin·H·W fit int.
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_bwd_data_f32(
+    const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
+    int batch, int cin, int h, int wd, int cout, int kh, int kw, int stride, int pad, int ho, int wo) {
+    DeconvProblem pr{dy, w, dx, cout, ho, wo, cin, stride, pad, h, wd, kh * kw, kw, 1, cin * kh * kw};
+    pr.epi = EpiArgs{0, nullptr, nullptr, nullptr, ACT_NONE, 0.0f};
+    deconv_gemm(pr, batch, kh, kw);
 }
 
 // The same layer when its input is one pixel with no padding (G's first layer, z‖φ → 4×4):

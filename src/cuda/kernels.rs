@@ -36,8 +36,9 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("char_cnn_rnn", "rnn_relu_step_f32"),
     ("rng", "philox_normal_fwd_f32"),
     // Training (issue 8): backward passes, losses, optimizers.
-    ("conv2d", "conv2d_bwd_data_f32"),
+    ("conv_transpose2d", "conv2d_bwd_data_f32"),
     ("conv2d", "conv2d_bwd_weight_f32"),
+    ("conv2d", "conv2d_splitk_sum_f32"),
     ("batch_norm", "batch_norm_train_fwd_f32"),
     ("batch_norm", "batch_norm_bwd_f32"),
     ("elementwise", "activation_bwd_f32"),

@@ -89,7 +89,14 @@ pub struct CudaDevice {
     capability: (i32, i32),
     /// A one-element buffer passed for absent optional operands (the kernel's flags say so).
     dummy: Buf,
+    /// The split-depth weight gradient's partial tiles (`conv2d_bwd_weight`): one buffer for the
+    /// device, safe because one stream orders every launch and the pair of kernels that use it
+    /// runs back to back.
+    splitk: Buf,
 }
+
+/// Floats of `CudaDevice`'s split-depth scratch (16 MiB).
+pub(super) const SPLITK_LEN: usize = 1 << 22;
 
 impl CudaDevice {
     /// Opens GPU `ordinal`: probes the driver first (absence is an `Error::Device`, never a
@@ -124,7 +131,8 @@ impl CudaDevice {
         let stream = ctx.new_stream().map_err(driver_err("stream creation"))?;
         let (functions, origin) = load_all(&ctx, capability)?;
         let dummy = stream.alloc_zeros::<f32>(1).map_err(driver_err("alloc"))?;
-        Ok(CudaDevice { ctx, stream, functions, origin, name, capability, dummy })
+        let splitk = stream.alloc_zeros::<f32>(SPLITK_LEN).map_err(driver_err("alloc"))?;
+        Ok(CudaDevice { ctx, stream, functions, origin, name, capability, dummy, splitk })
     }
 
     /// GPU `ordinal`, opened once per process: resolving `--device` opens it (that is the probe)

@@ -5,13 +5,22 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{act_code, cfg_1d, conv_ints, ints, long, need, nonzero, BLOCK};
+use super::launch::{act_code, cfg_1d, cfg_tiles, conv_ints, int, ints, long, need, nonzero, BLOCK};
 use super::{driver_err, Buf, CudaDevice};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
 use crate::ops::optim::{Adam, RmsProp};
 use crate::ops::Activation;
+
+/// How many depth splits a weight gradient [m, n] with a GEMM depth of `depth` gets: enough
+/// 64×64 tiles for about two blocks per SM of a large GPU (264), each split at least 512 deep,
+/// and all of them within the device's split scratch.
+fn weight_grad_splits(m: usize, n: usize, depth: usize) -> usize {
+    let tiles = m.div_ceil(64) * n.div_ceil(64);
+    let wanted = 264usize.div_ceil(tiles);
+    wanted.min(depth.div_ceil(512)).min(super::SPLITK_LEN / (m * n)).max(1)
+}
 
 /// `blocks` blocks of BLOCK = 256 threads: one per channel (the batch-norm kernels), per
 /// mode-seeking pair, or a single one (the losses' reductions).
@@ -34,29 +43,61 @@ impl CudaDevice {
         v.iter().for_each(|a| {
             l.arg(a);
         });
-        // SAFETY: arguments match conv2d_bwd_data_f32 in kernels/conv2d.cu; dy, w and dx hold
-        // what the geometry indexes (checked above); grid-stride loop over dx.
-        unsafe { l.launch(cfg_1d(batch * g.in_len())) }.map_err(driver_err(WHAT))?;
+        int(batch * g.in_len(), WHAT)?;
+        int(batch * g.out_len(), WHAT)?;
+        let cells = batch * g.h.div_ceil(g.stride) * g.w.div_ceil(g.stride);
+        let cfg = cfg_tiles(g.cin, cells, g.stride * g.stride, WHAT)?;
+        // SAFETY: arguments match conv2d_bwd_data_f32 in kernels/conv_transpose2d.cu; dy, w and
+        // dx hold what the geometry indexes (checked above; both activations fit int); the grid
+        // covers every parity class's C [Cin, B·ceil(H/s)·ceil(W/s)] (z = s²) in 64×64 tiles of
+        // 16×16 threads, the kernel's contract.
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 
     /// dw += the convolution's weight gradient (ops::conv2d::conv2d_backward's dW).
-    /// x [B, Cin, H, W], dy [B, Cout, Ho, Wo], dw [Cout, Cin, kh, kw].
+    /// x [B, Cin, H, W], dy [B, Cout, Ho, Wo], dw [Cout, Cin, kh, kw]. The GEMM's depth
+    /// (B·Ho·Wo) is split so that about two blocks per SM have work; the splits' tiles are
+    /// summed in a fixed order (`conv2d_splitk_sum_f32`), so the result is the same every run.
     pub fn conv2d_bwd_weight(&self, x: &Buf, dy: &Buf, batch: usize, g: &Conv2dGeom, dw: &mut Buf) -> Result<()> {
         const WHAT: &str = "conv2d_bwd_weight_f32";
         let v = conv_ints(batch, g, WHAT)?;
         need(x, batch * g.in_len(), "conv2d x")?;
         need(dy, batch * g.out_len(), "conv2d dy")?;
-        need(dw, g.cout * g.kdim(), "conv2d dw")?;
+        let len = g.cout * g.kdim();
+        need(dw, len, "conv2d dw")?;
+        int(batch * g.in_len(), WHAT)?;
+        int(batch * g.out_len(), WHAT)?;
+        let depth = batch * g.out_len() / g.cout;
+        let splits = weight_grad_splits(g.cout, g.kdim(), depth);
+        let per_split = depth.div_ceil(splits);
+        let splits = depth.div_ceil(per_split);
+        let per = int(per_split, WHAT)?;
+        let cfg = cfg_tiles(g.cout, g.kdim(), splits, WHAT)?;
         let f = self.function(WHAT)?;
         let mut l = self.stream().launch_builder(f);
-        l.arg(x).arg(dy).arg(dw);
+        l.arg(x).arg(dy).arg(&*dw).arg(&self.splitk);
         v.iter().for_each(|a| {
             l.arg(a);
         });
+        l.arg(&per);
         // SAFETY: arguments match conv2d_bwd_weight_f32 in kernels/conv2d.cu; x, dy and dw hold
-        // what the geometry indexes (checked above); grid-stride loop over dw.
-        unsafe { l.launch(cfg_1d(g.cout * g.kdim())) }.map_err(driver_err(WHAT))?;
+        // what the geometry indexes (checked above; both activations fit int); every split is
+        // non-empty (splits = ceil(depth / per_split)) and, when there are several, the scratch
+        // holds splits·len floats (weight_grad_splits keeps it so); the grid covers dw's
+        // [Cout, Cin·kh·kw] in 64×64 tiles of 16×16 threads per split, the kernel's contract.
+        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        if splits > 1 {
+            const SUM: &str = "conv2d_splitk_sum_f32";
+            let (si, ll) = (int(splits, SUM)?, long(len));
+            let f = self.function(SUM)?;
+            let mut l = self.stream().launch_builder(f);
+            l.arg(&self.splitk).arg(&si).arg(&ll).arg(dw);
+            // SAFETY: arguments match conv2d_splitk_sum_f32 in kernels/conv2d.cu; the scratch
+            // holds the splits·len partial sums the launch before it wrote (same stream), dw len
+            // elements; grid-stride loop.
+            unsafe { l.launch(cfg_1d(len)) }.map_err(driver_err(SUM))?;
+        }
         Ok(())
     }
 
