@@ -67,6 +67,34 @@ extern "C" __global__ void maxpool1d_fwd_f32(
 
 // ---- backward (training) ----
 
+// Backward of maxpool1d_fwd_f32 (ops::pool::maxpool1d_backward): each window's gradient goes to
+// its first maximum (strictly greater wins, as the CPU's scan), dx OVERWRITTEN. One thread per
+// input element: it sums dy over the windows that contain it and pick it, in window order (the
+// CPU's order of additions, so the result is bit-identical). Elements in no window get 0.
+// Launch contract: 1-D, any block size (256 tuned), any grid (grid-stride loop over rows·t).
+extern "C" __global__ void maxpool1d_bwd_f32(
+    const float* __restrict__ x, const float* __restrict__ dy, long long rows, int t, int k, int s, int to,
+    float* __restrict__ dx) {
+    GRID_STRIDE(i, rows * t) {
+        long long r = i / t;
+        int p = (int)(i % t);
+        const float* row = x + r * t;
+        // windows j with j·s ≤ p < j·s + k
+        int first = p - k + 1 > 0 ? (p - k + 1 + s - 1) / s : 0;
+        int last = p / s < to - 1 ? p / s : to - 1;
+        float acc = 0.0f;
+        for (int j = first; j <= last; ++j) {
+            const float* w = row + (long long)j * s;
+            int arg = 0;
+            for (int q = 1; q < k; ++q) {
+                if (w[q] > w[arg]) arg = q;
+            }
+            if (j * s + arg == p) acc += dy[r * to + j];
+        }
+        dx[i] = acc;
+    }
+}
+
 // dx[i] = dy[i]·act'(x[i]) from the output y = act(x), as ops::activation::activation_backward:
 // ReLU and LeakyReLU by the sign of y (0 counts as the negative side), tanh 1 − y², sigmoid
 // y(1 − y). Products rounded one at a time (no FMA contraction), so the result is bit-identical

@@ -24,18 +24,21 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) bce_with_logits_f32(
     if (threadIdx.x == 0) loss[0] = (float)(total / (double)(n > 0 ? n : 1));
 }
 
-// The auxiliary classifier's loss (ops::loss::softmax_cross_entropy_blocks): row r of logits
-// [rows, K] holds one block of sizes[a] logits per attribute a (at most 4: s0..s3, unused 0),
+// The auxiliary classifier's loss (ops::loss::softmax_cross_entropy_blocks, and one half of
+// softmax_cross_entropy_twin): row r of logits is `stride` wide and holds, from column `offset`
+// on, one block of sizes[a] logits per attribute a (at most 4: s0..s3, unused 0), K in all;
 // labels [labeled, A] as floats (exact small integers). For r < labeled, per block:
 // loss += logsumexp(x) − x_y (f64), dlogits = scale·(softmax(x) − onehot(y))/labeled; rows past
 // `labeled` get a zero gradient (the G step's interpolated rows). loss[0] = the sum of the
-// blocks' means over the labeled rows (unscaled).
+// blocks' means over the labeled rows (unscaled). Columns outside [offset, offset + K) are not
+// touched (the twin's other half).
 //
 // Launch contract: ONE block of LOSS_BLOCK = 256 threads (a few hundred rows); 2 KiB static
-// shared memory. Every dlogits element of the `rows` rows and loss[0] written once.
+// shared memory; offset + K ≤ stride. Every dlogits element of columns [offset, offset + K) of
+// the `rows` rows and loss[0] written once.
 extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) softmax_ce_blocks_f32(
-    const float* __restrict__ logits, const float* __restrict__ labels, int rows, int labeled, int s0, int s1,
-    int s2, int s3, float scale, float* __restrict__ dlogits, float* __restrict__ loss) {
+    const float* __restrict__ logits, const float* __restrict__ labels, int rows, int labeled, int stride,
+    int offset, int s0, int s1, int s2, int s3, float scale, float* __restrict__ dlogits, float* __restrict__ loss) {
     __shared__ double shared[LOSS_BLOCK];
     const int sizes[4] = {s0, s1, s2, s3};
     int attrs = 0, k = 0;
@@ -48,7 +51,7 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) softmax_ce_blocks_f32(
     double total = 0.0;
     for (int pair = threadIdx.x; pair < rows * attrs; pair += LOSS_BLOCK) {
         const int r = pair / attrs, a = pair % attrs;
-        int first = r * k;
+        int first = r * stride + offset;
         for (int q = 0; q < a; ++q) first += sizes[q];
         const float* x = logits + first;
         float* d = dlogits + first;

@@ -5,8 +5,9 @@
 //! with D's gradients discarded, one Adam step. Only the step's logits and losses come back to
 //! the host (the statistics of the log line).
 //!
-//! The moving average of G (`--ema`), the auxiliary classifier (`--classifier`) and the
-//! mode-seeking term (`--mode-seeking`, its cells and target) run on the device too.
+//! The moving average of G (`--ema`), the auxiliary classifier (`--classifier`, its max-pooled
+//! read-out and its twin) and the mode-seeking term (`--mode-seeking`, its cells and target) run
+//! on the device too.
 
 use std::sync::Arc;
 
@@ -138,16 +139,6 @@ impl CudaGan {
         if classifier_on(&t.options) && sizes.len() > 4 {
             return Err(Error::Device(format!("the GPU classifier takes at most 4 attributes, not {}", sizes.len())));
         }
-        if o.classifier_pool && !o.classifier_sizes.is_empty() {
-            return Err(Error::Device(
-                "the max-pooled classifier runs on the CPU only so far (train without --device cuda)".into(),
-            ));
-        }
-        if o.classifier_twin && !o.classifier_sizes.is_empty() {
-            return Err(Error::Device(
-                "the twin classifier runs on the CPU only so far (train without --device cuda)".into(),
-            ));
-        }
         if o.mode_seeking_mask && o.mode_seeking > 0.0 {
             return Err(Error::Device(
                 "the shape-mask mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),
@@ -191,7 +182,7 @@ impl CudaGan {
             loss: zeros(1)?,
             text_int: vec![0.0; bi * t.config.encoder.embed_dim],
             labels: zeros(b * sizes.len().max(1))?,
-            dclass: zeros(bi * sizes.iter().sum::<usize>().max(1))?,
+            dclass: zeros(bi * o.class_outputs().max(1))?,
             ms: match o.mode_seeking > 0.0 {
                 true => Some(ModeSeeking {
                     session: session(&t.g, b)?,
@@ -274,22 +265,30 @@ impl CudaGan {
             let logits = dev.download(logits)?;
             let acc = logit_accuracy(&logits, real);
             *[&mut stats.d_real_acc, &mut stats.d_wrong_acc, &mut stats.d_fake_acc][pass] = acc;
-            if real && classifier_on(&o) {
-                // D learns the real images' attributes (weight 1), as the CPU step.
-                let sizes = &o.classifier_sizes;
+            let twin = o.classifier_twin && pass == 2;
+            if (real || twin) && classifier_on(&o) {
+                // D's classifier learns the real images' attributes (weight 1), its twin (with
+                // --classifier-twin) G's images of this batch's captions, as the CPU step.
                 let class_logits = self.d_b.output_buf(1)?;
-                dev.softmax_ce_blocks(
+                let halves = if real { [1.0, 0.0] } else { [0.0, 1.0] };
+                let [first, second] = classifier_loss(
+                    &dev,
+                    &o,
                     class_logits,
                     &self.labels,
-                    sizes,
                     (b, b),
-                    1.0,
+                    halves,
                     &mut self.dclass,
                     &mut self.loss,
                 )?;
-                stats.d_class = dev.download(&self.loss)?[0];
-                stats.d_class_acc = all_right(&dev.download(class_logits)?, sizes, batch.labels);
-                stats.d_loss += stats.d_class;
+                if real {
+                    stats.d_class = first;
+                    stats.d_class_acc = all_right(&dev.download(class_logits)?, &o.classifier_sizes, batch.labels);
+                    stats.d_loss += stats.d_class;
+                } else {
+                    stats.d_twin = second;
+                    stats.d_loss += second;
+                }
                 let douts = [(0, &self.dlogits), (1, &self.dclass)];
                 self.d_b.backward_outputs(&self.d.params, &mut self.d.grads, &douts)?;
             } else {
@@ -318,11 +317,26 @@ impl CudaGan {
         zero(&dev, &mut self.d_discard)?;
         if classifier_on(&o) {
             // G's rows < B have the real images' captions and labels; the interpolated rows none.
-            let (sizes, w) = (&o.classifier_sizes, o.classifier_weight);
+            // With the twin (TAC-GAN), G pleases the classifier and defeats its twin, same weight.
+            let w = o.classifier_weight;
             let class_logits = self.d_int.output_buf(1)?;
-            dev.softmax_ce_blocks(class_logits, &self.labels, sizes, (bi, b), w, &mut self.dclass, &mut self.loss)?;
-            stats.g_class = dev.download(&self.loss)?[0];
-            stats.g_loss += w * stats.g_class;
+            let halves = [w, -w];
+            let [first, second] = classifier_loss(
+                &dev,
+                &o,
+                class_logits,
+                &self.labels,
+                (bi, b),
+                halves,
+                &mut self.dclass,
+                &mut self.loss,
+            )?;
+            stats.g_class = first;
+            stats.g_loss += w * first;
+            if o.classifier_twin {
+                stats.g_twin = second;
+                stats.g_loss -= w * second;
+            }
             let douts = [(0, &self.dlogits), (1, &self.dclass)];
             self.d_int.backward_outputs(&self.d.params, &mut self.d_discard, &douts)?;
         } else {
@@ -345,6 +359,32 @@ impl CudaGan {
         }
         Ok(())
     }
+}
+
+/// The classifier's cross-entropy of `logits` (rows × `o.class_outputs()`, the first `labeled`
+/// rows labeled) into `dclass`: the plain read-out scaled by `weights[0]`, or with the twin both
+/// halves, each scaled by its weight (0 writes a zero gradient: D trains one half at a time).
+/// Returns the halves' unscaled losses (the second 0 without the twin).
+#[allow(clippy::too_many_arguments)]
+fn classifier_loss(
+    dev: &CudaDevice,
+    o: &GanOptions,
+    logits: &Buf,
+    labels: &Buf,
+    rows: (usize, usize),
+    weights: [f32; 2],
+    dclass: &mut Buf,
+    loss: &mut Buf,
+) -> Result<[f32; 2]> {
+    let sizes = &o.classifier_sizes;
+    let (k, width) = (sizes.iter().sum::<usize>(), o.class_outputs());
+    let halves = if o.classifier_twin { 2 } else { 1 };
+    let mut out = [0.0; 2];
+    for (h, w) in weights.into_iter().enumerate().take(halves) {
+        dev.softmax_ce_blocks(logits, labels, sizes, rows, (width, h * k), w, dclass, loss)?;
+        out[h] = dev.download(loss)?[0];
+    }
+    Ok(out)
 }
 
 /// The mode-seeking pairs through G (as the CPU's `mode_seeking_pairs`: the first B/2 texts

@@ -319,6 +319,33 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// Max-pool's backward (ops::pool::maxpool1d_backward): x [rows, t] the pool's input, dy
+    /// [rows, (t − k)/s + 1], dx [rows, t] overwritten (each window's gradient at its first max).
+    pub fn maxpool1d_bwd(
+        &self,
+        x: &Buf,
+        dy: &Buf,
+        (rows, t, k, s): (usize, usize, usize, usize),
+        dx: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "maxpool1d_bwd_f32";
+        nonzero(&[rows, t, k, s], WHAT)?;
+        let to = crate::ops::pool::maxpool1d_len(t, k, s)
+            .ok_or_else(|| Error::Shape(format!("{WHAT}: window {k} longer than the input {t}")))?;
+        need(x, rows * t, "maxpool x")?;
+        need(dy, rows * to, "maxpool dy")?;
+        need(dx, rows * t, "maxpool dx")?;
+        let (r, [ti, ki, si, toi]) = (long(rows), ints([t, k, s, to], WHAT)?);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(dy).arg(&r).arg(&ti).arg(&ki).arg(&si).arg(&toi).arg(dx);
+        // SAFETY: arguments match maxpool1d_bwd_f32 in kernels/elementwise.cu; the last window
+        // ends at (to − 1)·s + k ≤ t, x and dx hold rows·t and dy rows·to elements (checked);
+        // grid-stride loop over dx.
+        unsafe { l.launch(cfg_1d(rows * t)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// dst += src over the first n elements.
     pub fn accumulate(&self, dst: &mut Buf, src: &Buf, n: usize) -> Result<()> {
         const WHAT: &str = "accumulate_f32";
@@ -336,9 +363,11 @@ impl CudaDevice {
     }
 
     /// The auxiliary classifier's softmax cross-entropy (ops::loss::softmax_cross_entropy_blocks)
-    /// over the first `labeled` of `rows` rows of logits [rows, Σ sizes], labels [labeled,
-    /// sizes.len()] as floats: loss[0] (unscaled), dlogits = scale × the gradient (rows past
-    /// `labeled`: zero). At most 4 attributes.
+    /// over the first `labeled` of `rows` rows of logits [rows, stride] whose Σ sizes blocks
+    /// start at column `offset` (0 and Σ sizes for the plain classifier; the twin's halves at 0
+    /// and Σ sizes of rows 2·Σ sizes wide), labels [labeled, sizes.len()] as floats: loss[0]
+    /// (unscaled), dlogits = scale × the gradient in those columns (rows past `labeled`: zero),
+    /// the other columns untouched. At most 4 attributes.
     #[allow(clippy::too_many_arguments)]
     pub fn softmax_ce_blocks(
         &self,
@@ -346,31 +375,35 @@ impl CudaDevice {
         labels: &Buf,
         sizes: &[usize],
         (rows, labeled): (usize, usize),
+        (stride, offset): (usize, usize),
         scale: f32,
         dlogits: &mut Buf,
         loss: &mut Buf,
     ) -> Result<()> {
         const WHAT: &str = "softmax_ce_blocks_f32";
-        if sizes.is_empty() || sizes.len() > 4 || sizes.contains(&0) || labeled > rows {
+        let k: usize = sizes.iter().sum();
+        if sizes.is_empty() || sizes.len() > 4 || sizes.contains(&0) || labeled > rows || offset + k > stride {
             return Err(Error::Shape(format!(
-                "{WHAT}: {} attributes {sizes:?}, {labeled} of {rows} rows labeled",
+                "{WHAT}: {} attributes {sizes:?} at column {offset} of rows {stride} wide, {labeled} of {rows} rows labeled",
                 sizes.len()
             )));
         }
         nonzero(&[rows, labeled], WHAT)?;
-        let k: usize = sizes.iter().sum();
-        need(logits, rows * k, "classifier logits")?;
+        need(logits, rows * stride, "classifier logits")?;
         need(labels, labeled * sizes.len(), "classifier labels")?;
-        need(dlogits, rows * k, "classifier dlogits")?;
+        need(dlogits, rows * stride, "classifier dlogits")?;
         need(loss, 1, "classifier loss")?;
         let s: [usize; 4] = std::array::from_fn(|i| sizes.get(i).copied().unwrap_or(0));
-        let [r, lab, s0, s1, s2, s3] = ints([rows, labeled, s[0], s[1], s[2], s[3]], WHAT)?;
+        let [r, lab, st, off] = ints([rows, labeled, stride, offset], WHAT)?;
+        let [s0, s1, s2, s3] = ints(s, WHAT)?;
         let f = self.function(WHAT)?;
         let mut l = self.stream().launch_builder(f);
-        l.arg(logits).arg(labels).arg(&r).arg(&lab).arg(&s0).arg(&s1).arg(&s2).arg(&s3).arg(&scale);
+        l.arg(logits).arg(labels).arg(&r).arg(&lab).arg(&st).arg(&off);
+        l.arg(&s0).arg(&s1).arg(&s2).arg(&s3).arg(&scale);
         l.arg(dlogits).arg(loss);
         // SAFETY: arguments match softmax_ce_blocks_f32 in kernels/loss.cu; logits and dlogits
-        // hold rows·K values, labels labeled·A, loss one (checked); one block of 256 threads.
+        // hold rows·stride values with the blocks inside each row (offset + K ≤ stride), labels
+        // labeled·A, loss one (checked); one block of 256 threads.
         unsafe { l.launch(cfg_blocks(1)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }

@@ -201,6 +201,7 @@ impl CudaTrainSession {
                 d.concat_channels_fwd((x, per(node.inputs[0])), (need_second(y)?, per(node.inputs[1])), b, out)
             }
             TOp::Replicate { c, hw } => d.replicate_spatial_fwd(x, b * c, hw, out),
+            TOp::MaxPool1d { channels, t, k, s } => d.maxpool1d_fwd(x, (b * channels, t, k, s), out),
             ref op => Err(not_yet(op)),
         }
     }
@@ -320,6 +321,7 @@ impl CudaTrainSession {
                 d.concat_channels_bwd(dy, (n_x / b, b_len), b, t0, t1)?
             }
             TOp::Replicate { c, hw } => d.replicate_spatial_bwd(dy, b * c, hw, t0)?,
+            TOp::MaxPool1d { channels, t, k, s } => d.maxpool1d_bwd(x, dy, (b * channels, t, k, s), t0)?,
             ref op => return Err(not_yet(op)),
         }
         if want_x {
