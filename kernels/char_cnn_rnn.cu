@@ -41,13 +41,23 @@ struct Conv1dProblem {
 
 // Launch contract: block (16, 16, 1), grid (ceil(B·To / 64), ceil(Cout / 64), 1); static shared
 // memory only; every output element written once. B·Cin·T and B·Cout·To fit int.
-extern "C" __global__ void __launch_bounds__(256, 2) conv1d_fwd_f32(
-    const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ out,
-    int batch, int cin, int t, int cout, int k,
-    int flags, const float* __restrict__ scale, const float* __restrict__ shift, int act, float slope) {
+#define CONV1D_FWD_ARGS                                                                           \
+    const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int batch, \
+        int cin, int t, int cout, int k, int flags, const float *__restrict__ scale,             \
+        const float *__restrict__ shift, int act, float slope
+template <bool TC>
+static __device__ __forceinline__ void conv1d_fwd(CONV1D_FWD_ARGS) {
     const int to = t - k + 1;
     const Conv1dProblem pr{x, w, out, cin, t, cout, k, to, EpiArgs{flags, scale, shift, nullptr, act, slope}};
-    tile_gemm_f32(pr, cout, batch * to, cin * k, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    tile_gemm<TC>(pr, cout, batch * to, cin * k, blockIdx.y * TG_M, blockIdx.x * TG_N);
+}
+#define CONV1D_FWD_PASS x, w, out, batch, cin, t, cout, k, flags, scale, shift, act, slope
+// `_f32` on the SIMT cores; `_bf16` with bf16 operands on the tensor cores (f32 accumulation).
+extern "C" __global__ void __launch_bounds__(256, 2) conv1d_fwd_f32(CONV1D_FWD_ARGS) {
+    conv1d_fwd<false>(CONV1D_FWD_PASS);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv1d_fwd_bf16(CONV1D_FWD_ARGS) {
+    conv1d_fwd<true>(CONV1D_FWD_PASS);
 }
 
 // Σ_q row[q]·v[q] over q < n by one warp: lanes stride over q (coalesced), then a shuffle

@@ -139,6 +139,104 @@ static __device__ __forceinline__ void tile_gemm_f32(const P& pr, int m, int n, 
     }
 }
 
+// ---- The same tile on tensor cores: bf16 operands, f32 accumulation (sm_80 and newer) ----
+// The problem interface, launch shape and stores are tile_gemm_f32's; the operands are rounded
+// to bf16 (nearest even) as they enter shared memory, and each K step of 16 is four
+// mma.sync.m16n8k16 per warp: the 8 warps as 2 (rows) × 4 (columns), each owning a 32 × 16 block
+// of the tile (two m16 by two n8 accumulators). Inline PTX, so no header is needed.
+
+// f32 → bf16 bits, round to nearest even (NaN-free inputs).
+static __device__ __forceinline__ unsigned int bf16_bits(float f) {
+    unsigned int u = __float_as_uint(f);
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+// Two bf16 in one register, `lo` in the low half (the lower k of a fragment pair).
+static __device__ __forceinline__ unsigned int bf16_pair(float lo, float hi) {
+    return bf16_bits(lo) | (bf16_bits(hi) << 16);
+}
+
+template <class P>
+static __device__ __forceinline__ void tile_gemm_bf16(const P& pr, int m, int n, int k, int row0, int col0) {
+    // [row or column][k pair], 12 words a line: fragment loads of 8 lines × 4 pairs hit 32 banks.
+    __shared__ unsigned int as[TG_M][12];
+    __shared__ unsigned int bs[TG_N][12];
+    __shared__ typename P::Col cols[TG_N];
+    __shared__ typename P::Tap taps[TG_K];
+    const int tid = threadIdx.y * 16 + threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;                  // the fragments' group and thread in group
+    const int wm = (warp >> 2) * 32, wn = (warp & 3) * 16;  // this warp's block of the tile
+    if (tid < TG_N && col0 + tid < n) cols[tid] = pr.col(col0 + tid);
+    float acc[2][2][4] = {};
+    for (int p0 = 0; p0 < k; p0 += TG_K) {
+        if (tid < TG_K && p0 + tid < k) taps[tid] = pr.tap(p0 + tid);
+        __syncthreads();
+        // 512 pairs of A (64 rows × 8 k pairs), k pairs fastest; then 512 of B, columns fastest.
+        for (int l = tid; l < TG_M * 8; l += 256) {
+            int i = l >> 3, kp = l & 7, q = p0 + 2 * kp;
+            bool row = row0 + i < m;
+            float lo = (row && q < k) ? pr.a(row0 + i, taps[2 * kp]) : 0.0f;
+            float hi = (row && q + 1 < k) ? pr.a(row0 + i, taps[2 * kp + 1]) : 0.0f;
+            as[i][kp] = bf16_pair(lo, hi);
+        }
+        for (int l = tid; l < TG_N * 8; l += 256) {
+            int j = l & 63, kp = l >> 6, q = p0 + 2 * kp;
+            bool col = col0 + j < n;
+            float lo = (col && q < k) ? pr.b(taps[2 * kp], cols[j]) : 0.0f;
+            float hi = (col && q + 1 < k) ? pr.b(taps[2 * kp + 1], cols[j]) : 0.0f;
+            bs[j][kp] = bf16_pair(lo, hi);
+        }
+        __syncthreads();
+        unsigned int a[2][4], b[2][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+            const int r = wm + 16 * mi + g;
+            a[mi][0] = as[r][t];
+            a[mi][1] = as[r + 8][t];
+            a[mi][2] = as[r][t + 4];
+            a[mi][3] = as[r + 8][t + 4];
+        }
+#pragma unroll
+        for (int ni = 0; ni < 2; ++ni) {
+            const int c = wn + 8 * ni + g;
+            b[ni][0] = bs[c][t];
+            b[ni][1] = bs[c][t + 4];
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 2; ++ni) {
+                float* d = acc[mi][ni];
+                asm volatile(
+                    "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                    "{%8, %9}, {%0, %1, %2, %3};\n"
+                    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                    : "r"(a[mi][0]), "r"(a[mi][1]), "r"(a[mi][2]), "r"(a[mi][3]), "r"(b[ni][0]), "r"(b[ni][1]));
+            }
+        __syncthreads();
+    }
+    if (k <= 0) __syncthreads();  // cols[] written above, read below
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 2; ++ni)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                // c0, c1: row g, columns 2t and 2t + 1; c2, c3: row g + 8.
+                int i = row0 + wm + 16 * mi + g + 8 * (e >> 1), j = wn + 8 * ni + 2 * t + (e & 1);
+                if (i < m && col0 + j < n) pr.store(i, cols[j], acc[mi][ni][e]);
+            }
+}
+
+// The tile on the SIMT cores (f32) or on the tensor cores (bf16 operands), as a kernel asks.
+template <bool TENSOR_CORES, class P>
+static __device__ __forceinline__ void tile_gemm(const P& pr, int m, int n, int k, int row0, int col0) {
+    if constexpr (TENSOR_CORES) {
+        tile_gemm_bf16(pr, m, n, k, row0, col0);
+    } else {
+        tile_gemm_f32(pr, m, n, k, row0, col0);
+    }
+}
+
 // The fused epilogue's arguments, as the convolution problems carry them.
 struct EpiArgs {
     int flags;

@@ -46,15 +46,25 @@ struct Conv2dProblem {
 
 // Launch contract: block (16, 16, 1), grid (ceil(B·Ho·Wo / 64), ceil(Cout / 64), 1); static
 // shared memory only. Every output element is written exactly once. B·Cin·H·W and B·Cout·Ho·Wo
-// fit int.
-extern "C" __global__ void __launch_bounds__(256, 2) conv2d_fwd_f32(
-    const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ out,
-    int batch, int cin, int h, int wd, int cout, int kh, int kw, int stride, int pad, int ho, int wo,
-    int flags, const float* __restrict__ scale, const float* __restrict__ shift,
-    const float* __restrict__ residual, int act, float slope) {
+// fit int. `_f32` multiplies in f32 on the SIMT cores, `_bf16` rounds both operands to bf16 and
+// multiplies on the tensor cores (sm_80 and newer), both accumulating in f32.
+#define CONV2D_FWD_ARGS                                                                            \
+    const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int batch, \
+        int cin, int h, int wd, int cout, int kh, int kw, int stride, int pad, int ho, int wo,    \
+        int flags, const float *__restrict__ scale, const float *__restrict__ shift,              \
+        const float *__restrict__ residual, int act, float slope
+template <bool TC>
+static __device__ __forceinline__ void conv2d_fwd(CONV2D_FWD_ARGS) {
     const Conv2dProblem pr{x, w, out, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo,
                            EpiArgs{flags, scale, shift, residual, act, slope}};
-    tile_gemm_f32(pr, cout, batch * ho * wo, cin * kh * kw, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    tile_gemm<TC>(pr, cout, batch * ho * wo, cin * kh * kw, blockIdx.y * TG_M, blockIdx.x * TG_N);
+}
+#define CONV2D_FWD_PASS x, w, out, batch, cin, h, wd, cout, kh, kw, stride, pad, ho, wo, flags, scale, shift, residual, act, slope
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_fwd_f32(CONV2D_FWD_ARGS) {
+    conv2d_fwd<false>(CONV2D_FWD_PASS);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv2d_fwd_bf16(CONV2D_FWD_ARGS) {
+    conv2d_fwd<true>(CONV2D_FWD_PASS);
 }
 
 // ---- backward (training) ----

@@ -61,6 +61,7 @@ struct DeconvProblem {
 
 // The parity class blockIdx.z of an output [Ho, Wo] under stride s and padding p with a kh × kw
 // kernel, and its GEMM: C [Cout, B·Hq·Wq] × depth Cin·nky·nkx.
+template <bool TC = false>
 static __device__ __forceinline__ void deconv_gemm(DeconvProblem pr, int batch, int kh, int kw) {
     const int s = pr.stride;
     pr.py = blockIdx.z / s;
@@ -72,7 +73,7 @@ static __device__ __forceinline__ void deconv_gemm(DeconvProblem pr, int batch, 
     pr.nkx = nkx > 0 ? nkx : 1;
     pr.hq = pr.py < pr.ho ? (pr.ho - pr.py + s - 1) / s : 0;
     pr.wq = pr.px < pr.wo ? (pr.wo - pr.px + s - 1) / s : 0;
-    tile_gemm_f32(pr, pr.cout, batch * pr.hq * pr.wq, pr.cin * nky * nkx, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    tile_gemm<TC>(pr, pr.cout, batch * pr.hq * pr.wq, pr.cin * nky * nkx, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }
 
 // Launch contract: block (16, 16, 1), grid (ceil(B·ceil(Ho/s)·ceil(Wo/s) / 64), ceil(Cout / 64),
@@ -80,14 +81,24 @@ static __device__ __forceinline__ void deconv_gemm(DeconvProblem pr, int batch, 
 // grid's extra columns idle, and a class no tap reaches (k < s) stores the epilogue of 0. Every
 // output element is written exactly once. Static shared memory only. B·Cin·H·W and
 // B·Cout·Ho·Wo fit int.
-extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_fwd_f32(
-    const float* __restrict__ x, const float* __restrict__ wp, float* __restrict__ out,
-    int batch, int cin, int h, int wd, int cout, int k, int stride, int pad, int ho, int wo,
-    int flags, const float* __restrict__ scale, const float* __restrict__ shift,
-    const float* __restrict__ residual, int act, float slope) {
+#define DECONV_FWD_ARGS                                                                            \
+    const float *__restrict__ x, const float *__restrict__ wp, float *__restrict__ out, int batch, \
+        int cin, int h, int wd, int cout, int k, int stride, int pad, int ho, int wo, int flags,   \
+        const float *__restrict__ scale, const float *__restrict__ shift,                         \
+        const float *__restrict__ residual, int act, float slope
+template <bool TC>
+static __device__ __forceinline__ void deconv_fwd(DECONV_FWD_ARGS) {
     DeconvProblem pr{x, wp, out, cin, h, wd, cout, stride, pad, ho, wo, k * k * cin, k * cin, cin, 1};
     pr.epi = EpiArgs{flags, scale, shift, residual, act, slope};
-    deconv_gemm(pr, batch, k, k);
+    deconv_gemm<TC>(pr, batch, k, k);
+}
+#define DECONV_FWD_PASS x, wp, out, batch, cin, h, wd, cout, k, stride, pad, ho, wo, flags, scale, shift, residual, act, slope
+// `_f32` on the SIMT cores; `_bf16` with bf16 operands on the tensor cores (f32 accumulation).
+extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_fwd_f32(DECONV_FWD_ARGS) {
+    deconv_fwd<false>(DECONV_FWD_PASS);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_fwd_bf16(DECONV_FWD_ARGS) {
+    deconv_fwd<true>(DECONV_FWD_PASS);
 }
 
 // A convolution's input gradient is the transposed convolution of dy with the same weight:
@@ -132,11 +143,19 @@ struct DenseDeconvProblem {
 
 // Launch contract: H = W = 1 and pad = 0 (so Ho = Wo = k); block (16, 16, 1), grid
 // (ceil(B / 64), ceil(Cout·k·k / 64), 1). Every output element is written exactly once.
-extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_1px_fwd_f32(
-    const float* __restrict__ x, const float* __restrict__ wp, float* __restrict__ out,
-    int batch, int cin, int cout, int k,
-    int flags, const float* __restrict__ scale, const float* __restrict__ shift,
-    const float* __restrict__ residual, int act, float slope) {
+#define DECONV_1PX_ARGS                                                                              \
+    const float *__restrict__ x, const float *__restrict__ wp, float *__restrict__ out, int batch,   \
+        int cin, int cout, int k, int flags, const float *__restrict__ scale,                       \
+        const float *__restrict__ shift, const float *__restrict__ residual, int act, float slope
+template <bool TC>
+static __device__ __forceinline__ void deconv_1px_fwd(DECONV_1PX_ARGS) {
     const DenseDeconvProblem pr{x, wp, out, cin, cout * k * k, k * k, EpiArgs{flags, scale, shift, residual, act, slope}};
-    tile_gemm_f32(pr, cout * k * k, batch, cin, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    tile_gemm<TC>(pr, cout * k * k, batch, cin, blockIdx.y * TG_M, blockIdx.x * TG_N);
+}
+#define DECONV_1PX_PASS x, wp, out, batch, cin, cout, k, flags, scale, shift, residual, act, slope
+extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_1px_fwd_f32(DECONV_1PX_ARGS) {
+    deconv_1px_fwd<false>(DECONV_1PX_PASS);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_1px_fwd_bf16(DECONV_1PX_ARGS) {
+    deconv_1px_fwd<true>(DECONV_1PX_PASS);
 }

@@ -57,9 +57,11 @@ done
 cli=$(ls .gpu/bin/bin-text2img* 2>/dev/null | head -1)
 # The end-to-end benchmark: caption → image replays on the GPU (reed-cub, synthetic weights);
 # batch 1: the latency target (median of 1000 replays), eager and as a CUDA graph; 64 and 256:
-# throughput, fewer replays. Then PyTorch on the same card and weights (scripts/bench_peers_cuda.py:
-# eager, TF32, bf16 channels-last, each also as a CUDA graph), then ours on f16-stored weights.
-for spec in "1 1000 50 reed-cub f32" "64,256 50 5 reed-cub f32" "peers" "1,64 100 10 /tmp/gpu-check-rc-f16.safetensors f16"; do
+# throughput, fewer replays; each with the convolutions in f32 and on the tensor cores (bf16).
+# Then PyTorch on the same card and weights (scripts/bench_peers_cuda.py: eager, TF32, bf16
+# channels-last, each also as a CUDA graph), then ours on f16-stored weights.
+for spec in "1 1000 50 reed-cub f32 f32,bf16" "64,256 50 5 reed-cub f32 f32,bf16" "peers" \
+  "1,64 100 10 /tmp/gpu-check-rc-f16.safetensors f16 f32"; do
   [ -n "$cli" ] || break
   set -- $spec
   if [ "$1" = peers ]; then
@@ -79,7 +81,7 @@ for spec in "1 1000 50 reed-cub f32" "64,256 50 5 reed-cub f32" "peers" "1,64 10
   [ "$5" = f16 ] && "$cli" init-weights --config reed-cub --networks encoder,generator --dtype f16 -q -o "$4"
   start=$SECONDS
   timeout "$(cap "$per_bench")" "$cli" bench --device cuda -m "$4" -b "$1" -r "$2" --warmup "$3" \
-    --format jsonl > "$out/bench-cuda-$tag.jsonl" 2> "$out/bench-cuda-$tag.log"
+    --precision "$6" --format jsonl > "$out/bench-cuda-$tag.jsonl" 2> "$out/bench-cuda-$tag.log"
   verdict $? done
   row "$name" "$r" "$((SECONDS - start))s, see bench-cuda-$tag.jsonl"
 done

@@ -35,13 +35,15 @@ def json_lines(path):
 
 
 def ours(out):
-    """{(label, batch): row} with label like 'graph f32' from the bench-cuda-b*-DTYPE.jsonl files."""
+    """{(label, batch): row}, label like 'graph f32 weights, bf16', from bench-cuda-b*-DTYPE.jsonl."""
     found = {}
     for path in sorted(glob.glob(os.path.join(out, "bench-cuda-b*.jsonl"))):
-        dtype = os.path.basename(path).rsplit("-", 1)[-1].split(".")[0]
+        weights = os.path.basename(path).rsplit("-", 1)[-1].split(".")[0]
         for r in json_lines(path):
             kind = "graph" if "(graph)" in r.get("device", "") else "eager"
-            found[(f"{kind} {dtype}", int(r["batch"]))] = r
+            # weights stored in `weights` (the file name), multiplied in r["precision"]
+            label = f"{kind} {weights} weights, {r.get('precision', 'f32')}"
+            found[(label, int(r["batch"]))] = r
     return found
 
 
@@ -89,7 +91,7 @@ def main():
         print("gpu_summary: no benchmark rows found in", out)
         return
     print("caption -> image on the GPU (median ms per call; ratio > 1: ours faster)")
-    hdr = f"{'batch':>5} {'runtime':28} {'median ms':>10} {'images/s':>11} {'eager/this':>10} {'best/this':>9}"
+    hdr = f"{'batch':>5} {'runtime':40} {'median ms':>10} {'images/s':>11} {'eager/this':>10} {'best/this':>9}"
     print(hdr)
     print("-" * len(hdr))
     for b in batches:
@@ -101,7 +103,7 @@ def main():
         for label, ms in lines:
             e = f"{eager / ms:10.2f}" if eager else f"{'-':>10}"
             bs = f"{best['median_ms'] / ms:9.2f}" if best else f"{'-':>9}"
-            print(f"{b:5d} {label:28} {ms:10.4f} {b / (ms / 1e3):11.1f} {e} {bs}")
+            print(f"{b:5d} {label:40} {ms:10.4f} {b / (ms / 1e3):11.1f} {e} {bs}")
         if best:
             print(f"{'':5} (PyTorch's best at batch {b}: {best['mode']})")
 

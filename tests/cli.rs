@@ -157,6 +157,19 @@ fn errors_are_one_line_with_exit_codes() {
             "prompts.txt",
         ),
         (vec!["inspect".into(), bad.display().to_string()], 3, "overlap"),
+        (
+            vec![
+                "bench".into(),
+                "--device".into(),
+                "cpu".into(),
+                "--precision".into(),
+                "f32,bf16".into(),
+                "-m".into(),
+                w.display().to_string(),
+            ],
+            2,
+            "--precision bf16",
+        ),
     ];
     for (args, want, phrase) in cases {
         let (code, _, err) = run(bin().current_dir(dir.path()).args(&args));

@@ -22,7 +22,7 @@
 mod common;
 
 use common::{assert_close, random};
-use text2img::cuda::{rnn_scratch_len, CudaDevice, Epi, RnnBufs};
+use text2img::cuda::{rnn_scratch_len, CudaDevice, Epi, Precision, RnnBufs};
 use text2img::device::{Device, DeviceRequest};
 use text2img::ops::conv2d::{conv2d, conv2d_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, pack_weight, ConvTranspose2dGeom};
@@ -155,6 +155,12 @@ fn caption_to_image_cuda_vs_cpu() {
     cpu.generate_loaded(42, &indices);
     assert_eq!(got.len(), cpu.images().len(), "three images, not the batch of four");
     assert_close("caption → image cuda vs cpu", &got, cpu.images(), TOL_NETWORK);
+    // The same on the tensor cores: about twenty layers each ~2.4e-3 off (TOL_BF16), partly
+    // renormalised by batch norm and squashed by tanh at the end: within 5e-2 of the f32 images,
+    // where a broken layer gives errors of order 1.
+    gpu.set_precision(Precision::Bf16);
+    let (got, _) = gpu.generate(&caps, 42, &indices).expect("cuda bf16 images");
+    assert_close("caption → image cuda bf16 vs cpu", &got, cpu.images(), 5e-2);
 }
 
 /// The forward captured as CUDA graphs gives what the eager replay gives (same kernels, same
@@ -191,7 +197,21 @@ fn captured_graph_replays_the_eager_forward() {
     assert_eq!(gpu.images().expect("graph images"), eager_blue);
 }
 
-fn check_deconv(batch: usize, g: ConvTranspose2dGeom, act: Activation, bn: bool, seed: u64) {
+/// bf16 operands (8 significant bits each, f32 accumulation): a product is off by up to 2^-8
+/// relative and the errors of a sum do not cancel against its size, so a layer lands about
+/// 2.4e-3 from the f32 result in norm (numpy emulation of the kernel's tile, any depth); 1e-2 is
+/// that with margin, while a wrong fragment or index moves whole outputs.
+const TOL_BF16: f64 = 1e-2;
+
+/// The tolerance of one layer computed in `prec` against the CPU's f32.
+fn layer_tol(prec: Precision) -> f64 {
+    match prec {
+        Precision::F32 => TOL_GEMM_LIKE,
+        Precision::Bf16 => TOL_BF16,
+    }
+}
+
+fn check_deconv(batch: usize, g: ConvTranspose2dGeom, act: Activation, bn: bool, seed: u64, prec: Precision) {
     let d = dev();
     let x = random(batch * g.in_len(), seed);
     let w = random(g.cin * g.rows(), seed + 1);
@@ -209,33 +229,45 @@ fn check_deconv(batch: usize, g: ConvTranspose2dGeom, act: Activation, bn: bool,
     let (xd, wd, sd, bd) = (up(&d, &x), up(&d, &pack_weight(&w, &g)), up(&d, &s), up(&d, &b));
     let mut out = d.alloc_poisoned(want.len()).expect("alloc");
     let depi = Epi { scale: bn.then_some(&sd), shift: bn.then_some(&bd), residual: None, act };
-    d.conv_transpose2d_fwd(&xd, &wd, batch, &g, &depi, &mut out).expect("launch");
-    assert_close(&format!("conv_transpose2d b{batch} {g:?}"), &down(&d, &out), &want, TOL_GEMM_LIKE);
+    d.conv_transpose2d_fwd_in(prec, &xd, &wd, batch, &g, &depi, &mut out).expect("launch");
+    let what = format!("conv_transpose2d {} b{batch} {g:?}", prec.name());
+    assert_close(&what, &down(&d, &out), &want, layer_tol(prec));
 }
 
 /// G's five transposed convolutions (reed-cub: nz + nt = 228, ngf = 128).
-fn generator_deconvs(batch: usize) {
+fn generator_deconvs(batch: usize, prec: Precision) {
     let up = |cin, side, cout, stride, pad| ConvTranspose2dGeom { cin, h: side, w: side, cout, k: 4, stride, pad };
-    check_deconv(batch, up(228, 1, 1024, 1, 0), Activation::None, true, 10);
-    check_deconv(batch, up(1024, 4, 512, 2, 1), Activation::None, true, 20);
-    check_deconv(batch, up(512, 8, 256, 2, 1), Activation::Relu, true, 30);
-    check_deconv(batch, up(256, 16, 128, 2, 1), Activation::Relu, true, 40);
-    check_deconv(batch, up(128, 32, 3, 2, 1), Activation::Tanh, false, 50);
+    check_deconv(batch, up(228, 1, 1024, 1, 0), Activation::None, true, 10, prec);
+    check_deconv(batch, up(1024, 4, 512, 2, 1), Activation::None, true, 20, prec);
+    check_deconv(batch, up(512, 8, 256, 2, 1), Activation::Relu, true, 30, prec);
+    check_deconv(batch, up(256, 16, 128, 2, 1), Activation::Relu, true, 40, prec);
+    check_deconv(batch, up(128, 32, 3, 2, 1), Activation::Tanh, false, 50, prec);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn conv_transpose2d_fwd_cuda_vs_cpu_b1() {
-    generator_deconvs(1);
+    generator_deconvs(1, Precision::F32);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn conv_transpose2d_fwd_cuda_vs_cpu_b64() {
-    generator_deconvs(64);
+    generator_deconvs(64, Precision::F32);
 }
 
-fn check_conv(batch: usize, g: Conv2dGeom, act: Activation, residual: bool, seed: u64) {
+/// Every convolution of the networks on the tensor cores (bf16 operands), batch 1 and 64.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn convolutions_bf16_tensor_cores_vs_cpu() {
+    for batch in [1, 64] {
+        generator_deconvs(batch, Precision::Bf16);
+        convs(batch, Precision::Bf16);
+        encoder_conv1d(batch, Precision::Bf16);
+    }
+}
+
+fn check_conv(batch: usize, g: Conv2dGeom, act: Activation, residual: bool, seed: u64, prec: Precision) {
     let d = dev();
     let x = random(batch * g.in_len(), seed);
     let w = random(g.cout * g.kdim(), seed + 1);
@@ -253,32 +285,32 @@ fn check_conv(batch: usize, g: Conv2dGeom, act: Activation, residual: bool, seed
     let (xd, wd, sd, bd, rd) = (up(&d, &x), up(&d, &w), up(&d, &s), up(&d, &b), up(&d, &r));
     let mut out = d.alloc_poisoned(want.len()).expect("alloc");
     let depi = Epi { scale: Some(&sd), shift: Some(&bd), residual: residual.then_some(&rd), act };
-    d.conv2d_fwd(&xd, &wd, batch, &g, &depi, &mut out).expect("launch");
-    assert_close(&format!("conv2d b{batch} {g:?}"), &down(&d, &out), &want, TOL_GEMM_LIKE);
+    d.conv2d_fwd_in(prec, &xd, &wd, batch, &g, &depi, &mut out).expect("launch");
+    assert_close(&format!("conv2d {} b{batch} {g:?}", prec.name()), &down(&d, &out), &want, layer_tol(prec));
 }
 
 /// The residual blocks' convolutions (res0 at 4×4: 1024 → 256 → 256 → 1024; res1 at 8×8:
 /// 512 → 128 → 128 → 512) and D's strided 4×4 convolutions.
-fn convs(batch: usize) {
+fn convs(batch: usize, prec: Precision) {
     let g = |cin, side, cout, k, stride, pad| Conv2dGeom { cin, h: side, w: side, cout, kh: k, kw: k, stride, pad };
-    check_conv(batch, g(1024, 4, 256, 1, 1, 0), Activation::Relu, false, 60);
-    check_conv(batch, g(256, 4, 256, 3, 1, 1), Activation::Relu, false, 70);
-    check_conv(batch, g(256, 4, 1024, 3, 1, 1), Activation::Relu, true, 80);
-    check_conv(batch, g(128, 8, 512, 3, 1, 1), Activation::Relu, true, 90);
-    check_conv(batch, g(3, 64, 64, 4, 2, 1), LRELU, false, 100);
-    check_conv(batch, g(256, 16, 512, 4, 2, 1), LRELU, false, 110);
+    check_conv(batch, g(1024, 4, 256, 1, 1, 0), Activation::Relu, false, 60, prec);
+    check_conv(batch, g(256, 4, 256, 3, 1, 1), Activation::Relu, false, 70, prec);
+    check_conv(batch, g(256, 4, 1024, 3, 1, 1), Activation::Relu, true, 80, prec);
+    check_conv(batch, g(128, 8, 512, 3, 1, 1), Activation::Relu, true, 90, prec);
+    check_conv(batch, g(3, 64, 64, 4, 2, 1), LRELU, false, 100, prec);
+    check_conv(batch, g(256, 16, 512, 4, 2, 1), LRELU, false, 110, prec);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn conv2d_fwd_cuda_vs_cpu_b1() {
-    convs(1);
+    convs(1, Precision::F32);
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn conv2d_fwd_cuda_vs_cpu_b64() {
-    convs(64);
+    convs(64, Precision::F32);
 }
 
 fn check_linear(batch: usize, (in_f, out_f): (usize, usize), act: Activation, seed: u64) {
@@ -382,26 +414,31 @@ fn elementwise_fwd_cuda_vs_cpu() {
     }
 }
 
+/// The encoder's three conv1d (+bias, ReLU): 70→384 over 201, 384→512 over 66, 512→512 over 21.
+fn encoder_conv1d(batch: usize, prec: Precision) {
+    let d = dev();
+    for (i, (cin, t, cout)) in [(70, 201, 384), (384, 66, 512), (512, 21, 512)].into_iter().enumerate() {
+        let seed = 180 + 10 * i as u64;
+        let x = random(batch * cin * t, seed);
+        let w = random(cout * cin * 4, seed + 1);
+        let b = random(cout, seed + 2);
+        let epi = Epilogue { shift: Some(&b), act: Activation::Relu, ..Epilogue::default() };
+        let mut want = vec![0.0; batch * cout * (t - 3)];
+        text2img::ops::conv1d::conv1d_ref(&x, &w, batch, cin, t, cout, 4, &epi, &mut want);
+        let mut out = d.alloc_poisoned(want.len()).expect("alloc");
+        let (bd, xd, wd) = (up(&d, &b), up(&d, &x), up(&d, &w));
+        let depi = Epi { shift: Some(&bd), act: Activation::Relu, ..Epi::default() };
+        d.conv1d_fwd_in(prec, &xd, &wd, (batch, cin, t, cout, 4), &depi, &mut out).expect("launch");
+        let what = format!("conv1d {} b{batch} {cin}→{cout} T{t}", prec.name());
+        assert_close(&what, &down(&d, &out), &want, layer_tol(prec));
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn conv1d_fwd_cuda_vs_cpu() {
-    let d = dev();
-    // The encoder's three conv1d (+bias, ReLU): 70→384 over 201, 384→512 over 66, 512→512 over 21.
     for batch in [1, 64] {
-        for (i, (cin, t, cout)) in [(70, 201, 384), (384, 66, 512), (512, 21, 512)].into_iter().enumerate() {
-            let seed = 180 + 10 * i as u64;
-            let x = random(batch * cin * t, seed);
-            let w = random(cout * cin * 4, seed + 1);
-            let b = random(cout, seed + 2);
-            let epi = Epilogue { shift: Some(&b), act: Activation::Relu, ..Epilogue::default() };
-            let mut want = vec![0.0; batch * cout * (t - 3)];
-            text2img::ops::conv1d::conv1d_ref(&x, &w, batch, cin, t, cout, 4, &epi, &mut want);
-            let mut out = d.alloc_poisoned(want.len()).expect("alloc");
-            let (bd, xd, wd) = (up(&d, &b), up(&d, &x), up(&d, &w));
-            let depi = Epi { shift: Some(&bd), act: Activation::Relu, ..Epi::default() };
-            d.conv1d_fwd(&xd, &wd, (batch, cin, t, cout, 4), &depi, &mut out).expect("launch");
-            assert_close(&format!("conv1d b{batch} {cin}→{cout} T{t}"), &down(&d, &out), &want, TOL_GEMM_LIKE);
-        }
+        encoder_conv1d(batch, Precision::F32);
     }
 }
 

@@ -21,6 +21,22 @@ pub enum Format {
     Jsonl,
 }
 
+/// What the GPU's convolutions multiply in (`--precision`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    Bf16,
+}
+
+impl PrecisionArg {
+    fn name(self) -> &'static str {
+        match self {
+            PrecisionArg::F32 => "f32",
+            PrecisionArg::Bf16 => "bf16",
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// A weights file, or a built-in config name (reed-cub, reed-flowers, shapes) for freshly
@@ -48,11 +64,16 @@ pub struct BenchArgs {
     /// Also print per-op times (median) with achieved GFLOP/s.
     #[arg(long)]
     pub per_op: bool,
+    /// The GPU's convolution arithmetic, comma-separated for a row each: f32, or bf16 operands
+    /// on the tensor cores (f32 accumulation). The CPU runs f32 only.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
+    pub precision: Vec<PrecisionArg>,
 }
 
 /// One measured row.
 struct Row {
     device: String,
+    precision: &'static str,
     batch: usize,
     threads: usize,
     first_ms: f64,
@@ -101,12 +122,22 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
         let dev = text2img::cuda::CudaDevice::shared(n)?;
         for &batch in &a.batch_size {
             let mut t2i = text2img::cuda::CudaTextToImage::new(Arc::clone(&dev), &ws, batch)?;
-            rows.extend(measure_cuda(&mut t2i, batch, &a, &format!("cuda:{n} {}", dev.name()))?);
+            for &p in &a.precision {
+                t2i.set_precision(match p {
+                    PrecisionArg::F32 => text2img::cuda::Precision::F32,
+                    PrecisionArg::Bf16 => text2img::cuda::Precision::Bf16,
+                });
+                rows.extend(measure_cuda(&mut t2i, batch, &a, &format!("cuda:{n} {}", dev.name()), p)?);
+            }
         }
         print_rows(&a, &name, load_ms, &rows);
         return Ok(());
     }
     let _ = device;
+    if let Some(p) = a.precision.iter().find(|&&p| p != PrecisionArg::F32) {
+        let msg = format!("--precision {} is the GPU's (tensor cores); the CPU runs f32 only", p.name());
+        return Err(fail(EXIT_USAGE, msg));
+    }
     for &threads in &a.threads {
         let pool = thread_pool(threads)?;
         for &batch in &a.batch_size {
@@ -150,6 +181,7 @@ fn measure_cuda(
     batch: usize,
     a: &BenchArgs,
     device: &str,
+    precision: PrecisionArg,
 ) -> Result<[Row; 2], Failure> {
     let captions = bench_captions(batch);
     let indices: Vec<u64> = (0..batch as u64).collect();
@@ -158,6 +190,7 @@ fn measure_cuda(
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
     let row = |kind: &str, total: Vec<f64>, g_only: Vec<f64>| Row {
         device: format!("{device} ({kind})"),
+        precision: precision.name(),
         batch,
         threads: 0,
         first_ms,
@@ -192,6 +225,7 @@ fn measure(t2i: &mut TextToImage, batch: usize, threads: usize, a: &BenchArgs) -
     })?;
     Ok(Row {
         device: "cpu".into(),
+        precision: "f32",
         batch,
         threads,
         first_ms,
@@ -227,22 +261,24 @@ fn print_rows(a: &BenchArgs, model: &str, load_ms: f64, rows: &[Row]) {
     let rss = peak_rss_mb();
     match a.format {
         Format::Table => {
-            println!("| model | device | batch | threads | load ms | first ms | median ms | p10 ms | p90 ms | G ms | images/s | peak RSS MB |");
-            println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            println!("| model | device | precision | batch | threads | load ms | first ms | median ms | p10 ms | p90 ms | G ms | images/s | peak RSS MB |");
+            println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             for r in rows {
                 println!(
-                    "| {model} | {} | {} | {} | {load_ms:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {rss:.0} |",
+                    "| {model} | {} | {} | {} | {} | {load_ms:.1} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {rss:.0} |",
                     r.device,
+                    r.precision,
                     r.batch, r.threads, r.first_ms, r.median_ms, r.p10_ms, r.p90_ms, r.g_median_ms, images_per_s(r)
                 );
             }
         }
         Format::Csv => {
-            println!("model,device,batch,threads,load_ms,first_ms,median_ms,p10_ms,p90_ms,g_median_ms,images_per_s,peak_rss_mb");
+            println!("model,device,precision,batch,threads,load_ms,first_ms,median_ms,p10_ms,p90_ms,g_median_ms,images_per_s,peak_rss_mb");
             for r in rows {
                 println!(
-                    "{model},{},{},{},{load_ms:.3},{:.3},{:.4},{:.4},{:.4},{:.4},{:.2},{rss:.1}",
+                    "{model},{},{},{},{},{load_ms:.3},{:.3},{:.4},{:.4},{:.4},{:.4},{:.2},{rss:.1}",
                     r.device,
+                    r.precision,
                     r.batch,
                     r.threads,
                     r.first_ms,
@@ -257,7 +293,7 @@ fn print_rows(a: &BenchArgs, model: &str, load_ms: f64, rows: &[Row]) {
         Format::Jsonl => {
             for r in rows {
                 let j = serde_json::json!({
-                    "model": model, "device": r.device, "batch": r.batch, "threads": r.threads,
+                    "model": model, "device": r.device, "precision": r.precision, "batch": r.batch, "threads": r.threads,
                     "load_ms": load_ms, "first_ms": r.first_ms, "median_ms": r.median_ms,
                     "p10_ms": r.p10_ms, "p90_ms": r.p90_ms, "g_median_ms": r.g_median_ms,
                     "images_per_s": images_per_s(r), "peak_rss_mb": rss,

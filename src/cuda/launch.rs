@@ -19,6 +19,35 @@ const MAX_BLOCKS: usize = 1 << 16;
 /// Threads per block of the per-step recurrence kernels (8 warps, one row of W_hh each).
 const RNN_BLOCK: u32 = 256;
 
+/// What the convolution kernels multiply in: f32 on the SIMT cores (the CPU's numerics, within
+/// rounding), or bf16 operands on the tensor cores with f32 accumulation (about 2e-3 relative
+/// per layer: each operand rounded to 8 significant bits). Linear layers and the recurrences
+/// stay f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// `f32` or `bf16`, as the kernels' names end and the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The kernel of this precision among an op's (f32, bf16) pair.
+    fn pick(self, (f32_kernel, bf16_kernel): (&'static str, &'static str)) -> &'static str {
+        match self {
+            Precision::F32 => f32_kernel,
+            Precision::Bf16 => bf16_kernel,
+        }
+    }
+}
+
 /// The fused epilogue on the device: act(acc·scale[c] + shift[c] + residual[i]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epi<'a> {
@@ -227,14 +256,30 @@ impl CudaDevice {
     /// Convolution as an implicit GEMM (`conv2d_fwd_f32`): x [B, Cin, H, W], w [Cout, Cin, kh, kw],
     /// out [B, Cout, Ho, Wo], epilogue per output channel.
     pub fn conv2d_fwd(&self, x: &Buf, w: &Buf, batch: usize, g: &Conv2dGeom, epi: &Epi, out: &mut Buf) -> Result<()> {
-        const WHAT: &str = "conv2d_fwd_f32";
+        self.conv2d_fwd_in(Precision::F32, x, w, batch, g, epi, out)
+    }
+
+    /// `conv2d_fwd` in `prec` (`conv2d_fwd_f32` or `conv2d_fwd_bf16`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_fwd_in(
+        &self,
+        prec: Precision,
+        x: &Buf,
+        w: &Buf,
+        batch: usize,
+        g: &Conv2dGeom,
+        epi: &Epi,
+        out: &mut Buf,
+    ) -> Result<()> {
+        let what = prec.pick(("conv2d_fwd_f32", "conv2d_fwd_bf16"));
+        const WHAT: &str = "conv2d_fwd";
         let sizes = conv_ints(batch, g, WHAT)?;
         need(x, batch * g.in_len(), "conv2d x")?;
         need(w, g.cout * g.kdim(), "conv2d w")?;
         let total = batch * g.out_len();
         need(out, total, "conv2d out")?;
         let e = self.epi_args(epi, g.cout, total, WHAT)?;
-        let f = self.function(WHAT)?;
+        let f = self.function(what)?;
         let mut l = self.stream.launch_builder(f);
         l.arg(x).arg(w).arg(out);
         sizes.iter().for_each(|v| {
@@ -245,11 +290,11 @@ impl CudaDevice {
         int(batch * g.in_len(), WHAT)?;
         int(total, WHAT)?;
         let cfg = cfg_tiles(g.cout, total / g.cout, 1, WHAT)?;
-        // SAFETY: arguments match conv2d_fwd_f32 in kernels/conv2d.cu; x, w, out and the epilogue
+        // SAFETY: arguments match conv2d_fwd_f32 / conv2d_fwd_bf16 (one argument list) in kernels/conv2d.cu; x, w, out and the epilogue
         // buffers were checked to hold every element the kernel indexes for these sizes, whose
         // GEMM extents (B·Ho·Wo, Cin·kh·kw) fit int; the grid covers C [Cout, B·Ho·Wo] in 64×64
         // tiles of 16×16 threads, the kernel's contract.
-        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
         Ok(())
     }
 
@@ -266,7 +311,22 @@ impl CudaDevice {
         epi: &Epi,
         out: &mut Buf,
     ) -> Result<()> {
-        const WHAT: &str = "conv_transpose2d_fwd_f32";
+        self.conv_transpose2d_fwd_in(Precision::F32, x, w_packed, batch, g, epi, out)
+    }
+
+    /// `conv_transpose2d_fwd` in `prec` (the `_f32` or `_bf16` kernels).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_transpose2d_fwd_in(
+        &self,
+        prec: Precision,
+        x: &Buf,
+        w_packed: &Buf,
+        batch: usize,
+        g: &ConvTranspose2dGeom,
+        epi: &Epi,
+        out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "conv_transpose2d_fwd";
         let (ho, wo) = g.out_hw().ok_or_else(|| Error::Shape(format!("{WHAT}: padding swallows the output {g:?}")))?;
         nonzero(&[batch, g.cin, g.cout, g.k, g.stride], WHAT)?;
         need(x, batch * g.in_len(), "conv_transpose2d x")?;
@@ -283,9 +343,11 @@ impl CudaDevice {
         let [b, ci, h, wd, co, k, s, p, hoi, woi] =
             ints([batch, g.cin, g.h, g.w, g.cout, g.k, g.stride, g.pad, ho, wo], WHAT)?;
         let (name, cfg) = if one_pixel {
-            ("conv_transpose2d_1px_fwd_f32", cfg_tiles(g.rows(), batch, 1, WHAT)?)
+            let name = prec.pick(("conv_transpose2d_1px_fwd_f32", "conv_transpose2d_1px_fwd_bf16"));
+            (name, cfg_tiles(g.rows(), batch, 1, WHAT)?)
         } else {
-            (WHAT, cfg_tiles(g.cout, batch * hq * wq, g.stride * g.stride, WHAT)?)
+            let name = prec.pick(("conv_transpose2d_fwd_f32", "conv_transpose2d_fwd_bf16"));
+            (name, cfg_tiles(g.cout, batch * hq * wq, g.stride * g.stride, WHAT)?)
         };
         let f = self.function(name)?;
         let mut l = self.stream.launch_builder(f);
@@ -296,8 +358,8 @@ impl CudaDevice {
             l.arg(&h).arg(&wd).arg(&co).arg(&k).arg(&s).arg(&p).arg(&hoi).arg(&woi);
         }
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
-        // SAFETY: arguments match conv_transpose2d_fwd_f32 (or, for a 1×1 unpadded input, where
-        // Ho = Wo = k, conv_transpose2d_1px_fwd_f32) in kernels/conv_transpose2d.cu; every buffer
+        // SAFETY: arguments match conv_transpose2d_fwd_{f32,bf16} (or, for a 1×1 unpadded input,
+        // where Ho = Wo = k, conv_transpose2d_1px_fwd_{f32,bf16}) in kernels/conv_transpose2d.cu; every buffer
         // holds what the kernel indexes for these sizes (checked above), whose GEMM extents fit
         // int; the grid covers every parity class's C [Cout, B·Hq·Wq] (z = s²) or the dense
         // C [Cout·k·k, B] in 64×64 tiles of 16×16 threads, the kernels' contracts.
@@ -457,11 +519,25 @@ impl CudaDevice {
         &self,
         x: &Buf,
         w: &Buf,
+        dims: (usize, usize, usize, usize, usize),
+        epi: &Epi,
+        out: &mut Buf,
+    ) -> Result<()> {
+        self.conv1d_fwd_in(Precision::F32, x, w, dims, epi, out)
+    }
+
+    /// `conv1d_fwd` in `prec` (`conv1d_fwd_f32` or `conv1d_fwd_bf16`).
+    pub fn conv1d_fwd_in(
+        &self,
+        prec: Precision,
+        x: &Buf,
+        w: &Buf,
         (batch, cin, t, cout, k): (usize, usize, usize, usize, usize),
         epi: &Epi,
         out: &mut Buf,
     ) -> Result<()> {
-        const WHAT: &str = "conv1d_fwd_f32";
+        let what = prec.pick(("conv1d_fwd_f32", "conv1d_fwd_bf16"));
+        const WHAT: &str = "conv1d_fwd";
         nonzero(&[batch, cin, t, cout, k], WHAT)?;
         if epi.residual.is_some() || k > t {
             return Err(Error::Shape(format!("{WHAT}: no residual, and k {k} ≤ T {t}")));
@@ -472,17 +548,17 @@ impl CudaDevice {
         need(out, batch * cout * to, "conv1d out")?;
         let e = self.epi_args(epi, cout, batch * cout * to, WHAT)?;
         let [b, ci, ti, co, ki] = ints([batch, cin, t, cout, k], WHAT)?;
-        let f = self.function(WHAT)?;
+        let f = self.function(what)?;
         let mut l = self.stream.launch_builder(f);
         l.arg(x).arg(w).arg(out).arg(&b).arg(&ci).arg(&ti).arg(&co).arg(&ki);
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(&e.act).arg(&e.slope);
         int(batch * cin * t, WHAT)?;
         int(batch * cout * to, WHAT)?;
         let cfg = cfg_tiles(cout, batch * to, 1, WHAT)?;
-        // SAFETY: arguments match conv1d_fwd_f32 in kernels/char_cnn_rnn.cu; x, w, out and the
+        // SAFETY: arguments match conv1d_fwd_f32 / conv1d_fwd_bf16 in kernels/char_cnn_rnn.cu; x, w, out and the
         // epilogue's per-channel buffers hold what the kernel indexes (sizes fit int); the grid
         // covers C [Cout, B·To] in 64×64 tiles of 16×16 threads, the kernel's contract.
-        unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 
 pub use gan_step::CudaGan;
 pub use kernels::{KernelFile, ALL as KERNEL_FILES, COMPILED_BY_NVCC, SYMBOLS};
-pub use launch::{rnn_scratch_len, Epi, MatLayout, RnnBufs};
+pub use launch::{rnn_scratch_len, Epi, MatLayout, Precision, RnnBufs};
 pub use pipeline::CudaTextToImage;
 pub use session::CudaSession;
 pub use train_session::{CudaTrainSession, DeviceSlots};

@@ -57,6 +57,14 @@ impl CudaTextToImage {
         self.encoder.batch()
     }
 
+    /// The convolutions' arithmetic in both networks (f32 unless set: `Precision`); forgets any
+    /// captured graph, which holds the kernels it was captured with.
+    pub fn set_precision(&mut self, precision: super::Precision) {
+        self.encoder.set_precision(precision);
+        self.generator.set_precision(precision);
+        self.graphs = None;
+    }
+
     /// One image per caption (at most `batch` captions); image j uses the noise of index
     /// `indices[j]` for `seed` (drawn on the host: a few hundred values per image). Returns
     /// [n, 3, 64, 64] in [-1, 1].

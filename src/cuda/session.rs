@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use super::{driver_err, rnn_scratch_len, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, RnnBufs};
+use super::{
+    driver_err, rnn_scratch_len, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, Precision, RnnBufs,
+};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, Op};
 use crate::ops::rnn::RnnDims;
@@ -23,6 +25,8 @@ pub struct CudaSession {
     rnn: Vec<Option<(Buf, Buf)>>,
     /// Value v's buffer ([batch, per-sample shape]); taken out while a node writes it.
     values: Vec<Option<Buf>>,
+    /// What the convolutions multiply in (`set_precision`).
+    precision: Precision,
 }
 
 impl CudaSession {
@@ -51,7 +55,13 @@ impl CudaSession {
             .iter()
             .map(|v| dev.stream().alloc_zeros::<f32>(v.len() * batch).map(Some).map_err(driver_err("alloc")))
             .collect::<Result<Vec<_>>>()?;
-        Ok(CudaSession { dev, graph, batch, params, rnn, values })
+        Ok(CudaSession { dev, graph, batch, params, rnn, values, precision: Precision::F32 })
+    }
+
+    /// The convolutions' arithmetic from now on (f32 unless set); a captured CUDA graph keeps the
+    /// kernels it was captured with.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 
     pub fn batch(&self) -> usize {
@@ -129,13 +139,13 @@ impl CudaSession {
             }
             Op::Conv2d { w, scale, shift, geom, act, residual } => {
                 let res = if residual { y } else { None };
-                d.conv2d_fwd(x, p(w), b, &geom, &epi(scale, shift, act, res), out)
+                d.conv2d_fwd_in(self.precision, x, p(w), b, &geom, &epi(scale, shift, act, res), out)
             }
             Op::ConvTranspose2d { w, scale, shift, geom, act } => {
-                d.conv_transpose2d_fwd(x, p(w), b, &geom, &epi(scale, shift, act, None), out)
+                d.conv_transpose2d_fwd_in(self.precision, x, p(w), b, &geom, &epi(scale, shift, act, None), out)
             }
             Op::Conv1d { w, shift, cin, t, cout, k, act } => {
-                d.conv1d_fwd(x, p(w), (b, cin, t, cout, k), &epi(None, shift, act, None), out)
+                d.conv1d_fwd_in(self.precision, x, p(w), (b, cin, t, cout, k), &epi(None, shift, act, None), out)
             }
             Op::MaxPool1d { channels, t, k, s } => d.maxpool1d_fwd(x, (b * channels, t, k, s), out),
             Op::Rnn { gru, w_ih, b_ih, b_hh, cin, t, hidden, .. } => {
