@@ -229,7 +229,7 @@ fn check_deconv(batch: usize, g: ConvTranspose2dGeom, act: Activation, bn: bool,
     let (xd, wd, sd, bd) = (up(&d, &x), up(&d, &pack_weight(&w, &g)), up(&d, &s), up(&d, &b));
     let mut out = d.alloc_poisoned(want.len()).expect("alloc");
     let depi = Epi { scale: bn.then_some(&sd), shift: bn.then_some(&bd), residual: None, act };
-    d.conv_transpose2d_fwd_in(prec, &xd, &wd, batch, &g, &depi, &mut out).expect("launch");
+    d.conv_transpose2d_fwd(prec, &xd, &wd, batch, &g, &depi, &mut out).expect("launch");
     let what = format!("conv_transpose2d {} b{batch} {g:?}", prec.name());
     assert_close(&what, &down(&d, &out), &want, layer_tol(prec));
 }
@@ -285,7 +285,7 @@ fn check_conv(batch: usize, g: Conv2dGeom, act: Activation, residual: bool, seed
     let (xd, wd, sd, bd, rd) = (up(&d, &x), up(&d, &w), up(&d, &s), up(&d, &b), up(&d, &r));
     let mut out = d.alloc_poisoned(want.len()).expect("alloc");
     let depi = Epi { scale: Some(&sd), shift: Some(&bd), residual: residual.then_some(&rd), act };
-    d.conv2d_fwd_in(prec, &xd, &wd, batch, &g, &depi, &mut out).expect("launch");
+    d.conv2d_fwd(prec, &xd, &wd, batch, &g, &depi, &mut out).expect("launch");
     assert_close(&format!("conv2d {} b{batch} {g:?}", prec.name()), &down(&d, &out), &want, layer_tol(prec));
 }
 
@@ -428,7 +428,7 @@ fn encoder_conv1d(batch: usize, prec: Precision) {
         let mut out = d.alloc_poisoned(want.len()).expect("alloc");
         let (bd, xd, wd) = (up(&d, &b), up(&d, &x), up(&d, &w));
         let depi = Epi { shift: Some(&bd), act: Activation::Relu, ..Epi::default() };
-        d.conv1d_fwd_in(prec, &xd, &wd, (batch, cin, t, cout, 4), &depi, &mut out).expect("launch");
+        d.conv1d_fwd(prec, &xd, &wd, (batch, cin, t, cout, 4), &depi, &mut out).expect("launch");
         let what = format!("conv1d {} b{batch} {cin}→{cout} T{t}", prec.name());
         assert_close(&what, &down(&d, &out), &want, layer_tol(prec));
     }

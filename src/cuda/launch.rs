@@ -253,15 +253,10 @@ impl CudaDevice {
         )
     }
 
-    /// Convolution as an implicit GEMM (`conv2d_fwd_f32`): x [B, Cin, H, W], w [Cout, Cin, kh, kw],
-    /// out [B, Cout, Ho, Wo], epilogue per output channel.
-    pub fn conv2d_fwd(&self, x: &Buf, w: &Buf, batch: usize, g: &Conv2dGeom, epi: &Epi, out: &mut Buf) -> Result<()> {
-        self.conv2d_fwd_in(Precision::F32, x, w, batch, g, epi, out)
-    }
-
-    /// `conv2d_fwd` in `prec` (`conv2d_fwd_f32` or `conv2d_fwd_bf16`).
+    /// Convolution as an implicit GEMM in `prec` (`conv2d_fwd_f32` or `conv2d_fwd_bf16`):
+    /// x [B, Cin, H, W], w [Cout, Cin, kh, kw], out [B, Cout, Ho, Wo], epilogue per output channel.
     #[allow(clippy::too_many_arguments)]
-    pub fn conv2d_fwd_in(
+    pub fn conv2d_fwd(
         &self,
         prec: Precision,
         x: &Buf,
@@ -298,25 +293,12 @@ impl CudaDevice {
         Ok(())
     }
 
-    /// Transposed convolution, gather form, as implicit GEMMs (`conv_transpose2d_fwd_f32`, one
-    /// per output parity class; `conv_transpose2d_1px_fwd_f32` for a one-pixel unpadded input):
-    /// x [B, Cin, H, W], `w_packed` the graph's [Cout·k·k, Cin] (ops::conv_transpose2d::pack_weight),
-    /// out [B, Cout, Ho, Wo].
-    pub fn conv_transpose2d_fwd(
-        &self,
-        x: &Buf,
-        w_packed: &Buf,
-        batch: usize,
-        g: &ConvTranspose2dGeom,
-        epi: &Epi,
-        out: &mut Buf,
-    ) -> Result<()> {
-        self.conv_transpose2d_fwd_in(Precision::F32, x, w_packed, batch, g, epi, out)
-    }
-
-    /// `conv_transpose2d_fwd` in `prec` (the `_f32` or `_bf16` kernels).
+    /// Transposed convolution, gather form, as implicit GEMMs in `prec` (`conv_transpose2d_fwd_f32`
+    /// or `_bf16`, one per output parity class; `conv_transpose2d_1px_fwd_*` for a one-pixel
+    /// unpadded input): x [B, Cin, H, W], `w_packed` the graph's [Cout·k·k, Cin]
+    /// (ops::conv_transpose2d::pack_weight), out [B, Cout, Ho, Wo].
     #[allow(clippy::too_many_arguments)]
-    pub fn conv_transpose2d_fwd_in(
+    pub fn conv_transpose2d_fwd(
         &self,
         prec: Precision,
         x: &Buf,
@@ -512,22 +494,9 @@ impl CudaDevice {
         Ok(())
     }
 
-    /// conv1d (`conv1d_fwd_f32`): x [B, Cin, T], w [Cout, Cin, k], out [B, Cout, T − k + 1],
-    /// bias as the epilogue's shift (ops::conv1d).
-    #[allow(clippy::too_many_arguments)]
+    /// conv1d in `prec` (`conv1d_fwd_f32` or `conv1d_fwd_bf16`): x [B, Cin, T], w [Cout, Cin, k],
+    /// out [B, Cout, T − k + 1], bias as the epilogue's shift (ops::conv1d).
     pub fn conv1d_fwd(
-        &self,
-        x: &Buf,
-        w: &Buf,
-        dims: (usize, usize, usize, usize, usize),
-        epi: &Epi,
-        out: &mut Buf,
-    ) -> Result<()> {
-        self.conv1d_fwd_in(Precision::F32, x, w, dims, epi, out)
-    }
-
-    /// `conv1d_fwd` in `prec` (`conv1d_fwd_f32` or `conv1d_fwd_bf16`).
-    pub fn conv1d_fwd_in(
         &self,
         prec: Precision,
         x: &Buf,

@@ -139,13 +139,13 @@ impl CudaSession {
             }
             Op::Conv2d { w, scale, shift, geom, act, residual } => {
                 let res = if residual { y } else { None };
-                d.conv2d_fwd_in(self.precision, x, p(w), b, &geom, &epi(scale, shift, act, res), out)
+                d.conv2d_fwd(self.precision, x, p(w), b, &geom, &epi(scale, shift, act, res), out)
             }
             Op::ConvTranspose2d { w, scale, shift, geom, act } => {
-                d.conv_transpose2d_fwd_in(self.precision, x, p(w), b, &geom, &epi(scale, shift, act, None), out)
+                d.conv_transpose2d_fwd(self.precision, x, p(w), b, &geom, &epi(scale, shift, act, None), out)
             }
             Op::Conv1d { w, shift, cin, t, cout, k, act } => {
-                d.conv1d_fwd_in(self.precision, x, p(w), (b, cin, t, cout, k), &epi(None, shift, act, None), out)
+                d.conv1d_fwd(self.precision, x, p(w), (b, cin, t, cout, k), &epi(None, shift, act, None), out)
             }
             Op::MaxPool1d { channels, t, k, s } => d.maxpool1d_fwd(x, (b * channels, t, k, s), out),
             Op::Rnn { gru, w_ih, b_ih, b_hh, cin, t, hidden, .. } => {

@@ -6,7 +6,7 @@
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::launch::{act_code, cfg_1d, cfg_tiles, conv_ints, int, ints, long, need, nonzero, BLOCK};
-use super::{driver_err, Buf, CudaDevice};
+use super::{driver_err, Buf, CudaDevice, Precision};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
@@ -119,7 +119,7 @@ impl CudaDevice {
         g.out_hw().ok_or_else(|| Error::Shape(format!("conv_transpose2d backward: no output for {g:?}")))?;
         let adj = g.adjoint_conv();
         if let Some(dx) = dx {
-            self.conv2d_fwd(dy, w, batch, &adj, &super::Epi::default(), dx)?;
+            self.conv2d_fwd(Precision::F32, dy, w, batch, &adj, &super::Epi::default(), dx)?;
         }
         self.conv2d_bwd_weight(dy, x, batch, &adj, dw)
     }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::{driver_err, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, MatLayout};
+use super::{driver_err, upload_exact, value_slot, value_slot_mut, Buf, CudaDevice, Epi, MatLayout, Precision};
 use crate::error::{Error, Result};
 use crate::train::graph::{Slot, TOp, TrainGraph};
 use crate::train::session::{Mode, BN_MOMENTUM};
@@ -183,7 +183,7 @@ impl CudaTrainSession {
                 let epi = Epi { shift: Some(p(bias)), ..Epi::default() };
                 d.linear_fwd(x, p(w), b, in_f, out_f, &epi, out)
             }
-            TOp::Conv2d { w, geom } => d.conv2d_fwd(x, p(w), b, &geom, &Epi::default(), out),
+            TOp::Conv2d { w, geom } => d.conv2d_fwd(Precision::F32, x, p(w), b, &geom, &Epi::default(), out),
             // Its forward is the backward-data of the adjoint convolution, on PyTorch's [Cin, Cout, k, k].
             TOp::ConvTranspose2d { w, geom } => d.conv2d_bwd_data(x, p(w), b, &geom.adjoint_conv(), out),
             TOp::BatchNorm { gamma, beta, mean, var, channels } => {
