@@ -97,7 +97,10 @@ for b in 1 64; do
   row "ncu per-kernel times b$b" done "see ncu-b$b.txt"
 done
 # GAN training on the GPU (issue 8): 300 steps of the `shapes` config at batch 64 from the
-# shipped encoder, and 20 steps on this machine's CPU for the ratio; images/s from each log.
+# shipped encoder with the shipped recipe's flags (scripts/train_default.sh), and 20 steps on
+# this machine's CPU for the ratio; images/s from each log.
+recipe=(--classifier 1 --classifier-pool --classifier-twin --lr-d-scale 4 --d-act-after-deep --ema 0.999
+  --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25)
 data=/tmp/gpu-check-shapes
 rm -rf /tmp/gpu-check-train-cuda /tmp/gpu-check-train-cpu
 [ -n "$cli" ] && timeout 60 "$cli" data make shapes --out "$data" --images 2000 --seed 0 > "$out/data.log" 2>&1
@@ -109,7 +112,7 @@ for spec in "cuda 300" "cpu 20"; do
   start=$SECONDS
   timeout "$(cap "$per_bench")" "$cli" train --device "$1" --config shapes --data "$data" \
     --encoder weights/default.safetensors --out "/tmp/gpu-check-train-$1" --steps "$2" --batch 64 \
-    --sample-every "$2" --checkpoint-every "$2" -q > "$out/train-$1.log" 2>&1
+    --sample-every "$2" --checkpoint-every "$2" -q "${recipe[@]}" > "$out/train-$1.log" 2>&1
   verdict $? done
   ips=$(tail -1 "/tmp/gpu-check-train-$1/log.jsonl" 2>/dev/null | python3 -c 'import json,sys; print("%.0f images/s" % json.load(sys.stdin)["images_per_s"])' 2>/dev/null)
   row "$name" "$r" "$((SECONDS - start))s, ${ips:-no log}"

@@ -11,8 +11,8 @@
 #
 # Needs the bundle (scripts/gpu-bundle.sh). The encoder is .gpu/encoder.safetensors when there
 # (copy the one the CPU runs use there before the call, so the runs compare), else the shipped
-# model's. Default recipe: GAN-INT-CLS with D's classifier and the moving average of G
-# (docs/RESULTS.md, sessions 8–9). The data is made there (12,000 images, seed 0: the same images
+# model's. Default flags: the shipped recipe's (scripts/train_default.sh, docs/RESULTS.md
+# session 15). The data is made there (12,000 images, seed 0: the same images
 # as `data make shapes --images 12000 --seed 0` here).
 set -u
 out=${OUT:-/tmp/out}
@@ -20,7 +20,9 @@ mkdir -p "$out"
 seconds=${1:-360}
 shift $(($# > 0 ? 1 : 0))
 flags=("$@")
-[ ${#flags[@]} -gt 0 ] || flags=(--classifier 1 --ema 0.999)
+# the shipped recipe's GAN flags (scripts/train_default.sh), pooled classifier and twin included
+[ ${#flags[@]} -gt 0 ] || flags=(--classifier 1 --classifier-pool --classifier-twin --lr-d-scale 4 --d-act-after-deep
+  --ema 0.999 --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25)
 cli=$(ls .gpu/bin/bin-text2img* 2>/dev/null | head -1)
 [ -n "$cli" ] || { echo "gpu-train-shapes: no .gpu/bin/bin-text2img: run scripts/gpu-bundle.sh and carry .gpu" >&2; exit 2; }
 enc=.gpu/encoder.safetensors
