@@ -428,7 +428,7 @@ fn discriminator_passes_as_the_d_step_runs_them() {
 /// on the GPU against the CPU trainer from the same state and batch (`shapes`, batch 8): the
 /// paper's terms alone, then with the auxiliary classifier (weight 2), the mode-seeking term
 /// (0.1 on 8×8 cells, target 0.25) and the moving average, then with the shipped recipe's
-/// classifier (max-pooled read-out and its twin, weight 1).
+/// classifier (max-pooled read-out and its twin, weight 1, G's twin term scaled by 0.5).
 /// Tolerances: the losses 1e-4 relative (sums through two networks and back); the gradients,
 /// seen through Adam's first moments (m = (1 − β1)·g after one step), 1e-4 relative per network;
 /// the updated weights (and the average, which holds 82 % of them after one step): Adam's first
@@ -450,12 +450,14 @@ fn gan_step_cuda_vs_cpu() {
         mode_seeking_target: 0.25,
         ..plain.clone()
     };
-    // The shipped recipe's classifier: max-pooled read-out and its twin (TAC-GAN).
+    // The shipped recipe's classifier: max-pooled read-out and its twin (TAC-GAN), G's twin
+    // term at half weight.
     let pooled_twin = GanOptions {
         classifier_sizes: sizes.clone(),
         classifier_weight: 1.0,
         classifier_pool: true,
         classifier_twin: true,
+        classifier_twin_scale: 0.5,
         ..plain.clone()
     };
     let runs = [

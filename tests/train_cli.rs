@@ -321,8 +321,15 @@ fn twin_classifier_doubles_the_head_and_logs_both_halves() {
     let head = file_tensors(&ckpt).into_iter().find(|(n, _)| n == CLASSIFIER_WEIGHT).expect("classifier");
     assert_eq!(head.1.len(), 2 * IMAGE_LABEL_SIZES.iter().sum::<usize>() * 8 * ndf, "classifier and twin rows");
     assert_eq!(checkpoint_options(&ckpt)["classifier_twin"], true);
+    assert_eq!(checkpoint_options(&ckpt)["classifier_twin_scale"], 1.0, "TAC-GAN's weight unless given");
     // A resume keeps the twin without the flag; both halves' losses are logged at every step.
     ok(&mut gan(&data, &enc, &out, &["--resume", ckpt.to_str().expect("utf8"), "--steps", "3"]));
+    // G's twin term can be scaled at a resume (and not below 0).
+    let scaled = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "4", "--classifier-twin-scale", "0.5"];
+    ok(&mut gan(&data, &enc, &out, &scaled));
+    assert_eq!(checkpoint_options(&ckpt)["classifier_twin_scale"], 0.5);
+    let negative = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "5", "--classifier-twin-scale=-1"];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &negative), 2, "--classifier-twin-scale");
     for row in log_rows(&out) {
         for key in ["d_class", "d_twin", "g_class", "g_twin"] {
             assert!(row[key].as_f64().unwrap_or(0.0) > 0.0, "{key} in {row}");
@@ -334,6 +341,8 @@ fn twin_classifier_doubles_the_head_and_logs_both_halves() {
     let ckpt = plain.join("checkpoint.safetensors");
     let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "2", "--classifier-twin"];
     fails_in_one_line(&mut gan(&data, &enc, &plain, &resume), 2, "without a twin");
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "2", "--classifier-twin-scale", "0.5"];
+    fails_in_one_line(&mut gan(&data, &enc, &plain, &resume), 2, "no twin");
     assert_eq!(log_rows(&plain)[0]["d_twin"], 0.0, "no twin, no twin loss");
 }
 

@@ -195,6 +195,11 @@ pub struct TrainArgs {
     /// run whose D gets its classifier on this resume.
     #[arg(long)]
     pub classifier_twin: bool,
+    /// G's twin term as a multiple S of its classifier term: W·(CE(classifier) − S·CE(twin));
+    /// 1 (TAC-GAN's) unless given; below 1 trades some of the twin's diversity for class
+    /// fidelity. New runs and resumes (needs the twin).
+    #[arg(long, value_name = "S")]
+    pub classifier_twin_scale: Option<f32>,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
     /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
     /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
@@ -739,6 +744,15 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     t.options.classifier_pool |= a.classifier_pool;
     t.options.classifier_twin |= a.classifier_twin;
+    if let Some(sc) = a.classifier_twin_scale {
+        if !(sc.is_finite() && sc >= 0.0) {
+            return Err(fail(EXIT_USAGE, format!("--classifier-twin-scale must be ≥ 0, got {sc}")));
+        }
+        if !t.options.classifier_twin {
+            return Err(fail(EXIT_USAGE, "--classifier-twin-scale: no twin classifier (add --classifier-twin)"));
+        }
+        t.options.classifier_twin_scale = sc;
+    }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };
         t.set_classifier(&sizes, w, Arc::clone(&pool))?;

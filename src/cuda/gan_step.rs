@@ -317,10 +317,11 @@ impl CudaGan {
         zero(&dev, &mut self.d_discard)?;
         if classifier_on(&o) {
             // G's rows < B have the real images' captions and labels; the interpolated rows none.
-            // With the twin (TAC-GAN), G pleases the classifier and defeats its twin, same weight.
-            let w = o.classifier_weight;
+            // With the twin (TAC-GAN), G pleases the classifier and defeats its twin (at S times
+            // the weight), as the CPU step.
+            let (w, wt) = (o.classifier_weight, o.classifier_weight * o.classifier_twin_scale);
             let class_logits = self.d_int.output_buf(1)?;
-            let halves = [w, -w];
+            let halves = [w, -wt];
             let [first, second] = classifier_loss(
                 &dev,
                 &o,
@@ -335,7 +336,7 @@ impl CudaGan {
             stats.g_loss += w * first;
             if o.classifier_twin {
                 stats.g_twin = second;
-                stats.g_loss -= w * second;
+                stats.g_loss -= wt * second;
             }
             let douts = [(0, &self.dlogits), (1, &self.dclass)];
             self.d_int.backward_outputs(&self.d.params, &mut self.d_discard, &douts)?;

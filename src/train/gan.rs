@@ -96,6 +96,11 @@ pub struct GanOptions {
     /// bias (session 14: the class term's weight traded diversity for fidelity monotonically).
     #[serde(default)]
     pub classifier_twin: bool,
+    /// G's twin term as a multiple of its classifier term: G's classifier loss is
+    /// W·(CE(classifier) − S·CE(twin)). 1 is TAC-GAN's; below 1 G pleases the classifier more
+    /// than it defeats the twin (class fidelity bought with some of the twin's diversity).
+    #[serde(default = "one")]
+    pub classifier_twin_scale: f32,
     /// D's learning rate as a multiple of G's (1 in the paper; the two-time-scale rule of Heusel
     /// et al. 2017 when > 1): D's trunk learns shape kinds slowly at 2e-4 (session 13).
     #[serde(default = "one")]
@@ -244,6 +249,7 @@ impl Default for GanOptions {
             classifier_weight: 0.0,
             classifier_pool: false,
             classifier_twin: false,
+            classifier_twin_scale: 1.0,
             lr_d_scale: 1.0,
             ema: 0.0,
             lr_decay: None,
@@ -698,10 +704,11 @@ impl GanTrainer {
             let (dc, rest) = self.scratch.d_class.split_at_mut(b * k);
             let (sizes, logits) = (&self.options.classifier_sizes, &self.d_int.output(1)[..b * k]);
             if self.options.classifier_twin {
-                // TAC-GAN: G pleases the classifier and defeats its twin, with the same weight.
-                let [first, second] = softmax_cross_entropy_twin(logits, sizes, batch.labels, [w, -w], dc);
+                // TAC-GAN: G pleases the classifier and defeats its twin (at S times the weight).
+                let wt = w * self.options.classifier_twin_scale;
+                let [first, second] = softmax_cross_entropy_twin(logits, sizes, batch.labels, [w, -wt], dc);
                 (stats.g_class, stats.g_twin) = (first, second);
-                stats.g_loss += w * (first - second);
+                stats.g_loss += w * first - wt * second;
             } else {
                 stats.g_class = softmax_cross_entropy_blocks(logits, sizes, batch.labels, dc);
                 stats.g_loss += w * stats.g_class;
