@@ -12,7 +12,7 @@
 set -euo pipefail
 out=${1:-runs/default}
 enc_steps=${2:-3000}
-gan_steps=${3:-5000}
+gan_steps=${3:-6000}
 style_steps=${4:-1500}
 bin=${T2I_BIN:-target/release/text2img}
 [ -x "$bin" ] || cargo build --release
