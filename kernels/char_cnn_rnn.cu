@@ -78,20 +78,20 @@ static __device__ __forceinline__ float warp_dot(const float* __restrict__ row, 
 // out [B, T, H]; h_{s−1} is read back from out. Every step is spread over the whole GPU: one warp
 // per row of W_hh, looping over the batch (the row stays in L1), instead of one block per sample
 // walking all steps (one SM busy at batch 1: 7 ms per caption on an H200).
-// proj is the head of `scratch`; rh = r ⊙ h_{s−1} and z live after it (scratch + B·T·3H, as
-// [2, B, H]) between the two launches of a step.
+// scratch holds proj [B, T, 3H] and after it (scratch + B·T·3H) rh = r ⊙ h_{s−1} and z as
+// [2, B, H], between the two launches of a step.
 //
 // Launch contract (both): block 256 (8 warps; any multiple of 32 works), grid ceil(rows / warps)
 // with rows = 2H for gru_step_rz_f32 (s ≥ 1 only) and H for gru_step_n_f32 (every s). No shared
 // memory. gru_step_n_f32 writes every element of out[:, s, :] exactly once.
 extern "C" __global__ void gru_step_rz_f32(
-    const float* __restrict__ proj, const float* __restrict__ b_ih, const float* __restrict__ w_hh,
-    const float* __restrict__ b_hh, int batch, int t_len, int hid, int s, const float* __restrict__ out,
-    float* __restrict__ scratch) {
+    float* scratch, const float* __restrict__ b_ih, const float* __restrict__ w_hh,
+    const float* __restrict__ b_hh, int batch, int t_len, int hid, int s, const float* __restrict__ out) {
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= 2 * hid) return;
     const float* w = w_hh + (long long)row * hid;
     const float bias = b_ih[row] + b_hh[row];
+    const float* proj = scratch;
     float* rz = scratch + (long long)batch * t_len * 3 * hid;  // past every step's projections
     for (int b = 0; b < batch; ++b) {
         const float* h = out + ((long long)b * t_len + s - 1) * hid;
@@ -108,14 +108,13 @@ extern "C" __global__ void gru_step_rz_f32(
 }
 
 extern "C" __global__ void gru_step_n_f32(
-    const float* __restrict__ proj, const float* __restrict__ b_ih, const float* __restrict__ w_hh,
-    const float* __restrict__ b_hh, int batch, int t_len, int hid, int s, const float* __restrict__ scratch,
-    float* __restrict__ out) {
+    const float* __restrict__ scratch, const float* __restrict__ b_ih, const float* __restrict__ w_hh,
+    const float* __restrict__ b_hh, int batch, int t_len, int hid, int s, float* __restrict__ out) {
     const int j = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (j >= hid) return;
     const int row = 2 * hid + j;
     const float* w = w_hh + (long long)row * hid;
-    const float* rz = scratch + (long long)batch * t_len * 3 * hid;
+    const float *proj = scratch, *rz = scratch + (long long)batch * t_len * 3 * hid;
     for (int b = 0; b < batch; ++b) {
         const long long at = (long long)b * t_len + s;
         const float in = proj[at * 3 * hid + row] + b_ih[row];

@@ -15,20 +15,6 @@
 #define EPI_SHIFT 2
 #define EPI_RESIDUAL 4
 
-// Element i of an NCHW tensor [batch, c, h, w] as (b, c, y, x): the convolution kernels'
-// grid-stride loops walk their outputs in this order.
-struct Nchw {
-    int b, c, y, x;
-};
-static __device__ __forceinline__ Nchw nchw_index(long long i, int c, int h, int w) {
-    Nchw p;
-    p.x = (int)(i % w);
-    p.y = (int)((i / w) % h);
-    p.c = (int)((i / ((long long)w * h)) % c);
-    p.b = (int)(i / ((long long)w * h * c));
-    return p;
-}
-
 // Logistic sigmoid, stable for large |x| (the same branches as ops::activation::sigmoid).
 static __device__ __forceinline__ float sigmoid_f32(float x) {
     if (x >= 0.0f) {

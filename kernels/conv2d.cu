@@ -1,45 +1,58 @@
 // conv2d: 2-D convolution (cross-correlation, no bias) with the fused epilogue, the device twin of
-// src/ops/conv2d.rs: forward as an f32 implicit GEMM on the shared tile core; the backward
-// kernels below are still one thread per output element.
+// src/ops/conv2d.rs: the forward (f32 or bf16 tile) and the weight gradient as implicit GEMMs on
+// the shared tile core (common.cuh), one gather for both; the input gradient is in
+// conv_transpose2d.cu.
 #include "common.cuh"
 
-// out[b, co, oy, ox] = epi(Σ_{ci, ky, kx} x[b, ci, oy·s − p + ky, ox·s − p + kx] · w[co, ci, ky, kx])
-// x [B, Cin, H, W], w [Cout, Cin, kh, kw] (PyTorch layout, BN folded into scale/shift),
-// out and residual [B, Cout, Ho, Wo]. An implicit GEMM (common.cuh tile_gemm_f32): C [Cout,
-// B·Ho·Wo] = W [Cout, Cin·kh·kw] × X̂ [Cin·kh·kw, B·Ho·Wo], X̂ gathered from x on the fly (zero
-// outside the padded input), the epilogue applied as each element is stored.
-struct Conv2dProblem {
-    // A column (output position): its image's input offset, oy·s − p, ox·s − p, and the offset
-    // of its channel-0 output. A depth q = (ci, ky, kx): q, ci·H·W, ky, kx.
-    struct Col {
+// The convolution's gather, shared by the forward and the weight gradient (which take its two
+// index records as opposite operands): an output position (b, oy, ox) as its image's input
+// offset, oy·s − p, ox·s − p and the offset of its channel-0 output (or dy); a window element
+// (ci, ky, kx) as its index, ci·H·W, ky and kx; x at the window element of a position, 0 in the
+// padding.
+struct ConvGather {
+    struct Pos {
         int in, y, x, out;
     };
-    struct Tap {
-        int q, off, ky, kx;
+    struct Win {
+        int idx, off, ky, kx;
     };
     const float* __restrict__ x;
-    const float* __restrict__ w;
-    float* __restrict__ out;
     int cin, h, wd, cout, kw, stride, pad, wo, khw, hwo;
-    EpiArgs epi;
-    __device__ __forceinline__ Col col(int j) const {
+    __device__ __forceinline__ Pos pos(int j) const {
         int bb = j / hwo, pp = j - bb * hwo;
         int oy = pp / wo, ox = pp - oy * wo;
-        return Col{bb * cin * h * wd, oy * stride - pad, ox * stride - pad, bb * cout * hwo + pp};
+        return Pos{bb * cin * h * wd, oy * stride - pad, ox * stride - pad, bb * cout * hwo + pp};
     }
-    __device__ __forceinline__ Tap tap(int q) const {
+    __device__ __forceinline__ Win win(int q) const {
         int ci = q / khw, r = q - ci * khw;
         int ky = r / kw;
-        return Tap{q, ci * h * wd, ky, r - ky * kw};
+        return Win{q, ci * h * wd, ky, r - ky * kw};
     }
-    __device__ __forceinline__ float a(int co, const Tap& t) const { return w[(long long)co * cin * khw + t.q]; }
-    __device__ __forceinline__ float b(const Tap& t, const Col& c) const {
+    __device__ __forceinline__ float at(const Win& t, const Pos& c) const {
         int iy = c.y + t.ky, ix = c.x + t.kx;
         if (iy < 0 || iy >= h || ix < 0 || ix >= wd) return 0.0f;
         return x[c.in + t.off + iy * wd + ix];
     }
+};
+
+// out[b, co, oy, ox] = epi(Σ_{ci, ky, kx} x[b, ci, oy·s − p + ky, ox·s − p + kx] · w[co, ci, ky, kx])
+// x [B, Cin, H, W], w [Cout, Cin, kh, kw] (PyTorch layout, BN folded into scale/shift),
+// out and residual [B, Cout, Ho, Wo]. An implicit GEMM (common.cuh tile_gemm): C [Cout,
+// B·Ho·Wo] = W [Cout, Cin·kh·kw] × X̂ [Cin·kh·kw, B·Ho·Wo], X̂ gathered from x on the fly (zero
+// outside the padded input), the epilogue applied as each element is stored.
+struct Conv2dProblem {
+    using Col = ConvGather::Pos;
+    using Tap = ConvGather::Win;
+    ConvGather g;
+    const float* __restrict__ w;
+    float* __restrict__ out;
+    EpiArgs epi;
+    __device__ __forceinline__ Col col(int j) const { return g.pos(j); }
+    __device__ __forceinline__ Tap tap(int q) const { return g.win(q); }
+    __device__ __forceinline__ float a(int co, const Tap& t) const { return w[(long long)co * g.cin * g.khw + t.idx]; }
+    __device__ __forceinline__ float b(const Tap& t, const Col& c) const { return g.at(t, c); }
     __device__ __forceinline__ void store(int co, const Col& c, float acc) const {
-        int o = c.out + co * hwo;
+        int o = c.out + co * g.hwo;
         out[o] = epi.apply(acc, co, o);
     }
 };
@@ -55,8 +68,8 @@ struct Conv2dProblem {
         const float *__restrict__ residual, int act, float slope
 template <bool TC>
 static __device__ __forceinline__ void conv2d_fwd(CONV2D_FWD_ARGS) {
-    const Conv2dProblem pr{x, w, out, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo,
-                           EpiArgs{flags, scale, shift, residual, act, slope}};
+    const ConvGather g{x, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo};
+    const Conv2dProblem pr{g, w, out, EpiArgs{flags, scale, shift, residual, act, slope}};
     tile_gemm<TC>(pr, cout, batch * ho * wo, cin * kh * kw, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }
 #define CONV2D_FWD_PASS x, w, out, batch, cin, h, wd, cout, kh, kw, stride, pad, ho, wo, flags, scale, shift, residual, act, slope
@@ -83,38 +96,21 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_fwd_bf16(CONV2D_FWD_
 // `partial` [splits, Cout·Cin·kh·kw] and conv2d_splitk_sum_f32 adds them to dw in split order
 // (the same sum every run: no atomics).
 struct Conv2dWeightGradProblem {
-    // A depth q = (b, oy, ox): its dy offset for channel 0, its image's x offset, oy·s − p, ox·s − p.
-    // A column j = (ci, ky, kx): j, ci·H·W, ky, kx.
-    struct Tap {
-        int dy, xb, y, x;
-    };
-    struct Col {
-        int j, off, ky, kx;
-    };
-    const float* __restrict__ x;
+    // The depth runs over output positions (b, oy, ox) from q0 on, the columns over window
+    // elements (ci, ky, kx): the gather's records as the forward's, in the other roles.
+    using Tap = ConvGather::Pos;
+    using Col = ConvGather::Win;
+    ConvGather g;
     const float* __restrict__ dy;
     float* __restrict__ dw;       // with one split
     float* __restrict__ partial;  // with several: this split's [Cout, Cin·kh·kw]
-    int cin, h, wd, cout, kw, stride, pad, wo, khw, hwo, q0;
-    __device__ __forceinline__ Tap tap(int q) const {
-        q += q0;
-        int bb = q / hwo, pos = q - bb * hwo;
-        int oy = pos / wo, ox = pos - oy * wo;
-        return Tap{bb * cout * hwo + pos, bb * cin * h * wd, oy * stride - pad, ox * stride - pad};
-    }
-    __device__ __forceinline__ Col col(int j) const {
-        int ci = j / khw, r = j - ci * khw;
-        int ky = r / kw;
-        return Col{j, ci * h * wd, ky, r - ky * kw};
-    }
-    __device__ __forceinline__ float a(int co, const Tap& t) const { return dy[t.dy + co * hwo]; }
-    __device__ __forceinline__ float b(const Tap& t, const Col& c) const {
-        int iy = t.y + c.ky, ix = t.x + c.kx;
-        if (iy < 0 || iy >= h || ix < 0 || ix >= wd) return 0.0f;
-        return x[t.xb + c.off + iy * wd + ix];
-    }
+    int q0;
+    __device__ __forceinline__ Tap tap(int q) const { return g.pos(q + q0); }
+    __device__ __forceinline__ Col col(int j) const { return g.win(j); }
+    __device__ __forceinline__ float a(int co, const Tap& t) const { return dy[t.out + co * g.hwo]; }
+    __device__ __forceinline__ float b(const Tap& t, const Col& c) const { return g.at(c, t); }
     __device__ __forceinline__ void store(int co, const Col& c, float acc) const {
-        long long o = (long long)co * cin * khw + c.j;
+        long long o = (long long)co * g.cin * g.khw + c.idx;
         if (partial) {
             partial[o] = acc;
         } else {
@@ -134,7 +130,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_bwd_weight_f32(
     const int depth = batch * ho * wo, q0 = blockIdx.z * per_split;
     const int n = cin * kh * kw;
     float* mine = gridDim.z > 1 ? partial + (long long)blockIdx.z * cout * n : nullptr;
-    const Conv2dWeightGradProblem pr{x, dy, dw, mine, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo, q0};
+    const ConvGather g{x, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo};
+    const Conv2dWeightGradProblem pr{g, dy, dw, mine, q0};
     const int kz = depth - q0 < per_split ? depth - q0 : per_split;
     tile_gemm_f32(pr, cout, n, kz, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }

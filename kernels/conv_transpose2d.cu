@@ -1,7 +1,7 @@
 // conv_transpose2d: transposed 2-D convolution (no bias) with the fused epilogue, in gather form
 // (each output element sums the taps that reach it), the device twin of src/ops/conv_transpose2d.rs,
-// as f32 implicit GEMMs on the shared tile core (common.cuh). Tensor cores (f16/bf16 in, f32
-// accumulation) come next.
+// as implicit GEMMs on the shared tile core (common.cuh; f32, or bf16 operands on the tensor
+// cores); the same GEMM gives a convolution's input gradient.
 #include "common.cuh"
 
 // out[b, co, oy, ox] = epi(Σ x[b, ci, iy, ix] · W[ci, co, ky, kx]) over oy = iy·s − p + ky,

@@ -6,6 +6,7 @@
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::{driver_err, Buf, CudaDevice};
+use crate::device::Precision;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
@@ -19,32 +20,11 @@ const MAX_BLOCKS: usize = 1 << 16;
 /// Threads per block of the per-step recurrence kernels (8 warps, one row of W_hh each).
 const RNN_BLOCK: u32 = 256;
 
-/// What the convolution kernels multiply in: f32 on the SIMT cores (the CPU's numerics, within
-/// rounding), or bf16 operands on the tensor cores with f32 accumulation (about 2e-3 relative
-/// per layer: each operand rounded to 8 significant bits). Linear layers and the recurrences
-/// stay f32 either way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Precision {
-    #[default]
-    F32,
-    Bf16,
-}
-
-impl Precision {
-    /// `f32` or `bf16`, as the kernels' names end and the CLI spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        }
-    }
-
-    /// The kernel of this precision among an op's (f32, bf16) pair.
-    fn pick(self, (f32_kernel, bf16_kernel): (&'static str, &'static str)) -> &'static str {
-        match self {
-            Precision::F32 => f32_kernel,
-            Precision::Bf16 => bf16_kernel,
-        }
+/// The kernel of `prec` among an op's (f32, bf16) pair.
+fn pick(prec: Precision, (f32_kernel, bf16_kernel): (&'static str, &'static str)) -> &'static str {
+    match prec {
+        Precision::F32 => f32_kernel,
+        Precision::Bf16 => bf16_kernel,
     }
 }
 
@@ -266,7 +246,7 @@ impl CudaDevice {
         epi: &Epi,
         out: &mut Buf,
     ) -> Result<()> {
-        let what = prec.pick(("conv2d_fwd_f32", "conv2d_fwd_bf16"));
+        let what = pick(prec, ("conv2d_fwd_f32", "conv2d_fwd_bf16"));
         const WHAT: &str = "conv2d_fwd";
         let sizes = conv_ints(batch, g, WHAT)?;
         need(x, batch * g.in_len(), "conv2d x")?;
@@ -325,10 +305,10 @@ impl CudaDevice {
         let [b, ci, h, wd, co, k, s, p, hoi, woi] =
             ints([batch, g.cin, g.h, g.w, g.cout, g.k, g.stride, g.pad, ho, wo], WHAT)?;
         let (name, cfg) = if one_pixel {
-            let name = prec.pick(("conv_transpose2d_1px_fwd_f32", "conv_transpose2d_1px_fwd_bf16"));
+            let name = pick(prec, ("conv_transpose2d_1px_fwd_f32", "conv_transpose2d_1px_fwd_bf16"));
             (name, cfg_tiles(g.rows(), batch, 1, WHAT)?)
         } else {
-            let name = prec.pick(("conv_transpose2d_fwd_f32", "conv_transpose2d_fwd_bf16"));
+            let name = pick(prec, ("conv_transpose2d_fwd_f32", "conv_transpose2d_fwd_bf16"));
             (name, cfg_tiles(g.cout, batch * hq * wq, g.stride * g.stride, WHAT)?)
         };
         let f = self.function(name)?;
@@ -505,7 +485,7 @@ impl CudaDevice {
         epi: &Epi,
         out: &mut Buf,
     ) -> Result<()> {
-        let what = prec.pick(("conv1d_fwd_f32", "conv1d_fwd_bf16"));
+        let what = pick(prec, ("conv1d_fwd_f32", "conv1d_fwd_bf16"));
         const WHAT: &str = "conv1d_fwd";
         nonzero(&[batch, cin, t, cout, k], WHAT)?;
         if epi.residual.is_some() || k > t {
@@ -569,7 +549,7 @@ impl CudaDevice {
                 let f = self.function("gru_step_rz_f32")?;
                 let mut l = self.stream.launch_builder(f);
                 l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
-                l.arg(&*out).arg(&*scratch);
+                l.arg(&*out);
                 // SAFETY: arguments match gru_step_rz_f32 in kernels/char_cnn_rnn.cu; scratch holds
                 // B·T·3H projections then 2·B·H for r ⊙ h and z (checked, offsets fit int), out
                 // B·T·H with step s − 1 written by the previous launch on this stream, the biases
@@ -579,9 +559,6 @@ impl CudaDevice {
             let f = self.function(what)?;
             let mut l = self.stream.launch_builder(f);
             l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
-            if gru {
-                l.arg(&*scratch);
-            }
             l.arg(&*out);
             // SAFETY: arguments match gru_step_n_f32 / rnn_relu_step_f32 in
             // kernels/char_cnn_rnn.cu; scratch, out, the biases and w_hh hold what they index
