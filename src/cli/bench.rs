@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use text2img::device::DeviceRequest;
+use text2img::device::{DeviceRequest, Precision};
 use text2img::graph::{thread_pool, Backend};
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, TextToImage, WeightSet};
@@ -19,22 +19,6 @@ pub enum Format {
     Table,
     Csv,
     Jsonl,
-}
-
-/// What the GPU's convolutions multiply in (`--precision`).
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PrecisionArg {
-    F32,
-    Bf16,
-}
-
-impl PrecisionArg {
-    fn name(self) -> &'static str {
-        match self {
-            PrecisionArg::F32 => "f32",
-            PrecisionArg::Bf16 => "bf16",
-        }
-    }
 }
 
 #[derive(Args)]
@@ -66,8 +50,8 @@ pub struct BenchArgs {
     pub per_op: bool,
     /// The GPU's convolution arithmetic, comma-separated for a row each: f32, or bf16 operands
     /// on the tensor cores (f32 accumulation). The CPU runs f32 only.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
-    pub precision: Vec<PrecisionArg>,
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    pub precision: Vec<Precision>,
 }
 
 /// One measured row.
@@ -123,10 +107,7 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
         for &batch in &a.batch_size {
             let mut t2i = text2img::cuda::CudaTextToImage::new(Arc::clone(&dev), &ws, batch)?;
             for &p in &a.precision {
-                t2i.set_precision(match p {
-                    PrecisionArg::F32 => text2img::cuda::Precision::F32,
-                    PrecisionArg::Bf16 => text2img::cuda::Precision::Bf16,
-                });
+                t2i.set_precision(p);
                 rows.extend(measure_cuda(&mut t2i, batch, &a, &format!("cuda:{n} {}", dev.name()), p)?);
             }
         }
@@ -134,7 +115,7 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let _ = device;
-    if let Some(p) = a.precision.iter().find(|&&p| p != PrecisionArg::F32) {
+    if let Some(p) = a.precision.iter().find(|&&p| p != Precision::F32) {
         let msg = format!("--precision {} is the GPU's (tensor cores); the CPU runs f32 only", p.name());
         return Err(fail(EXIT_USAGE, msg));
     }
@@ -181,7 +162,7 @@ fn measure_cuda(
     batch: usize,
     a: &BenchArgs,
     device: &str,
-    precision: PrecisionArg,
+    precision: Precision,
 ) -> Result<[Row; 2], Failure> {
     let captions = bench_captions(batch);
     let indices: Vec<u64> = (0..batch as u64).collect();

@@ -23,9 +23,10 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::error::{Error, Result};
 
+pub use crate::device::Precision;
 pub use gan_step::CudaGan;
 pub use kernels::{KernelFile, ALL as KERNEL_FILES, COMPILED_BY_NVCC, SYMBOLS};
-pub use launch::{rnn_scratch_len, Epi, MatLayout, Precision, RnnBufs};
+pub use launch::{rnn_scratch_len, Epi, MatLayout, RnnBufs};
 pub use pipeline::CudaTextToImage;
 pub use session::CudaSession;
 pub use train_session::{CudaTrainSession, DeviceSlots};
