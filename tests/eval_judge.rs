@@ -164,6 +164,26 @@ fn train_judge_then_eval_end_to_end() {
     assert_eq!(read(&straight), read(&split), "resumed style run differs from the straight one");
     let log = std::fs::read_to_string(split.join("log.jsonl")).expect("log");
     assert_eq!(log.lines().count(), 4, "{log}");
+    // Content captions only: other captions, so another S; a resume cannot switch to them.
+    let content = d.join("style-c");
+    ok(bin()
+        .args(["-q", "train-style", "--content-captions", "--batch", "4", "--steps", "4", "-m"])
+        .arg(&m)
+        .arg("--data")
+        .arg(&data)
+        .arg("-o")
+        .arg(&content));
+    assert_ne!(read(&content), read(&straight), "--content-captions trained on the same captions");
+    let (code, _, err) = run(bin()
+        .args(["-q", "train-style", "--content-captions", "--steps", "5", "-m"])
+        .arg(&m)
+        .arg("--data")
+        .arg(&data)
+        .arg("-o")
+        .arg(d.join("style-d"))
+        .arg("--resume")
+        .arg(straight.join("checkpoint.safetensors")));
+    assert!(code != 0 && err.trim().lines().count() == 1 && err.contains("--content-captions"), "{code} {err}");
 
     // Style transfer: style images down, the style image then one column per caption.
     let real_image = |k: usize| {

@@ -13,7 +13,7 @@ use rayon::ThreadPool;
 use serde::Serialize;
 use text2img::data::image_io::decode_rgb8;
 use text2img::data::render::Shape;
-use text2img::data::shapes::{class_labels, read_attributes, Attributes, PALETTE};
+use text2img::data::shapes::{class_labels, read_attributes, Attributes, SizeWord, PALETTE};
 use text2img::data::{Dataset, DecodeLimits};
 use text2img::eval::colour::read;
 use text2img::eval::report::{
@@ -381,6 +381,22 @@ fn print_table(rows: &[Row]) {
     if let Some(r) = rows.first() {
         let kinds = r.score.judged_kinds().into_iter().zip(Shape::ALL).map(|(f, k)| format!("{} {}", k.name(), pct(f)));
         println!("\nshape kinds as judged ({}): {}", r.what, kinds.collect::<Vec<_>>().join(", "));
+    }
+    // Training and held-out classes: which kinds G cannot draw.
+    for r in rows.iter().take(2) {
+        let right = r.score.kind_accuracy().into_iter().zip(Shape::ALL);
+        let right = right.filter_map(|(f, k)| f.map(|f| format!("{} {}", k.name(), pct(f))));
+        println!("shape kind right, per kind asked for ({}): {}", r.what, right.collect::<Vec<_>>().join(", "));
+    }
+    if let Some(r) = rows.first() {
+        let judged = |row: &[usize; 3]| {
+            let n = row.iter().sum::<usize>().max(1) as f64;
+            let parts = row.iter().zip(SizeWord::ALL).map(|(&k, w)| format!("{} {}", w.word(), pct(k as f64 / n)));
+            parts.collect::<Vec<_>>().join(" / ")
+        };
+        let rows =
+            r.score.size_confusion.iter().zip(SizeWord::ALL).map(|(row, w)| format!("{}: {}", w.word(), judged(row)));
+        println!("sizes as judged, per size asked for ({}): {}", r.what, rows.collect::<Vec<_>>().join("; "));
     }
 }
 

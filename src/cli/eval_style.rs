@@ -18,7 +18,7 @@ use text2img::model::TextToImage;
 use text2img::model::WeightSet;
 use text2img::train::captions::embed_texts;
 use text2img::train::checkpoint::load_style_encoder;
-use text2img::train::style::predict_styles;
+use text2img::train::style::{names_scene, predict_styles};
 
 use super::eval::RealImages;
 use super::{fail, Failure, EXIT_BAD_INPUT, EXIT_OUTPUT};
@@ -121,9 +121,9 @@ pub struct StyleRow {
 }
 
 /// Two captions of a real image (text_c10/<class>/<stem>.txt): its first, and its first that
-/// does not name `background` (the analogue of CUB's captions, which describe the bird and not
-/// the scene; the first caption when every one names it).
-fn captions_of(root: &Path, image: &str, background: &str) -> Result<(String, String), Failure> {
+/// does not name the background (the analogue of CUB's captions, which describe the bird and
+/// not the scene; the first caption when every one names it).
+fn captions_of(root: &Path, image: &str) -> Result<(String, String), Failure> {
     let rel = Path::new(image);
     let class = rel.parent().and_then(|p| p.file_name()).unwrap_or_default();
     let stem = rel.file_stem().unwrap_or_default();
@@ -131,7 +131,7 @@ fn captions_of(root: &Path, image: &str, background: &str) -> Result<(String, St
     let text = std::fs::read_to_string(&path).map_err(|e| fail(EXIT_BAD_INPUT, format!("{}: {e}", path.display())))?;
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.clone().next().ok_or_else(|| fail(EXIT_BAD_INPUT, format!("{}: no caption", path.display())))?;
-    let content = lines.find(|l| !l.split(|c: char| !c.is_alphanumeric()).any(|w| w == background)).unwrap_or(first);
+    let content = lines.find(|l| !names_scene(l)).unwrap_or(first);
     Ok((first.to_string(), content.to_string()))
 }
 
@@ -152,7 +152,7 @@ pub fn run(
         let a = &real.attrs[i];
         bg.extend(a.background_rgb.map(|v| f32::from(v) / 255.0));
         pose.extend([a.x / 64.0, a.y / 64.0]);
-        let (first, no_background) = captions_of(data, &a.image, &a.background)?;
+        let (first, no_background) = captions_of(data, &a.image)?;
         captions.push(first);
         content.push(no_background);
     }

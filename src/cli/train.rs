@@ -31,7 +31,7 @@ use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats, VaeWeigh
 use text2img::train::sje::{
     rescale_embeddings, save_image_encoder, training_embedding_rms, HeldOut, SjeOptions, SjeTrainer,
 };
-use text2img::train::style::{StyleOptions, StyleTrainer};
+use text2img::train::style::{style_captions, StyleOptions, StyleTrainer};
 use text2img::train::TrainNet;
 use text2img::weights::writer::write_atomic;
 use text2img::weights::LoadMode;
@@ -256,6 +256,10 @@ pub struct TrainStyleArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 2e-4)]
     pub lr: f32,
+    /// Train on captions that name no background only ("background" or "backdrop"): the scene is
+    /// then z's to set, as with CUB's captions, which describe only the bird.
+    #[arg(long)]
+    pub content_captions: bool,
 }
 
 /// Every caption's embedding by the frozen encoder, from out/caption-embeddings.safetensors when
@@ -1001,19 +1005,26 @@ pub fn run_style(a: TrainStyleArgs, v: Verbosity) -> Result<(), Failure> {
     let ds = open_dataset(c)?;
     let pool = thread_pool(c.threads as usize)?;
     let mut t = match &c.resume {
-        Some(p) => load_style(p, &ws, Arc::clone(&pool))?.0,
+        Some(p) => {
+            let t = load_style(p, &ws, Arc::clone(&pool))?.0;
+            if a.content_captions && !t.options.content_captions {
+                let msg = format!("{}: trained on all captions; resume it without --content-captions", p.display());
+                return Err(fail(EXIT_BAD_INPUT, msg));
+            }
+            t
+        }
         None => {
-            let o = StyleOptions { batch: a.batch, lr: a.lr, seed: c.seed };
+            let o = StyleOptions { batch: a.batch, lr: a.lr, seed: c.seed, content_captions: a.content_captions };
             StyleTrainer::new(&ws, o, Arc::clone(&pool))?
         }
     };
-    let texts: Vec<&str> = ds
-        .item_ids(Split::TrainVal)
-        .into_iter()
-        .flat_map(|i| ds.items()[i].captions.iter().take(STYLE_CAPTIONS_PER_IMAGE).map(String::as_str))
-        .collect();
+    let ids = ds.item_ids(Split::TrainVal);
+    let captions = ids.iter().map(|&i| ds.items()[i].captions.as_slice());
+    let texts = style_captions(captions, STYLE_CAPTIONS_PER_IMAGE, t.options.content_captions);
     if texts.is_empty() {
-        return Err(fail(EXIT_BAD_INPUT, format!("{}: no training captions", c.data.display())));
+        let which =
+            if t.options.content_captions { "training captions that name no background" } else { "training captions" };
+        return Err(fail(EXIT_BAD_INPUT, format!("{}: no {which}", c.data.display())));
     }
     let table = embed_texts(&ws, &texts, Arc::clone(&pool))?;
     let e = ws.config().encoder.embed_dim;

@@ -86,6 +86,8 @@ pub struct Score {
     pub all: usize,
     /// Shape kinds as judged, per kind asked for: `shape_confusion[asked][judged]`.
     pub shape_confusion: [[usize; KINDS]; KINDS],
+    /// Sizes as judged, per size asked for: `size_confusion[asked][judged]` (small, medium, large).
+    pub size_confusion: [[usize; 3]; 3],
 }
 
 impl Score {
@@ -97,6 +99,7 @@ impl Score {
         if let Some(row) = self.shape_confusion.get_mut(truth.shape) {
             row[judged.shape.min(KINDS - 1)] += 1;
         }
+        self.size_confusion[truth.size.index()][judged.size.index()] += 1;
         self.images += 1;
         self.background += usize::from(b);
         self.colour += usize::from(c);
@@ -110,6 +113,15 @@ impl Score {
     pub fn judged_kinds(&self) -> [f64; KINDS] {
         let n = self.images.max(1) as f64;
         std::array::from_fn(|k| self.shape_confusion.iter().map(|row| row[k]).sum::<usize>() as f64 / n)
+    }
+
+    /// Per kind asked for, the share judged that kind (None where none was asked for).
+    pub fn kind_accuracy(&self) -> [Option<f64>; KINDS] {
+        std::array::from_fn(|k| {
+            let row = &self.shape_confusion[k];
+            let n: usize = row.iter().sum();
+            (n > 0).then(|| row[k] as f64 / n as f64)
+        })
     }
 
     /// The rates, in the order background, colour, shape, size, all.
@@ -327,6 +339,9 @@ mod tests {
         let kinds = s.judged_kinds();
         assert!((kinds[0] - 1.0 / 3.0).abs() < 1e-12 && (kinds[3] - 2.0 / 3.0).abs() < 1e-12);
         assert!((kinds.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let right = s.kind_accuracy();
+        assert_eq!((right[0], right[2], right[1]), (Some(0.5), Some(0.0), None));
+        assert_eq!(s.size_confusion, [[2, 0, 1], [0; 3], [0; 3]]);
     }
 
     #[test]
