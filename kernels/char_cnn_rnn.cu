@@ -20,14 +20,15 @@ struct Conv1dProblem {
     };
     const float* __restrict__ x;
     const float* __restrict__ w;
-    float* __restrict__ out;
+    OutSink sink;
     int cin, t, cout, k, to;
-    EpiArgs epi;
+    int q0;  // the depth split's first (ci, j) (common.cuh Split)
     __device__ __forceinline__ Col col(int j) const {
         int bb = j / to, s = j - bb * to;
         return Col{bb * cin * t + s, bb * cout * to + s};
     }
     __device__ __forceinline__ Tap tap(int q) const {
+        q += q0;
         int ci = q / k;
         return Tap{q, ci * t + (q - ci * k)};
     }
@@ -35,23 +36,29 @@ struct Conv1dProblem {
     __device__ __forceinline__ float b(const Tap& tp, const Col& c) const { return x[c.in + tp.off]; }
     __device__ __forceinline__ void store(int co, const Col& c, float acc) const {
         int o = c.out + co * to;
-        out[o] = epi.apply(acc, co, o);
+        sink.put(acc, co, o);
     }
 };
 
-// Launch contract: block (16, 16, 1), grid (ceil(B·To / 64), ceil(Cout / 64), 1); static shared
-// memory only; every output element written once. B·Cin·T and B·Cout·To fit int.
+// Launch contract: block (16, 16, 1), grid (ceil(B·To / 64), ceil(Cout / 64), splits); static
+// shared memory only. With one split (per_split ≥ Cin·k) every output element is written once;
+// with several, split z writes every element of partial[z·len, (z + 1)·len) once (len =
+// B·Cout·To; conv2d.cu's splitk_epilogue_f32 finishes). B·Cin·T and B·Cout·To fit int.
 #define CONV1D_FWD_ARGS                                                                           \
     const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int batch, \
         int cin, int t, int cout, int k, int flags, const float *__restrict__ scale,             \
-        const float *__restrict__ shift, int act, float slope
+        const float *__restrict__ shift, int act, float slope, float *__restrict__ partial,      \
+        int per_split
 template <bool TC>
 static __device__ __forceinline__ void conv1d_fwd(CONV1D_FWD_ARGS) {
     const int to = t - k + 1;
-    const Conv1dProblem pr{x, w, out, cin, t, cout, k, to, EpiArgs{flags, scale, shift, nullptr, act, slope}};
-    tile_gemm<TC>(pr, cout, batch * to, cin * k, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    const Split sp = depth_split(cin * k, per_split, blockIdx.z);
+    float* part = gridDim.z > 1 ? partial + (long long)blockIdx.z * batch * cout * to : nullptr;
+    const EpiArgs epi{flags, scale, shift, nullptr, act, slope};
+    const Conv1dProblem pr{x, w, OutSink{out, part, epi}, cin, t, cout, k, to, sp.q0};
+    tile_gemm<TC>(pr, cout, batch * to, sp.k, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }
-#define CONV1D_FWD_PASS x, w, out, batch, cin, t, cout, k, flags, scale, shift, act, slope
+#define CONV1D_FWD_PASS x, w, out, batch, cin, t, cout, k, flags, scale, shift, act, slope, partial, per_split
 // `_f32` on the SIMT cores; `_bf16` with bf16 operands on the tensor cores (f32 accumulation).
 extern "C" __global__ void __launch_bounds__(256, 2) conv1d_fwd_f32(CONV1D_FWD_ARGS) {
     conv1d_fwd<false>(CONV1D_FWD_PASS);

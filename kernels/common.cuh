@@ -70,36 +70,59 @@ static __device__ double block_sum_f64(double v, double* shared, int threads) {
 // called in range: 0 ≤ i < m, j < n, q < k), and P::store(i, col, acc) once for each in-range
 // element of the tile, after the whole K loop. A convolution's problem gathers its input on the
 // fly (no im2col buffer) and applies the fused epilogue in store.
+// The K loop is software-pipelined: each thread loads its share of step p + 1 into registers
+// right after the barrier of step p, and those loads are in flight while step p's multiply-adds
+// run (batch 1 has a block or two per SM, so nothing else hides a load's latency).
 // Launch contract: block (16, 16, 1); static shared memory only (about 9 KiB); k may be 0 (then
 // every element of the tile is stored with acc = 0). Thread (tx, ty) owns rows ty + 16r and
 // columns tx + 16s (r, s < 4): a warp's stores cover 16 consecutive columns.
 #define TG_M 64
 #define TG_N 64
 #define TG_K 16
+// The prologue every tile shares: the block's column records, the first K step's depth records,
+// and the barrier that publishes both.
+template <class P>
+static __device__ __forceinline__ void tile_prologue(
+    const P& pr, int n, int k, int col0, int tid, typename P::Col* cols, typename P::Tap* taps) {
+    if (tid < TG_N && col0 + tid < n) cols[tid] = pr.col(col0 + tid);
+    if (tid < TG_K && tid < k) taps[tid] = pr.tap(tid);
+    __syncthreads();
+}
+
 template <class P>
 static __device__ __forceinline__ void tile_gemm_f32(const P& pr, int m, int n, int k, int row0, int col0) {
     // A is stored transposed (q major); the +1 keeps the q-fastest stores off one bank.
     __shared__ float as[TG_K][TG_M + 1];
     __shared__ float bs[TG_K][TG_N];
     __shared__ typename P::Col cols[TG_N];
-    __shared__ typename P::Tap taps[TG_K];
+    __shared__ typename P::Tap taps[2][TG_K];  // this K step's and the next one's
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
-    if (tid < TG_N && col0 + tid < n) cols[tid] = pr.col(col0 + tid);
+    // This thread's share of a K step: A (q fastest, so 16 neighbouring threads read 16
+    // neighbouring weights of one row) at depth qa, rows ia + 16u; B (j fastest: neighbouring
+    // output positions read neighbouring inputs) at depths qb + 4u, column jb.
+    const int qa = tid % TG_K, ia = tid / TG_K, qb = tid / TG_N, jb = tid % TG_N;
+    float ra[4], rb[4];
+    auto load = [&](int p0, const typename P::Tap* tp) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const int i = ia + 16 * u, q = qb + 4 * u;
+            ra[u] = (row0 + i < m && p0 + qa < k) ? pr.a(row0 + i, tp[qa]) : 0.0f;
+            rb[u] = (col0 + jb < n && p0 + q < k) ? pr.b(tp[q], cols[jb]) : 0.0f;
+        }
+    };
+    tile_prologue(pr, n, k, col0, tid, cols, taps[0]);
+    if (k > 0) load(0, taps[0]);
     float acc[4][4] = {};
-    for (int p0 = 0; p0 < k; p0 += TG_K) {
-        if (tid < TG_K && p0 + tid < k) taps[tid] = pr.tap(p0 + tid);
-        __syncthreads();
-        // A: q fastest, so 16 neighbouring threads read 16 neighbouring weights of one row.
-        for (int l = tid; l < TG_K * TG_M; l += 256) {
-            int p = l % TG_K, i = l / TG_K;
-            as[p][i] = (row0 + i < m && p0 + p < k) ? pr.a(row0 + i, taps[p]) : 0.0f;
+    for (int p0 = 0, cur = 0; p0 < k; p0 += TG_K, cur ^= 1) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            as[qa][ia + 16 * u] = ra[u];
+            bs[qb + 4 * u][jb] = rb[u];
         }
-        // B: j fastest (neighbouring output positions read neighbouring inputs).
-        for (int l = tid; l < TG_K * TG_N; l += 256) {
-            int p = l / TG_N, j = l % TG_N;
-            bs[p][j] = (col0 + j < n && p0 + p < k) ? pr.b(taps[p], cols[j]) : 0.0f;
-        }
+        const int next = p0 + TG_K;
+        if (tid < TG_K && next + tid < k) taps[cur ^ 1][tid] = pr.tap(next + tid);
         __syncthreads();
+        if (next < k) load(next, taps[cur ^ 1]);
 #pragma unroll
         for (int p = 0; p < TG_K; ++p) {
             float av[4], bv[4];
@@ -114,7 +137,6 @@ static __device__ __forceinline__ void tile_gemm_f32(const P& pr, int m, int n, 
         }
         __syncthreads();
     }
-    if (k <= 0) __syncthreads();  // cols[] written above, read below
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
 #pragma unroll
@@ -147,31 +169,43 @@ static __device__ __forceinline__ void tile_gemm_bf16(const P& pr, int m, int n,
     __shared__ unsigned int as[TG_M][12];
     __shared__ unsigned int bs[TG_N][12];
     __shared__ typename P::Col cols[TG_N];
-    __shared__ typename P::Tap taps[TG_K];
+    __shared__ typename P::Tap taps[2][TG_K];  // this K step's and the next one's
     const int tid = threadIdx.y * 16 + threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;                  // the fragments' group and thread in group
     const int wm = (warp >> 2) * 32, wn = (warp & 3) * 16;  // this warp's block of the tile
-    if (tid < TG_N && col0 + tid < n) cols[tid] = pr.col(col0 + tid);
+    // This thread's share of a K step, pipelined as in tile_gemm_f32: two pairs of A (64 rows ×
+    // 8 k pairs, pairs fastest) at pair ka, rows ia + 32u; two of B (columns fastest) at pairs
+    // kb + 4u, column jb; each pair rounded to bf16 as it is loaded.
+    const int ka = tid & 7, ia = tid >> 3, kb = tid >> 6, jb = tid & 63;
+    unsigned int ra[2], rb[2];
+    auto load = [&](int p0, const typename P::Tap* tp) {
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            const int i = ia + 32 * u, qa = p0 + 2 * ka;
+            const bool row = row0 + i < m;
+            const float alo = (row && qa < k) ? pr.a(row0 + i, tp[2 * ka]) : 0.0f;
+            const float ahi = (row && qa + 1 < k) ? pr.a(row0 + i, tp[2 * ka + 1]) : 0.0f;
+            ra[u] = bf16_pair(alo, ahi);
+            const int kp = kb + 4 * u, qb = p0 + 2 * kp;
+            const bool col = col0 + jb < n;
+            const float blo = (col && qb < k) ? pr.b(tp[2 * kp], cols[jb]) : 0.0f;
+            const float bhi = (col && qb + 1 < k) ? pr.b(tp[2 * kp + 1], cols[jb]) : 0.0f;
+            rb[u] = bf16_pair(blo, bhi);
+        }
+    };
+    tile_prologue(pr, n, k, col0, tid, cols, taps[0]);
+    if (k > 0) load(0, taps[0]);
     float acc[2][2][4] = {};
-    for (int p0 = 0; p0 < k; p0 += TG_K) {
-        if (tid < TG_K && p0 + tid < k) taps[tid] = pr.tap(p0 + tid);
-        __syncthreads();
-        // 512 pairs of A (64 rows × 8 k pairs), k pairs fastest; then 512 of B, columns fastest.
-        for (int l = tid; l < TG_M * 8; l += 256) {
-            int i = l >> 3, kp = l & 7, q = p0 + 2 * kp;
-            bool row = row0 + i < m;
-            float lo = (row && q < k) ? pr.a(row0 + i, taps[2 * kp]) : 0.0f;
-            float hi = (row && q + 1 < k) ? pr.a(row0 + i, taps[2 * kp + 1]) : 0.0f;
-            as[i][kp] = bf16_pair(lo, hi);
+    for (int p0 = 0, cur = 0; p0 < k; p0 += TG_K, cur ^= 1) {
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            as[ia + 32 * u][ka] = ra[u];
+            bs[jb][kb + 4 * u] = rb[u];
         }
-        for (int l = tid; l < TG_N * 8; l += 256) {
-            int j = l & 63, kp = l >> 6, q = p0 + 2 * kp;
-            bool col = col0 + j < n;
-            float lo = (col && q < k) ? pr.b(taps[2 * kp], cols[j]) : 0.0f;
-            float hi = (col && q + 1 < k) ? pr.b(taps[2 * kp + 1], cols[j]) : 0.0f;
-            bs[j][kp] = bf16_pair(lo, hi);
-        }
+        const int next = p0 + TG_K;
+        if (tid < TG_K && next + tid < k) taps[cur ^ 1][tid] = pr.tap(next + tid);
         __syncthreads();
+        if (next < k) load(next, taps[cur ^ 1]);
         unsigned int a[2][4], b[2][2];
 #pragma unroll
         for (int mi = 0; mi < 2; ++mi) {
@@ -200,7 +234,6 @@ static __device__ __forceinline__ void tile_gemm_bf16(const P& pr, int m, int n,
             }
         __syncthreads();
     }
-    if (k <= 0) __syncthreads();  // cols[] written above, read below
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
@@ -233,5 +266,36 @@ struct EpiArgs {
     float slope;
     __device__ __forceinline__ float apply(float acc, int c, long long i) const {
         return epilogue(acc, c, i, flags, scale, shift, residual, act, slope);
+    }
+};
+
+// ---- Split depth (split-K) for grids too small to fill the GPU ----
+// At batch 1 a convolution's C has a few 64×64 tiles (G's 4×4 and 8×8 layers: 16–32 blocks on
+// 132 SMs) and a long depth, so the launcher may split the depth over blockIdx.z: split z takes
+// depths [z·per_split, min((z + 1)·per_split, K)) (possibly none) and stores its raw sums to
+// partial[z·len + o]; splitk_epilogue_f32 (conv2d.cu) then adds the splits in order and applies
+// the epilogue, so the result is the same every run (no atomics).
+struct Split {
+    int q0;  // this split's first depth
+    int k;   // its depth (0 when the split is past K)
+};
+static __device__ __forceinline__ Split depth_split(int depth, int per_split, int z) {
+    long long q0 = (long long)z * per_split;
+    long long k = depth - q0 < per_split ? depth - q0 : per_split;
+    return Split{(int)(q0 < depth ? q0 : depth), (int)(k > 0 ? k : 0)};
+}
+
+// Where a problem's finished sums go: through the epilogue into out, or raw into this split's
+// partial sums (`part`, non-null when the depth is split).
+struct OutSink {
+    float* __restrict__ out;
+    float* __restrict__ part;
+    EpiArgs epi;
+    __device__ __forceinline__ void put(float acc, int c, long long o) const {
+        if (part) {
+            part[o] = acc;
+        } else {
+            out[o] = epi.apply(acc, c, o);
+        }
     }
 };

@@ -45,34 +45,40 @@ struct Conv2dProblem {
     using Tap = ConvGather::Win;
     ConvGather g;
     const float* __restrict__ w;
-    float* __restrict__ out;
-    EpiArgs epi;
+    OutSink sink;
+    int q0;  // the depth split's first window element (common.cuh Split)
     __device__ __forceinline__ Col col(int j) const { return g.pos(j); }
-    __device__ __forceinline__ Tap tap(int q) const { return g.win(q); }
+    __device__ __forceinline__ Tap tap(int q) const { return g.win(q + q0); }
     __device__ __forceinline__ float a(int co, const Tap& t) const { return w[(long long)co * g.cin * g.khw + t.idx]; }
     __device__ __forceinline__ float b(const Tap& t, const Col& c) const { return g.at(t, c); }
     __device__ __forceinline__ void store(int co, const Col& c, float acc) const {
         int o = c.out + co * g.hwo;
-        out[o] = epi.apply(acc, co, o);
+        sink.put(acc, co, o);
     }
 };
 
-// Launch contract: block (16, 16, 1), grid (ceil(B·Ho·Wo / 64), ceil(Cout / 64), 1); static
-// shared memory only. Every output element is written exactly once. B·Cin·H·W and B·Cout·Ho·Wo
-// fit int. `_f32` multiplies in f32 on the SIMT cores, `_bf16` rounds both operands to bf16 and
-// multiplies on the tensor cores (sm_80 and newer), both accumulating in f32.
+// Launch contract: block (16, 16, 1), grid (ceil(B·Ho·Wo / 64), ceil(Cout / 64), splits); static
+// shared memory only. With one split (per_split ≥ Cin·kh·kw) every output element is written
+// exactly once; with several, split z writes every element of partial[z·len, (z + 1)·len)
+// (len = B·Cout·Ho·Wo) exactly once, out untouched (splitk_epilogue_f32 finishes). B·Cin·H·W and
+// B·Cout·Ho·Wo fit int. `_f32` multiplies in f32 on the SIMT cores, `_bf16` rounds both operands
+// to bf16 and multiplies on the tensor cores (sm_80 and newer), both accumulating in f32.
 #define CONV2D_FWD_ARGS                                                                            \
     const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int batch, \
         int cin, int h, int wd, int cout, int kh, int kw, int stride, int pad, int ho, int wo,    \
         int flags, const float *__restrict__ scale, const float *__restrict__ shift,              \
-        const float *__restrict__ residual, int act, float slope
+        const float *__restrict__ residual, int act, float slope, float *__restrict__ partial,    \
+        int per_split
 template <bool TC>
 static __device__ __forceinline__ void conv2d_fwd(CONV2D_FWD_ARGS) {
     const ConvGather g{x, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo};
-    const Conv2dProblem pr{g, w, out, EpiArgs{flags, scale, shift, residual, act, slope}};
-    tile_gemm<TC>(pr, cout, batch * ho * wo, cin * kh * kw, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    const Split sp = depth_split(cin * kh * kw, per_split, blockIdx.z);
+    float* part = gridDim.z > 1 ? partial + (long long)blockIdx.z * batch * cout * ho * wo : nullptr;
+    const Conv2dProblem pr{g, w, OutSink{out, part, EpiArgs{flags, scale, shift, residual, act, slope}}, sp.q0};
+    tile_gemm<TC>(pr, cout, batch * ho * wo, sp.k, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }
-#define CONV2D_FWD_PASS x, w, out, batch, cin, h, wd, cout, kh, kw, stride, pad, ho, wo, flags, scale, shift, residual, act, slope
+#define CONV2D_FWD_PASS \
+    x, w, out, batch, cin, h, wd, cout, kh, kw, stride, pad, ho, wo, flags, scale, shift, residual, act, slope, partial, per_split
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_fwd_f32(CONV2D_FWD_ARGS) {
     conv2d_fwd<false>(CONV2D_FWD_PASS);
 }
@@ -134,6 +140,23 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_bwd_weight_f32(
     const Conv2dWeightGradProblem pr{g, dy, dw, mine, q0};
     const int kz = depth - q0 < per_split ? depth - q0 : per_split;
     tile_gemm_f32(pr, cout, n, kz, blockIdx.y * TG_M, blockIdx.x * TG_N);
+}
+
+// out[i] = epi(Σ_z partial[z·len + i]) for z = 0, 1, … in that order: the forward convolutions'
+// depth splits (common.cuh Split) finished, the channel of element i being (i / plane) % channels
+// (plane: Ho·Wo, or To for conv1d). Launch contract: 1-D, any block size (256 tuned), any grid
+// (grid-stride loop over len); residual, when flagged, holds len elements.
+extern "C" __global__ void splitk_epilogue_f32(
+    const float* __restrict__ partial, int splits, long long len, float* __restrict__ out, int channels, int plane,
+    int flags, const float* __restrict__ scale, const float* __restrict__ shift, const float* __restrict__ residual,
+    int act, float slope) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < len;
+         i += (long long)gridDim.x * blockDim.x) {
+        float acc = 0.0f;
+        for (int z = 0; z < splits; ++z) acc += partial[z * len + i];
+        const int c = (int)((i / plane) % channels);
+        out[i] = epilogue(acc, c, i, flags, scale, shift, residual, act, slope);
+    }
 }
 
 // dw[i] += Σ_z partial[z·len + i] for z = 0, 1, … in that order (conv2d_bwd_weight_f32's splits).

@@ -26,14 +26,14 @@ struct DeconvProblem {
     };
     const float* __restrict__ x;
     const float* __restrict__ w;
-    float* __restrict__ out;
+    OutSink sink;
     int cin, h, wd, cout, stride, pad, ho, wo;
     // The weight of (output channel o, tap ky, kx, input channel ci) is at
     // w[o·w_o + ky·w_ky + kx·w_kx + ci·w_ci]: the packed [Cout·k·k, Cin] of a transposed
     // convolution, or a convolution's [Cout, Cin, kh, kw] read as its own adjoint.
     int w_o, w_ky, w_kx, w_ci;
     int py, px, ky0, kx0, nkx, hq, wq;
-    EpiArgs epi;
+    int q0;  // the depth split's first (jy, jx, ci) (common.cuh Split)
     __device__ __forceinline__ Col col(int j) const {
         int plane = hq * wq;
         int bb = j / plane, r = j - bb * plane;
@@ -42,6 +42,7 @@ struct DeconvProblem {
                    (bb * cout * ho + oy) * wo + ox};
     }
     __device__ __forceinline__ Tap tap(int q) const {
+        q += q0;
         int ci = q % cin, t = q / cin;
         int jx = t % nkx, jy = t / nkx;
         int ky = ky0 + jy * stride, kx = kx0 + jx * stride;
@@ -55,17 +56,18 @@ struct DeconvProblem {
     }
     __device__ __forceinline__ void store(int co, const Col& c, float acc) const {
         int o = c.out + co * ho * wo;
-        out[o] = epi.apply(acc, co, o);
+        sink.put(acc, co, o);
     }
 };
 
-// The parity class blockIdx.z of an output [Ho, Wo] under stride s and padding p with a kh × kw
-// kernel, and its GEMM: C [Cout, B·Hq·Wq] × depth Cin·nky·nkx.
+// The parity class blockIdx.z % s² (its depth split blockIdx.z / s²) of an output [Ho, Wo] under stride s and padding p with a kh × kw
+// kernel, and its GEMM: C [Cout, B·Hq·Wq] × depth Cin·nky·nkx, or the split's part of that depth
+// (per_split at most; `partial` [splits, len] used when gridDim.z > s², len = B·Cout·Ho·Wo).
 template <bool TC = false>
-static __device__ __forceinline__ void deconv_gemm(DeconvProblem pr, int batch, int kh, int kw) {
-    const int s = pr.stride;
-    pr.py = blockIdx.z / s;
-    pr.px = blockIdx.z % s;
+static __device__ __forceinline__ void deconv_gemm(DeconvProblem pr, int batch, int kh, int kw, float* partial, int per_split) {
+    const int s = pr.stride, cls = blockIdx.z % (s * s), split = blockIdx.z / (s * s);
+    pr.py = cls / s;
+    pr.px = cls % s;
     pr.ky0 = (pr.py + pr.pad) % s;
     pr.kx0 = (pr.px + pr.pad) % s;
     const int nky = pr.ky0 < kh ? (kh - pr.ky0 + s - 1) / s : 0;
@@ -73,26 +75,33 @@ static __device__ __forceinline__ void deconv_gemm(DeconvProblem pr, int batch, 
     pr.nkx = nkx > 0 ? nkx : 1;
     pr.hq = pr.py < pr.ho ? (pr.ho - pr.py + s - 1) / s : 0;
     pr.wq = pr.px < pr.wo ? (pr.wo - pr.px + s - 1) / s : 0;
-    tile_gemm<TC>(pr, pr.cout, batch * pr.hq * pr.wq, pr.cin * nky * nkx, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    const Split sp = depth_split(pr.cin * nky * nkx, per_split, split);
+    pr.q0 = sp.q0;
+    if (gridDim.z > s * s) pr.sink.part = partial + (long long)split * batch * pr.cout * pr.ho * pr.wo;
+    tile_gemm<TC>(pr, pr.cout, batch * pr.hq * pr.wq, sp.k, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }
 
 // Launch contract: block (16, 16, 1), grid (ceil(B·ceil(Ho/s)·ceil(Wo/s) / 64), ceil(Cout / 64),
-// s·s): blockIdx.z is the parity class (py·s + px); a class with fewer positions leaves the
-// grid's extra columns idle, and a class no tap reaches (k < s) stores the epilogue of 0. Every
-// output element is written exactly once. Static shared memory only. B·Cin·H·W and
-// B·Cout·Ho·Wo fit int.
+// s·s·splits): blockIdx.z % s² is the parity class (py·s + px), blockIdx.z / s² the depth split
+// (common.cuh Split; per_split ≥ the largest class's depth for one); a class with fewer
+// positions leaves the grid's extra columns idle, and a class no tap reaches (k < s) stores the
+// epilogue of 0 (or 0 sums). With one split every output element is written exactly once; with
+// several, split z writes every element of partial[z·len, (z + 1)·len) once (len = B·Cout·Ho·Wo;
+// splitk_epilogue_f32 finishes). Static shared memory only. B·Cin·H·W and B·Cout·Ho·Wo fit int.
 #define DECONV_FWD_ARGS                                                                            \
     const float *__restrict__ x, const float *__restrict__ wp, float *__restrict__ out, int batch, \
         int cin, int h, int wd, int cout, int k, int stride, int pad, int ho, int wo, int flags,   \
         const float *__restrict__ scale, const float *__restrict__ shift,                         \
-        const float *__restrict__ residual, int act, float slope
+        const float *__restrict__ residual, int act, float slope, float *__restrict__ partial,    \
+        int per_split
 template <bool TC>
 static __device__ __forceinline__ void deconv_fwd(DECONV_FWD_ARGS) {
-    DeconvProblem pr{x, wp, out, cin, h, wd, cout, stride, pad, ho, wo, k * k * cin, k * cin, cin, 1};
-    pr.epi = EpiArgs{flags, scale, shift, residual, act, slope};
-    deconv_gemm<TC>(pr, batch, k, k);
+    const EpiArgs epi{flags, scale, shift, residual, act, slope};
+    DeconvProblem pr{x, wp, OutSink{out, nullptr, epi}, cin, h, wd, cout, stride, pad, ho, wo, k * k * cin, k * cin, cin, 1};
+    deconv_gemm<TC>(pr, batch, k, k, partial, per_split);
 }
-#define DECONV_FWD_PASS x, wp, out, batch, cin, h, wd, cout, k, stride, pad, ho, wo, flags, scale, shift, residual, act, slope
+#define DECONV_FWD_PASS \
+    x, wp, out, batch, cin, h, wd, cout, k, stride, pad, ho, wo, flags, scale, shift, residual, act, slope, partial, per_split
 // `_f32` on the SIMT cores; `_bf16` with bf16 operands on the tensor cores (f32 accumulation).
 extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_fwd_f32(DECONV_FWD_ARGS) {
     deconv_fwd<false>(DECONV_FWD_PASS);
@@ -111,9 +120,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv_transpose2d_fwd_bf16(D
 extern "C" __global__ void __launch_bounds__(256, 2) conv2d_bwd_data_f32(
     const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
     int batch, int cin, int h, int wd, int cout, int kh, int kw, int stride, int pad, int ho, int wo) {
-    DeconvProblem pr{dy, w, dx, cout, ho, wo, cin, stride, pad, h, wd, kh * kw, kw, 1, cin * kh * kw};
-    pr.epi = EpiArgs{0, nullptr, nullptr, nullptr, ACT_NONE, 0.0f};
-    deconv_gemm(pr, batch, kh, kw);
+    const EpiArgs none{0, nullptr, nullptr, nullptr, ACT_NONE, 0.0f};
+    DeconvProblem pr{dy, w, OutSink{dx, nullptr, none}, cout, ho, wo, cin, stride, pad, h, wd, kh * kw, kw, 1, cin * kh * kw};
+    deconv_gemm(pr, batch, kh, kw, nullptr, cout * kh * kw);
 }
 
 // The same layer when its input is one pixel with no padding (G's first layer, z‖φ → 4×4):

@@ -22,6 +22,7 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("gemm", "gemm_fwd_f32"),
     ("conv2d", "conv2d_fwd_f32"),
     ("conv2d", "conv2d_fwd_bf16"),
+    ("conv2d", "splitk_epilogue_f32"),
     ("conv_transpose2d", "conv_transpose2d_fwd_f32"),
     ("conv_transpose2d", "conv_transpose2d_1px_fwd_f32"),
     ("conv_transpose2d", "conv_transpose2d_fwd_bf16"),

@@ -5,7 +5,7 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::{driver_err, Buf, CudaDevice};
+use super::{depth_splits, driver_err, Buf, CudaDevice};
 use crate::device::Precision;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
@@ -97,6 +97,9 @@ pub(super) fn nonzero(sizes: &[usize], what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The least depth of a forward convolution's split: 16 K steps of the tile core.
+const FWD_MIN_SPLIT_DEPTH: usize = 256;
+
 /// (code, slope) of an activation, as kernels/common.cuh numbers them.
 pub(super) fn act_code(act: Activation) -> (i32, f32) {
     match act {
@@ -167,6 +170,40 @@ impl CudaDevice {
             act,
             slope,
         })
+    }
+
+    /// (splits, per_split) of a forward convolution whose C is `tiles` 64×64 tiles (every
+    /// parity class) of `len` elements, at most `depth` deep: one split (per_split = depth)
+    /// unless C alone would leave most SMs idle (batch 1).
+    fn fwd_splits(&self, tiles: usize, len: usize, depth: usize) -> (usize, usize) {
+        let splits = depth_splits(tiles, len, depth, FWD_MIN_SPLIT_DEPTH, 2 * self.sms);
+        let per = depth.div_ceil(splits);
+        (depth.div_ceil(per), per)
+    }
+
+    /// out = epi(the sum of the split scratch's `splits` partial outputs of `len` elements, in
+    /// split order) (`splitk_epilogue_f32`), the end of a split forward convolution whose output
+    /// is [.., channels, plane].
+    fn finish_splits(
+        &self,
+        splits: usize,
+        len: usize,
+        (channels, plane): (usize, usize),
+        e: &EpiArgs,
+        out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "splitk_epilogue_f32";
+        let (si, ll, ci, pi) = (int(splits, WHAT)?, long(len), int(channels, WHAT)?, int(plane, WHAT)?);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream.launch_builder(f);
+        l.arg(&self.splitk).arg(&si).arg(&ll).arg(out).arg(&ci).arg(&pi);
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
+        // SAFETY: arguments match splitk_epilogue_f32 in kernels/conv2d.cu; the scratch holds
+        // the splits·len partial sums the convolution launched just before wrote (same stream;
+        // fwd_splits keeps splits·len within it), out and a flagged residual len elements, scale
+        // and shift `channels` (epi_args checked them); grid-stride loop.
+        unsafe { l.launch(cfg_1d(len)) }.map_err(driver_err(WHAT))?;
+        Ok(())
     }
 
     /// C[z] = epi(A[z] × B[z]) for z < batch: A [m, k], B [k, n], C [m, n] with any strides
@@ -256,20 +293,29 @@ impl CudaDevice {
         let e = self.epi_args(epi, g.cout, total, WHAT)?;
         let f = self.function(what)?;
         let mut l = self.stream.launch_builder(f);
-        l.arg(x).arg(w).arg(out);
+        l.arg(x).arg(w).arg(&*out);
         sizes.iter().for_each(|v| {
             l.arg(v);
         });
-        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
         // the kernel's offsets are ints: the whole input and output must fit
         int(batch * g.in_len(), WHAT)?;
         int(total, WHAT)?;
-        let cfg = cfg_tiles(g.cout, total / g.cout, 1, WHAT)?;
+        let positions = total / g.cout;
+        let tiles = positions.div_ceil(64) * g.cout.div_ceil(64);
+        let (splits, per) = self.fwd_splits(tiles, total, g.kdim());
+        let per_i = int(per, WHAT)?;
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
+        l.arg(&self.splitk).arg(&per_i);
+        let cfg = cfg_tiles(g.cout, positions, splits, WHAT)?;
         // SAFETY: arguments match conv2d_fwd_f32 / conv2d_fwd_bf16 (one argument list) in kernels/conv2d.cu; x, w, out and the epilogue
         // buffers were checked to hold every element the kernel indexes for these sizes, whose
         // GEMM extents (B·Ho·Wo, Cin·kh·kw) fit int; the grid covers C [Cout, B·Ho·Wo] in 64×64
-        // tiles of 16×16 threads, the kernel's contract.
+        // tiles of 16×16 threads per depth split, the kernel's contract; with several splits the
+        // scratch holds splits·total floats (fwd_splits keeps it so).
         unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
+        if splits > 1 {
+            self.finish_splits(splits, total, (g.cout, positions / batch), &e, out)?;
+        }
         Ok(())
     }
 
@@ -304,28 +350,44 @@ impl CudaDevice {
         int(total, WHAT)?;
         let [b, ci, h, wd, co, k, s, p, hoi, woi] =
             ints([batch, g.cin, g.h, g.w, g.cout, g.k, g.stride, g.pad, ho, wo], WHAT)?;
+        let classes = g.stride * g.stride;
+        let (splits, per) = if one_pixel {
+            (1, g.cin)
+        } else {
+            let tiles = (batch * hq * wq).div_ceil(64) * g.cout.div_ceil(64) * classes;
+            self.fwd_splits(tiles, total, g.cin * kq * kq)
+        };
+        let per_i = int(per, WHAT)?;
         let (name, cfg) = if one_pixel {
             let name = pick(prec, ("conv_transpose2d_1px_fwd_f32", "conv_transpose2d_1px_fwd_bf16"));
             (name, cfg_tiles(g.rows(), batch, 1, WHAT)?)
         } else {
             let name = pick(prec, ("conv_transpose2d_fwd_f32", "conv_transpose2d_fwd_bf16"));
-            (name, cfg_tiles(g.cout, batch * hq * wq, g.stride * g.stride, WHAT)?)
+            (name, cfg_tiles(g.cout, batch * hq * wq, classes * splits, WHAT)?)
         };
         let f = self.function(name)?;
         let mut l = self.stream.launch_builder(f);
-        l.arg(x).arg(w_packed).arg(out).arg(&b).arg(&ci);
+        l.arg(x).arg(w_packed).arg(&*out).arg(&b).arg(&ci);
         if one_pixel {
             l.arg(&co).arg(&k);
         } else {
             l.arg(&h).arg(&wd).arg(&co).arg(&k).arg(&s).arg(&p).arg(&hoi).arg(&woi);
         }
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
+        if !one_pixel {
+            l.arg(&self.splitk).arg(&per_i);
+        }
         // SAFETY: arguments match conv_transpose2d_fwd_{f32,bf16} (or, for a 1×1 unpadded input,
         // where Ho = Wo = k, conv_transpose2d_1px_fwd_{f32,bf16}) in kernels/conv_transpose2d.cu; every buffer
         // holds what the kernel indexes for these sizes (checked above), whose GEMM extents fit
-        // int; the grid covers every parity class's C [Cout, B·Hq·Wq] (z = s²) or the dense
-        // C [Cout·k·k, B] in 64×64 tiles of 16×16 threads, the kernels' contracts.
+        // int; the grid covers every parity class's C [Cout, B·Hq·Wq] per depth split (z = s² ·
+        // splits, per_split at least the largest class's depth when there is one split) or the
+        // dense C [Cout·k·k, B] in 64×64 tiles of 16×16 threads, the kernels' contracts; with
+        // several splits the scratch holds splits·total floats (fwd_splits keeps it so).
         unsafe { l.launch(cfg) }.map_err(driver_err(name))?;
+        if splits > 1 {
+            self.finish_splits(splits, total, (g.cout, ho * wo), &e, out)?;
+        }
         Ok(())
     }
 
@@ -499,15 +561,24 @@ impl CudaDevice {
         let [b, ci, ti, co, ki] = ints([batch, cin, t, cout, k], WHAT)?;
         let f = self.function(what)?;
         let mut l = self.stream.launch_builder(f);
-        l.arg(x).arg(w).arg(out).arg(&b).arg(&ci).arg(&ti).arg(&co).arg(&ki);
-        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(&e.act).arg(&e.slope);
         int(batch * cin * t, WHAT)?;
-        int(batch * cout * to, WHAT)?;
-        let cfg = cfg_tiles(cout, batch * to, 1, WHAT)?;
+        let total = batch * cout * to;
+        int(total, WHAT)?;
+        let tiles = (batch * to).div_ceil(64) * cout.div_ceil(64);
+        let (splits, per) = self.fwd_splits(tiles, total, cin * k);
+        let per_i = int(per, WHAT)?;
+        l.arg(x).arg(w).arg(&*out).arg(&b).arg(&ci).arg(&ti).arg(&co).arg(&ki);
+        l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(&e.act).arg(&e.slope);
+        l.arg(&self.splitk).arg(&per_i);
+        let cfg = cfg_tiles(cout, batch * to, splits, WHAT)?;
         // SAFETY: arguments match conv1d_fwd_f32 / conv1d_fwd_bf16 in kernels/char_cnn_rnn.cu; x, w, out and the
         // epilogue's per-channel buffers hold what the kernel indexes (sizes fit int); the grid
-        // covers C [Cout, B·To] in 64×64 tiles of 16×16 threads, the kernel's contract.
+        // covers C [Cout, B·To] in 64×64 tiles of 16×16 threads per depth split, the kernel's
+        // contract; with several splits the scratch holds splits·total floats (fwd_splits).
         unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
+        if splits > 1 {
+            self.finish_splits(splits, total, (cout, to), &e, out)?;
+        }
         Ok(())
     }
 

@@ -92,12 +92,25 @@ pub struct CudaDevice {
     dummy: Buf,
     /// The split-depth weight gradient's partial tiles (`conv2d_bwd_weight`): one buffer for the
     /// device, safe because one stream orders every launch and the pair of kernels that use it
-    /// runs back to back.
+    /// runs back to back; the forward convolutions' depth splits use it the same way).
     splitk: Buf,
+    /// Streaming multiprocessors: the depth splits aim at about two blocks per SM.
+    sms: usize,
 }
 
 /// Floats of `CudaDevice`'s split-depth scratch (16 MiB).
 pub(super) const SPLITK_LEN: usize = 1 << 22;
+
+/// How many depth splits a GEMM gets whose C is `tiles` 64×64 tiles of `len` elements in all,
+/// `depth` deep: enough blocks for about `wanted` (two per SM), each split at least `min_depth`
+/// deep, all of them within the device's split scratch; none when C alone gives every SM a
+/// block (splitting then costs more in partial sums than it gains).
+pub(super) fn depth_splits(tiles: usize, len: usize, depth: usize, min_depth: usize, wanted: usize) -> usize {
+    if 2 * tiles >= wanted {
+        return 1;
+    }
+    wanted.div_ceil(tiles.max(1)).min(depth.div_ceil(min_depth.max(1))).min(SPLITK_LEN / len.max(1)).max(1)
+}
 
 impl CudaDevice {
     /// Opens GPU `ordinal`: probes the driver first (absence is an `Error::Device`, never a
@@ -133,7 +146,11 @@ impl CudaDevice {
         let (functions, origin) = load_all(&ctx, capability)?;
         let dummy = stream.alloc_zeros::<f32>(1).map_err(driver_err("alloc"))?;
         let splitk = stream.alloc_zeros::<f32>(SPLITK_LEN).map_err(driver_err("alloc"))?;
-        Ok(CudaDevice { ctx, stream, functions, origin, name, capability, dummy, splitk })
+        let sms = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver_err("multiprocessor count"))?;
+        let sms = usize::try_from(sms).unwrap_or(1).max(1);
+        Ok(CudaDevice { ctx, stream, functions, origin, name, capability, dummy, splitk, sms })
     }
 
     /// GPU `ordinal`, opened once per process: resolving `--device` opens it (that is the probe)
@@ -254,4 +271,30 @@ fn compile_nvrtc(file: &KernelFile, cc: (i32, i32)) -> Result<Ptx> {
     };
     cudarc::nvrtc::compile_ptx_with_opts(file.source, opts)
         .map_err(|e| Error::Device(format!("NVRTC compiling kernels/{}.cu: {e}", file.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The splits the launchers choose for the layers the GPU tests run at batch 1 on an H200
+    /// (132 SMs: 264 blocks wanted), so that those tests do go through the split path.
+    #[test]
+    fn depth_splits_fill_the_gpu_only_when_c_cannot() {
+        let wanted = 264;
+        // G's res-block convolution at 4×4, batch 1: C [256, 16] is 4 tiles, 2,304 deep.
+        assert_eq!(depth_splits(4, 256 * 16, 256 * 9, 256, wanted), 9);
+        // 1024 → 512 at 4×4 → 8×8, batch 1: 4 parity classes of 8 tiles, 4,096 deep.
+        assert_eq!(depth_splits(32, 512 * 64, 1024 * 4, 256, wanted), 9);
+        // The encoder's third conv1d at batch 1: C [512, 18] is 8 tiles, 2,048 deep.
+        assert_eq!(depth_splits(8, 512 * 18, 512 * 4, 256, wanted), 8);
+        // Batch 64 fills the GPU without splits.
+        assert_eq!(depth_splits(132, 1024 * 1024, 256 * 9, 256, wanted), 1);
+        assert_eq!(depth_splits(131, 64 * 64 * 131, 256 * 9, 256, wanted), 3);
+        assert_eq!(depth_splits(512, 1 << 20, 1 << 12, 256, wanted), 1);
+        // Shallow depths and the scratch bound the splits.
+        assert_eq!(depth_splits(1, 64, 300, 256, wanted), 2);
+        assert_eq!(depth_splits(1, SPLITK_LEN / 3, 1 << 20, 256, wanted), 3);
+        assert_eq!(depth_splits(1, SPLITK_LEN * 2, 1 << 20, 256, wanted), 1);
+    }
 }

@@ -6,21 +6,12 @@
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use super::launch::{act_code, cfg_1d, cfg_tiles, conv_ints, int, ints, long, need, nonzero, BLOCK};
-use super::{driver_err, Buf, CudaDevice, Precision};
+use super::{depth_splits, driver_err, Buf, CudaDevice, Precision};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
 use crate::ops::optim::{Adam, RmsProp};
 use crate::ops::Activation;
-
-/// How many depth splits a weight gradient [m, n] with a GEMM depth of `depth` gets: enough
-/// 64×64 tiles for about two blocks per SM of a large GPU (264), each split at least 512 deep,
-/// and all of them within the device's split scratch.
-fn weight_grad_splits(m: usize, n: usize, depth: usize) -> usize {
-    let tiles = m.div_ceil(64) * n.div_ceil(64);
-    let wanted = 264usize.div_ceil(tiles);
-    wanted.min(depth.div_ceil(512)).min(super::SPLITK_LEN / (m * n)).max(1)
-}
 
 /// `blocks` blocks of BLOCK = 256 threads: one per channel (the batch-norm kernels), per
 /// mode-seeking pair, or a single one (the losses' reductions).
@@ -69,7 +60,9 @@ impl CudaDevice {
         int(batch * g.in_len(), WHAT)?;
         int(batch * g.out_len(), WHAT)?;
         let depth = batch * g.out_len() / g.cout;
-        let splits = weight_grad_splits(g.cout, g.kdim(), depth);
+        let tiles = g.cout.div_ceil(64) * g.kdim().div_ceil(64);
+        // Each split at least 512 deep.
+        let splits = depth_splits(tiles, len, depth, 512, 2 * self.sms);
         let per_split = depth.div_ceil(splits);
         let splits = depth.div_ceil(per_split);
         let per = int(per_split, WHAT)?;
@@ -84,7 +77,7 @@ impl CudaDevice {
         // SAFETY: arguments match conv2d_bwd_weight_f32 in kernels/conv2d.cu; x, dy and dw hold
         // what the geometry indexes (checked above; both activations fit int); every split is
         // non-empty (splits = ceil(depth / per_split)) and, when there are several, the scratch
-        // holds splits·len floats (weight_grad_splits keeps it so); the grid covers dw's
+        // holds splits·len floats (depth_splits keeps it so); the grid covers dw's
         // [Cout, Cin·kh·kw] in 64×64 tiles of 16×16 threads per split, the kernel's contract.
         unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
         if splits > 1 {
