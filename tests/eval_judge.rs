@@ -164,18 +164,18 @@ fn train_judge_then_eval_end_to_end() {
     assert_eq!(read(&straight), read(&split), "resumed style run differs from the straight one");
     let log = std::fs::read_to_string(split.join("log.jsonl")).expect("log");
     assert_eq!(log.lines().count(), 4, "{log}");
-    // Content captions only: other captions, so another S; a resume cannot switch to them.
+    // Every caption instead of the default content ones: another S; a resume cannot switch.
     let content = d.join("style-c");
     ok(bin()
-        .args(["-q", "train-style", "--content-captions", "--batch", "4", "--steps", "4", "-m"])
+        .args(["-q", "train-style", "--captions", "all", "--batch", "4", "--steps", "4", "-m"])
         .arg(&m)
         .arg("--data")
         .arg(&data)
         .arg("-o")
         .arg(&content));
-    assert_ne!(read(&content), read(&straight), "--content-captions trained on the same captions");
+    assert_ne!(read(&content), read(&straight), "--captions all trained on the same captions");
     let (code, _, err) = run(bin()
-        .args(["-q", "train-style", "--content-captions", "--steps", "5", "-m"])
+        .args(["-q", "train-style", "--captions", "all", "--steps", "5", "-m"])
         .arg(&m)
         .arg("--data")
         .arg(&data)
@@ -183,7 +183,7 @@ fn train_judge_then_eval_end_to_end() {
         .arg(d.join("style-d"))
         .arg("--resume")
         .arg(straight.join("checkpoint.safetensors")));
-    assert!(code != 0 && err.trim().lines().count() == 1 && err.contains("--content-captions"), "{code} {err}");
+    assert!(code != 0 && err.trim().lines().count() == 1 && err.contains("--captions all"), "{code} {err}");
 
     // Style transfer: style images down, the style image then one column per caption.
     let real_image = |k: usize| {
@@ -211,6 +211,7 @@ fn train_judge_then_eval_end_to_end() {
         ok(eval().arg("--style").arg("--style-model").arg(straight.join("style.safetensors")).arg("--roc").arg(&roc));
     assert!(out.contains("background AUC") && out.contains("caption embedding (baseline)"), "{out}");
     assert!(out.contains("style transfer, 120 pairs"), "{out}");
+    assert!(out.contains("style transfer, shape position:"), "{out}");
     let csv = std::fs::read_to_string(roc.with_extension("csv")).expect("csv");
     assert!(csv.starts_with("feature,property,fpr,tpr") && csv.lines().count() > 8, "{csv}");
     assert!(roc.with_extension("png").exists());

@@ -10,6 +10,7 @@ use serde::Serialize;
 use text2img::data::render::Shape;
 use text2img::data::rng::Pcg32;
 use text2img::data::shapes::{fix_articles, PALETTE};
+use text2img::eval::colour::read;
 use text2img::eval::report::{Attrs, Judge};
 use text2img::eval::style::{kmeans, verify, Verification};
 use text2img::graph::Backend;
@@ -37,6 +38,11 @@ pub struct TransferCheck {
     pub background_of_style_image: f64,
     pub colour_of_caption: f64,
     pub shape_of_caption: f64,
+    /// Mean distance (pixels) from the output's judged shape centre to the style image's shape
+    /// centre, and the same to another pair's style image (the baseline: what a transfer that
+    /// ignored the style's position would score); over the outputs with a shape found.
+    pub position_distance: f64,
+    pub position_distance_other_style: f64,
     /// Mean length of the style vectors S(image) handed to G, beside that of the prior's z
     /// (√nz): an S that shrinks towards the mean style gives G a "typical" z, whose background
     /// is the caption's most likely one.
@@ -68,7 +74,7 @@ pub fn transfer_check(
     let nz = ws.config().generator.nz;
     let mut s = load_style_encoder(style_model, nz)?;
     let mut rng = Pcg32::new(seed ^ 0x5452_4e53);
-    let (mut images, mut captions, mut wants) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut images, mut captions, mut wants, mut centres) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..TRANSFER_PAIRS.min(held.len()) {
         let i = held[rng.index(held.len())];
         images.extend_from_slice(real.image(i));
@@ -80,6 +86,7 @@ pub fn transfer_check(
         let shape = rng.index(Shape::ALL.len());
         captions.push(fix_articles(&format!("a {} {}", PALETTE[colour].name, Shape::ALL[shape].name())));
         wants.push(Want { background: bg, colour, shape });
+        centres.push([real.attrs[i].x, real.attrs[i].y]);
     }
     let styles = predict_styles(&mut s, &images, Arc::clone(pool));
     let norms: Vec<f64> =
@@ -89,6 +96,9 @@ pub fn transfer_check(
     let (emb, _) = t2i.embed(&captions)?;
     let out = t2i.generate_from(&styles, &emb)?.to_vec();
     let judged = judge.judge(&out);
+    let found: Vec<Option<[f32; 2]>> =
+        out.chunks(out.len() / captions.len().max(1)).map(|x| read(x).centre()).collect();
+    let distance = |shift: usize| mean_centre_distance(&found, &centres, shift);
     let n = judged.len().max(1) as f64;
     let rate = |hit: fn(&Attrs, &Want) -> bool| judged.iter().zip(&wants).filter(|(j, w)| hit(j, w)).count() as f64 / n;
     Ok(TransferCheck {
@@ -96,9 +106,23 @@ pub fn transfer_check(
         background_of_style_image: rate(|j, w| j.background == w.background),
         colour_of_caption: rate(|j, w| j.colour == Some(w.colour)),
         shape_of_caption: rate(|j, w| j.shape == w.shape),
+        position_distance: distance(0),
+        position_distance_other_style: distance(1),
         style_norm,
         prior_norm: (nz as f64).sqrt(),
     })
+}
+
+/// Mean distance from each found centre k to the style centre k + shift (cyclically).
+fn mean_centre_distance(found: &[Option<[f32; 2]>], style: &[[f32; 2]], shift: usize) -> f64 {
+    let n = style.len();
+    let d: Vec<f64> = found
+        .iter()
+        .enumerate()
+        .filter_map(|(k, c)| c.map(|c| (c, style[(k + shift) % n])))
+        .map(|(c, s)| f64::from((c[0] - s[0]).hypot(c[1] - s[1])))
+        .collect();
+    d.iter().sum::<f64>() / d.len().max(1) as f64
 }
 
 pub fn print_transfer(c: &TransferCheck) {
@@ -109,6 +133,10 @@ pub fn print_transfer(c: &TransferCheck) {
         100.0 * c.background_of_style_image,
         100.0 * c.colour_of_caption,
         100.0 * c.shape_of_caption
+    );
+    println!(
+        "style transfer, shape position: {:.1} px from the style image's shape centre ({:.1} px from another pair's)",
+        c.position_distance, c.position_distance_other_style
     );
     println!("style vectors: mean length {:.2} (z ~ N(0, I): {:.2})", c.style_norm, c.prior_norm);
 }
@@ -232,4 +260,21 @@ pub fn write_roc(prefix: &Path, rows: &[StyleRow]) -> Result<(), Failure> {
     let text = vec![("roc".to_string(), format!("{} (dark: background, light: pose)", legend.join("; ")))];
     write_png(&png_path, &img, &text)
         .map_err(|e| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", png_path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_centre_distance;
+
+    #[test]
+    fn centre_distance_to_own_and_to_another_style() {
+        let style = [[10.0, 10.0], [40.0, 50.0], [10.0, 40.0]];
+        // Outputs at their own style's centre but one (off by 3, 4) and one with no shape found.
+        let found = [Some([10.0, 10.0]), Some([43.0, 54.0]), None];
+        assert!((mean_centre_distance(&found, &style, 0) - 2.5).abs() < 1e-9);
+        // Shifted by one: (10,10)→(40,50) is 50 px, (43,54)→(10,40) is √(33² + 14²).
+        let want = (50.0 + (33.0f64 * 33.0 + 14.0 * 14.0).sqrt()) / 2.0;
+        assert!((mean_centre_distance(&found, &style, 1) - want).abs() < 1e-6);
+        assert_eq!(mean_centre_distance(&[None, None, None], &style, 0), 0.0);
+    }
 }

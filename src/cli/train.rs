@@ -31,7 +31,7 @@ use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, StepStats, VaeWeigh
 use text2img::train::sje::{
     rescale_embeddings, save_image_encoder, training_embedding_rms, HeldOut, SjeOptions, SjeTrainer,
 };
-use text2img::train::style::{style_captions, StyleOptions, StyleTrainer};
+use text2img::train::style::{style_captions, StyleCaptions, StyleOptions, StyleTrainer};
 use text2img::train::TrainNet;
 use text2img::weights::writer::write_atomic;
 use text2img::weights::LoadMode;
@@ -256,10 +256,11 @@ pub struct TrainStyleArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 2e-4)]
     pub lr: f32,
-    /// Train on captions that name no background only ("background" or "backdrop"): the scene is
-    /// then z's to set, as with CUB's captions, which describe only the bird.
-    #[arg(long)]
-    pub content_captions: bool,
+    /// Captions S trains on: `content`, those that name no background ("background" or
+    /// "backdrop"), so that the scene is z's to set, as with CUB's captions, which describe only
+    /// the bird; or `all` [default: content; a resumed run keeps its own]
+    #[arg(long, value_name = "content|all")]
+    pub captions: Option<StyleCaptions>,
 }
 
 /// Every caption's embedding by the frozen encoder, from out/caption-embeddings.safetensors when
@@ -1007,23 +1008,28 @@ pub fn run_style(a: TrainStyleArgs, v: Verbosity) -> Result<(), Failure> {
     let mut t = match &c.resume {
         Some(p) => {
             let t = load_style(p, &ws, Arc::clone(&pool))?.0;
-            if a.content_captions && !t.options.content_captions {
-                let msg = format!("{}: trained on all captions; resume it without --content-captions", p.display());
+            if let Some(c) = a.captions.filter(|&c| c != t.options.captions) {
+                let was = t.options.captions.name();
+                let msg = format!("{}: trained on {was} captions, not --captions {}", p.display(), c.name());
                 return Err(fail(EXIT_BAD_INPUT, msg));
             }
             t
         }
         None => {
-            let o = StyleOptions { batch: a.batch, lr: a.lr, seed: c.seed, content_captions: a.content_captions };
+            let captions = a.captions.unwrap_or_default();
+            let o = StyleOptions { batch: a.batch, lr: a.lr, seed: c.seed, captions };
             StyleTrainer::new(&ws, o, Arc::clone(&pool))?
         }
     };
     let ids = ds.item_ids(Split::TrainVal);
     let captions = ids.iter().map(|&i| ds.items()[i].captions.as_slice());
-    let texts = style_captions(captions, STYLE_CAPTIONS_PER_IMAGE, t.options.content_captions);
+    let texts = style_captions(captions, STYLE_CAPTIONS_PER_IMAGE, t.options.captions);
     if texts.is_empty() {
-        let which =
-            if t.options.content_captions { "training captions that name no background" } else { "training captions" };
+        let which = if t.options.captions == StyleCaptions::Content {
+            "training captions that name no background"
+        } else {
+            "training captions"
+        };
         return Err(fail(EXIT_BAD_INPUT, format!("{}: no {which}", c.data.display())));
     }
     let table = embed_texts(&ws, &texts, Arc::clone(&pool))?;

@@ -48,20 +48,56 @@ pub fn style_graph(nz: usize) -> Result<TrainGraph> {
     Ok(b.finish(&[out]))
 }
 
+/// Which training captions S sees with G's images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StyleCaptions {
+    /// Only captions that name no background ([`names_scene`]): the background is then z's to
+    /// set, as in the paper, whose CUB captions describe the bird and not the scene.
+    #[default]
+    Content,
+    /// Every caption (about half of `shapes`' name the background, which then carries no style).
+    All,
+}
+
 /// Settings of a style run (saved in checkpoints).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StyleOptions {
     pub batch: usize,
     pub lr: f32,
     pub seed: u64,
-    /// Train on captions that name no background only (see [`names_scene`]).
-    #[serde(default)]
-    pub content_captions: bool,
+    /// Checkpoints written before the choice existed trained on every caption.
+    #[serde(default = "all_captions")]
+    pub captions: StyleCaptions,
+}
+
+impl StyleCaptions {
+    pub fn name(self) -> &'static str {
+        match self {
+            StyleCaptions::Content => "content",
+            StyleCaptions::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for StyleCaptions {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        [StyleCaptions::Content, StyleCaptions::All]
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown caption choice '{s}' (expected content or all)"))
+    }
+}
+
+fn all_captions() -> StyleCaptions {
+    StyleCaptions::All
 }
 
 impl Default for StyleOptions {
     fn default() -> Self {
-        StyleOptions { batch: 64, lr: 2e-4, seed: 0, content_captions: false }
+        StyleOptions { batch: 64, lr: 2e-4, seed: 0, captions: StyleCaptions::default() }
     }
 }
 
@@ -140,17 +176,16 @@ pub fn names_scene(caption: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case("background") || w.eq_ignore_ascii_case("backdrop"))
 }
 
-/// The captions S trains on: the first `per_image` of each image's, or, with `content_only`,
-/// the first `per_image` that do not name the scene (an image whose every caption names it
+/// The captions S trains on: the first `per_image` of each image's (`All`), or the first
+/// `per_image` that do not name the scene (`Content`; an image whose every caption names it
 /// gives none).
 pub fn style_captions<'a>(
     captions: impl Iterator<Item = &'a [String]>,
     per_image: usize,
-    content_only: bool,
+    which: StyleCaptions,
 ) -> Vec<&'a str> {
-    captions
-        .flat_map(|c| c.iter().filter(move |t| !(content_only && names_scene(t))).take(per_image).map(String::as_str))
-        .collect()
+    let keep = move |t: &&String| which == StyleCaptions::All || !names_scene(t);
+    captions.flat_map(|c| c.iter().filter(keep).take(per_image).map(String::as_str)).collect()
 }
 
 /// Style vectors [N, nz] of images [N, 3, 64, 64] (S in eval mode).
@@ -178,10 +213,17 @@ mod tests {
         let a: Vec<String> = ["x on a blue background", "a x", "b x", "c x"].map(String::from).to_vec();
         let b: Vec<String> = ["y with a red backdrop", "the background is red"].map(String::from).to_vec();
         let items = [a.as_slice(), b.as_slice()];
-        assert_eq!(
-            style_captions(items.into_iter(), 2, false),
-            ["x on a blue background", "a x", "y with a red backdrop", "the background is red"]
-        );
-        assert_eq!(style_captions(items.into_iter(), 2, true), ["a x", "b x"]);
+        let all = style_captions(items.into_iter(), 2, StyleCaptions::All);
+        assert_eq!(all, ["x on a blue background", "a x", "y with a red backdrop", "the background is red"]);
+        assert_eq!(style_captions(items.into_iter(), 2, StyleCaptions::Content), ["a x", "b x"]);
+    }
+
+    #[test]
+    fn checkpoints_from_before_the_choice_trained_on_every_caption() {
+        let old: StyleOptions = serde_json::from_str(r#"{"batch": 64, "lr": 0.0002, "seed": 0}"#).expect("parse");
+        assert_eq!(old.captions, StyleCaptions::All);
+        assert_eq!(StyleOptions::default().captions, StyleCaptions::Content);
+        assert_eq!("all".parse::<StyleCaptions>(), Ok(StyleCaptions::All));
+        assert!("every".parse::<StyleCaptions>().is_err());
     }
 }
