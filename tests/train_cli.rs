@@ -500,3 +500,25 @@ fn vae_switches_on_at_resume_and_exports_its_style_encoder() {
     let negative = ["--vae", "1", "--vae-latent=-1"];
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("e"), &negative), 2, "--vae-latent");
 }
+
+#[test]
+fn a_diverged_run_stops_and_keeps_its_last_checkpoint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("run");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "2"]));
+    let ckpt = out.join("checkpoint.safetensors");
+    let before = std::fs::read(&ckpt).expect("checkpoint");
+    let model_before = std::fs::read(out.join("model.safetensors")).expect("model");
+    // Any loss is above 1e-4: the first step past the checkpoint counts as a blow-up.
+    let resume =
+        ["--steps", "4", "--max-loss", "0.0001", "--export-every", "1", "--resume", ckpt.to_str().expect("utf8")];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &resume), 6, "step 3: D's loss");
+    assert_eq!(std::fs::read(&ckpt).expect("checkpoint"), before, "a diverged step overwrote the checkpoint");
+    assert!(!out.join("model-000003.safetensors").exists(), "a diverged step was exported");
+    assert_eq!(std::fs::read(out.join("model.safetensors")).expect("model"), model_before);
+    // The diverged step is in the log (to see what happened), the run is not.
+    let steps: Vec<u64> = log_rows(&out).iter().map(|r| r["step"].as_u64().expect("step")).collect();
+    assert_eq!(steps, [1, 2, 3]);
+    fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("bad"), &["--max-loss=-1"]), 2, "--max-loss");
+}

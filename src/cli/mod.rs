@@ -17,6 +17,8 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_BAD_INPUT: u8 = 3;
 pub const EXIT_OUTPUT: u8 = 4;
 pub const EXIT_DEVICE: u8 = 5;
+/// A training run stopped because its losses left any sane range (its last checkpoint kept).
+pub const EXIT_DIVERGED: u8 = 6;
 const EXIT_OTHER: u8 = 1;
 
 /// A failed command: the message and the exit code.

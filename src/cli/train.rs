@@ -37,7 +37,7 @@ use text2img::weights::writer::write_atomic;
 use text2img::weights::LoadMode;
 
 use super::generate::weights_path;
-use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE};
+use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_OUTPUT, EXIT_USAGE};
 
 /// Options both trainers share.
 #[derive(Args)]
@@ -242,6 +242,11 @@ pub struct TrainArgs {
     /// best point of a run with `eval` (0: only model.safetensors at the end).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub export_every: u64,
+    /// Stop the run when D's or G's loss exceeds this (or is not a number): a diverged run then
+    /// writes no checkpoint or export, so its last checkpoint stays the one before the blow-up
+    /// (normal runs stay below about 15). 0: never stop.
+    #[arg(long, default_value_t = 100.0, value_name = "LOSS")]
+    pub max_loss: f32,
 }
 
 #[derive(Args)]
@@ -618,6 +623,7 @@ const DEFAULT_VAE_KL: f32 = 0.01;
 /// Checks the GAN flags' values before anything is read, so a bad flag fails at once; returns the
 /// VAE weights given, by flag.
 fn check_gan_flags(a: &TrainArgs) -> Result<[(&'static str, Option<f32>); 4], Failure> {
+    non_negative("--max-loss", a.max_loss)?;
     if let Some(w) = a.mode_seeking {
         non_negative("--mode-seeking", w)?;
     }
@@ -793,6 +799,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     let mut text = vec![0.0; t.options.batch * enc.config().encoder.embed_dim];
     let mut recent = RecentTexts::new(text.len());
     let mut gpu = GpuSteps::open(device, &t)?;
+    let mut saved = t.step;
     while t.step < c.steps {
         let batch = batches.next().map_err(|e| fail(EXIT_BAD_INPUT, e))?;
         table.mean_into(&batch.items, &batch.captions, k, &mut text);
@@ -828,11 +835,17 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             }
         }
         log.write(row)?;
+        if let Some(msg) = divergence(&s, a.max_loss) {
+            bar.finish_and_clear();
+            let kept = format!("the checkpoint {} (step {saved}) and the exports are kept", ckpt.display());
+            return Err(fail(EXIT_DIVERGED, format!("step {}: {msg}: the run diverged; {kept}", t.step)));
+        }
         if export_now {
             export(&a, &t, &enc, (&recent, &pool), &format!("model-{:06}", t.step), v)?;
         }
         if checkpoint_now {
             save_gan(&ckpt, &t, &sampler_meta(&batch.state))?;
+            saved = t.step;
         }
     }
     bar.finish_and_clear();
@@ -846,6 +859,18 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Why a step's losses say the run diverged (D's or G's loss above `max_loss`, or not a
+/// number), or None; `max_loss` 0 turns the check off.
+fn divergence(s: &StepStats, max_loss: f32) -> Option<String> {
+    if max_loss <= 0.0 {
+        return None;
+    }
+    [("D", s.d_loss), ("G", s.g_loss)]
+        .into_iter()
+        .find(|&(_, l)| l.is_nan() || l > max_loss)
+        .map(|(who, l)| format!("{who}'s loss {l} is above --max-loss {max_loss}"))
 }
 
 /// The shapes of every item, (x, y, radius) in pixels of the training images, when the --vae
