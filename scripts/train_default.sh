@@ -3,7 +3,8 @@
 # the text encoder (DS-SJE plus a shared shape/colour read-out, docs/RESULTS.md), GAN-INT-CLS,
 # the eval judge, the style encoder, the export into weights/ (with INSTALL=1), and the eval.
 #
-#   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS] [STYLE_STEPS]     (TAIL_STEPS=500: see below)
+#   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS] [STYLE_STEPS]
+#                                         (TAIL_STEPS=1000, DECAY_STEPS=1500, DECAY_SPAN=2000: see below)
 #
 # Seeds are fixed, so the same machine gives the same weights (the GEMM's summation order depends
 # on the CPU's vector width, so another machine may differ in the last bits). Measured times on the
@@ -28,9 +29,13 @@ t1=$(date +%s)
 # one image per caption), LeakyReLU after D's deep convolutions, a moving average of G
 # (exported), and the capped mode-seeking term (docs/RESULTS.md, sessions 5-15); then TAIL_STEPS
 # more with G's twin term at half weight (session 16: at 6,500 steps all four 49.5 % / held out
-# 38.1 %, against 46.5 % / 37.2 % with the full term all the way).
-# A rate decay after 4,500 steps made held-out colour-shape pairs worse (session 14), so none.
-tail_steps=${TAIL_STEPS:-500}
+# 38.1 %, against 46.5 % / 37.2 % with the full term all the way); then DECAY_STEPS with both
+# rates falling linearly towards zero at DECAY_SPAN steps past the tail (session 17: at the full
+# rate the run blew up at 7,180; decayed from 7,000 towards 9,000 it did not, and its step-8,500
+# export is the shipped model: at 9,000 held-out pairs fell back, as with session 14's decay).
+tail_steps=${TAIL_STEPS:-1000}
+decay_steps=${DECAY_STEPS:-1500}
+decay_span=${DECAY_SPAN:-2000}
 gan=("$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan"
     --batch 64 --sample-every 500 --checkpoint-every 250 --export-every 500 --seed 0 --export-dtype f16)
 if [ -n "${RESUME_GAN:-}" ]; then
@@ -40,7 +45,12 @@ else
     "${gan[@]}" --steps "$gan_steps" --classifier 1 --classifier-pool --classifier-twin --lr-d-scale 4 \
         --d-act-after-deep --ema 0.999 --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25
 fi
-"${gan[@]}" --steps $((gan_steps + tail_steps)) --resume "$out/gan/checkpoint.safetensors" --classifier-twin-scale 0.5
+tail_end=$((gan_steps + tail_steps))
+"${gan[@]}" --steps "$tail_end" --resume "$out/gan/checkpoint.safetensors" --classifier-twin-scale 0.5
+if [ "$decay_steps" -gt 0 ]; then
+    "${gan[@]}" --steps $((tail_end + decay_steps)) --resume "$out/gan/checkpoint.safetensors" \
+        --lr-decay "$tail_end:$((tail_end + decay_span))"
+fi
 t2=$(date +%s)
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0
 "$bin" train-style -m "$out/gan/model.safetensors" --data "$out/shapes" --out "$out/style" --steps "$style_steps" --seed 0
