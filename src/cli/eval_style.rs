@@ -11,7 +11,7 @@ use text2img::data::render::Shape;
 use text2img::data::rng::Pcg32;
 use text2img::data::shapes::{fix_articles, PALETTE};
 use text2img::eval::colour::read;
-use text2img::eval::report::{Attrs, Judge};
+use text2img::eval::report::{Attrs, Judge, IMAGE_LEN};
 use text2img::eval::style::{kmeans, verify, Verification};
 use text2img::graph::Backend;
 use text2img::image::{write_png, Rgb8};
@@ -96,8 +96,7 @@ pub fn transfer_check(
     let (emb, _) = t2i.embed(&captions)?;
     let out = t2i.generate_from(&styles, &emb)?.to_vec();
     let judged = judge.judge(&out);
-    let found: Vec<Option<[f32; 2]>> =
-        out.chunks(out.len() / captions.len().max(1)).map(|x| read(x).centre()).collect();
+    let found: Vec<Option<[f32; 2]>> = out.chunks(IMAGE_LEN).map(|x| read(x).centre()).collect();
     let distance = |shift: usize| mean_centre_distance(&found, &centres, shift);
     let n = judged.len().max(1) as f64;
     let rate = |hit: fn(&Attrs, &Want) -> bool| judged.iter().zip(&wants).filter(|(j, w)| hit(j, w)).count() as f64 / n;
