@@ -133,13 +133,12 @@ extern "C" __global__ void __launch_bounds__(256, 2) conv2d_bwd_weight_f32(
     const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dw,
     float* __restrict__ partial, int batch, int cin, int h, int wd, int cout, int kh, int kw,
     int stride, int pad, int ho, int wo, int per_split) {
-    const int depth = batch * ho * wo, q0 = blockIdx.z * per_split;
+    const Split sp = depth_split(batch * ho * wo, per_split, blockIdx.z);
     const int n = cin * kh * kw;
     float* mine = gridDim.z > 1 ? partial + (long long)blockIdx.z * cout * n : nullptr;
     const ConvGather g{x, cin, h, wd, cout, kw, stride, pad, wo, kh * kw, ho * wo};
-    const Conv2dWeightGradProblem pr{g, dy, dw, mine, q0};
-    const int kz = depth - q0 < per_split ? depth - q0 : per_split;
-    tile_gemm_f32(pr, cout, n, kz, blockIdx.y * TG_M, blockIdx.x * TG_N);
+    const Conv2dWeightGradProblem pr{g, dy, dw, mine, sp.q0};
+    tile_gemm_f32(pr, cout, n, sp.k, blockIdx.y * TG_M, blockIdx.x * TG_N);
 }
 
 // out[i] = epi(Σ_z partial[z·len + i]) for z = 0, 1, … in that order: the forward convolutions'

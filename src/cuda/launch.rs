@@ -97,6 +97,14 @@ pub(super) fn nonzero(sizes: &[usize], what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The pooled length (t − k)/s + 1 of a max-pool over `rows` rows of length t, after checking
+/// no size is zero and the window fits.
+pub(super) fn maxpool_out_len((rows, t, k, s): (usize, usize, usize, usize), what: &str) -> Result<usize> {
+    nonzero(&[rows, t, k, s], what)?;
+    crate::ops::pool::maxpool1d_len(t, k, s)
+        .ok_or_else(|| Error::Shape(format!("{what}: window {k} longer than the input {t}")))
+}
+
 /// The least depth of a forward convolution's split: 16 K steps of the tile core.
 const FWD_MIN_SPLIT_DEPTH: usize = 256;
 
@@ -172,11 +180,12 @@ impl CudaDevice {
         })
     }
 
-    /// (splits, per_split) of a forward convolution whose C is `tiles` 64×64 tiles (every
-    /// parity class) of `len` elements, at most `depth` deep: one split (per_split = depth)
-    /// unless C alone would leave most SMs idle (batch 1).
-    fn fwd_splits(&self, tiles: usize, len: usize, depth: usize) -> (usize, usize) {
-        let splits = depth_splits(tiles, len, depth, FWD_MIN_SPLIT_DEPTH, 2 * self.sms);
+    /// (splits, per_split) of a GEMM whose C is `tiles` 64×64 tiles (every parity class) of
+    /// `len` elements, at most `depth` deep, each split at least `min_depth` deep
+    /// (`depth_splits`): one split (per_split = depth) unless C alone would leave most SMs idle
+    /// (batch 1); every split non-empty (splits = ceil(depth / per_split)).
+    pub(super) fn split_plan(&self, tiles: usize, len: usize, depth: usize, min_depth: usize) -> (usize, usize) {
+        let splits = depth_splits(tiles, len, depth, min_depth, 2 * self.sms);
         let per = depth.div_ceil(splits);
         (depth.div_ceil(per), per)
     }
@@ -200,7 +209,7 @@ impl CudaDevice {
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
         // SAFETY: arguments match splitk_epilogue_f32 in kernels/conv2d.cu; the scratch holds
         // the splits·len partial sums the convolution launched just before wrote (same stream;
-        // fwd_splits keeps splits·len within it), out and a flagged residual len elements, scale
+        // split_plan keeps splits·len within it), out and a flagged residual len elements, scale
         // and shift `channels` (epi_args checked them); grid-stride loop.
         unsafe { l.launch(cfg_1d(len)) }.map_err(driver_err(WHAT))?;
         Ok(())
@@ -302,7 +311,7 @@ impl CudaDevice {
         int(total, WHAT)?;
         let positions = total / g.cout;
         let tiles = positions.div_ceil(64) * g.cout.div_ceil(64);
-        let (splits, per) = self.fwd_splits(tiles, total, g.kdim());
+        let (splits, per) = self.split_plan(tiles, total, g.kdim(), FWD_MIN_SPLIT_DEPTH);
         let per_i = int(per, WHAT)?;
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(e.residual).arg(&e.act).arg(&e.slope);
         l.arg(&self.splitk).arg(&per_i);
@@ -311,7 +320,7 @@ impl CudaDevice {
         // buffers were checked to hold every element the kernel indexes for these sizes, whose
         // GEMM extents (B·Ho·Wo, Cin·kh·kw) fit int; the grid covers C [Cout, B·Ho·Wo] in 64×64
         // tiles of 16×16 threads per depth split, the kernel's contract; with several splits the
-        // scratch holds splits·total floats (fwd_splits keeps it so).
+        // scratch holds splits·total floats (split_plan keeps it so).
         unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
         if splits > 1 {
             self.finish_splits(splits, total, (g.cout, positions / batch), &e, out)?;
@@ -355,7 +364,7 @@ impl CudaDevice {
             (1, g.cin)
         } else {
             let tiles = (batch * hq * wq).div_ceil(64) * g.cout.div_ceil(64) * classes;
-            self.fwd_splits(tiles, total, g.cin * kq * kq)
+            self.split_plan(tiles, total, g.cin * kq * kq, FWD_MIN_SPLIT_DEPTH)
         };
         let per_i = int(per, WHAT)?;
         let (name, cfg) = if one_pixel {
@@ -383,7 +392,7 @@ impl CudaDevice {
         // int; the grid covers every parity class's C [Cout, B·Hq·Wq] per depth split (z = s² ·
         // splits, per_split at least the largest class's depth when there is one split) or the
         // dense C [Cout·k·k, B] in 64×64 tiles of 16×16 threads, the kernels' contracts; with
-        // several splits the scratch holds splits·total floats (fwd_splits keeps it so).
+        // several splits the scratch holds splits·total floats (split_plan keeps it so).
         unsafe { l.launch(cfg) }.map_err(driver_err(name))?;
         if splits > 1 {
             self.finish_splits(splits, total, (g.cout, ho * wo), &e, out)?;
@@ -521,9 +530,7 @@ impl CudaDevice {
     /// Max-pool over rows of length t: out [rows, (t − k)/s + 1] (ops::pool::maxpool1d).
     pub fn maxpool1d_fwd(&self, x: &Buf, (rows, t, k, s): (usize, usize, usize, usize), out: &mut Buf) -> Result<()> {
         const WHAT: &str = "maxpool1d_fwd_f32";
-        nonzero(&[rows, t, k, s], WHAT)?;
-        let to = crate::ops::pool::maxpool1d_len(t, k, s)
-            .ok_or_else(|| Error::Shape(format!("{WHAT}: window {k} longer than the input {t}")))?;
+        let to = maxpool_out_len((rows, t, k, s), WHAT)?;
         need(x, rows * t, "maxpool x")?;
         need(out, rows * to, "maxpool out")?;
         let (r, ti, ki, si, toi) = (long(rows), int(t, WHAT)?, int(k, WHAT)?, int(s, WHAT)?, int(to, WHAT)?);
@@ -565,7 +572,7 @@ impl CudaDevice {
         let total = batch * cout * to;
         int(total, WHAT)?;
         let tiles = (batch * to).div_ceil(64) * cout.div_ceil(64);
-        let (splits, per) = self.fwd_splits(tiles, total, cin * k);
+        let (splits, per) = self.split_plan(tiles, total, cin * k, FWD_MIN_SPLIT_DEPTH);
         let per_i = int(per, WHAT)?;
         l.arg(x).arg(w).arg(&*out).arg(&b).arg(&ci).arg(&ti).arg(&co).arg(&ki);
         l.arg(&e.flags).arg(e.scale).arg(e.shift).arg(&e.act).arg(&e.slope);
@@ -574,7 +581,7 @@ impl CudaDevice {
         // SAFETY: arguments match conv1d_fwd_f32 / conv1d_fwd_bf16 in kernels/char_cnn_rnn.cu; x, w, out and the
         // epilogue's per-channel buffers hold what the kernel indexes (sizes fit int); the grid
         // covers C [Cout, B·To] in 64×64 tiles of 16×16 threads per depth split, the kernel's
-        // contract; with several splits the scratch holds splits·total floats (fwd_splits).
+        // contract; with several splits the scratch holds splits·total floats (split_plan).
         unsafe { l.launch(cfg) }.map_err(driver_err(what))?;
         if splits > 1 {
             self.finish_splits(splits, total, (cout, to), &e, out)?;

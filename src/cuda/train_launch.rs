@@ -5,8 +5,8 @@
 
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::launch::{act_code, cfg_1d, cfg_tiles, conv_ints, int, ints, long, need, nonzero, BLOCK};
-use super::{depth_splits, driver_err, Buf, CudaDevice, Precision};
+use super::launch::{act_code, cfg_1d, cfg_tiles, conv_ints, int, ints, long, maxpool_out_len, need, nonzero, BLOCK};
+use super::{driver_err, Buf, CudaDevice, Precision};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::conv_transpose2d::ConvTranspose2dGeom;
@@ -62,9 +62,7 @@ impl CudaDevice {
         let depth = batch * g.out_len() / g.cout;
         let tiles = g.cout.div_ceil(64) * g.kdim().div_ceil(64);
         // Each split at least 512 deep.
-        let splits = depth_splits(tiles, len, depth, 512, 2 * self.sms);
-        let per_split = depth.div_ceil(splits);
-        let splits = depth.div_ceil(per_split);
+        let (splits, per_split) = self.split_plan(tiles, len, depth, 512);
         let per = int(per_split, WHAT)?;
         let cfg = cfg_tiles(g.cout, g.kdim(), splits, WHAT)?;
         let f = self.function(WHAT)?;
@@ -77,7 +75,7 @@ impl CudaDevice {
         // SAFETY: arguments match conv2d_bwd_weight_f32 in kernels/conv2d.cu; x, dy and dw hold
         // what the geometry indexes (checked above; both activations fit int); every split is
         // non-empty (splits = ceil(depth / per_split)) and, when there are several, the scratch
-        // holds splits·len floats (depth_splits keeps it so); the grid covers dw's
+        // holds splits·len floats (split_plan keeps it so); the grid covers dw's
         // [Cout, Cin·kh·kw] in 64×64 tiles of 16×16 threads per split, the kernel's contract.
         unsafe { l.launch(cfg) }.map_err(driver_err(WHAT))?;
         if splits > 1 {
@@ -322,9 +320,7 @@ impl CudaDevice {
         dx: &mut Buf,
     ) -> Result<()> {
         const WHAT: &str = "maxpool1d_bwd_f32";
-        nonzero(&[rows, t, k, s], WHAT)?;
-        let to = crate::ops::pool::maxpool1d_len(t, k, s)
-            .ok_or_else(|| Error::Shape(format!("{WHAT}: window {k} longer than the input {t}")))?;
+        let to = maxpool_out_len((rows, t, k, s), WHAT)?;
         need(x, rows * t, "maxpool x")?;
         need(dy, rows * to, "maxpool dy")?;
         need(dx, rows * t, "maxpool dx")?;
