@@ -3,6 +3,11 @@
 // the sources as they are (build.rs inlines this file into each source it embeds for NVRTC).
 #pragma once
 
+// A grid-stride loop over n elements: any block size, any grid.
+#define GRID_STRIDE(i, n)                                                                      \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n);              \
+         i += (long long)gridDim.x * blockDim.x)
+
 // Activation codes (src/cuda/launch.rs `act_code` maps ops::Activation onto them).
 #define ACT_NONE 0
 #define ACT_RELU 1

@@ -4,10 +4,6 @@
 // except the transcendental activations (tanh, sigmoid: expf/tanhf, ≤ 2 ulp).
 #include "common.cuh"
 
-#define GRID_STRIDE(i, n)                                                                      \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n);              \
-         i += (long long)gridDim.x * blockDim.x)
-
 // out[i] = act(x[i]). Launch contract (every kernel of this file unless it says otherwise):
 // 1-D, any block size (256 tuned), any grid; no shared memory; every output element written once.
 // out may alias x.

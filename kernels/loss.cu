@@ -127,3 +127,75 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) mode_seeking_f32(
         d2[e] = -s;
     }
 }
+
+// ---- The conditional-VAE term (train::posterior; `train --vae`) ----
+
+// log σ² is clamped to ±this before use (train::posterior's LOGVAR_CLAMP).
+#define LOGVAR_CLAMP 10.0f
+
+// Codes z = μ + exp(½·clamp(log σ²))·ε (train::posterior::sample_codes): mu_logvar [rows, 2·nz]
+// (μ first), eps and z [rows, nz].
+//
+// Launch contract: 1-D, any block size, any grid (grid-stride); every z element written once.
+extern "C" __global__ void sample_codes_f32(const float* __restrict__ mu_logvar, const float* __restrict__ eps,
+                                            int rows, int nz, float* __restrict__ z) {
+    GRID_STRIDE(i, (long long)rows * nz) {
+        const long long r = i / nz, j = i % nz;
+        const float mu = mu_logvar[r * 2 * nz + j];
+        const float lv = fminf(fmaxf(mu_logvar[r * 2 * nz + nz + j], -LOGVAR_CLAMP), LOGVAR_CLAMP);
+        z[i] = __fadd_rn(mu, __fmul_rn(expf(0.5f * lv), eps[i]));
+    }
+}
+
+// The rebuild's weighted L1 (train::posterior::l1_loss): dx[i] = g·w_i·sign(x_i − t_i) with
+// g = weight / Σw formed on the host (w null: all 1), and partial[block] = this block's share of
+// Σ w_i·|x_i − t_i| (f64 within the block; the host adds the partials and divides by Σw).
+//
+// Launch contract: `blocks` blocks of LOSS_BLOCK = 256 threads (partial holds `blocks` values),
+// grid-stride over n; 2 KiB static shared memory. Every dx element and every partial written once.
+extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) l1_loss_f32(
+    const float* __restrict__ x, const float* __restrict__ target, const float* __restrict__ w, long long n,
+    float g, float* __restrict__ dx, float* __restrict__ partial) {
+    __shared__ double shared[LOSS_BLOCK];
+    double total = 0.0;
+    GRID_STRIDE(i, n) {
+        const float wi = w ? w[i] : 1.0f;
+        const float diff = __fsub_rn(x[i], target[i]);
+        total += (double)__fmul_rn(wi, fabsf(diff));
+        const float s = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
+        dx[i] = __fmul_rn(__fmul_rn(g, wi), s);
+    }
+    total = block_sum_f64(total, shared, LOSS_BLOCK);
+    if (threadIdx.x == 0) partial[blockIdx.x] = (float)total;
+}
+
+// Gradients of E's output from the codes' gradient dz and kl_weight · KL(q ‖ N(0, I)) averaged
+// over the rows (train::posterior::code_gradients): per element, dμ = dz + (kl_weight/rows)·μ,
+// d log σ² = dz·ε·½·exp(½l) + (kl_weight/rows)·½·(exp(l) − 1) inside the clamp (0 outside);
+// kl_rows[r] = row r's KL, Σ ½(μ² + exp(l) − 1 − l) (f64 within the row; the host averages).
+//
+// Launch contract: one block of LOSS_BLOCK = 256 threads per row (grid = rows); 2 KiB static
+// shared memory. Every d_out element ([rows, 2·nz]) and every kl_rows value written once.
+extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) code_gradients_f32(
+    const float* __restrict__ mu_logvar, const float* __restrict__ eps, const float* __restrict__ dz, int rows,
+    int nz, float kl_weight, float* __restrict__ d_out, float* __restrict__ kl_rows) {
+    __shared__ double shared[LOSS_BLOCK];
+    const long long r = blockIdx.x;
+    const float w = kl_weight / (float)rows;
+    const float* mu = mu_logvar + r * 2 * nz;
+    const float* lv = mu + nz;
+    float* dmu = d_out + r * 2 * nz;
+    float* dlv = dmu + nz;
+    double kl = 0.0;
+    for (int j = threadIdx.x; j < nz; j += LOSS_BLOCK) {
+        const bool inside = fabsf(lv[j]) <= LOGVAR_CLAMP;
+        const float l = fminf(fmaxf(lv[j], -LOGVAR_CLAMP), LOGVAR_CLAMP);
+        const float var = expf(l);
+        const float m = mu[j], d = dz[r * nz + j], e = eps[r * nz + j];
+        kl += (double)(0.5f * (m * m + var - 1.0f - l));
+        dmu[j] = d + w * m;
+        dlv[j] = inside ? d * e * 0.5f * expf(0.5f * l) + w * 0.5f * (var - 1.0f) : 0.0f;
+    }
+    kl = block_sum_f64(kl, shared, LOSS_BLOCK);
+    if (threadIdx.x == 0) kl_rows[r] = (float)kl;
+}

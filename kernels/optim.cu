@@ -3,10 +3,6 @@
 // here is rounded on its own (no FMA contraction), so a step is bit-identical to the CPU's.
 #include "common.cuh"
 
-#define GRID_STRIDE(i, n)                                                                      \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n);              \
-         i += (long long)gridDim.x * blockDim.x)
-
 // m ← m + (g − m)·c1, v ← v·b2 + c2·g·g, p ← p − step·m / (√v / bc2_sqrt + ε).
 // Launch contract: 1-D, any block size (256 tuned), any grid; every element updated once.
 extern "C" __global__ void adam_step_f32(

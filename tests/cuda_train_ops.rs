@@ -20,6 +20,7 @@ mod common;
 use common::{assert_close, poisoned, random};
 use std::sync::Arc;
 
+use text2img::cuda::L1_BLOCKS;
 use text2img::cuda::{Buf, CudaDevice, CudaGan, CudaTrainSession, DeviceSlots};
 use text2img::graph::thread_pool;
 use text2img::model::{ModelConfig, Network};
@@ -36,6 +37,7 @@ use text2img::ops::pool::{maxpool1d_backward, maxpool1d_len};
 use text2img::ops::Activation;
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::net::TrainNet;
+use text2img::train::posterior::{code_gradients, l1_loss, sample_codes, shape_pixel_weights};
 use text2img::train::session::{Mode, TrainSession};
 
 const TOL_SUMS: f64 = 2e-5;
@@ -271,6 +273,55 @@ fn classifier_and_mode_seeking_losses_cuda_vs_cpu() {
     }
 }
 
+/// The conditional-VAE term's kernels against the CPU's functions (train::posterior): the codes
+/// (one expf per element, ≤ 2 ulp: 1e-6), the rebuild's L1 with and without shape weights (its
+/// gradient is exact: the same f32 products; its sum is f64 per block: 1e-6), and the codes'
+/// gradients with the KL (expf, and the CPU rounds each operation where the GPU may fuse a
+/// multiply-add: 1e-5), with log σ² past the clamp in some elements.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn vae_terms_cuda_vs_cpu() {
+    let d = dev();
+    let (rows, nz) = (8, 100);
+    let mut mu_logvar: Vec<f32> = random(rows * 2 * nz, 700).iter().map(|v| v * 3.0).collect();
+    mu_logvar[nz + 3] = 11.0;
+    mu_logvar[3 * nz + 5] = -12.0;
+    let (eps, dz) = (random(rows * nz, 701), random(rows * nz, 702));
+    let mut z = vec![0.0; rows * nz];
+    sample_codes(&mu_logvar, &eps, nz, &mut z);
+    let (mld, epsd) = (up(&d, &mu_logvar), up(&d, &eps));
+    let mut zd = up(&d, &poisoned(rows * nz));
+    d.sample_codes(&mld, &epsd, (rows, nz), &mut zd).expect("codes");
+    assert_close("codes", &down(&d, &zd), &z, TOL_EXP);
+
+    let mut want = vec![0.0; rows * 2 * nz];
+    let kl = code_gradients(&mu_logvar, &eps, &dz, nz, 0.05, &mut want);
+    let (mut outd, mut kld) = (up(&d, &poisoned(rows * 2 * nz)), up(&d, &poisoned(rows)));
+    d.code_gradients((&mld, &epsd, &up(&d, &dz)), (rows, nz), 0.05, &mut outd, &mut kld).expect("code gradients");
+    assert_close("code gradients", &down(&d, &outd), &want, 1e-5);
+    let kl_gpu = down(&d, &kld).iter().map(|&v| f64::from(v)).sum::<f64>() / rows as f64;
+    assert_close("KL", &[kl_gpu as f32], &[kl], 1e-5);
+
+    let n = rows * 3 * 64 * 64;
+    let (x, target) = (random(n, 703), random(n, 704));
+    let geometry: Vec<[f32; 3]> =
+        (0..rows).map(|i| [10.0 + 5.0 * i as f32, 40.0 - 3.0 * i as f32, 7.0 + i as f32]).collect();
+    let mut pixel_w = vec![0.0; n];
+    shape_pixel_weights(&geometry, 10.0, 64, &mut pixel_w);
+    for w in [None, Some(&pixel_w[..])] {
+        let mut want = vec![0.0; n];
+        let loss = l1_loss(&x, &target, w, 50.0, &mut want);
+        let total = w.map_or(n as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
+        let wd = w.map(|w| up(&d, w));
+        let (mut dxd, mut partd) = (up(&d, &poisoned(n)), up(&d, &poisoned(L1_BLOCKS)));
+        let g = (50.0 / total) as f32;
+        d.l1_loss((&up(&d, &x), &up(&d, &target)), wd.as_ref(), n, g, &mut dxd, &mut partd).expect("l1");
+        assert_eq!(down(&d, &dxd), want, "L1 gradient (weights {})", w.is_some());
+        let sum = down(&d, &partd).iter().map(|&v| f64::from(v)).sum::<f64>() / total;
+        assert_close(&format!("L1 loss (weights {})", w.is_some()), &[sum as f32], &[loss], TOL_EXP);
+    }
+}
+
 /// Three Adam steps, three RMSprop steps and three moving-average updates, bit for bit against
 /// the CPU.
 #[test]
@@ -460,10 +511,13 @@ fn gan_step_cuda_vs_cpu() {
         classifier_twin_scale: 0.5,
         ..plain.clone()
     };
+    // The conditional-VAE rebuild with its KL and shape weight (session 18's recipe stage).
+    let vae = GanOptions { vae: 10.0, vae_kl: 0.05, vae_shape_weight: 10.0, ..pooled_twin.clone() };
     let runs = [
         ("plain", plain),
         ("with classifier, mode seeking and average", extras),
         ("with the pooled classifier and its twin", pooled_twin),
+        ("with the pooled classifier, its twin and the VAE term", vae),
     ];
     for (what, options) in runs {
         let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
@@ -474,7 +528,9 @@ fn gan_step_cuda_vs_cpu() {
         let (real, wrong, text) = (random(8 * img, 900), random(8 * img, 901), random(8 * e, 902));
         let labels: Vec<usize> = (0..8 * sizes.len()).map(|i| (i * 7 + 3) % sizes[i % sizes.len()]).collect();
         let labels = if options.classifier_weight > 0.0 { &labels[..] } else { &[] };
-        let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels, shapes: &[] };
+        let geometry: Vec<[f32; 3]> = (0..8).map(|i| [20.0 + 3.0 * i as f32, 30.0, 6.0 + i as f32]).collect();
+        let shapes = if options.vae_shape_weight > 0.0 { &geometry[..] } else { &[] };
+        let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels, shapes };
         let want = cpu.step(&batch).expect("CPU step");
         let got = gpu.step(&batch).expect("GPU step");
         for (name, g, w) in [
@@ -485,6 +541,8 @@ fn gan_step_cuda_vs_cpu() {
             ("mode_seeking", got.mode_seeking, want.mode_seeking),
             ("d_twin", got.d_twin, want.d_twin),
             ("g_twin", got.g_twin, want.g_twin),
+            ("recon", got.recon, want.recon),
+            ("kl", got.kl, want.kl),
         ] {
             assert_close(&format!("{what}: {name}"), &[g], &[w], 1e-4);
         }
@@ -515,6 +573,13 @@ fn gan_step_cuda_vs_cpu() {
         }
         if let (Some(c), Some(g)) = (&cpu.g_ema, &mirror.g_ema) {
             moved_alike("G's average", &g0, c, g);
+        }
+        if let (Some(c), Some(g)) = (&cpu.posterior, &mirror.posterior) {
+            // E's gradients through Adam's first moment, its running statistics and its step.
+            assert_close(&format!("{what}: E gradients (Adam's m)"), &g.adam.m, &c.adam.m, 1e-4);
+            assert_close(&format!("{what}: E running statistics"), &g.net.buffers, &c.net.buffers, TOL_SUMS);
+            let e0 = trainer().posterior.expect("E").net.params.data;
+            moved_alike("E", &e0, &c.net.params.data, &g.net.params.data);
         }
     }
 }

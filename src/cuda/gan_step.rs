@@ -6,35 +6,38 @@
 //! the host (the statistics of the log line).
 //!
 //! The moving average of G (`--ema`), the auxiliary classifier (`--classifier`, its max-pooled
-//! read-out and its twin) and the mode-seeking term (`--mode-seeking`, its cells and target) run
-//! on the device too.
+//! read-out and its twin), the mode-seeking term (`--mode-seeking`, its cells and target) and the
+//! conditional-VAE rebuild (`--vae`, its KL and shape weight; `posterior.rs`) run on the device
+//! too; the VAE term's latent regression (`--vae-latent`) does not yet.
 
 use std::sync::Arc;
 
+use super::posterior::CudaPosterior;
 use super::{driver_err, Buf, CudaDevice, CudaTrainSession, DeviceSlots};
 use crate::error::{Error, Result};
 use crate::ops::loss::check_block_labels;
 use crate::ops::optim::Adam;
 use crate::train::gan::{
     all_right, interpolated_texts, logit_accuracy, pair_texts, AdamState, GanBatch, GanOptions, GanTrainer, StepStats,
-    NOISE_KEY, NOISE_STRIDE,
+    NOISE_KEY, NOISE_STRIDE, VAE_NOISE_KEY,
 };
 use crate::train::graph::TrainGraph;
 use crate::train::net::TrainNet;
+use crate::train::posterior::ReconInputs;
 use crate::train::session::Mode;
 
 /// One network on the device: parameters, their gradients, running statistics and Adam's moments.
-struct DeviceNet {
-    graph: Arc<TrainGraph>,
-    params: DeviceSlots,
-    grads: DeviceSlots,
-    buffers: DeviceSlots,
+pub(super) struct DeviceNet {
+    pub(super) graph: Arc<TrainGraph>,
+    pub(super) params: DeviceSlots,
+    pub(super) grads: DeviceSlots,
+    pub(super) buffers: DeviceSlots,
     m: DeviceSlots,
     v: DeviceSlots,
 }
 
 impl DeviceNet {
-    fn upload(dev: &CudaDevice, net: &TrainNet, adam: &AdamState) -> Result<DeviceNet> {
+    pub(super) fn upload(dev: &CudaDevice, net: &TrainNet, adam: &AdamState) -> Result<DeviceNet> {
         let g = &net.graph;
         Ok(DeviceNet {
             params: DeviceSlots::upload(dev, &g.params, &net.params.data)?,
@@ -46,12 +49,12 @@ impl DeviceNet {
         })
     }
 
-    fn zero_grads(&mut self, dev: &CudaDevice) -> Result<()> {
+    pub(super) fn zero_grads(&mut self, dev: &CudaDevice) -> Result<()> {
         zero(dev, &mut self.grads)
     }
 
     /// One Adam step on every parameter slot.
-    fn adam(&mut self, dev: &CudaDevice, adam: Adam, step: u64) -> Result<()> {
+    pub(super) fn adam(&mut self, dev: &CudaDevice, adam: Adam, step: u64) -> Result<()> {
         for (i, s) in self.graph.params.iter().enumerate() {
             let (m, v) = (&mut self.m.slots[i], &mut self.v.slots[i]);
             dev.adam_step(&adam, step + 1, s.len, &mut self.params.slots[i], &self.grads.slots[i], (m, v))?;
@@ -60,7 +63,7 @@ impl DeviceNet {
     }
 
     /// Parameters, running statistics and Adam's moments back into the host network.
-    fn download(&self, dev: &CudaDevice, net: &mut TrainNet, adam: &mut AdamState) -> Result<()> {
+    pub(super) fn download(&self, dev: &CudaDevice, net: &mut TrainNet, adam: &mut AdamState) -> Result<()> {
         let g = &self.graph;
         net.params.data_mut().copy_from_slice(&self.params.download(dev, &g.params, g.param_len)?);
         net.buffers = self.buffers.download(dev, &g.buffers, g.buffer_len)?;
@@ -78,7 +81,7 @@ fn zero(dev: &CudaDevice, slots: &mut DeviceSlots) -> Result<()> {
 }
 
 /// Copies `src`'s first `dst.len()` values into `dst` on the device.
-fn copy(dev: &CudaDevice, src: &Buf, dst: &mut Buf) -> Result<()> {
+pub(super) fn copy(dev: &CudaDevice, src: &Buf, dst: &mut Buf) -> Result<()> {
     let n = dst.len();
     dev.stream().memcpy_dtod(&src.slice(0..n), dst).map_err(driver_err("copy"))
 }
@@ -115,6 +118,8 @@ pub struct CudaGan {
     dclass: Buf,
     /// The mode-seeking term (`mode_seeking` > 0): G on the first B/2 texts twice, and its buffers.
     ms: Option<ModeSeeking>,
+    /// The conditional-VAE term (`vae` > 0): E and the rebuild pass.
+    post: Option<CudaPosterior>,
 }
 
 /// G's pass for the mode-seeking pairs (B rows: the first B/2 texts, then the same again, each
@@ -149,9 +154,9 @@ impl CudaGan {
                 "the centred mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),
             ));
         }
-        if o.vae > 0.0 {
+        if o.vae > 0.0 && o.vae_latent > 0.0 {
             return Err(Error::Device(
-                "the --vae term runs on the CPU only so far (train without --device cuda)".into(),
+                "the --vae-latent regression runs on the CPU only so far (train without --device cuda)".into(),
             ));
         }
         let b = o.batch;
@@ -162,10 +167,17 @@ impl CudaGan {
         d_int.set_input_grad(0, true);
         let img = 3 * 64 * 64;
         let zeros = |n: usize| dev.upload(&vec![0.0; n]);
+        let g = DeviceNet::upload(&dev, &t.g, &t.g_adam)?;
+        let post = match (&t.posterior, o.vae > 0.0) {
+            (Some(p), true) => Some(CudaPosterior::upload(&dev, p, &g, b)?),
+            (None, true) => return Err(Error::Input("the --vae term is on but the trainer has no E".into())),
+            (_, false) => None,
+        };
         Ok(CudaGan {
             nz: t.config.generator.nz,
             step: t.step,
-            g: DeviceNet::upload(&dev, &t.g, &t.g_adam)?,
+            g,
+            post,
             d: DeviceNet::upload(&dev, &t.d, &t.d_adam)?,
             d_discard: DeviceSlots::upload(&dev, &t.d.graph.params, &vec![0.0; t.d.graph.param_len])?,
             g_ema: t.g_ema.as_ref().map(|e| DeviceSlots::upload(&dev, &t.g.graph.params, e)).transpose()?,
@@ -210,6 +222,9 @@ impl CudaGan {
         if let (Some(ema), Some(host)) = (&self.g_ema, t.g_ema.as_mut()) {
             *host = ema.download(&self.dev, &self.g.graph.params, self.g.graph.param_len)?;
         }
+        if let (Some(post), Some(host)) = (&self.post, t.posterior.as_mut()) {
+            post.download(&self.dev, host)?;
+        }
         t.step = self.step;
         Ok(())
     }
@@ -221,6 +236,11 @@ impl CudaGan {
         let e = self.text_int.len() / self.g_int.batch();
         if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
             return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
+        }
+        let shaped = self.post.is_some() && self.options.vae_shape_weight > 0.0;
+        if shaped && batch.shapes.len() != b {
+            let n = batch.shapes.len();
+            return Err(Error::Input(format!("the VAE term's shape weight needs {b} shapes a batch, got {n}")));
         }
         if classifier_on(&self.options) {
             let sizes = &self.options.classifier_sizes;
@@ -350,6 +370,18 @@ impl CudaGan {
         self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad_buf(0))?;
         if let Some(ms) = self.ms.as_mut() {
             ms.session.backward(&self.g.params, &mut self.g.grads, &ms.dx)?;
+        }
+        if let Some(post) = self.post.as_mut() {
+            let inputs = ReconInputs {
+                real: batch.real,
+                text: batch.text,
+                noise: (o.seed ^ VAE_NOISE_KEY, self.step * NOISE_STRIDE),
+                weights: (o.vae, o.vae_kl),
+                shapes: (o.vae_shape_weight > 0.0).then_some((batch.shapes, o.vae_shape_weight)),
+            };
+            let s = post.step(&dev, &mut self.g, &self.images[0], &inputs, (o.adam_at(self.step), self.step))?;
+            (stats.recon, stats.kl) = (s.recon, s.kl);
+            stats.g_loss += o.vae * s.recon + o.vae_kl * s.kl;
         }
         self.g.adam(&dev, o.adam_at(self.step), self.step)?;
         if let Some(ema) = self.g_ema.as_mut() {

@@ -58,6 +58,9 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("optim", "ema_update_f32"),
     ("loss", "softmax_ce_blocks_f32"),
     ("loss", "mode_seeking_f32"),
+    ("loss", "sample_codes_f32"),
+    ("loss", "l1_loss_f32"),
+    ("loss", "code_gradients_f32"),
     ("elementwise", "onehot_f32"),
 ];
 

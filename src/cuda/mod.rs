@@ -11,6 +11,7 @@ mod gan_step;
 mod kernels;
 mod launch;
 mod pipeline;
+mod posterior;
 mod session;
 mod train_launch;
 mod train_session;
@@ -29,6 +30,7 @@ pub use kernels::{KernelFile, ALL as KERNEL_FILES, COMPILED_BY_NVCC, SYMBOLS};
 pub use launch::{rnn_scratch_len, Epi, MatLayout, RnnBufs};
 pub use pipeline::CudaTextToImage;
 pub use session::CudaSession;
+pub use train_launch::L1_BLOCKS;
 pub use train_session::{CudaTrainSession, DeviceSlots};
 
 /// A device buffer of f32.

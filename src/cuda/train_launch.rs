@@ -19,6 +19,10 @@ fn cfg_blocks(blocks: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// Blocks of the rebuild's L1 kernel: enough to fill a GPU's SMs for B × 12,288 elements, few
+/// enough that the partial sums are one small download.
+pub const L1_BLOCKS: usize = 264;
+
 impl CudaDevice {
     /// dx = the convolution's input gradient (overwritten; ops::conv2d::conv2d_backward's dx).
     /// dy [B, Cout, Ho, Wo], w [Cout, Cin, kh, kw], dx [B, Cin, H, W].
@@ -495,6 +499,90 @@ impl CudaDevice {
         // SAFETY: arguments match rmsprop_step_f32 in kernels/optim.cu; all three buffers hold n
         // elements; grid-stride loop.
         unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// The conditional-VAE codes z = μ + exp(½ log σ²)·ε (train::posterior::sample_codes):
+    /// mu_logvar [rows, 2·nz], eps and z [rows, nz] (z overwritten).
+    pub fn sample_codes(&self, mu_logvar: &Buf, eps: &Buf, (rows, nz): (usize, usize), z: &mut Buf) -> Result<()> {
+        const WHAT: &str = "sample_codes_f32";
+        nonzero(&[rows, nz], WHAT)?;
+        need(mu_logvar, 2 * rows * nz, "codes mu_logvar")?;
+        need(eps, rows * nz, "codes eps")?;
+        need(z, rows * nz, "codes z")?;
+        let [r, n] = ints([rows, nz], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(mu_logvar).arg(eps).arg(&r).arg(&n).arg(z);
+        // SAFETY: arguments match sample_codes_f32 in kernels/loss.cu; the buffers hold what
+        // rows and nz index (checked); grid-stride loop.
+        unsafe { l.launch(cfg_1d(rows * nz)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// The rebuild's weighted L1 (train::posterior::l1_loss) over n elements: dx = g·w·sign(x −
+    /// target) (overwritten; `g` is the term's weight over Σw, formed by the caller; w None: all
+    /// 1), and Σ w·|x − target| in `partial`'s first [`L1_BLOCKS`] values (summed by the caller).
+    pub fn l1_loss(
+        &self,
+        (x, target): (&Buf, &Buf),
+        w: Option<&Buf>,
+        n: usize,
+        g: f32,
+        dx: &mut Buf,
+        partial: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "l1_loss_f32";
+        nonzero(&[n], WHAT)?;
+        need(x, n, "l1 x")?;
+        need(target, n, "l1 target")?;
+        if let Some(w) = w {
+            need(w, n, "l1 weights")?;
+        }
+        need(dx, n, "l1 dx")?;
+        need(partial, L1_BLOCKS, "l1 partial sums")?;
+        let nl = long(n);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(target);
+        // A null pointer for "all weights 1" (the kernel checks it).
+        let null: u64 = 0;
+        match w {
+            Some(w) => l.arg(w),
+            None => l.arg(&null),
+        };
+        l.arg(&nl).arg(&g).arg(dx).arg(partial);
+        // SAFETY: arguments match l1_loss_f32 in kernels/loss.cu (w a device pointer or null);
+        // x, target, w and dx hold n elements, partial L1_BLOCKS; L1_BLOCKS blocks of 256 threads.
+        unsafe { l.launch(cfg_blocks(L1_BLOCKS)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
+    /// Gradients of E's output [rows, 2·nz] (dμ, d log σ²; overwritten) from the codes' gradient
+    /// dz [rows, nz] and `kl_weight` · KL(q ‖ N(0, I)) averaged over the rows
+    /// (train::posterior::code_gradients); each row's KL into kl_rows (the caller averages).
+    pub fn code_gradients(
+        &self,
+        (mu_logvar, eps, dz): (&Buf, &Buf, &Buf),
+        (rows, nz): (usize, usize),
+        kl_weight: f32,
+        d_out: &mut Buf,
+        kl_rows: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "code_gradients_f32";
+        nonzero(&[rows, nz], WHAT)?;
+        need(mu_logvar, 2 * rows * nz, "code mu_logvar")?;
+        need(eps, rows * nz, "code eps")?;
+        need(dz, rows * nz, "code dz")?;
+        need(d_out, 2 * rows * nz, "code d_out")?;
+        need(kl_rows, rows, "code kl_rows")?;
+        let [r, n] = ints([rows, nz], WHAT)?;
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(mu_logvar).arg(eps).arg(dz).arg(&r).arg(&n).arg(&kl_weight).arg(d_out).arg(kl_rows);
+        // SAFETY: arguments match code_gradients_f32 in kernels/loss.cu; the buffers hold what
+        // rows and nz index (checked); one block of 256 threads per row.
+        unsafe { l.launch(cfg_blocks(rows)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
 }
