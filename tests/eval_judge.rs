@@ -212,6 +212,10 @@ fn train_judge_then_eval_end_to_end() {
     assert!(out.contains("background AUC") && out.contains("caption embedding (baseline)"), "{out}");
     assert!(out.contains("style transfer, 120 pairs"), "{out}");
     assert!(out.contains("style transfer, shape position:"), "{out}");
+    assert!(
+        out.contains("the same captions with noise from the prior (no style image): colour of the caption"),
+        "{out}"
+    );
     let csv = std::fs::read_to_string(roc.with_extension("csv")).expect("csv");
     assert!(csv.starts_with("feature,property,fpr,tpr") && csv.lines().count() > 8, "{csv}");
     assert!(roc.with_extension("png").exists());

@@ -38,6 +38,10 @@ pub struct TransferCheck {
     pub background_of_style_image: f64,
     pub colour_of_caption: f64,
     pub shape_of_caption: f64,
+    /// The same captions with noise from the prior instead of S(image) (seed 0): the caption's
+    /// colour and shape as G draws them with no style image, the baseline of the two above.
+    pub colour_of_caption_prior: f64,
+    pub shape_of_caption_prior: f64,
     /// Mean distance (pixels) from the output's judged shape centre to the style image's shape
     /// centre, and the same to another pair's style image (the baseline: what a transfer that
     /// ignored the style's position would score); over the outputs with a shape found.
@@ -56,6 +60,9 @@ struct Want {
     colour: usize,
     shape: usize,
 }
+
+/// Whether a judged output shows what one attribute of its pair asks for.
+type Hit = fn(&Attrs, &Want) -> bool;
 
 /// Pairs in the style-transfer check.
 const TRANSFER_PAIRS: usize = 120;
@@ -96,15 +103,21 @@ pub fn transfer_check(
     let (emb, _) = t2i.embed(&captions)?;
     let out = t2i.generate_from(&styles, &emb)?.to_vec();
     let judged = judge.judge(&out);
+    let (prior, _) = t2i.generate(&captions, 0, 0)?;
+    let judged_prior = judge.judge(&prior);
     let found: Vec<Option<[f32; 2]>> = out.chunks(IMAGE_LEN).map(|x| read(x).centre()).collect();
     let distance = |shift: usize| mean_centre_distance(&found, &centres, shift);
     let n = judged.len().max(1) as f64;
-    let rate = |hit: fn(&Attrs, &Want) -> bool| judged.iter().zip(&wants).filter(|(j, w)| hit(j, w)).count() as f64 / n;
+    let rate_in = |judged: &[Attrs], hit: Hit| judged.iter().zip(&wants).filter(|(j, w)| hit(j, w)).count() as f64 / n;
+    let rate = |hit| rate_in(&judged, hit);
+    let (colour, shape): (Hit, Hit) = (|j, w| j.colour == Some(w.colour), |j, w| j.shape == w.shape);
     Ok(TransferCheck {
         pairs: judged.len(),
         background_of_style_image: rate(|j, w| j.background == w.background),
-        colour_of_caption: rate(|j, w| j.colour == Some(w.colour)),
-        shape_of_caption: rate(|j, w| j.shape == w.shape),
+        colour_of_caption: rate(colour),
+        shape_of_caption: rate(shape),
+        colour_of_caption_prior: rate_in(&judged_prior, colour),
+        shape_of_caption_prior: rate_in(&judged_prior, shape),
         position_distance: distance(0),
         position_distance_other_style: distance(1),
         style_norm,
@@ -132,6 +145,11 @@ pub fn print_transfer(c: &TransferCheck) {
         100.0 * c.background_of_style_image,
         100.0 * c.colour_of_caption,
         100.0 * c.shape_of_caption
+    );
+    println!(
+        "the same captions with noise from the prior (no style image): colour of the caption {:.1}%, shape of the caption {:.1}%",
+        100.0 * c.colour_of_caption_prior,
+        100.0 * c.shape_of_caption_prior
     );
     println!(
         "style transfer, shape position: {:.1} px from the style image's shape centre ({:.1} px from another pair's)",
