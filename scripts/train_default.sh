@@ -4,7 +4,8 @@
 # the eval judge, the style encoder, the export into weights/ (with INSTALL=1), and the eval.
 #
 #   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS] [STYLE_STEPS]
-#                                         (TAIL_STEPS=1000, DECAY_STEPS=1500, DECAY_SPAN=2000: see below)
+#                                         (TAIL_STEPS=1000, DECAY_STEPS=1500, DECAY_SPAN=2000,
+#                                          VAE_WARM=500, VAE_WEIGHT=20: see below)
 #
 # Seeds are fixed, so the same machine gives the same weights (the GEMM's summation order depends
 # on the CPU's vector width, so another machine may differ in the last bits). Measured times on the
@@ -32,10 +33,18 @@ t1=$(date +%s)
 # 38.1 %, against 46.5 % / 37.2 % with the full term all the way); then DECAY_STEPS with both
 # rates falling linearly towards zero at DECAY_SPAN steps past the tail (session 17: at the full
 # rate the run blew up at 7,180; decayed from 7,000 towards 9,000 it did not, and its step-8,500
-# export is the shipped model: at 9,000 held-out pairs fell back, as with session 14's decay).
+# export was session 17's shipped model: at 9,000 held-out pairs fell back, as with session 14's).
+# Within the decay, from its start, the conditional-VAE rebuild (session 18, issue 9: it makes z
+# carry the background of captions that name none, so style transfer keeps the style image's):
+# VAE_WARM steps at weight 10 (KL 0.05, shape weight 10), then the rest at weight VAE_WEIGHT,
+# KL 0.01, no shape weight; E's mean, exported beside the model (model-style.safetensors), is the
+# shipped style encoder. VAE_WEIGHT=0 leaves it out (session 17's recipe, whose style encoder is
+# then the paper's S from `train-style`).
 tail_steps=${TAIL_STEPS:-1000}
 decay_steps=${DECAY_STEPS:-1500}
 decay_span=${DECAY_SPAN:-2000}
+vae_warm=${VAE_WARM:-500}
+vae_weight=${VAE_WEIGHT:-20}
 gan=("$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan"
     --batch 64 --sample-every 500 --checkpoint-every 250 --export-every 500 --seed 0 --export-dtype f16)
 if [ -n "${RESUME_GAN:-}" ]; then
@@ -47,21 +56,30 @@ else
 fi
 tail_end=$((gan_steps + tail_steps))
 "${gan[@]}" --steps "$tail_end" --resume "$out/gan/checkpoint.safetensors" --classifier-twin-scale 0.5
-if [ "$decay_steps" -gt 0 ]; then
+decay=(--lr-decay "$tail_end:$((tail_end + decay_span))")
+if [ "$decay_steps" -gt 0 ] && [ "$vae_weight" != 0 ]; then
+    warm_end=$((tail_end + (vae_warm < decay_steps ? vae_warm : decay_steps)))
+    "${gan[@]}" --steps "$warm_end" --resume "$out/gan/checkpoint.safetensors" "${decay[@]}" \
+        --vae 10 --vae-kl 0.05 --vae-shape-weight 10
     "${gan[@]}" --steps $((tail_end + decay_steps)) --resume "$out/gan/checkpoint.safetensors" \
-        --lr-decay "$tail_end:$((tail_end + decay_span))"
+        --vae "$vae_weight" --vae-kl 0.01 --vae-shape-weight 0
+elif [ "$decay_steps" -gt 0 ]; then
+    "${gan[@]}" --steps $((tail_end + decay_steps)) --resume "$out/gan/checkpoint.safetensors" "${decay[@]}"
 fi
 t2=$(date +%s)
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0
+# The paper's S (inverting the frozen G), kept for comparison; with the VAE stage E's mean ships.
 "$bin" train-style -m "$out/gan/model.safetensors" --data "$out/shapes" --out "$out/style" --steps "$style_steps" --seed 0
+style="$out/style/style.safetensors"
+[ "$vae_weight" = 0 ] || style="$out/gan/model-style.safetensors"
 echo "times: encoder $((t1 - t0)) s, GAN $((t2 - t1)) s, all $(( $(date +%s) - t0 )) s"
 if [ -n "${INSTALL:-}" ]; then
     mkdir -p weights
     cp "$out/gan/model.safetensors" weights/default.safetensors
     cp "$out/enc/image_encoder.safetensors" weights/image_encoder.safetensors
     cp "$out/judge.safetensors" weights/judge.safetensors
-    cp "$out/style/style.safetensors" weights/style.safetensors
+    cp "$style" weights/style.safetensors
 fi
 "$bin" eval -m "$out/gan/model.safetensors" --judge "$out/judge.safetensors" \
     --image-encoder "$out/enc/image_encoder.safetensors" --data "$out/shapes" --json "$out/eval.json" \
-    --style --style-model "$out/style/style.safetensors" --roc "$out/roc"
+    --style --style-model "$style" --roc "$out/roc"

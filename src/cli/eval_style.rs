@@ -44,9 +44,10 @@ pub struct TransferCheck {
     pub shape_of_caption_prior: f64,
     /// Mean distance (pixels) from the output's judged shape centre to the style image's shape
     /// centre, and the same to another pair's style image (the baseline: what a transfer that
-    /// ignored the style's position would score); over the outputs with a shape found.
-    pub position_distance: f64,
-    pub position_distance_other_style: f64,
+    /// ignored the style's position would score); over the outputs with a shape found (None:
+    /// none had one).
+    pub position_distance: Option<f64>,
+    pub position_distance_other_style: Option<f64>,
     /// Mean length of the style vectors S(image) handed to G, beside that of the prior's z
     /// (√nz): an S that shrinks towards the mean style gives G a "typical" z, whose background
     /// is the caption's most likely one.
@@ -125,8 +126,9 @@ pub fn transfer_check(
     })
 }
 
-/// Mean distance from each found centre k to the style centre k + shift (cyclically).
-fn mean_centre_distance(found: &[Option<[f32; 2]>], style: &[[f32; 2]], shift: usize) -> f64 {
+/// Mean distance from each found centre k to the style centre k + shift (cyclically); None when
+/// no centre was found.
+fn mean_centre_distance(found: &[Option<[f32; 2]>], style: &[[f32; 2]], shift: usize) -> Option<f64> {
     let n = style.len();
     let d: Vec<f64> = found
         .iter()
@@ -134,7 +136,7 @@ fn mean_centre_distance(found: &[Option<[f32; 2]>], style: &[[f32; 2]], shift: u
         .filter_map(|(k, c)| c.map(|c| (c, style[(k + shift) % n])))
         .map(|(c, s)| f64::from((c[0] - s[0]).hypot(c[1] - s[1])))
         .collect();
-    d.iter().sum::<f64>() / d.len().max(1) as f64
+    (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64)
 }
 
 pub fn print_transfer(c: &TransferCheck) {
@@ -151,10 +153,12 @@ pub fn print_transfer(c: &TransferCheck) {
         100.0 * c.colour_of_caption_prior,
         100.0 * c.shape_of_caption_prior
     );
-    println!(
-        "style transfer, shape position: {:.1} px from the style image's shape centre ({:.1} px from another pair's)",
-        c.position_distance, c.position_distance_other_style
-    );
+    match (c.position_distance, c.position_distance_other_style) {
+        (Some(own), Some(other)) => println!(
+            "style transfer, shape position: {own:.1} px from the style image's shape centre ({other:.1} px from another pair's)"
+        ),
+        _ => println!("style transfer, shape position: the judge found no shape in any output"),
+    }
     println!("style vectors: mean length {:.2} (z ~ N(0, I): {:.2})", c.style_norm, c.prior_norm);
 }
 
@@ -288,10 +292,12 @@ mod tests {
         let style = [[10.0, 10.0], [40.0, 50.0], [10.0, 40.0]];
         // Outputs at their own style's centre but one (off by 3, 4) and one with no shape found.
         let found = [Some([10.0, 10.0]), Some([43.0, 54.0]), None];
-        assert!((mean_centre_distance(&found, &style, 0) - 2.5).abs() < 1e-9);
+        let own = mean_centre_distance(&found, &style, 0).expect("found");
+        assert!((own - 2.5).abs() < 1e-9);
         // Shifted by one: (10,10)→(40,50) is 50 px, (43,54)→(10,40) is √(33² + 14²).
         let want = (50.0 + (33.0f64 * 33.0 + 14.0 * 14.0).sqrt()) / 2.0;
-        assert!((mean_centre_distance(&found, &style, 1) - want).abs() < 1e-6);
-        assert_eq!(mean_centre_distance(&[None, None, None], &style, 0), 0.0);
+        let other = mean_centre_distance(&found, &style, 1).expect("found");
+        assert!((other - want).abs() < 1e-6);
+        assert_eq!(mean_centre_distance(&[None, None, None], &style, 0), None);
     }
 }
