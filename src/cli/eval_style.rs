@@ -104,8 +104,10 @@ pub fn transfer_check(
     let (emb, _) = t2i.embed(&captions)?;
     let out = t2i.generate_from(&styles, &emb)?.to_vec();
     let judged = judge.judge(&out);
-    let (prior, _) = t2i.generate(&captions, 0, 0)?;
-    let judged_prior = judge.judge(&prior);
+    // The same embeddings (still the encoder's output) with noise indices 0..n of seed 0.
+    let indices: Vec<u64> = (0..captions.len() as u64).collect();
+    t2i.generate_loaded(0, &indices);
+    let judged_prior = judge.judge(t2i.images());
     let found: Vec<Option<[f32; 2]>> = out.chunks(IMAGE_LEN).map(|x| read(x).centre()).collect();
     let distance = |shift: usize| mean_centre_distance(&found, &centres, shift);
     let n = judged.len().max(1) as f64;

@@ -19,11 +19,10 @@ use crate::ops::loss::check_block_labels;
 use crate::ops::optim::Adam;
 use crate::train::gan::{
     all_right, interpolated_texts, logit_accuracy, pair_texts, AdamState, GanBatch, GanOptions, GanTrainer, StepStats,
-    NOISE_KEY, NOISE_STRIDE, VAE_NOISE_KEY,
+    NOISE_KEY, NOISE_STRIDE,
 };
 use crate::train::graph::TrainGraph;
 use crate::train::net::TrainNet;
-use crate::train::posterior::ReconInputs;
 use crate::train::session::Mode;
 
 /// One network on the device: parameters, their gradients, running statistics and Adam's moments.
@@ -237,11 +236,7 @@ impl CudaGan {
         if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
             return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
         }
-        let shaped = self.post.is_some() && self.options.vae_shape_weight > 0.0;
-        if shaped && batch.shapes.len() != b {
-            let n = batch.shapes.len();
-            return Err(Error::Input(format!("the VAE term's shape weight needs {b} shapes a batch, got {n}")));
-        }
+        self.options.check_batch_shapes(batch.shapes)?;
         if classifier_on(&self.options) {
             let sizes = &self.options.classifier_sizes;
             check_block_labels(batch.labels, b, sizes, "classifier labels")?;
@@ -372,16 +367,9 @@ impl CudaGan {
             ms.session.backward(&self.g.params, &mut self.g.grads, &ms.dx)?;
         }
         if let Some(post) = self.post.as_mut() {
-            let inputs = ReconInputs {
-                real: batch.real,
-                text: batch.text,
-                noise: (o.seed ^ VAE_NOISE_KEY, self.step * NOISE_STRIDE),
-                weights: (o.vae, o.vae_kl),
-                shapes: (o.vae_shape_weight > 0.0).then_some((batch.shapes, o.vae_shape_weight)),
-            };
+            let inputs = o.recon_inputs(batch, self.step);
             let s = post.step(&dev, &mut self.g, &self.images[0], &inputs, (o.adam_at(self.step), self.step))?;
-            (stats.recon, stats.kl) = (s.recon, s.kl);
-            stats.g_loss += o.vae * s.recon + o.vae_kl * s.kl;
+            stats.add_recon(&o, s);
         }
         self.g.adam(&dev, o.adam_at(self.step), self.step)?;
         if let Some(ema) = self.g_ema.as_mut() {

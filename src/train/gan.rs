@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::graph::TrainGraph;
 use super::net::{discriminator_graph, TrainNet};
-use super::posterior::{Posterior, ReconInputs};
+use super::posterior::{Posterior, PosteriorStats, ReconInputs};
 use super::session::{Mode, ParamStore, TrainSession, BN_MOMENTUM};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
@@ -177,6 +177,34 @@ impl GanOptions {
         VaeWeights { rebuild: self.vae, kl: self.vae_kl, shape: self.vae_shape_weight, latent: self.vae_latent }
     }
 
+    /// Whether the VAE term runs with its shape weight (each batch then needs the real images'
+    /// shapes).
+    pub fn shape_weight_on(&self) -> bool {
+        self.vae > 0.0 && self.vae_shape_weight > 0.0
+    }
+
+    /// Fails unless a batch of B real images has their B shapes when the shape weight is on
+    /// (the CPU and GPU steps alike).
+    pub fn check_batch_shapes(&self, shapes: &[[f32; 3]]) -> Result<()> {
+        let (b, n) = (self.batch, shapes.len());
+        if self.shape_weight_on() && n != b {
+            return Err(Error::Input(format!("the VAE term's shape weight needs {b} shapes a batch, got {n}")));
+        }
+        Ok(())
+    }
+
+    /// The reconstruction pass's inputs for `batch` at 0-based step `step` (its ε from the VAE
+    /// noise stream; the shapes only with the shape weight on).
+    pub fn recon_inputs<'a>(&self, batch: &GanBatch<'a>, step: u64) -> ReconInputs<'a> {
+        ReconInputs {
+            real: batch.real,
+            text: batch.text,
+            noise: (self.seed ^ VAE_NOISE_KEY, step * NOISE_STRIDE),
+            weights: (self.vae, self.vae_kl),
+            shapes: self.shape_weight_on().then_some((batch.shapes, self.vae_shape_weight)),
+        }
+    }
+
     /// Learning rate after `step` completed steps: halved every `lr_halve_every` epochs, times the
     /// linear decay when set.
     pub fn lr_at(&self, step: u64) -> f32 {
@@ -288,6 +316,14 @@ pub struct StepStats {
     pub kl: f32,
     /// The latent regression (unweighted; 0 when off): mean |μ(G(z, φ(t))) − z|.
     pub latent: f32,
+}
+
+impl StepStats {
+    /// Records one reconstruction pass's numbers and adds its weighted terms to G's loss.
+    pub fn add_recon(&mut self, o: &GanOptions, s: PosteriorStats) {
+        (self.recon, self.kl) = (s.recon, s.kl);
+        self.g_loss += o.vae * s.recon + o.vae_kl * s.kl;
+    }
 }
 
 /// The inputs of one step: B real images, B wrong images, B text vectors, (only with the
@@ -483,7 +519,7 @@ impl GanTrainer {
     /// Whether the VAE term runs with its shape weight (each batch then needs the real images'
     /// shapes).
     pub fn shape_weight_on(&self) -> bool {
-        self.options.vae > 0.0 && self.options.vae_shape_weight > 0.0
+        self.options.shape_weight_on()
     }
 
     /// Whether the VAE term runs with its latent regression.
@@ -599,10 +635,7 @@ impl GanTrainer {
         if self.classifier_on() {
             check_block_labels(batch.labels, b, &self.options.classifier_sizes, "classifier labels")?;
         }
-        if self.shape_weight_on() && batch.shapes.len() != b {
-            let n = batch.shapes.len();
-            return Err(Error::Input(format!("the VAE term's shape weight needs {b} shapes a batch, got {n}")));
-        }
+        self.options.check_batch_shapes(batch.shapes)?;
         let mut stats = StepStats { step: self.step + 1, lr: self.lr(), ..StepStats::default() };
         self.d_step(batch, &mut stats);
         self.g_step(batch, &mut stats);
@@ -720,7 +753,7 @@ impl GanTrainer {
             self.d_int.backward(&self.d.params, &mut self.d_discard, dl);
         }
         self.g.zero_grad();
-        let (latent_on, shaped) = (self.latent_on(), self.shape_weight_on());
+        let latent_on = self.latent_on();
         let d_images = match self.posterior.as_mut().filter(|_| latent_on) {
             // The first B rows are the batch's captions with prior codes; the interpolated rows
             // have no caption of their own and are left to D.
@@ -752,16 +785,8 @@ impl GanTrainer {
         let adam = self.adam();
         let t = self.step + 1;
         if let Some(post) = self.posterior.as_mut().filter(|_| self.options.vae > 0.0) {
-            let inputs = ReconInputs {
-                real: batch.real,
-                text: batch.text,
-                noise: (self.options.seed ^ VAE_NOISE_KEY, self.step * NOISE_STRIDE),
-                weights: (self.options.vae, self.options.vae_kl),
-                shapes: shaped.then_some((batch.shapes, self.options.vae_shape_weight)),
-            };
-            let s = post.step(&mut self.g, &inputs, &adam, t);
-            (stats.recon, stats.kl) = (s.recon, s.kl);
-            stats.g_loss += self.options.vae * s.recon + self.options.vae_kl * s.kl;
+            let inputs = self.options.recon_inputs(batch, self.step);
+            stats.add_recon(&self.options, post.step(&mut self.g, &inputs, &adam, t));
         }
         adam.step(t, self.g.params.data_mut(), &self.g.grads, &mut self.g_adam.m, &mut self.g_adam.v);
         self.update_ema();
