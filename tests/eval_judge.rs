@@ -142,6 +142,41 @@ fn train_judge_then_eval_end_to_end() {
     assert!(v["position_spread_real"].as_f64().is_some_and(|x| x > 5.0), "{v}");
     assert!(v["position_spread_generated"].as_f64().is_some_and(|x| x >= 0.0));
 
+    // One all-four rate per caption (per image for the real row); their mean is the row's rate.
+    for r in rows {
+        let per: Vec<f64> =
+            r["all_four_per_caption"].as_array().expect("per caption").iter().filter_map(|x| x.as_f64()).collect();
+        let rate = r["all"].as_f64().expect("all") / r["images"].as_f64().expect("n");
+        assert!((per.iter().sum::<f64>() / per.len() as f64 - rate).abs() < 1e-9, "{r}");
+        assert!(r["all_four_se"].as_f64().is_some_and(|se| (0.0..=0.5).contains(&se)), "{r}");
+    }
+    assert_eq!(rows[0]["all_four_per_caption"].as_array().map(Vec::len), Some(60));
+    assert_eq!(rows[3]["all_four_per_caption"].as_array().map(|a| a.len() as u64), rows[3]["images"].as_u64());
+    // --against: the same eval pairs to zero; against every caption wrong, the difference is the
+    // rate and its error the rate's own.
+    let out = ok(eval().arg("--against").arg(&json));
+    assert!(out.contains("training-class captions: +0.0 points") && out.contains("± 0.0 over 60 captions"), "{out}");
+    let mut zero = v.clone();
+    for r in zero["rows"].as_array_mut().expect("rows") {
+        let n = r["all_four_per_caption"].as_array().map_or(0, Vec::len);
+        r["all_four_per_caption"] = serde_json::json!(vec![0.0; n]);
+    }
+    let (zero_json, paired_json) = (d.join("zero.json"), d.join("paired.json"));
+    std::fs::write(&zero_json, zero.to_string()).expect("write");
+    ok(eval().arg("--against").arg(&zero_json).arg("--json").arg(&paired_json));
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&paired_json).expect("json")).expect("parse");
+    let against = p["against"].as_array().expect("against");
+    assert_eq!(against.len(), 4);
+    for (a, r) in against.iter().zip(rows) {
+        let rate = r["all"].as_f64().expect("all") / r["images"].as_f64().expect("n");
+        assert!((a["difference"].as_f64().expect("d") - rate).abs() < 1e-9, "{a} {r}");
+        assert!((a["se"].as_f64().expect("se") - r["all_four_se"].as_f64().expect("se")).abs() < 1e-9, "{a} {r}");
+    }
+    let (code, _, err) = run(eval().args(["--seed", "1", "--against"]).arg(&json));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.trim().lines().count() == 1 && err.contains("nothing to pair"), "{err}");
+
     // The style encoder: a run resumed after 2 of 4 steps ends where a straight run ends.
     let style = |out: &Path, steps: &str, resume: Option<&Path>| {
         let mut c = bin();

@@ -10,15 +10,15 @@ use std::time::Instant;
 use clap::Args;
 use rayon::prelude::*;
 use rayon::ThreadPool;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use text2img::data::image_io::decode_rgb8;
 use text2img::data::render::Shape;
 use text2img::data::shapes::{class_labels, read_attributes, Attributes, SizeWord, PALETTE};
 use text2img::data::{Dataset, DecodeLimits};
 use text2img::eval::colour::read;
 use text2img::eval::report::{
-    attribute_separation, eval_captions, mean_pairwise_distance, mean_pairwise_spread, read_and_crop,
-    separation_captions, AttributeSeparation, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
+    all_four_rates, attribute_separation, eval_captions, mean_pairwise_distance, mean_pairwise_spread, read_and_crop,
+    separation_captions, standard_error, AttributeSeparation, Attrs, CaptionSet, EvalCaption, Judge, Score, IMAGE_LEN,
 };
 use text2img::eval::shape_net::{JudgeTraining, ShapeJudge};
 use text2img::graph::{thread_pool, Backend};
@@ -53,8 +53,9 @@ pub struct EvalArgs {
     /// Image encoder θ for zero-shot retrieval (default: weights/image_encoder.safetensors).
     #[arg(long, value_name = "FILE")]
     pub image_encoder: Option<PathBuf>,
-    /// Eval captions per class.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Eval captions per class. The caption is the independent unit (its noises share its
+    /// outcome), so this, not --seeds, sets the standard error printed beside "all four".
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub per_class: u32,
     /// Images per caption (noise indices 0..N of the seed).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=64))]
@@ -75,6 +76,10 @@ pub struct EvalArgs {
     /// the judge read in each).
     #[arg(long, value_name = "PREFIX")]
     pub samples: Option<PathBuf>,
+    /// A previous eval's JSON, made with the same --per-class, --seeds and --seed: print each
+    /// row's all-four difference from it, with its standard error paired over the same captions.
+    #[arg(long, value_name = "FILE")]
+    pub against: Option<PathBuf>,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -179,8 +184,7 @@ pub fn run_train_judge(a: TrainJudgeArgs, v: Verbosity) -> Result<(), Failure> {
         train_labels.len(),
         start.elapsed().as_secs_f64()
     );
-    let score = judge_real(&mut Judge::new(judge), &real);
-    print_table(&[Row { what: REAL_ROW.into(), score }]);
+    print_table(&[judge_real(&mut Judge::new(judge), &real)]);
     if v > Verbosity::Quiet {
         eprintln!("wrote {}", a.out.display());
     }
@@ -190,15 +194,17 @@ pub fn run_train_judge(a: TrainJudgeArgs, v: Verbosity) -> Result<(), Failure> {
 /// The judge's own row: real images of the held-out classes.
 const REAL_ROW: &str = "real images, held-out classes (the judge's accuracy)";
 
-/// The judge against the ground truth of the real held-out images.
-fn judge_real(judge: &mut Judge, real: &RealImages) -> Score {
+/// The judge against the ground truth of the real held-out images (each its own unit).
+fn judge_real(judge: &mut Judge, real: &RealImages) -> Row {
     let held = real.split(true);
     let imgs: Vec<f32> = held.iter().flat_map(|&i| real.image(i).iter().copied()).collect();
+    let judged = judge.judge(&imgs);
     let mut score = Score::default();
-    for (j, &i) in judge.judge(&imgs).iter().zip(&held) {
+    for (j, &i) in judged.iter().zip(&held) {
         score.add(j, &real.truth[i]);
     }
-    score
+    let rates = all_four_rates(judged.iter().zip(&held).map(|(j, &i)| vec![(j, &real.truth[i])]));
+    Row::new(REAL_ROW, score, rates)
 }
 
 /// One row of the results table.
@@ -207,6 +213,17 @@ struct Row {
     what: String,
     #[serde(flatten)]
     score: Score,
+    /// One standard error of the all-four rate (captions as the independent unit).
+    all_four_se: f64,
+    /// Each caption's all-four rate over its noises (real images: 0 or 1 each), in eval order:
+    /// what `--against` pairs.
+    all_four_per_caption: Vec<f64>,
+}
+
+impl Row {
+    fn new(what: &str, score: Score, rates: Vec<f64>) -> Row {
+        Row { what: what.to_string(), score, all_four_se: standard_error(&rates), all_four_per_caption: rates }
+    }
 }
 
 #[derive(Serialize)]
@@ -224,6 +241,7 @@ struct Results {
     image_attribute_separation: Option<AttributeSeparation>,
     style: Option<Vec<StyleRow>>,
     style_transfer: Option<TransferCheck>,
+    against: Option<Vec<Paired>>,
     seeds: u32,
     per_class: u32,
     seed: u64,
@@ -250,12 +268,90 @@ fn generate_all(t2i: &mut TextToImage, caps: &[EvalCaption], seeds: u32, seed: u
     Ok(out)
 }
 
-fn score_set(judged: &[Attrs], caps: &[EvalCaption], seeds: usize) -> Score {
+fn score_set(what: &str, judged: &[Attrs], caps: &[EvalCaption], seeds: usize) -> Row {
     let mut score = Score::default();
     for (i, j) in judged.iter().enumerate() {
         score.add(j, &caps[i / seeds].truth);
     }
-    score
+    let groups = judged.chunks(seeds.max(1)).zip(caps).map(|(g, c)| g.iter().map(|j| (j, &c.truth)).collect());
+    Row::new(what, score, all_four_rates(groups))
+}
+
+/// What `--against` reads of a previous eval's JSON.
+#[derive(Deserialize)]
+struct Prior {
+    model: String,
+    rows: Vec<PriorRow>,
+    seeds: u32,
+    per_class: u32,
+    seed: u64,
+}
+
+#[derive(Deserialize)]
+struct PriorRow {
+    what: String,
+    all_four_per_caption: Vec<f64>,
+}
+
+/// One row's all-four difference from a previous eval on the same captions.
+#[derive(Serialize)]
+struct Paired {
+    what: String,
+    this: f64,
+    that: f64,
+    /// this − that, and its standard error over the captions' differences.
+    difference: f64,
+    se: f64,
+    captions: usize,
+}
+
+/// Reads `--against`'s file; it must have been made on the same captions and noises.
+fn read_prior(path: &Path, a: &EvalArgs) -> Result<Prior, Failure> {
+    let bad = |why: String| fail(EXIT_BAD_INPUT, format!("--against {}: {why}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let p: Prior = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not an eval --json file ({e})")))?;
+    if (p.per_class, p.seeds, p.seed) != (a.per_class, a.seeds, a.seed) {
+        return Err(bad(format!(
+            "made with --per-class {} --seeds {} --seed {}, this eval with {} / {} / {}: other captions, nothing to pair",
+            p.per_class, p.seeds, p.seed, a.per_class, a.seeds, a.seed
+        )));
+    }
+    Ok(p)
+}
+
+/// Differences of the rows both evals have, caption by caption.
+fn pair_rows(prior: &Prior, rows: &[Row]) -> Vec<Paired> {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let pair = |r: &Row| {
+        let this = &r.all_four_per_caption;
+        let that = &prior.rows.iter().find(|p| p.what == r.what)?.all_four_per_caption;
+        if that.len() != this.len() || this.is_empty() {
+            return None;
+        }
+        let diffs: Vec<f64> = this.iter().zip(that).map(|(a, b)| a - b).collect();
+        let (this, that) = (mean(this), mean(that));
+        let (se, captions) = (standard_error(&diffs), diffs.len());
+        Some(Paired { what: r.what.clone(), this, that, difference: this - that, se, captions })
+    };
+    rows.iter().filter_map(pair).collect()
+}
+
+fn print_paired(path: &Path, model: &str, rows: &[Paired]) {
+    println!("\nagainst {} ({model}), all four, paired over the same captions:", path.display());
+    if rows.is_empty() {
+        println!("  no row of it has this eval's captions");
+    }
+    for p in rows {
+        println!(
+            "  {}: {:+.1} points ({} against {}), ± {:.1} over {} captions",
+            p.what,
+            100.0 * p.difference,
+            pct(p.this),
+            pct(p.that),
+            100.0 * p.se,
+            p.captions
+        );
+    }
 }
 
 /// Attributes as words: "small red circle on blue" ("nothing" when no shape was found).
@@ -372,11 +468,12 @@ fn pct(x: f64) -> String {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| images judged | n | background | shape colour | shape kind | size | all four |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| images judged | n | background | shape colour | shape kind | size | all four | ± 1 SE |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let [b, c, s, z, all] = r.score.rates().map(pct);
-        println!("| {} | {} | {b} | {c} | {s} | {z} | **{all}** |", r.what, r.score.images);
+        let se = 100.0 * r.all_four_se;
+        println!("| {} | {} | {b} | {c} | {s} | {z} | **{all}** | {se:.1} |", r.what, r.score.images);
     }
     if let Some(r) = rows.first() {
         let kinds = r.score.judged_kinds().into_iter().zip(Shape::ALL).map(|(f, k)| format!("{} {}", k.name(), pct(f)));
@@ -405,6 +502,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         return Err(fail(EXIT_USAGE, "--style needs --data (a shapes dataset)"));
     }
     let start = Instant::now();
+    let prior = a.against.as_ref().map(|p| read_prior(p, &a).map(|r| (p.clone(), r))).transpose()?;
     let model = weights_path(&a.model)?;
     let ws = WeightSet::open(&model, LoadMode::Mmap)?;
     let pool = thread_pool(a.threads as usize)?;
@@ -419,7 +517,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         let caps = eval_captions(set, a.per_class as usize, a.seed);
         let images = generate_all(&mut t2i, &caps, a.seeds, a.seed)?;
         let judged = judge.judge(&images);
-        rows.push(Row { what: set.label().to_string(), score: score_set(&judged, &caps, s) });
+        rows.push(score_set(set.label(), &judged, &caps, s));
         if let Some(prefix) = &a.samples {
             write_samples(prefix, set, &caps, &images, &judged, s)?;
         }
@@ -440,7 +538,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
     let mut transfer = None;
     if let Some(data) = &a.data {
         let real = RealImages::load(data)?;
-        rows.push(Row { what: REAL_ROW.into(), score: judge_real(&mut judge, &real) });
+        rows.push(judge_real(&mut judge, &real));
         let (rms, spread) = real_diversity(&real);
         (diversity_real, spread_real) = (Some(rms), Some(spread));
         let ie = a.image_encoder.clone().unwrap_or_else(|| default_file(DEFAULT_IMAGE_ENCODER));
@@ -494,6 +592,11 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
             eval_style::print_transfer(c);
         }
     }
+    let paired = prior.map(|(path, p)| {
+        let v = pair_rows(&p, &rows);
+        print_paired(&path, &p.model, &v);
+        v
+    });
     if let Some(acc) = judge_meta.get("validation_accuracy") {
         println!(
             "judge: shape classifier {acc} correct on real held-out images when trained ({})",
@@ -513,6 +616,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         image_attribute_separation: image_separation,
         style,
         style_transfer: transfer,
+        against: paired,
         seeds: a.seeds,
         per_class: a.per_class,
         seed: a.seed,

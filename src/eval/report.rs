@@ -75,6 +75,39 @@ impl Judge {
     }
 }
 
+/// Whether `judged` has each attribute of `truth`: background, shape colour, shape kind, size.
+fn matches(judged: &Attrs, truth: &Attrs) -> [bool; 4] {
+    [
+        judged.background == truth.background,
+        judged.colour.is_some() && judged.colour == truth.colour,
+        judged.shape == truth.shape,
+        judged.size == truth.size,
+    ]
+}
+
+/// The all-four rate of each group of images judged against one truth each (`groups`: each
+/// group's (judged, truth) pairs; empty groups skipped). The images of one caption share its
+/// outcome, so the caption, not the image, is the independent unit of `standard_error`.
+pub fn all_four_rates<'a>(groups: impl Iterator<Item = Vec<(&'a Attrs, &'a Attrs)>>) -> Vec<f64> {
+    groups
+        .filter(|g| !g.is_empty())
+        .map(|g| g.iter().filter(|(j, t)| matches(j, t).iter().all(|&m| m)).count() as f64 / g.len() as f64)
+        .collect()
+}
+
+/// Standard error of the mean of `values`: their sample standard deviation over √n (0 for
+/// fewer than two values). Of per-caption rates, the error of a rate; of per-caption
+/// differences between two models on the same captions, the paired error of the difference.
+pub fn standard_error(values: &[f64]) -> f64 {
+    let n = values.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / (n - 1.0);
+    (var / n).sqrt()
+}
+
 /// Correct counts per attribute over some judged images.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Score {
@@ -92,10 +125,7 @@ pub struct Score {
 
 impl Score {
     pub fn add(&mut self, judged: &Attrs, truth: &Attrs) {
-        let b = judged.background == truth.background;
-        let c = judged.colour.is_some() && judged.colour == truth.colour;
-        let s = judged.shape == truth.shape;
-        let z = judged.size == truth.size;
+        let [b, c, s, z] = matches(judged, truth);
         if let Some(row) = self.shape_confusion.get_mut(truth.shape) {
             row[judged.shape.min(KINDS - 1)] += 1;
         }
@@ -342,6 +372,26 @@ mod tests {
         let right = s.kind_accuracy();
         assert_eq!((right[0], right[2], right[1]), (Some(0.5), Some(0.0), None));
         assert_eq!(s.size_confusion, [[2, 0, 1], [0; 3], [0; 3]]);
+    }
+
+    #[test]
+    fn standard_error_counts_captions_not_images() {
+        let t = Attrs { background: 0, colour: Some(1), shape: 2, size: SizeWord::Small };
+        let wrong = Attrs { shape: 3, ..t };
+        // Four captions of two images each, all right or all wrong: rates 1, 0, 1, 0.
+        let group = |ok: bool| vec![(if ok { &t } else { &wrong }, &t); 2];
+        let rates = all_four_rates([true, false, true, false].map(group).into_iter());
+        assert_eq!(rates, vec![1.0, 0.0, 1.0, 0.0]);
+        let se = standard_error(&rates);
+        assert!((se - (1.0f64 / 12.0).sqrt()).abs() < 1e-12, "{se}");
+        // The same eight images as eight captions of one image: a smaller error (more units).
+        let single = all_four_rates((0..8).map(|i| vec![(if i % 2 == 0 { &t } else { &wrong }, &t)]));
+        let se8 = standard_error(&single);
+        assert!((se8 - (0.25f64 / 7.0).sqrt()).abs() < 1e-12, "{se8}");
+        // A half-right caption; every value alike: no spread; one value: no estimate.
+        assert_eq!(all_four_rates([vec![(&t, &t), (&wrong, &t)], vec![]].into_iter()), vec![0.5]);
+        assert_eq!(standard_error(&[0.5, 0.5, 0.5]), 0.0);
+        assert_eq!(standard_error(&[1.0]), 0.0);
     }
 
     #[test]
