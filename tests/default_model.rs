@@ -11,7 +11,12 @@ use text2img::data::shapes::generate;
 use text2img::eval::report::{eval_captions, Attrs, CaptionSet, Judge, Score, IMAGE_LEN};
 use text2img::eval::shape_net::ShapeJudge;
 use text2img::graph::{thread_pool, Backend};
+use text2img::model::config::ModelConfig;
+use text2img::model::loader::save_weights;
+use text2img::model::spec::Network;
+use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{TextToImage, WeightSet};
+use text2img::tensor::DType;
 use text2img::weights::LoadMode;
 
 fn shipped(name: &str) -> PathBuf {
@@ -73,4 +78,63 @@ fn shipped_model_follows_the_background_colour() {
     }
     // docs/RESULTS.md: about 90 % on the full eval; 60 captions leave room for sampling noise.
     assert!(score.rates()[0] >= 0.75, "background right on only {score:?}");
+}
+
+/// Runs `generate` on the shipped weights from the repository root.
+fn generate_into(out: &Path, extra: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_text2img"))
+        .env_remove("T2I_MODEL")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["generate", "a large green star on a white background", "-s", "5", "-o"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn pixels(path: &Path) -> Vec<u8> {
+    image::open(path).expect("png").to_rgb8().into_raw()
+}
+
+#[test]
+fn rerank_keeps_one_of_its_candidates() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Plain images 0..7 of the seed are the candidates of reranked images 0 and 1 (K = 4).
+    generate_into(&dir.path().join("plain_%d.png"), &["-b", "8"]);
+    generate_into(&dir.path().join("best_%d.png"), &["-b", "2", "--rerank", "4"]);
+    let plain: Vec<Vec<u8>> = (0..8).map(|j| pixels(&dir.path().join(format!("plain_{j}.png")))).collect();
+    assert!(plain.windows(2).any(|w| w[0] != w[1]), "the candidates must differ");
+    for j in 0..2 {
+        let best = pixels(&dir.path().join(format!("best_{j}.png")));
+        let from = plain.iter().position(|p| *p == best);
+        assert!(from.is_some_and(|c| c / 4 == j), "image {j} is not one of candidates {}..{}", 4 * j, 4 * j + 3);
+    }
+}
+
+#[test]
+fn rerank_without_a_discriminator_is_a_one_line_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A model file with the encoder and G only (as a user's export might be).
+    let cfg = ModelConfig::builtin("shapes").expect("config");
+    let nets = [Network::Encoder, Network::Generator];
+    let m = dir.path().join("no-d.safetensors");
+    save_weights(&m, &cfg, &nets, &synthetic_weights(&cfg, &nets), DType::F16).expect("save");
+    let run = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_text2img"));
+        c.args(["generate", "a red circle", "-s", "1", "-m"])
+            .arg(&m)
+            .args(extra)
+            .arg("-o")
+            .arg(dir.path().join("x.png"));
+        c.output().expect("run")
+    };
+    assert!(run(&[]).status.success(), "plain generation needs no D");
+    std::fs::remove_file(dir.path().join("x.png")).expect("rm");
+    let o = run(&["--rerank", "4"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--rerank") && err.contains("discriminator"), "{err}");
+    assert!(!dir.path().join("x.png").exists());
 }

@@ -23,6 +23,7 @@ use text2img::eval::report::{
 use text2img::eval::shape_net::{JudgeTraining, ShapeJudge};
 use text2img::graph::{thread_pool, Backend};
 use text2img::image::{write_png, Rgb8};
+use text2img::model::rerank::{best_of, Reranker, MAX_CANDIDATES};
 use text2img::model::{Network, TextToImage, WeightSet};
 use text2img::train::captions::embed_texts;
 use text2img::train::sje::{load_image_encoder, HeldOut, ZeroShot};
@@ -60,6 +61,10 @@ pub struct EvalArgs {
     /// Images per caption (noise indices 0..N of the seed).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=64))]
     pub seeds: u32,
+    /// Judge the best of K candidates per image, as `generate --rerank K` makes them (the model's
+    /// D picks; 1: plain generation).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_CANDIDATES as i64))]
+    pub rerank: u32,
     /// Noise seed, and the seed of the eval captions.
     #[arg(short, long, default_value_t = 0)]
     pub seed: u64,
@@ -243,23 +248,45 @@ struct Results {
     style_transfer: Option<TransferCheck>,
     against: Option<Vec<Paired>>,
     seeds: u32,
+    /// Candidates per judged image (the best by D; 1: plain generation).
+    rerank: u32,
     per_class: u32,
     seed: u64,
     seconds: f64,
 }
 
-/// Generates `seeds` images per caption; returns [caption][seed] images, concatenated in
-/// caption-major order.
-fn generate_all(t2i: &mut TextToImage, caps: &[EvalCaption], seeds: u32, seed: u64) -> Result<Vec<f32>, Failure> {
+/// Generates `seeds` images per caption (each the best of `rerank`'s candidates when given);
+/// returns [caption][seed] images, concatenated in caption-major order.
+fn generate_all(
+    t2i: &mut TextToImage,
+    caps: &[EvalCaption],
+    (seeds, seed): (u32, u64),
+    rerank: &mut Option<(Reranker, usize)>,
+) -> Result<Vec<f32>, Failure> {
     const BATCH: usize = 64;
     let s = seeds as usize;
     let mut out = vec![0.0f32; caps.len() * s * IMAGE_LEN];
     for (chunk_i, chunk) in caps.chunks(BATCH).enumerate() {
         let texts: Vec<String> = chunk.iter().map(|c| c.text.clone()).collect();
-        t2i.embed(&texts)?;
+        let (emb, _) = t2i.embed(&texts)?;
         for k in 0..s {
-            t2i.generate_loaded(seed, &vec![k as u64; chunk.len()]);
-            for (j, img) in t2i.images().chunks(IMAGE_LEN).enumerate() {
+            let indices = vec![k as u64; chunk.len()];
+            let images = match rerank {
+                Some((r, n)) => {
+                    let draw = |cand: &[u64]| -> Result<Vec<f32>, Failure> {
+                        {
+                            t2i.generate_loaded(seed, cand);
+                            Ok(t2i.images().to_vec())
+                        }
+                    };
+                    best_of(r, &emb, &indices, *n, draw)?.0
+                }
+                None => {
+                    t2i.generate_loaded(seed, &indices);
+                    t2i.images().to_vec()
+                }
+            };
+            for (j, img) in images.chunks(IMAGE_LEN).enumerate() {
                 let at = ((chunk_i * BATCH + j) * s + k) * IMAGE_LEN;
                 out[at..at + IMAGE_LEN].copy_from_slice(img);
             }
@@ -510,12 +537,20 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
     let (shape_judge, judge_meta) = ShapeJudge::open(&judge_path, Arc::clone(&pool))?;
     let mut judge = Judge::new(shape_judge);
     let mut t2i = TextToImage::new(&ws, 64, Arc::clone(&pool), Backend::Cpu)?;
+    let mut reranker = match a.rerank {
+        1 => None,
+        k => {
+            let r =
+                Reranker::new(&ws, Arc::clone(&pool)).map_err(|e| fail(EXIT_BAD_INPUT, format!("--rerank: {e}")))?;
+            Some((r, k as usize))
+        }
+    };
     let s = a.seeds as usize;
     let mut rows = Vec::new();
     let mut generated_train = Vec::new();
     for set in CaptionSet::ALL {
         let caps = eval_captions(set, a.per_class as usize, a.seed);
-        let images = generate_all(&mut t2i, &caps, a.seeds, a.seed)?;
+        let images = generate_all(&mut t2i, &caps, (a.seeds, a.seed), &mut reranker)?;
         let judged = judge.judge(&images);
         rows.push(score_set(set.label(), &judged, &caps, s));
         if let Some(prefix) = &a.samples {
@@ -618,6 +653,7 @@ pub fn run_eval(a: EvalArgs, v: Verbosity) -> Result<(), Failure> {
         style_transfer: transfer,
         against: paired,
         seeds: a.seeds,
+        rerank: a.rerank,
         per_class: a.per_class,
         seed: a.seed,
         seconds: start.elapsed().as_secs_f64(),

@@ -10,8 +10,10 @@ use text2img::graph::{thread_pool, Backend};
 use text2img::image::{write_png, PngText, Rgb8};
 use text2img::model::config::IMAGE_SIZE;
 use text2img::model::pipeline::IMAGE_LEN;
+use text2img::model::rerank::{best_of, Reranker, MAX_CANDIDATES};
 use text2img::model::text::CaptionReport;
 use text2img::model::{TextToImage, WeightSet};
+use text2img::train::captions::embed_texts;
 use text2img::weights::LoadMode;
 
 use super::{fail, Failure, Verbosity, EXIT_BAD_INPUT, EXIT_OUTPUT, EXIT_USAGE};
@@ -62,6 +64,10 @@ pub struct GenerateArgs {
     /// Do not write caption, seed and model into the PNG.
     #[arg(long)]
     pub no_metadata: bool,
+    /// Draw K candidates per image and keep the one the model's discriminator rates highest as
+    /// a real image of the caption (1: plain generation; needs weights that hold D).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_CANDIDATES as i64))]
+    pub rerank: u32,
 }
 
 /// The weights path: -m, then $T2I_MODEL, then the shipped default.
@@ -171,12 +177,19 @@ struct Made {
     image: Rgb8,
 }
 
-fn metadata(caption: &str, seed: u64, index: usize, model: &str) -> Vec<PngText> {
-    let params = format!(
-        "{caption}\nSeed: {seed}, Index: {index}, Size: 64x64, Model: {model}, Engine: text2img {}",
-        env!("CARGO_PKG_VERSION")
-    );
-    let json = serde_json::json!({ "caption": caption, "seed": seed, "index": index, "model": model, "engine": format!("text2img {}", env!("CARGO_PKG_VERSION")) });
+/// What made every image of a run (written into each PNG).
+struct Provenance<'a> {
+    seed: u64,
+    model: &'a str,
+    rerank: u32,
+}
+
+fn metadata(caption: &str, index: usize, p: &Provenance) -> Vec<PngText> {
+    let (seed, model, engine) = (p.seed, p.model, format!("text2img {}", env!("CARGO_PKG_VERSION")));
+    let rerank = if p.rerank > 1 { format!(", Rerank: {}", p.rerank) } else { String::new() };
+    let params =
+        format!("{caption}\nSeed: {seed}, Index: {index}{rerank}, Size: 64x64, Model: {model}, Engine: {engine}");
+    let json = serde_json::json!({ "caption": caption, "seed": seed, "index": index, "rerank": p.rerank, "model": model, "engine": engine });
     vec![("parameters".into(), params), ("text2img".into(), json.to_string())]
 }
 
@@ -203,12 +216,13 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
     if v == Verbosity::Verbose {
         eprintln!("loaded {} ({model}) in {:.1} ms", path.display(), start.elapsed().as_secs_f64() * 1e3);
     }
+    let mut rerank = open_reranker(&a, &ws, &captions, &pool)?;
     // Work list: (caption, index); run in forward batches of --batch-size.
     let jobs: Vec<(usize, usize)> = (0..captions.len()).flat_map(|c| (0..per).map(move |j| (c, j))).collect();
     let mut made = Vec::with_capacity(total);
     let gen_start = Instant::now();
     for chunk in jobs.chunks(a.batch_size as usize) {
-        made.extend(generate_chunk(&mut t2i, &captions, chunk, seed, doc_length, v)?);
+        made.extend(generate_chunk(&mut t2i, (&captions, chunk), seed, &mut rerank, (doc_length, v))?);
     }
     if v == Verbosity::Verbose {
         let ms = gen_start.elapsed().as_secs_f64() * 1e3;
@@ -218,7 +232,32 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
             pool.current_num_threads()
         );
     }
-    write_outputs(&a, &captions, &made, seed, &model, v)
+    write_outputs(&a, &captions, &made, &Provenance { seed, model: &model, rerank: a.rerank }, v)
+}
+
+/// Best-of-K reranking: D, K, and every caption's embedding φ(t) (computed once here, so the
+/// CPU and the GPU pipeline are reranked alike).
+struct Rerank {
+    scorer: Reranker,
+    k: usize,
+    text: Vec<f32>,
+    dim: usize,
+}
+
+fn open_reranker(
+    a: &GenerateArgs,
+    ws: &WeightSet,
+    captions: &[String],
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<Option<Rerank>, Failure> {
+    if a.rerank <= 1 {
+        return Ok(None);
+    }
+    let dim = ws.config().encoder.embed_dim;
+    let scorer = Reranker::new(ws, Arc::clone(pool)).map_err(|e| fail(EXIT_BAD_INPUT, format!("--rerank: {e}")))?;
+    let texts: Vec<&str> = captions.iter().map(String::as_str).collect();
+    let text = embed_texts(ws, &texts, Arc::clone(pool))?;
+    Ok(Some(Rerank { scorer, k: a.rerank as usize, text, dim }))
 }
 
 /// The caption → image pipeline on the device that runs.
@@ -245,6 +284,19 @@ impl Pipeline {
         }
     }
 
+    /// The images of the last `generate` call's texts again, with other noise indices.
+    fn redraw(&mut self, texts: &[String], seed: u64, indices: &[u64]) -> Result<Vec<f32>, Failure> {
+        match self {
+            Pipeline::Cpu(t2i) => {
+                let _ = texts; // the CPU pipeline keeps the embeddings of the last call
+                t2i.generate_loaded(seed, indices);
+                Ok(t2i.images().to_vec())
+            }
+            #[cfg(feature = "cuda")]
+            Pipeline::Cuda(t2i) => Ok(t2i.generate(texts, seed, indices)?.0),
+        }
+    }
+
     /// Images of `texts`, image j with noise index `indices[j]` of `seed`.
     fn generate(
         &mut self,
@@ -264,19 +316,35 @@ impl Pipeline {
     }
 }
 
-/// Generates the images of one forward batch. Every image uses noise index j of the seed.
+/// Generates the images of one forward batch. Every image uses noise index j of the seed (with
+/// --rerank, candidates j·K … j·K+K−1).
 fn generate_chunk(
     t2i: &mut Pipeline,
-    captions: &[String],
-    chunk: &[(usize, usize)],
+    (captions, chunk): (&[String], &[(usize, usize)]),
     seed: u64,
-    doc_length: usize,
-    v: Verbosity,
+    rerank: &mut Option<Rerank>,
+    (doc_length, v): (usize, Verbosity),
 ) -> Result<Vec<Made>, Failure> {
     let texts: Vec<String> = chunk.iter().map(|&(c, _)| captions[c].clone()).collect();
     // Noise per image by its own index, so batching never changes an image.
     let indices: Vec<u64> = chunk.iter().map(|&(_, j)| j as u64).collect();
-    let (out, reports) = t2i.generate(&texts, seed, &indices)?;
+    let (out, reports) = match rerank {
+        None => t2i.generate(&texts, seed, &indices)?,
+        Some(r) => {
+            let emb: Vec<f32> = chunk.iter().flat_map(|&(c, _)| &r.text[c * r.dim..(c + 1) * r.dim]).copied().collect();
+            let mut reports = None;
+            let draw = |cand: &[u64]| -> Result<Vec<f32>, Failure> {
+                if reports.is_some() {
+                    return t2i.redraw(&texts, seed, cand);
+                }
+                let (images, rep) = t2i.generate(&texts, seed, cand)?;
+                reports = Some(rep);
+                Ok(images)
+            };
+            let (images, _) = best_of(&mut r.scorer, &emb, &indices, r.k, draw)?;
+            (images, reports.unwrap_or_default())
+        }
+    };
     for (&(c, j), r) in chunk.iter().zip(&reports) {
         if j == 0 {
             warn_caption(c, r, doc_length, v);
@@ -293,15 +361,14 @@ fn write_outputs(
     a: &GenerateArgs,
     captions: &[String],
     made: &[Made],
-    seed: u64,
-    model: &str,
+    p: &Provenance,
     v: Verbosity,
 ) -> Result<(), Failure> {
     let out_err = |p: &Path, e: text2img::Error| fail(EXIT_OUTPUT, format!("cannot write {}: {e}", p.display()));
     if a.grid {
         let images: Vec<Rgb8> = made.iter().map(|m| m.image.clone()).collect();
         let grid = Rgb8::grid(&images, a.batch_count as usize, 2);
-        let text = if a.no_metadata { vec![] } else { metadata(&captions.join(" | "), seed, 0, model) };
+        let text = if a.no_metadata { vec![] } else { metadata(&captions.join(" | "), 0, p) };
         let path = numbered(&a.output, 0, 1);
         write_png(&path, &grid, &text).map_err(|e| out_err(&path, e))?;
         if v > Verbosity::Quiet {
@@ -311,7 +378,7 @@ fn write_outputs(
     }
     for (n, m) in made.iter().enumerate() {
         let path = numbered(&a.output, n, made.len());
-        let text = if a.no_metadata { vec![] } else { metadata(&captions[m.caption], seed, m.index, model) };
+        let text = if a.no_metadata { vec![] } else { metadata(&captions[m.caption], m.index, p) };
         write_png(&path, &m.image, &text).map_err(|e| out_err(&path, e))?;
         if v > Verbosity::Quiet {
             eprintln!("wrote {}", path.display());

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod loader;
 pub mod net;
 pub mod pipeline;
+pub mod rerank;
 pub mod spec;
 pub mod synthetic;
 pub mod text;
