@@ -216,7 +216,8 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
     if v == Verbosity::Verbose {
         eprintln!("loaded {} ({model}) in {:.1} ms", path.display(), start.elapsed().as_secs_f64() * 1e3);
     }
-    let mut rerank = open_reranker(&a, &ws, &captions, &pool)?;
+    let on_cpu = matches!(t2i, Pipeline::Cpu(_));
+    let mut rerank = open_reranker(&a, &ws, (&captions, on_cpu), &pool)?;
     // Work list: (caption, index); run in forward batches of --batch-size.
     let jobs: Vec<(usize, usize)> = (0..captions.len()).flat_map(|c| (0..per).map(move |j| (c, j))).collect();
     let mut made = Vec::with_capacity(total);
@@ -235,19 +236,27 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
     write_outputs(&a, &captions, &made, &Provenance { seed, model: &model, rerank: a.rerank }, v)
 }
 
-/// Best-of-K reranking: D, K, and every caption's embedding φ(t) (computed once here, so the
-/// CPU and the GPU pipeline are reranked alike).
+/// Best-of-K reranking: D (on the CPU), K, and for a GPU pipeline every caption's embedding
+/// φ(t), computed once here on the CPU for D (the CPU pipeline lends D its own).
 struct Rerank {
     scorer: Reranker,
     k: usize,
-    text: Vec<f32>,
+    text: Option<Vec<f32>>,
     dim: usize,
+}
+
+impl Rerank {
+    /// The embeddings of a chunk's captions, from the ones computed up front.
+    fn rows(&self, chunk: &[(usize, usize)]) -> Result<Vec<f32>, Failure> {
+        let text = self.text.as_ref().ok_or_else(|| fail(EXIT_USAGE, "--rerank: no caption embeddings"))?;
+        Ok(chunk.iter().flat_map(|&(c, _)| &text[c * self.dim..(c + 1) * self.dim]).copied().collect())
+    }
 }
 
 fn open_reranker(
     a: &GenerateArgs,
     ws: &WeightSet,
-    captions: &[String],
+    (captions, on_cpu): (&[String], bool),
     pool: &Arc<rayon::ThreadPool>,
 ) -> Result<Option<Rerank>, Failure> {
     if a.rerank <= 1 {
@@ -255,10 +264,15 @@ fn open_reranker(
     }
     let dim = ws.config().encoder.embed_dim;
     let scorer = Reranker::new(ws, Arc::clone(pool)).map_err(|e| fail(EXIT_BAD_INPUT, format!("--rerank: {e}")))?;
-    let texts: Vec<&str> = captions.iter().map(String::as_str).collect();
-    let text = embed_texts(ws, &texts, Arc::clone(pool))?;
+    let text = match on_cpu {
+        true => None,
+        false => Some(embed_texts(ws, &captions.iter().map(String::as_str).collect::<Vec<_>>(), Arc::clone(pool))?),
+    };
     Ok(Some(Rerank { scorer, k: a.rerank as usize, text, dim }))
 }
+
+/// Caption embeddings [B, E] and what encoding them noticed.
+type Embedded = (Vec<f32>, Vec<CaptionReport>);
 
 /// The caption → image pipeline on the device that runs.
 enum Pipeline {
@@ -284,7 +298,16 @@ impl Pipeline {
         }
     }
 
-    /// The images of the last `generate` call's texts again, with other noise indices.
+    /// On the CPU: embeds `texts` and keeps them loaded for `redraw`; None on a GPU.
+    fn cpu_embeddings(&mut self, texts: &[String]) -> Result<Option<Embedded>, Failure> {
+        match self {
+            Pipeline::Cpu(t2i) => Ok(Some(t2i.embed(texts)?)),
+            #[cfg(feature = "cuda")]
+            Pipeline::Cuda(_) => Ok(None),
+        }
+    }
+
+    /// The images of the texts last embedded (CPU) or given (GPU) again, with other noise indices.
     fn redraw(&mut self, texts: &[String], seed: u64, indices: &[u64]) -> Result<Vec<f32>, Failure> {
         match self {
             Pipeline::Cpu(t2i) => {
@@ -331,8 +354,10 @@ fn generate_chunk(
     let (out, reports) = match rerank {
         None => t2i.generate(&texts, seed, &indices)?,
         Some(r) => {
-            let emb: Vec<f32> = chunk.iter().flat_map(|&(c, _)| &r.text[c * r.dim..(c + 1) * r.dim]).copied().collect();
-            let mut reports = None;
+            let (emb, mut reports) = match t2i.cpu_embeddings(&texts)? {
+                Some((emb, reports)) => (emb, Some(reports)),
+                None => (r.rows(chunk)?, None),
+            };
             let draw = |cand: &[u64]| -> Result<Vec<f32>, Failure> {
                 if reports.is_some() {
                     return t2i.redraw(&texts, seed, cand);
