@@ -274,10 +274,8 @@ fn generate_all(
             let images = match rerank {
                 Some((r, n)) => {
                     let draw = |cand: &[u64]| -> Result<Vec<f32>, Failure> {
-                        {
-                            t2i.generate_loaded(seed, cand);
-                            Ok(t2i.images().to_vec())
-                        }
+                        t2i.generate_loaded(seed, cand);
+                        Ok(t2i.images().to_vec())
                     };
                     best_of(r, &emb, &indices, *n, draw)?.0
                 }
