@@ -271,18 +271,13 @@ fn generate_all(
         let (emb, _) = t2i.embed(&texts)?;
         for k in 0..s {
             let indices = vec![k as u64; chunk.len()];
+            let mut draw = |cand: &[u64]| -> Result<Vec<f32>, Failure> {
+                t2i.generate_loaded(seed, cand);
+                Ok(t2i.images().to_vec())
+            };
             let images = match rerank {
-                Some((r, n)) => {
-                    let draw = |cand: &[u64]| -> Result<Vec<f32>, Failure> {
-                        t2i.generate_loaded(seed, cand);
-                        Ok(t2i.images().to_vec())
-                    };
-                    best_of(r, &emb, &indices, *n, draw)?.0
-                }
-                None => {
-                    t2i.generate_loaded(seed, &indices);
-                    t2i.images().to_vec()
-                }
+                Some((r, n)) => best_of(r, &emb, &indices, *n, draw)?.0,
+                None => draw(&indices)?,
             };
             for (j, img) in images.chunks(IMAGE_LEN).enumerate() {
                 let at = ((chunk_i * BATCH + j) * s + k) * IMAGE_LEN;
