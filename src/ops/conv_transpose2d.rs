@@ -96,9 +96,16 @@ impl ConvTranspose2dGeom {
 pub fn pack_weight(w: &[f32], g: &ConvTranspose2dGeom) -> Vec<f32> {
     let rows = g.rows();
     let mut packed = vec![0.0; rows * g.cin];
-    for ci in 0..g.cin {
-        for r in 0..rows {
-            packed[r * g.cin + ci] = w[ci * rows + r];
+    // A transpose, in 16 × 16 tiles so that both sides stay in cache lines already loaded (the
+    // plain column walk wrote one value per line: a fifth of `generate`'s run).
+    const T: usize = 16;
+    for c0 in (0..g.cin).step_by(T) {
+        for r0 in (0..rows).step_by(T) {
+            for ci in c0..(c0 + T).min(g.cin) {
+                for r in r0..(r0 + T).min(rows) {
+                    packed[r * g.cin + ci] = w[ci * rows + r];
+                }
+            }
         }
     }
     packed

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::conv2d::Conv2dGeom;
 use super::conv_transpose2d::ConvTranspose2dGeom;
-use super::gemm::{portable_forced, widen_f16, SendPtr};
+use super::gemm::{narrow_f16, portable_forced, widen_f16, SendPtr};
 use super::Epilogue;
 
 /// Output channels per panel: the micro-kernel's four 16-lane vectors.
@@ -87,14 +87,18 @@ impl TapShape {
         }
     }
 
-    /// The GEMM-row index of each stored weight, in storage order: [Cout / 64 panels][taps][Cin]
-    /// [64 lanes] (`TapWeights::new` packs by it, `unpack` reverses it).
-    fn stored_order(self) -> impl Iterator<Item = usize> {
+    /// The stored weights in storage order, [Cout / 64 panels][taps][Cin][64 lanes], as runs of
+    /// 64 lanes: the GEMM-row index of each run's first lane (its lanes are `lane_stride` apart).
+    /// `TapWeights::new` packs by it, `unpack` reverses it.
+    fn lane_runs(self) -> impl Iterator<Item = usize> {
         (0..self.cout / LANES).flat_map(move |p| {
-            (0..self.taps()).flat_map(move |t| {
-                (0..self.cin).flat_map(move |ci| (0..LANES).map(move |l| self.row_index(p * LANES + l, ci, t)))
-            })
+            (0..self.taps()).flat_map(move |t| (0..self.cin).map(move |ci| self.row_index(p * LANES, ci, t)))
         })
+    }
+
+    /// The GEMM-row distance between consecutive output channels (the lanes of a run).
+    fn lane_stride(&self) -> usize {
+        self.row_index(1, 0, 0) - self.row_index(0, 0, 0)
     }
 
     /// Appends tap (ky, kx)'s (input pixel, output pixel) pairs with both pixels inside.
@@ -161,13 +165,22 @@ impl TapWeights {
     pub fn new(rows: &[f32], s: &TapShape, half: bool) -> TapWeights {
         assert!(s.cout.is_multiple_of(LANES), "tap form needs Cout in 64-lane panels");
         assert_eq!(rows.len(), s.cout * s.cin * s.taps(), "tap form: weight size");
-        let lanes = s.stored_order().map(|r| rows[r]);
         // On huge pages, as the packed GEMM weights: the layer streams them once per image.
-        let data = if half {
-            Lanes::F16(fill(lanes.map(half::f16::from_f32), rows.len()))
+        let mut data = if half {
+            Lanes::F16(crate::tensor::pages::zeroed(rows.len()))
         } else {
-            Lanes::F32(fill(lanes, rows.len()))
+            Lanes::F32(crate::tensor::pages::zeroed(rows.len()))
         };
+        let stride = s.lane_stride();
+        let mut lane = [0.0f32; LANES];
+        for (i, base) in s.lane_runs().enumerate() {
+            lane.iter_mut().enumerate().for_each(|(l, v)| *v = rows[base + l * stride]);
+            let at = i * LANES..(i + 1) * LANES;
+            match &mut data {
+                Lanes::F32(v) => v[at].copy_from_slice(&lane),
+                Lanes::F16(v) => narrow_f16(&lane, &mut v[at]),
+            }
+        }
         let (mut pairs, mut starts) = (Vec::new(), vec![0]);
         for t in 0..s.taps() {
             s.push_pairs(t / s.kw, t % s.kw, &mut pairs);
@@ -196,7 +209,10 @@ impl TapWeights {
             Lanes::F32(v) => v[i],
             Lanes::F16(v) => v[i].to_f32(),
         };
-        s.stored_order().enumerate().for_each(|(i, r)| rows[r] = value(i));
+        let stride = s.lane_stride();
+        for (i, base) in s.lane_runs().enumerate() {
+            (0..LANES).for_each(|l| rows[base + l * stride] = value(i * LANES + l));
+        }
         rows
     }
 
@@ -294,13 +310,6 @@ impl TapWeights {
 struct Fetch {
     at: *const i8,
     per_k: usize,
-}
-
-/// `n` values from `values`, in a buffer on huge pages (`tensor::pages::zeroed`).
-fn fill<T: Copy + Default>(values: impl Iterator<Item = T>, n: usize) -> Vec<T> {
-    let mut v = crate::tensor::pages::zeroed(n);
-    v.iter_mut().zip(values).for_each(|(d, s)| *d = s);
-    v
 }
 
 /// One micro-kernel call: for each pair (i, o) of `tile`, c[o·ldc .. o·ldc + 64] +=

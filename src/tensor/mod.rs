@@ -138,7 +138,41 @@ pub fn numel(shape: &[usize]) -> usize {
 pub fn decode_le(dtype: DType, bytes: &[u8]) -> Vec<f32> {
     match dtype {
         DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        DType::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::F16 => {
+            // Read a block of values, then widen the block at once (vcvtph2ps, 16 at a time):
+            // one call per value was a quarter of `generate`'s run.
+            const BLOCK: usize = 256;
+            let mut out = vec![0.0f32; bytes.len() / 2];
+            let mut block = [f16::ZERO; BLOCK];
+            for (src, dst) in bytes.chunks(2 * BLOCK).zip(out.chunks_mut(BLOCK)) {
+                let block = &mut block[..dst.len()];
+                block.iter_mut().zip(src.chunks_exact(2)).for_each(|(h, c)| *h = f16::from_le_bytes([c[0], c[1]]));
+                crate::ops::gemm::widen_f16(block, dst);
+            }
+            out
+        }
         DType::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blocked f16 decode against one value at a time, over more than one block and a
+    /// partial last block, with every bit pattern's class (zeros, subnormals, normals, inf, NaN).
+    #[test]
+    fn f16_decode_matches_one_value_at_a_time() {
+        let bits: Vec<u16> = (0..700u32)
+            .map(|i| (i.wrapping_mul(40_503) % 65_536) as u16)
+            .chain([0, 0x8000, 0x7C00, 0x7E00, 1])
+            .collect();
+        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let got = decode_le(DType::F16, &bytes);
+        assert_eq!(got.len(), bits.len());
+        for (&b, g) in bits.iter().zip(&got) {
+            let want = f16::from_bits(b).to_f32();
+            assert!(g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()), "{b:#06x}: {g} against {want}");
+        }
     }
 }
