@@ -101,18 +101,23 @@ fn conv2d_cpu_vs_reference() {
             [(Activation::None, None), (Activation::LeakyRelu(0.2), Some(&res[..])), (Activation::Relu, None)]
         {
             let epi = Epilogue { scale: Some(&scale), shift: Some(&shift), residual, act };
-            let mut want = vec![0.0; batch * g.out_len()];
-            conv2d_ref(&x, &w, batch, &g, &epi, &mut want);
-            let mut got = poisoned(batch * g.out_len());
-            let mut scratch = poisoned(g.scratch_len(batch));
-            let wp = PackedA::from_row_major(&w, g.cout, g.kdim());
-            pool(2).install(|| conv2d(&x, &wp, batch, &g, &epi, &mut scratch, &mut got, 2));
-            assert_close(&format!("conv2d case {i} {act:?}"), &got, &want, TOL);
+            check_conv2d(&format!("conv2d case {i} {act:?}"), (&x, &w), batch, &g, &epi);
         }
     }
 }
 
-/// A batch cut into chunks: each chunk's GEMM reads its own samples' columns in place.
+/// The fast convolution against the reference, its output poisoned first.
+fn check_conv2d(what: &str, (x, w): (&[f32], &[f32]), batch: usize, g: &Conv2dGeom, epi: &Epilogue) {
+    let mut want = vec![0.0; batch * g.out_len()];
+    conv2d_ref(x, w, batch, g, epi, &mut want);
+    let mut got = poisoned(batch * g.out_len());
+    let mut scratch = poisoned(g.scratch_len(batch));
+    let wp = PackedA::from_row_major(w, g.cout, g.kdim());
+    pool(2).install(|| conv2d(x, &wp, batch, g, epi, &mut scratch, &mut got, 2));
+    assert_close(what, &got, &want, TOL);
+}
+
+/// A batch cut into chunks (each chunk's im2col and GEMM, then its slice of the output).
 #[test]
 fn conv2d_large_batch_uses_chunks() {
     let g = Conv2dGeom { cin: 2, h: 64, w: 64, cout: 64, kh: 3, kw: 3, stride: 1, pad: 1 };
@@ -120,13 +125,7 @@ fn conv2d_large_batch_uses_chunks() {
     assert!(g.chunk(batch) < batch, "test must exercise chunking");
     let (x, w) = (random(batch * g.in_len(), 90), random(g.cout * g.kdim(), 91));
     let epi = Epilogue { act: Activation::Relu, ..Default::default() };
-    let mut want = vec![0.0; batch * g.out_len()];
-    conv2d_ref(&x, &w, batch, &g, &epi, &mut want);
-    let mut got = poisoned(batch * g.out_len());
-    let mut scratch = poisoned(g.scratch_len(batch));
-    let wp = PackedA::from_row_major(&w, g.cout, g.kdim());
-    pool(2).install(|| conv2d(&x, &wp, batch, &g, &epi, &mut scratch, &mut got, 2));
-    assert_close("conv2d chunked", &got, &want, TOL);
+    check_conv2d("conv2d chunked", (&x, &w), batch, &g, &epi);
 }
 
 #[test]

@@ -15,8 +15,9 @@ use rayon::prelude::*;
 
 use super::conv2d::Conv2dGeom;
 use super::conv_transpose2d::ConvTranspose2dGeom;
-use super::gemm::{narrow_f16, portable_forced, widen_f16, SendPtr};
+use super::gemm::{portable_forced, SendPtr};
 use super::Epilogue;
+use crate::tensor::convert::{narrow_f16, widen_f16};
 
 /// Output channels per panel: the micro-kernel's four 16-lane vectors.
 const LANES: usize = 64;

@@ -1,6 +1,7 @@
 //! Host tensors: a shape, a dtype and a buffer. Computation is f32; f16 and bf16 are storage
 //! formats (weights files, exports) converted on load.
 
+pub mod convert;
 pub mod pages;
 
 use half::{bf16, f16};
@@ -147,7 +148,7 @@ pub fn decode_le(dtype: DType, bytes: &[u8]) -> Vec<f32> {
             for (src, dst) in bytes.chunks(2 * BLOCK).zip(out.chunks_mut(BLOCK)) {
                 let block = &mut block[..dst.len()];
                 block.iter_mut().zip(src.chunks_exact(2)).for_each(|(h, c)| *h = f16::from_le_bytes([c[0], c[1]]));
-                crate::ops::gemm::widen_f16(block, dst);
+                convert::widen_f16(block, dst);
             }
             out
         }
