@@ -216,8 +216,7 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
     if v == Verbosity::Verbose {
         eprintln!("loaded {} ({model}) in {:.1} ms", path.display(), start.elapsed().as_secs_f64() * 1e3);
     }
-    let on_cpu = matches!(t2i, Pipeline::Cpu(_));
-    let mut rerank = open_reranker(&a, &ws, (&captions, on_cpu), &pool)?;
+    let mut rerank = open_reranker(&a, &ws, &pool)?;
     // Work list: (caption, index); run in forward batches of --batch-size.
     let jobs: Vec<(usize, usize)> = (0..captions.len()).flat_map(|c| (0..per).map(move |j| (c, j))).collect();
     let mut made = Vec::with_capacity(total);
@@ -236,39 +235,42 @@ pub fn run(a: GenerateArgs, v: Verbosity) -> Result<(), Failure> {
     write_outputs(&a, &captions, &made, &Provenance { seed, model: &model, rerank: a.rerank }, v)
 }
 
-/// Best-of-K reranking: D (on the CPU), K, and for a GPU pipeline every caption's embedding
-/// φ(t), computed once here on the CPU for D (the CPU pipeline lends D its own).
-struct Rerank {
+/// Best-of-K reranking: D (on the CPU) and K. The CPU pipeline lends D its own caption
+/// embeddings; for a GPU pipeline every caption's φ(t) is embedded once on the CPU, when the
+/// first chunk needs it.
+struct Rerank<'w> {
     scorer: Reranker,
     k: usize,
+    ws: &'w WeightSet,
+    pool: Arc<rayon::ThreadPool>,
     text: Option<Vec<f32>>,
-    dim: usize,
 }
 
-impl Rerank {
-    /// The embeddings of a chunk's captions, from the ones computed up front.
-    fn rows(&self, chunk: &[(usize, usize)]) -> Result<Vec<f32>, Failure> {
-        let text = self.text.as_ref().ok_or_else(|| fail(EXIT_USAGE, "--rerank: no caption embeddings"))?;
-        Ok(chunk.iter().flat_map(|&(c, _)| &text[c * self.dim..(c + 1) * self.dim]).copied().collect())
+impl Rerank<'_> {
+    /// The CPU-made embeddings of a chunk's captions (all captions embedded on the first call).
+    fn rows(&mut self, captions: &[String], chunk: &[(usize, usize)]) -> Result<Vec<f32>, Failure> {
+        let dim = self.ws.config().encoder.embed_dim;
+        let text: &[f32] = match self.text {
+            Some(ref text) => text,
+            None => {
+                let texts: Vec<&str> = captions.iter().map(String::as_str).collect();
+                self.text.insert(embed_texts(self.ws, &texts, Arc::clone(&self.pool))?)
+            }
+        };
+        Ok(chunk.iter().flat_map(|&(c, _)| &text[c * dim..(c + 1) * dim]).copied().collect())
     }
 }
 
-fn open_reranker(
+fn open_reranker<'w>(
     a: &GenerateArgs,
-    ws: &WeightSet,
-    (captions, on_cpu): (&[String], bool),
+    ws: &'w WeightSet,
     pool: &Arc<rayon::ThreadPool>,
-) -> Result<Option<Rerank>, Failure> {
+) -> Result<Option<Rerank<'w>>, Failure> {
     if a.rerank <= 1 {
         return Ok(None);
     }
-    let dim = ws.config().encoder.embed_dim;
     let scorer = Reranker::new(ws, Arc::clone(pool)).map_err(|e| fail(EXIT_BAD_INPUT, format!("--rerank: {e}")))?;
-    let text = match on_cpu {
-        true => None,
-        false => Some(embed_texts(ws, &captions.iter().map(String::as_str).collect::<Vec<_>>(), Arc::clone(pool))?),
-    };
-    Ok(Some(Rerank { scorer, k: a.rerank as usize, text, dim }))
+    Ok(Some(Rerank { scorer, k: a.rerank as usize, ws, pool: Arc::clone(pool), text: None }))
 }
 
 /// Caption embeddings [B, E] and what encoding them noticed.
@@ -345,7 +347,7 @@ fn generate_chunk(
     t2i: &mut Pipeline,
     (captions, chunk): (&[String], &[(usize, usize)]),
     seed: u64,
-    rerank: &mut Option<Rerank>,
+    rerank: &mut Option<Rerank<'_>>,
     (doc_length, v): (usize, Verbosity),
 ) -> Result<Vec<Made>, Failure> {
     let texts: Vec<String> = chunk.iter().map(|&(c, _)| captions[c].clone()).collect();
@@ -356,7 +358,7 @@ fn generate_chunk(
         Some(r) => {
             let (emb, mut reports) = match t2i.cpu_embeddings(&texts)? {
                 Some((emb, reports)) => (emb, Some(reports)),
-                None => (r.rows(chunk)?, None),
+                None => (r.rows(captions, chunk)?, None),
             };
             let draw = |cand: &[u64]| -> Result<Vec<f32>, Failure> {
                 if reports.is_some() {
