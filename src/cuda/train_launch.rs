@@ -3,7 +3,7 @@
 //! kernel indexes, sizes converted to the kernels' integer types). The semantics are those of
 //! the CPU functions named on each: overwritten input gradients, accumulated parameter gradients.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchArgs, LaunchConfig, PushKernelArg};
 
 use super::launch::{act_code, cfg_1d, cfg_tiles, conv_ints, int, ints, long, maxpool_out_len, need, nonzero, BLOCK};
 use super::{driver_err, Buf, CudaDevice, Precision};
@@ -17,6 +17,16 @@ use crate::ops::Activation;
 /// mode-seeking pair, or a single one (the losses' reductions).
 fn cfg_blocks(blocks: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Pushes `buf`'s device pointer, or a null pointer when it is absent: the loss kernels read
+/// null weights as "all weights 1".
+fn arg_or_null<'a>(l: &mut LaunchArgs<'a>, buf: Option<&'a Buf>) {
+    static NULL: u64 = 0;
+    match buf {
+        Some(b) => l.arg(b),
+        None => l.arg(&NULL),
+    };
 }
 
 /// Blocks of the rebuild's L1 kernel: enough to fill a GPU's SMs for B × 12,288 elements, few
@@ -274,12 +284,7 @@ impl CudaDevice {
         let f = self.function(WHAT)?;
         let mut l = self.stream().launch_builder(f);
         l.arg(logits).arg(targets);
-        // A null pointer for "all weights 1" (the kernel checks it).
-        let null: u64 = 0;
-        match weights {
-            Some(w) => l.arg(w),
-            None => l.arg(&null),
-        };
+        arg_or_null(&mut l, weights);
         l.arg(&nl).arg(dlogits).arg(loss);
         // SAFETY: arguments match bce_with_logits_f32 in kernels/loss.cu (weights a device
         // pointer or null); every buffer holds n elements, loss one; one block of 256 threads.
@@ -545,12 +550,7 @@ impl CudaDevice {
         let f = self.function(WHAT)?;
         let mut l = self.stream().launch_builder(f);
         l.arg(x).arg(target);
-        // A null pointer for "all weights 1" (the kernel checks it).
-        let null: u64 = 0;
-        match w {
-            Some(w) => l.arg(w),
-            None => l.arg(&null),
-        };
+        arg_or_null(&mut l, w);
         l.arg(&nl).arg(&g).arg(dx).arg(partial);
         // SAFETY: arguments match l1_loss_f32 in kernels/loss.cu (w a device pointer or null);
         // x, target, w and dx hold n elements, partial L1_BLOCKS; L1_BLOCKS blocks of 256 threads.

@@ -105,6 +105,27 @@ impl Session {
         &self.arena[self.range(self.graph.outputs[i])]
     }
 
+    /// Runs the graph on whole rows of every input (the batch from their lengths) and returns
+    /// output 0; `what` names the caller in the error for inputs that are not one batch.
+    pub fn run_rows(&mut self, inputs: &[&[f32]], what: &str) -> Result<&[f32]> {
+        let rows: Vec<usize> = self.graph.inputs.iter().map(|&v| self.graph.values[v].len()).collect();
+        let n = inputs.first().zip(rows.first()).map_or(0, |(x, &r)| x.len() / r.max(1));
+        let whole = inputs.len() == rows.len() && inputs.iter().zip(&rows).all(|(x, &r)| x.len() == n * r);
+        if n == 0 || !whole {
+            let lens: Vec<String> = inputs.iter().map(|x| x.len().to_string()).collect();
+            return Err(Error::Input(format!(
+                "{what}: inputs of {} values are not whole rows of one batch",
+                lens.join(" and ")
+            )));
+        }
+        self.set_batch(n);
+        for (i, x) in inputs.iter().enumerate() {
+            self.input_mut(i).copy_from_slice(x);
+        }
+        self.run();
+        Ok(self.output(0))
+    }
+
     /// Runs every node in order.
     pub fn run(&mut self) {
         let pool = Arc::clone(&self.pool);

@@ -103,20 +103,7 @@ impl TextToImage {
     /// Runs the generator on given noise [B, nz] and text embeddings [B, E] (B from their
     /// length); returns the images.
     pub fn generate_from(&mut self, z: &[f32], emb: &[f32]) -> Result<&[f32]> {
-        let (nz, e) = (self.config.generator.nz, self.config.encoder.embed_dim);
-        let b = z.len() / nz.max(1);
-        if z.len() != b * nz || emb.len() != b * e || b == 0 {
-            return Err(crate::error::Error::Input(format!(
-                "generate_from: {} noise and {} text values do not make whole rows",
-                z.len(),
-                emb.len()
-            )));
-        }
-        self.generator.set_batch(b);
-        self.generator.input_mut(0).copy_from_slice(z);
-        self.generator.input_mut(1).copy_from_slice(emb);
-        self.generator.run();
-        Ok(self.generator.output(0))
+        self.generator.run_rows(&[z, emb], "generate_from")
     }
 
     /// The last generated images.

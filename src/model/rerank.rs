@@ -21,32 +21,19 @@ pub const MAX_CANDIDATES: usize = 64;
 /// Scores images against their captions' embeddings with D.
 pub struct Reranker {
     d: Session,
-    embed: usize,
 }
 
 impl Reranker {
     /// D of `ws` (the weights must hold the discriminator), on the CPU.
     pub fn new(ws: &WeightSet, pool: Arc<ThreadPool>) -> Result<Reranker> {
         let d = Session::new(Arc::new(build_discriminator(ws)?), 1, pool, Backend::Cpu);
-        Ok(Reranker { d, embed: ws.config().encoder.embed_dim })
+        Ok(Reranker { d })
     }
 
     /// D's logit for each image row i of `images` [N, 3, 64, 64] with text row i of `text`
     /// [N, E].
     pub fn scores(&mut self, images: &[f32], text: &[f32]) -> Result<Vec<f32>> {
-        let n = images.len() / IMAGE_LEN;
-        if n == 0 || images.len() != n * IMAGE_LEN || text.len() != n * self.embed {
-            return Err(Error::Input(format!(
-                "rerank: {} image values and {} text values are not {n} whole rows",
-                images.len(),
-                text.len()
-            )));
-        }
-        self.d.set_batch(n);
-        self.d.input_mut(0).copy_from_slice(images);
-        self.d.input_mut(1).copy_from_slice(text);
-        self.d.run();
-        Ok(self.d.output(0).to_vec())
+        Ok(self.d.run_rows(&[images, text], "rerank")?.to_vec())
     }
 }
 
@@ -195,6 +182,7 @@ mod tests {
         let mut r = reranker();
         assert!(r.scores(&image_of(0), &texts(2)).is_err(), "one image, two texts");
         assert!(r.scores(&image_of(0)[1..], &texts(1)).is_err(), "a partial image");
+        assert!(r.scores(&[], &[]).is_err(), "no rows");
         assert!(best_of(&mut r, &texts(1), &[0], 0, draw).is_err(), "no candidates");
         assert!(best_of(&mut r, &texts(1), &[0], MAX_CANDIDATES + 1, draw).is_err(), "too many");
         assert!(candidate_index(u64::MAX / 2, 4, 0).is_err(), "index overflow");
