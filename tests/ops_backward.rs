@@ -27,7 +27,7 @@ use text2img::ops::elementwise::{
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
 use text2img::ops::loss::{
     bce_with_logits, mode_seeking_loss, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy,
-    softmax_cross_entropy_blocks, softmax_cross_entropy_twin, ModeSeekingCells,
+    softmax_cross_entropy_blocks, softmax_cross_entropy_twin, softmax_cross_entropy_uniform, ModeSeekingCells,
 };
 use text2img::ops::pool::{maxpool1d, maxpool1d_backward, maxpool1d_len, mean_time, mean_time_backward};
 use text2img::ops::rnn::{
@@ -434,6 +434,36 @@ fn softmax_cross_entropy_twin_fd() {
             Some(f64::from(weights[0]) * f64::from(a) + f64::from(weights[1]) * f64::from(c))
         });
     }
+}
+
+#[test]
+fn softmax_cross_entropy_uniform_fd() {
+    // One block of 3 classes, 2 elements into rows of 8 (TAC-GAN's halves side by side): the
+    // loss is the mean of the cross-entropies against each class (each class's label, averaged),
+    // the gradient lands in that block alone, and it is zero where the block is already uniform.
+    let (b, row, at, c) = (4, 8, 2, 3);
+    let logits: Vec<f32> = random(b * row, 816).iter().map(|v| 4.0 * v).collect();
+    let mut dl = vec![f32::NAN; b * row];
+    let l = softmax_cross_entropy_uniform(&logits, (row, at), c, 0.5, &mut dl);
+    let block: Vec<f32> = logits.chunks(row).flat_map(|r| r[at..at + c].to_vec()).collect();
+    let want: f32 =
+        (0..c).map(|y| softmax_cross_entropy(&block, &vec![y; b], c, &mut vec![0.0; b * c])).sum::<f32>() / c as f32;
+    assert!((l - want).abs() < 1e-5, "loss {l} vs {want}");
+    for (i, d) in dl.iter().enumerate() {
+        let inside = (at..at + c).contains(&(i % row));
+        assert_eq!(d.is_nan(), !inside, "element {i}: written only in the block");
+    }
+    let written: Vec<f32> = dl.iter().map(|d| if d.is_nan() { 0.0 } else { *d }).collect();
+    check("softmax_cross_entropy_uniform", &logits, &written, 817, |x| {
+        Some(0.5 * f64::from(softmax_cross_entropy_uniform(x, (row, at), c, 1.0, &mut vec![0.0; b * row])))
+    });
+    let flat = vec![1.5f32; b * row];
+    let mut d0 = vec![0.0; b * row];
+    let l0 = softmax_cross_entropy_uniform(&flat, (row, at), c, 1.0, &mut d0);
+    assert!(
+        (l0 - (c as f32).ln()).abs() < 1e-6 && d0.iter().all(|&d| d.abs() < 1e-7),
+        "uniform logits: ln C, no gradient"
+    );
 }
 
 #[test]

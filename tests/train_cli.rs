@@ -330,6 +330,15 @@ fn twin_classifier_doubles_the_head_and_logs_both_halves() {
     assert_eq!(checkpoint_options(&ckpt)["classifier_twin_scale"], 0.5);
     let negative = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "5", "--classifier-twin-scale=-1"];
     fails_in_one_line(&mut gan(&data, &enc, &out, &negative), 2, "--classifier-twin-scale");
+    // The classifier can be taught G's images as no shape kind from a resume on; logged per step.
+    let fake = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "5", "--classifier-fake", "1"];
+    ok(&mut gan(&data, &enc, &out, &fake));
+    assert_eq!(checkpoint_options(&ckpt)["classifier_fake"], 1.0);
+    let rows = log_rows(&out);
+    assert!(rows[4]["d_fake_class"].as_f64().unwrap_or(0.0) > 0.0, "the term is on at step 5");
+    assert_eq!(rows[3]["d_fake_class"].as_f64(), Some(0.0), "and was off before");
+    let negative = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "6", "--classifier-fake=-1"];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &negative), 2, "--classifier-fake");
     for row in log_rows(&out) {
         for key in ["d_class", "d_twin", "g_class", "g_twin"] {
             assert!(row[key].as_f64().unwrap_or(0.0) > 0.0, "{key} in {row}");
@@ -342,6 +351,8 @@ fn twin_classifier_doubles_the_head_and_logs_both_halves() {
     let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "2", "--classifier-twin"];
     fails_in_one_line(&mut gan(&data, &enc, &plain, &resume), 2, "without a twin");
     let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "2", "--classifier-twin-scale", "0.5"];
+    fails_in_one_line(&mut gan(&data, &enc, &plain, &resume), 2, "no twin");
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "2", "--classifier-fake", "1"];
     fails_in_one_line(&mut gan(&data, &enc, &plain, &resume), 2, "no twin");
     assert_eq!(log_rows(&plain)[0]["d_twin"], 0.0, "no twin, no twin loss");
 }

@@ -200,6 +200,12 @@ pub struct TrainArgs {
     /// fidelity. New runs and resumes (needs the twin).
     #[arg(long, value_name = "S")]
     pub classifier_twin_scale: Option<f32>,
+    /// Weight W of D's classifier learning G's images as no shape kind (not in AC-GAN or
+    /// TAC-GAN; 0: off): on the D step's fakes its shape-kind logits are pulled towards the
+    /// uniform distribution, so that it stops reading G's blobs as the stars and rings asked for
+    /// (docs/RESULTS.md, session 21). Needs the twin. New runs and resumes; CPU only so far.
+    #[arg(long, value_name = "W")]
+    pub classifier_fake: Option<f32>,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
     /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
     /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
@@ -763,6 +769,15 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             return Err(fail(EXIT_USAGE, "--classifier-twin-scale: no twin classifier (add --classifier-twin)"));
         }
         t.options.classifier_twin_scale = sc;
+    }
+    if let Some(w) = a.classifier_fake {
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(fail(EXIT_USAGE, format!("--classifier-fake must be ≥ 0, got {w}")));
+        }
+        if w > 0.0 && !t.options.classifier_twin {
+            return Err(fail(EXIT_USAGE, "--classifier-fake: no twin classifier (add --classifier-twin)"));
+        }
+        t.options.classifier_fake = w;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };

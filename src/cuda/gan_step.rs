@@ -153,6 +153,11 @@ impl CudaGan {
                 "the centred mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),
             ));
         }
+        if o.classifier_fake > 0.0 {
+            return Err(Error::Device(
+                "--classifier-fake (the classifier taught G's images as no shape) runs on the CPU only so far (train without --device cuda)".into(),
+            ));
+        }
         if o.vae > 0.0 && o.vae_latent > 0.0 {
             return Err(Error::Device(
                 "the --vae-latent regression runs on the CPU only so far (train without --device cuda)".into(),

@@ -166,6 +166,34 @@ pub fn softmax_cross_entropy_twin(
     [0, 1].map(|h| blocks_in_rows(logits, (2 * k, h * k), sizes, labels, weights[h], dlogits))
 }
 
+/// Cross-entropy of one block of `classes` logits, `at` elements into each row of `row`
+/// elements, against the uniform distribution: mean over rows of logsumexp(x) − mean(x), the
+/// loss of a classifier taught that a row belongs to no class. Writes `scale` times its gradient,
+/// (softmax − 1/classes)/rows, into that block and nothing elsewhere; returns the unscaled loss.
+pub fn softmax_cross_entropy_uniform(
+    logits: &[f32],
+    (row, at): (usize, usize),
+    classes: usize,
+    scale: f32,
+    dlogits: &mut [f32],
+) -> f32 {
+    let b = logits.len() / row.max(1);
+    assert!(at + classes <= row && logits.len() == b * row && dlogits.len() == b * row, "uniform-target sizes");
+    let mut total = 0.0f64;
+    for (x, d) in logits.chunks(row).zip(dlogits.chunks_mut(row)) {
+        let (x, d) = (&x[at..at + classes], &mut d[at..at + classes]);
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / classes as f64;
+        total += max + sum.ln() - mean;
+        for (dc, &xc) in d.iter_mut().zip(x) {
+            let p = (xc as f64 - max).exp() / sum;
+            *dc = (scale as f64 * (p - 1.0 / classes as f64) / b as f64) as f32;
+        }
+    }
+    (total / b.max(1) as f64) as f32
+}
+
 /// `softmax_cross_entropy_blocks` on the blocks that start `at` elements into each row of `row`
 /// elements; writes `scale` times their gradient there and nothing elsewhere. Returns the
 /// unscaled loss.

@@ -20,7 +20,7 @@ use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
 use crate::ops::loss::{
     bce_with_logits, check_block_labels, mode_seeking_loss, softmax_cross_entropy_blocks, softmax_cross_entropy_twin,
-    ModeSeekingCells,
+    softmax_cross_entropy_uniform, ModeSeekingCells,
 };
 use crate::ops::optim::{linear_decay, lr_halving, Adam};
 use crate::ops::shape_mask::ShapeMask;
@@ -101,6 +101,13 @@ pub struct GanOptions {
     /// than it defeats the twin (class fidelity bought with some of the twin's diversity).
     #[serde(default = "one")]
     pub classifier_twin_scale: f32,
+    /// Weight of D's classifier learning G's images as no shape kind (not in AC-GAN or TAC-GAN;
+    /// 0: off): the classifier's shape-kind block is pulled towards the uniform distribution on
+    /// the D step's fakes. Trained on real images alone, the classifier reads G's blobs as the
+    /// stars and rings asked for (session 21's probe), so G's class term stops teaching shape;
+    /// this makes "ring" an answer only ring-like images earn. Needs the twin.
+    #[serde(default)]
+    pub classifier_fake: f32,
     /// D's learning rate as a multiple of G's (1 in the paper; the two-time-scale rule of Heusel
     /// et al. 2017 when > 1): D's trunk learns shape kinds slowly at 2e-4 (session 13).
     #[serde(default = "one")]
@@ -278,6 +285,7 @@ impl Default for GanOptions {
             classifier_pool: false,
             classifier_twin: false,
             classifier_twin_scale: 1.0,
+            classifier_fake: 0.0,
             lr_d_scale: 1.0,
             ema: 0.0,
             lr_decay: None,
@@ -311,6 +319,9 @@ pub struct StepStats {
     /// (G's term is g_class − g_twin). 0 when off.
     pub d_twin: f32,
     pub g_twin: f32,
+    /// With `classifier_fake`: the classifier's shape-kind cross-entropy against the uniform
+    /// distribution on the D step's fakes (unweighted; 0 when off).
+    pub d_fake_class: f32,
     /// The conditional-VAE term (unweighted; 0 when off): mean |G(z ~ q) − x| and KL(q ‖ p).
     pub recon: f32,
     pub kl: f32,
@@ -698,6 +709,11 @@ impl GanTrainer {
                     match real {
                         true => stats.d_class = first,
                         false => (stats.d_twin, stats.d_loss) = (second, stats.d_loss + second),
+                    }
+                    if !real && o.classifier_fake > 0.0 {
+                        let (row, kinds) = (o.class_outputs(), sizes[0]);
+                        let u = softmax_cross_entropy_uniform(logits, (row, 0), kinds, o.classifier_fake, dc);
+                        (stats.d_fake_class, stats.d_loss) = (u, stats.d_loss + o.classifier_fake * u);
                     }
                 }
                 if real {
