@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use text2img::data::image_io::{decode_rgb8, DecodeLimits};
 use text2img::data::render::Shape;
 use text2img::data::shapes::{read_attributes, Attributes};
@@ -36,7 +36,8 @@ fn main() -> std::process::ExitCode {
     match probe() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The library's errors name the file at fault; their sources would repeat the OS message.
+            eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -48,14 +49,14 @@ fn probe() -> Result<()> {
         bail!("usage: probe_classifier CHECKPOINT MODEL DATA");
     };
     let pool = thread_pool(0)?;
-    let (t, _) = load_gan(Path::new(ckpt), Arc::clone(&pool)).with_context(|| format!("checkpoint {ckpt}"))?;
+    let (t, _) = load_gan(Path::new(ckpt), Arc::clone(&pool))?;
     if t.options.classifier_weight <= 0.0 {
         bail!("{ckpt}: D has no classifier (trained without --classifier)");
     }
-    let ws = WeightSet::open(Path::new(model), LoadMode::Read).with_context(|| format!("model {model}"))?;
+    let ws = WeightSet::open(Path::new(model), LoadMode::Read)?;
     let mut pipeline = TextToImage::new(&ws, ROWS, Arc::clone(&pool), Backend::Cpu)?;
     let mut d = TrainSession::new(Arc::new(t.options.discriminator_graph(&t.config)?), ROWS, pool);
-    let attrs = read_attributes(Path::new(data)).with_context(|| format!("dataset {data}"))?;
+    let attrs = read_attributes(Path::new(data))?;
     println!("per kind asked: argmax of D's shape block [real images | G's], the twin's, D's mean logit");
     for kind in Shape::ALL {
         let rows: Vec<&Attributes> = attrs.iter().filter(|a| a.shape == kind && !a.held_out).take(ROWS).collect();
@@ -83,7 +84,7 @@ fn real_images(root: &Path, rows: &[&Attributes]) -> Result<Vec<f32>> {
     let mut out = vec![0.0f32; rows.len() * IMAGE_LEN];
     for (a, chw) in rows.iter().zip(out.chunks_mut(IMAGE_LEN)) {
         let path = root.join(&a.image);
-        let img = decode_rgb8(&path, &DecodeLimits::default()).with_context(|| path.display().to_string())?;
+        let img = decode_rgb8(&path, &DecodeLimits::default())?;
         if (img.width, img.height) != (64, 64) {
             bail!("{}: {}×{} pixels, not 64×64", path.display(), img.width, img.height);
         }
