@@ -179,19 +179,30 @@ pub fn softmax_cross_entropy_uniform(
 ) -> f32 {
     let b = logits.len() / row.max(1);
     assert!(at + classes <= row && logits.len() == b * row && dlogits.len() == b * row, "uniform-target sizes");
+    let uniform = |_| 1.0 / classes as f64;
     let mut total = 0.0f64;
     for (x, d) in logits.chunks(row).zip(dlogits.chunks_mut(row)) {
-        let (x, d) = (&x[at..at + classes], &mut d[at..at + classes]);
-        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-        let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
-        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / classes as f64;
-        total += max + sum.ln() - mean;
-        for (dc, &xc) in d.iter_mut().zip(x) {
-            let p = (xc as f64 - max).exp() / sum;
-            *dc = (scale as f64 * (p - 1.0 / classes as f64) / b as f64) as f32;
-        }
+        total += block_cross_entropy(&x[at..at + classes], uniform, (scale, b), &mut d[at..at + classes]);
     }
     (total / b.max(1) as f64) as f32
+}
+
+/// Cross-entropy of one block of logits `x` against the target distribution `t` (class c's
+/// probability t(c)): logsumexp(x) − Σ t(c)·x_c, stable (max subtracted). Writes
+/// scale·(softmax(x) − t)/rows into `d`. Classes of target 0 add nothing to the loss, so a one-hot t
+/// gives exactly logsumexp(x) − x_y.
+fn block_cross_entropy(x: &[f32], t: impl Fn(usize) -> f64, (scale, rows): (f32, usize), d: &mut [f32]) -> f64 {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+    let mut target_dot = 0.0f64;
+    for (c, (dc, &xc)) in d.iter_mut().zip(x).enumerate() {
+        let (p, tc) = ((xc as f64 - max).exp() / sum, t(c));
+        if tc != 0.0 {
+            target_dot += tc * xc as f64;
+        }
+        *dc = (scale as f64 * (p - tc) / rows as f64) as f32;
+    }
+    max + sum.ln() - target_dot
 }
 
 /// `softmax_cross_entropy_blocks` on the blocks that start `at` elements into each row of `row`
@@ -214,13 +225,8 @@ fn blocks_in_rows(
         for (&classes, &y) in sizes.iter().zip(row_labels) {
             assert!(y < classes, "softmax_cross_entropy label {y} of {classes}");
             let (x, d) = (&logits[first..first + classes], &mut dlogits[first..first + classes]);
-            let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-            let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
-            total += max + sum.ln() - x[y] as f64;
-            for (c, (dc, &xc)) in d.iter_mut().zip(x).enumerate() {
-                let p = (xc as f64 - max).exp() / sum;
-                *dc = (scale as f64 * (p - f64::from(u8::from(c == y))) / b as f64) as f32;
-            }
+            let one_hot = |c| f64::from(u8::from(c == y));
+            total += block_cross_entropy(x, one_hot, (scale, b), d);
             first += classes;
         }
     }
