@@ -31,14 +31,17 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) bce_with_logits_f32(
 // loss += logsumexp(x) − x_y (f64), dlogits = scale·(softmax(x) − onehot(y))/labeled; rows past
 // `labeled` get a zero gradient (the G step's interpolated rows). loss[0] = the sum of the
 // blocks' means over the labeled rows (unscaled). Columns outside [offset, offset + K) are not
-// touched (the twin's other half).
+// touched (the twin's other half). With `uniform` set the target is uniform over each block
+// instead of onehot(y) (--classifier-fake: G's images as no class), loss += logsumexp(x) − mean(x),
+// and labels is not read (it may be null).
 //
 // Launch contract: ONE block of LOSS_BLOCK = 256 threads (a few hundred rows); 2 KiB static
 // shared memory; offset + K ≤ stride. Every dlogits element of columns [offset, offset + K) of
 // the `rows` rows and loss[0] written once.
 extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) softmax_ce_blocks_f32(
     const float* __restrict__ logits, const float* __restrict__ labels, int rows, int labeled, int stride,
-    int offset, int s0, int s1, int s2, int s3, float scale, float* __restrict__ dlogits, float* __restrict__ loss) {
+    int offset, int s0, int s1, int s2, int s3, int uniform, float scale, float* __restrict__ dlogits,
+    float* __restrict__ loss) {
     __shared__ double shared[LOSS_BLOCK];
     const int sizes[4] = {s0, s1, s2, s3};
     int attrs = 0, k = 0;
@@ -59,15 +62,20 @@ extern "C" __global__ void __launch_bounds__(LOSS_BLOCK) softmax_ce_blocks_f32(
             for (int c = 0; c < sizes[a]; ++c) d[c] = 0.0f;
             continue;
         }
-        const int y = (int)labels[r * attrs + a];
+        const int y = uniform ? -1 : (int)labels[r * attrs + a];
+        const double spread = 1.0 / (double)sizes[a];
         float mx = x[0];
         for (int c = 1; c < sizes[a]; ++c) mx = fmaxf(mx, x[c]);
-        double sum = 0.0;
-        for (int c = 0; c < sizes[a]; ++c) sum += exp((double)x[c] - (double)mx);
-        total += (double)mx + log(sum) - (double)x[y];
+        double sum = 0.0, target_dot = 0.0;
         for (int c = 0; c < sizes[a]; ++c) {
-            double p = exp((double)x[c] - (double)mx) / sum;
-            d[c] = (float)((double)scale * (p - (c == y ? 1.0 : 0.0)) / (double)labeled);
+            sum += exp((double)x[c] - (double)mx);
+            target_dot += uniform ? spread * (double)x[c] : (c == y ? (double)x[c] : 0.0);
+        }
+        total += (double)mx + log(sum) - target_dot;
+        for (int c = 0; c < sizes[a]; ++c) {
+            const double p = exp((double)x[c] - (double)mx) / sum;
+            const double t = uniform ? spread : (c == y ? 1.0 : 0.0);
+            d[c] = (float)((double)scale * (p - t) / (double)labeled);
         }
     }
     total = block_sum_f64(total, shared, LOSS_BLOCK);

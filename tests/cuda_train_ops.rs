@@ -30,7 +30,8 @@ use text2img::ops::conv2d::{conv2d_backward_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d_backward_ref, ConvTranspose2dGeom};
 use text2img::ops::elementwise::{concat_channels_backward, replicate_spatial_backward};
 use text2img::ops::loss::{
-    bce_with_logits, mode_seeking_loss, softmax_cross_entropy_blocks, softmax_cross_entropy_twin, ModeSeekingCells,
+    bce_with_logits, mode_seeking_loss, softmax_cross_entropy_blocks, softmax_cross_entropy_twin,
+    softmax_cross_entropy_uniform, ModeSeekingCells,
 };
 use text2img::ops::optim::{Adam, RmsProp};
 use text2img::ops::pool::{maxpool1d_backward, maxpool1d_len};
@@ -228,8 +229,17 @@ fn classifier_and_mode_seeking_losses_cuda_vs_cpu() {
     want.iter_mut().for_each(|g| *g *= 2.0);
     let lab: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
     let (mut gd, mut lossd) = (up(&d, &poisoned(rows * k)), up(&d, &poisoned(1)));
-    d.softmax_ce_blocks(&up(&d, &logits), &up(&d, &lab), &sizes, (rows, labeled), (k, 0), 2.0, &mut gd, &mut lossd)
-        .expect("cross-entropy");
+    d.softmax_ce_blocks(
+        &up(&d, &logits),
+        Some(&up(&d, &lab)),
+        &sizes,
+        (rows, labeled),
+        (k, 0),
+        2.0,
+        &mut gd,
+        &mut lossd,
+    )
+    .expect("cross-entropy");
     assert_close("classifier gradient", &down(&d, &gd), &want, 1e-5);
     assert_close("classifier loss", &down(&d, &lossd), &[loss], 1e-5);
 
@@ -240,11 +250,31 @@ fn classifier_and_mode_seeking_losses_cuda_vs_cpu() {
     let (xd, mut gd) = (up(&d, &twin_logits), up(&d, &poisoned(labeled * 2 * k)));
     for (half, w) in [(0, 2.0), (1, -2.0)] {
         let mut lossd = up(&d, &poisoned(1));
-        d.softmax_ce_blocks(&xd, &up(&d, &lab), &sizes, (labeled, labeled), (2 * k, half * k), w, &mut gd, &mut lossd)
-            .expect("twin half");
+        d.softmax_ce_blocks(
+            &xd,
+            Some(&up(&d, &lab)),
+            &sizes,
+            (labeled, labeled),
+            (2 * k, half * k),
+            w,
+            &mut gd,
+            &mut lossd,
+        )
+        .expect("twin half");
         assert_close(&format!("twin loss, half {half}"), &down(&d, &lossd), &[losses[half]], 1e-5);
     }
     assert_close("twin gradient (both halves written)", &down(&d, &gd), &want, 1e-5);
+
+    // The uniform target (--classifier-fake): no labels, the first block of each row of the twin's
+    // logits only; the rest of the row keeps what was there.
+    let mut want = twin_logits.iter().map(|v| v * 0.5).collect::<Vec<f32>>();
+    let loss = softmax_cross_entropy_uniform(&twin_logits, (2 * k, 0), sizes[0], 3.0, &mut want);
+    let (mut gd, mut lossd) =
+        (up(&d, &twin_logits.iter().map(|v| v * 0.5).collect::<Vec<f32>>()), up(&d, &poisoned(1)));
+    d.softmax_ce_blocks(&xd, None, &sizes[..1], (labeled, labeled), (2 * k, 0), 3.0, &mut gd, &mut lossd)
+        .expect("uniform target");
+    assert_close("uniform-target gradient (first block only)", &down(&d, &gd), &want, 1e-5);
+    assert_close("uniform-target loss", &down(&d, &lossd), &[loss], 1e-5);
 
     let (pairs, n, nz) = (4, 3 * 64 * 64, 100);
     let (x, z) = (random(2 * pairs * n, 460), random(2 * pairs * nz, 461));
@@ -513,10 +543,13 @@ fn gan_step_cuda_vs_cpu() {
     };
     // The conditional-VAE rebuild with its KL and shape weight (session 18's recipe stage).
     let vae = GanOptions { vae: 10.0, vae_kl: 0.05, vae_shape_weight: 10.0, ..pooled_twin.clone() };
+    // D's shape-kind block also taught G's images as no kind (--classifier-fake, session 21).
+    let fake = GanOptions { classifier_fake: 1.0, ..pooled_twin.clone() };
     let runs = [
         ("plain", plain),
         ("with classifier, mode seeking and average", extras),
         ("with the pooled classifier and its twin", pooled_twin),
+        ("with the pooled classifier, its twin and --classifier-fake", fake),
         ("with the pooled classifier, its twin and the VAE term", vae),
     ];
     for (what, options) in runs {
@@ -541,6 +574,7 @@ fn gan_step_cuda_vs_cpu() {
             ("mode_seeking", got.mode_seeking, want.mode_seeking),
             ("d_twin", got.d_twin, want.d_twin),
             ("g_twin", got.g_twin, want.g_twin),
+            ("d_fake_class", got.d_fake_class, want.d_fake_class),
             ("recon", got.recon, want.recon),
             ("kl", got.kl, want.kl),
         ] {

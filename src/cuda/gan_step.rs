@@ -153,11 +153,6 @@ impl CudaGan {
                 "the centred mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),
             ));
         }
-        if o.classifier_fake > 0.0 {
-            return Err(Error::Device(
-                "--classifier-fake (the classifier taught G's images as no shape) runs on the CPU only so far (train without --device cuda)".into(),
-            ));
-        }
         if o.vae > 0.0 && o.vae_latent > 0.0 {
             return Err(Error::Device(
                 "the --vae-latent regression runs on the CPU only so far (train without --device cuda)".into(),
@@ -308,6 +303,24 @@ impl CudaGan {
                 } else {
                     stats.d_twin = second;
                     stats.d_loss += second;
+                    if o.classifier_fake > 0.0 {
+                        // The shape-kind block learns G's images as no kind (uniform target),
+                        // written over the first half's zero gradient, as the CPU step.
+                        let (kinds, width) = (o.classifier_sizes[0], o.class_outputs());
+                        let (w, dclass) = (o.classifier_fake, &mut self.dclass);
+                        dev.softmax_ce_blocks(
+                            class_logits,
+                            None,
+                            &[kinds],
+                            (b, b),
+                            (width, 0),
+                            w,
+                            dclass,
+                            &mut self.loss,
+                        )?;
+                        stats.d_fake_class = dev.download(&self.loss)?[0];
+                        stats.d_loss += o.classifier_fake * stats.d_fake_class;
+                    }
                 }
                 let douts = [(0, &self.dlogits), (1, &self.dclass)];
                 self.d_b.backward_outputs(&self.d.params, &mut self.d.grads, &douts)?;
@@ -407,7 +420,7 @@ fn classifier_loss(
     let halves = if o.classifier_twin { 2 } else { 1 };
     let mut out = [0.0; 2];
     for (h, w) in weights.into_iter().enumerate().take(halves) {
-        dev.softmax_ce_blocks(logits, labels, sizes, rows, (width, h * k), w, dclass, loss)?;
+        dev.softmax_ce_blocks(logits, Some(labels), sizes, rows, (width, h * k), w, dclass, loss)?;
         out[h] = dev.download(loss)?[0];
     }
     Ok(out)

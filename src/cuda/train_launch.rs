@@ -20,7 +20,7 @@ fn cfg_blocks(blocks: usize) -> LaunchConfig {
 }
 
 /// Pushes `buf`'s device pointer, or a null pointer when it is absent: the loss kernels read
-/// null weights as "all weights 1".
+/// null weights as "all weights 1" (the classifier's kernel is told by its `uniform` flag).
 fn arg_or_null<'a>(l: &mut LaunchArgs<'a>, buf: Option<&'a Buf>) {
     static NULL: u64 = 0;
     match buf {
@@ -365,12 +365,13 @@ impl CudaDevice {
     /// start at column `offset` (0 and Σ sizes for the plain classifier; the twin's halves at 0
     /// and Σ sizes of rows 2·Σ sizes wide), labels [labeled, sizes.len()] as floats: loss[0]
     /// (unscaled), dlogits = scale × the gradient in those columns (rows past `labeled`: zero),
-    /// the other columns untouched. At most 4 attributes.
+    /// the other columns untouched. At most 4 attributes. `labels` None: the target is uniform
+    /// over each block (ops::loss::softmax_cross_entropy_uniform, --classifier-fake).
     #[allow(clippy::too_many_arguments)]
     pub fn softmax_ce_blocks(
         &self,
         logits: &Buf,
-        labels: &Buf,
+        labels: Option<&Buf>,
         sizes: &[usize],
         (rows, labeled): (usize, usize),
         (stride, offset): (usize, usize),
@@ -388,20 +389,26 @@ impl CudaDevice {
         }
         nonzero(&[rows, labeled], WHAT)?;
         need(logits, rows * stride, "classifier logits")?;
-        need(labels, labeled * sizes.len(), "classifier labels")?;
+        if let Some(labels) = labels {
+            need(labels, labeled * sizes.len(), "classifier labels")?;
+        }
         need(dlogits, rows * stride, "classifier dlogits")?;
         need(loss, 1, "classifier loss")?;
         let s: [usize; 4] = std::array::from_fn(|i| sizes.get(i).copied().unwrap_or(0));
         let [r, lab, st, off] = ints([rows, labeled, stride, offset], WHAT)?;
         let [s0, s1, s2, s3] = ints(s, WHAT)?;
+        let uniform = i32::from(labels.is_none());
         let f = self.function(WHAT)?;
         let mut l = self.stream().launch_builder(f);
-        l.arg(logits).arg(labels).arg(&r).arg(&lab).arg(&st).arg(&off);
-        l.arg(&s0).arg(&s1).arg(&s2).arg(&s3).arg(&scale);
+        l.arg(logits);
+        arg_or_null(&mut l, labels);
+        l.arg(&r).arg(&lab).arg(&st).arg(&off);
+        l.arg(&s0).arg(&s1).arg(&s2).arg(&s3).arg(&uniform).arg(&scale);
         l.arg(dlogits).arg(loss);
         // SAFETY: arguments match softmax_ce_blocks_f32 in kernels/loss.cu; logits and dlogits
         // hold rows·stride values with the blocks inside each row (offset + K ≤ stride), labels
-        // labeled·A, loss one (checked); one block of 256 threads.
+        // labeled·A (checked) or null with `uniform` set (the kernel then never reads it), loss
+        // one (checked); one block of 256 threads.
         unsafe { l.launch(cfg_blocks(1)) }.map_err(driver_err(WHAT))?;
         Ok(())
     }
