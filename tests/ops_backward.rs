@@ -35,6 +35,7 @@ use text2img::ops::rnn::{
     RnnDims, RnnParams,
 };
 use text2img::ops::shape_mask::ShapeMask;
+use text2img::ops::shift::{shift_images, shift_images_backward};
 use text2img::ops::{Activation, Epilogue};
 
 /// Relative tolerance of every check (see the module doc).
@@ -464,6 +465,23 @@ fn softmax_cross_entropy_uniform_fd() {
         (l0 - (c as f32).ln()).abs() < 1e-6 && d0.iter().all(|&d| d.abs() < 1e-7),
         "uniform logits: ln C, no gradient"
     );
+}
+
+#[test]
+fn shift_images_fd() {
+    // L = ⟨y, shift(x)⟩ for a random y: its gradient with respect to x is the backward pass
+    // (the shift by the negated offsets), at offsets inside, at and past the image's edge.
+    let dims = (2, 5, 7);
+    let shifts = [[1, -2], [0, 0], [-4, 3], [5, 7], [-2, -8]];
+    let n = shifts.len() * 2 * 5 * 7;
+    let (x, y) = (random(n, 830), random(n, 831));
+    let mut dx = vec![f32::NAN; n];
+    shift_images_backward(&y, dims, &shifts, &mut dx);
+    check("shift_images", &x, &dx, 832, |x| {
+        let mut out = vec![0.0; n];
+        shift_images(x, dims, &shifts, &mut out);
+        Some(out.iter().zip(&y).map(|(&o, &y)| f64::from(o) * f64::from(y)).sum())
+    });
 }
 
 #[test]

@@ -17,6 +17,7 @@ use text2img::ops::deconv_winograd::{self, WinogradDeconv};
 use text2img::ops::gemm::{matmul, matmul_packed, matmul_ref, Mat, Out, PackedA};
 use text2img::ops::linear::{linear, linear_ref};
 use text2img::ops::rnn::{gru, gru_ref, pack_w_hh, rnn_relu, rnn_relu_ref, scratch_len, RnnDims, RnnPacked, RnnParams};
+use text2img::ops::shift::{shift_images, shift_images_ref};
 use text2img::ops::tap_conv::{self, TapShape, TapWeights};
 use text2img::ops::{Activation, Epilogue};
 
@@ -396,4 +397,22 @@ fn gru_and_rnn_cpu_vs_reference() {
             assert_close(&format!("rnn gru={is_gru} {d:?}"), &got, &want, TOL);
         }
     }
+}
+
+#[test]
+fn shift_images_cpu_vs_reference() {
+    // D's augmentation at the real shape (3 × 64 × 64, up to ±16 pixels) and offsets past the
+    // edge (nothing lands: all zeros); every element written (poisoned first), exact copies.
+    let dims = (3, 64, 64);
+    let shifts = [[0, 0], [16, -16], [-3, 5], [64, 0], [0, -70], [-63, 63], [7, 2], [-16, 16]];
+    let n = shifts.len() * 3 * 64 * 64;
+    let x = random(n, 840);
+    let (mut fast, mut want) = (poisoned(n), poisoned(n));
+    shift_images(&x, dims, &shifts, &mut fast);
+    shift_images_ref(&x, dims, &shifts, &mut want);
+    assert!(fast.iter().all(|v| v.is_finite()), "every element written");
+    assert_eq!(fast, want, "exact copies and zeros");
+    let plane = 3 * 64 * 64;
+    assert_eq!(&fast[..plane], &x[..plane], "offset 0 is the identity");
+    assert!(fast[3 * plane..5 * plane].iter().all(|&v| v == 0.0), "moved out of the image: zeros");
 }

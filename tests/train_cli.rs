@@ -339,6 +339,12 @@ fn twin_classifier_doubles_the_head_and_logs_both_halves() {
     assert_eq!(rows[3]["d_fake_class"].as_f64(), Some(0.0), "and was off before");
     let negative = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "6", "--classifier-fake=-1"];
     fails_in_one_line(&mut gan(&data, &enc, &out, &negative), 2, "--classifier-fake");
+    // D's translation augmentation from a resume on, saved with the options; at most 16 pixels.
+    let shifted = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "6", "--d-shift", "4"];
+    ok(&mut gan(&data, &enc, &out, &shifted));
+    assert_eq!(checkpoint_options(&ckpt)["d_shift"], 4);
+    let far = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "7", "--d-shift", "17"];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &far), 2, "--d-shift 17");
     for row in log_rows(&out) {
         for key in ["d_class", "d_twin", "g_class", "g_twin"] {
             assert!(row[key].as_f64().unwrap_or(0.0) > 0.0, "{key} in {row}");

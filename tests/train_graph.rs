@@ -17,8 +17,10 @@ use text2img::model::generator::build_generator;
 use text2img::model::net::image_to_vector;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
+use text2img::ops::loss::bce_with_logits;
+use text2img::ops::shift::{shift_images, shift_images_backward};
 use text2img::train::checkpoint::{load_gan, save_gan};
-use text2img::train::gan::{GanBatch, GanOptions, GanTrainer, VaeWeights};
+use text2img::train::gan::{interpolated_texts, GanBatch, GanOptions, GanTrainer, VaeWeights, NOISE_KEY, NOISE_STRIDE};
 use text2img::train::graph::{TrainBuilder, TrainGraph};
 use text2img::train::net::{smooth_discriminator_graph, smooth_train_graph};
 use text2img::train::posterior::{
@@ -281,6 +283,72 @@ fn gan_step_updates_and_resume_is_exact() {
     // So does the latent regression (E reading G's prior images).
     let latent = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, vae_latent: 1.0, ..resume_options() });
     assert_ne!(vae, latent, "the latent regression changes G");
+    // D's translations (their offsets drawn per step and pass) resume exactly and change G; with
+    // the latent regression they are undone on G's image gradient before it adds its own.
+    let shifted = gan_resume_with(GanOptions { d_shift: 4, ..resume_options() });
+    assert_ne!(plain, shifted, "D's translations change G");
+    let both = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, vae_latent: 1.0, d_shift: 4, ..resume_options() });
+    assert_ne!(latent, both, "D's translations change G with the latent regression on");
+}
+
+/// D's translations in the G step: G's gradient, read from Adam's first moment after one step
+/// ((1 − β1)·g), is the one built here by hand: G's images moved by the G step's offsets, D as
+/// the D step left it and G's loss, D's image gradient moved back, G's backward pass. The same
+/// without moving the gradient back is far from it (the test sees the difference).
+#[test]
+fn d_shift_gradient_reaches_g_shifted_back() {
+    let cfg = micro_config();
+    let pool = thread_pool(2).expect("pool");
+    let o = GanOptions { batch: 4, seed: 13, d_shift: 6, ..GanOptions::default() };
+    let mut t = GanTrainer::new(&cfg, o.clone(), Arc::clone(&pool)).expect("trainer");
+    let (g0, mut g_buffers) = (t.g.params.clone(), t.g.buffers.clone());
+    run_steps(&mut t, &cfg, 0..1);
+    let (b, bi, nz, e) = (o.batch, o.g_rows(), cfg.generator.nz, cfg.encoder.embed_dim);
+    let mut g = TrainSession::new(Arc::clone(&t.g.graph), bi, Arc::clone(&pool));
+    for (i, z) in g.input_mut(0).chunks_mut(nz).enumerate() {
+        text2img::rng::normal_noise(o.seed ^ NOISE_KEY, NOISE_STRIDE / 2 + i as u64, z);
+    }
+    let (_, _, text) = gan_batch(&cfg, b, 0);
+    let mut text_int = vec![0.0; bi * e];
+    interpolated_texts(&text, b, e, &mut text_int);
+    g.input_mut(1).copy_from_slice(&text_int);
+    g.forward(&g0, &mut g_buffers, Mode::Train);
+    let (dims, shifts) = ((3, 64, 64), o.d_shifts(0, 3, bi));
+    let mut d = TrainSession::new(Arc::clone(&t.d.graph), bi, pool);
+    d.set_input_grad(0, true);
+    shift_images(g.output(0), dims, &shifts, d.input_mut(0));
+    d.input_mut(1).copy_from_slice(&text_int);
+    d.forward(&t.d.params, &mut t.d.buffers.clone(), Mode::Train);
+    let mut dlogits = vec![0.0; bi];
+    bce_with_logits(d.output(0), &vec![1.0; bi], Some(&o.g_row_weights()), &mut dlogits);
+    d.backward(&t.d.params, &mut vec![0.0; t.d.graph.param_len], &dlogits);
+    let mut m_of = |d_images: &[f32]| -> Vec<f32> {
+        let mut grads = vec![0.0; t.g.graph.param_len];
+        g.backward(&g0, &mut grads, d_images);
+        grads.iter().map(|v| (1.0 - o.beta1) * v).collect()
+    };
+    let mut moved_back = vec![0.0; d.input_grad(0).len()];
+    shift_images_backward(d.input_grad(0), dims, &shifts, &mut moved_back);
+    assert_close("G's gradient through D's translations", &t.g_adam.m, &m_of(&moved_back), 1e-5);
+    let not_moved_back = common::rel_error(&t.g_adam.m, &m_of(d.input_grad(0)));
+    assert!(not_moved_back > 1e-2, "the gradient not moved back differs: {not_moved_back:.2e}");
+}
+
+/// D's offsets: within [−N, N], the same for the same step and pass, different across passes,
+/// steps and seeds, and spread over the whole range.
+#[test]
+fn d_shifts_are_reproducible_and_cover_the_range() {
+    let o = GanOptions { d_shift: 3, seed: 11, ..GanOptions::default() };
+    let a = o.d_shifts(5, 1, 64);
+    assert_eq!(a, o.d_shifts(5, 1, 64), "same step and pass");
+    assert_ne!(a, o.d_shifts(5, 2, 64), "another pass");
+    assert_ne!(a, o.d_shifts(6, 1, 64), "another step");
+    assert_ne!(a, GanOptions { seed: 12, ..o.clone() }.d_shifts(5, 1, 64), "another seed");
+    let all: Vec<i32> = (0..20).flat_map(|s| o.d_shifts(s, 0, 64)).flatten().collect();
+    assert!(all.iter().all(|v| (-3..=3).contains(v)), "within ±3");
+    for v in -3..=3 {
+        assert!(all.contains(&v), "offset {v} drawn");
+    }
 }
 
 /// The latent regression's image gradient against finite differences of mean |μ(E(x)) − z|

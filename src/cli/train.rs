@@ -203,9 +203,15 @@ pub struct TrainArgs {
     /// Weight W of D's classifier learning G's images as no shape kind (not in AC-GAN or
     /// TAC-GAN; 0: off): on the D step's fakes its shape-kind logits are pulled towards the
     /// uniform distribution, so that it stops reading G's blobs as the stars and rings asked for
-    /// (docs/RESULTS.md, session 21). Needs the twin. New runs and resumes; CPU only so far.
+    /// (docs/RESULTS.md, session 21). Needs the twin. New runs and resumes.
     #[arg(long, value_name = "W")]
     pub classifier_fake: Option<f32>,
+    /// Translate every image D sees (real, mismatched and G's) by up to N pixels each way, zero
+    /// padded, a fresh offset per image and step (DiffAugment's translation, Zhao et al. 2020;
+    /// not in the paper; 0: off, at most 16): D can no longer memorise the real images pixel for
+    /// pixel. New runs and resumes; CPU only so far.
+    #[arg(long, value_name = "N")]
+    pub d_shift: Option<u32>,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
     /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
     /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
@@ -625,6 +631,8 @@ const PAPER_LR: f32 = 2e-4;
 
 /// The --vae-kl weight when only --vae is given (BicycleGAN's λ_KL).
 const DEFAULT_VAE_KL: f32 = 0.01;
+/// The largest `--d-shift`: a quarter of the image, past which the shape often leaves it.
+const MAX_D_SHIFT: u32 = 16;
 
 /// Checks the GAN flags' values before anything is read, so a bad flag fails at once; returns the
 /// VAE weights given, by flag.
@@ -778,6 +786,12 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             return Err(fail(EXIT_USAGE, "--classifier-fake: no twin classifier (add --classifier-twin)"));
         }
         t.options.classifier_fake = w;
+    }
+    if let Some(n) = a.d_shift {
+        if n > MAX_D_SHIFT {
+            return Err(fail(EXIT_USAGE, format!("--d-shift {n}: at most {MAX_D_SHIFT} pixels of a 64-pixel image")));
+        }
+        t.options.d_shift = n;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };

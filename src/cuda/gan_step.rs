@@ -153,6 +153,12 @@ impl CudaGan {
                 "the centred mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),
             ));
         }
+        if o.d_shift > 0 {
+            return Err(Error::Device(
+                "--d-shift (D's translation augmentation) runs on the CPU only so far (train without --device cuda)"
+                    .into(),
+            ));
+        }
         if o.vae > 0.0 && o.vae_latent > 0.0 {
             return Err(Error::Device(
                 "the --vae-latent regression runs on the CPU only so far (train without --device cuda)".into(),

@@ -19,6 +19,7 @@ pub mod optim;
 pub mod pool;
 pub mod rnn;
 pub mod shape_mask;
+pub mod shift;
 pub mod tap_conv;
 mod winograd;
 

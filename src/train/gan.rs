@@ -15,6 +15,7 @@ use super::graph::TrainGraph;
 use super::net::{discriminator_graph, TrainNet};
 use super::posterior::{Posterior, PosteriorStats, ReconInputs};
 use super::session::{Mode, ParamStore, TrainSession, BN_MOMENTUM};
+use crate::data::rng::Pcg32;
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
@@ -24,6 +25,7 @@ use crate::ops::loss::{
 };
 use crate::ops::optim::{linear_decay, lr_halving, Adam};
 use crate::ops::shape_mask::ShapeMask;
+use crate::ops::shift::{shift_images, shift_images_backward};
 use crate::rng::normal_noise;
 
 /// The trainer's settings (saved in checkpoints).
@@ -108,6 +110,14 @@ pub struct GanOptions {
     /// this makes "ring" an answer only ring-like images earn. Needs the twin.
     #[serde(default)]
     pub classifier_fake: f32,
+    /// Largest translation, in pixels, of every image D sees (DiffAugment's translation, Zhao
+    /// et al. 2020; not in the paper; 0: off): real, wrong and G's images alike, each by its own
+    /// offset in [−N, N]² (zero padding), drawn from the seed per step and pass, so a resumed run
+    /// draws the same; G's gradient is shifted back. D and its classifier otherwise memorise the
+    /// 12,000 real images (the classifier's loss ~0.01 by 7,000 steps, session 21) and learn
+    /// features G's blobs can satisfy.
+    #[serde(default)]
+    pub d_shift: u32,
     /// D's learning rate as a multiple of G's (1 in the paper; the two-time-scale rule of Heusel
     /// et al. 2017 when > 1): D's trunk learns shape kinds slowly at 2e-4 (session 13).
     #[serde(default = "one")]
@@ -227,6 +237,15 @@ impl GanOptions {
         self.ema.min((1.0 + t) / (10.0 + t))
     }
 
+    /// The `d_shift` offsets [dy, dx], each in [−N, N], of the `rows` images of pass `pass` (0
+    /// real, 1 wrong, 2 G's in the D step, 3 the G step) at `step`.
+    pub fn d_shifts(&self, step: u64, pass: u64, rows: usize) -> Vec<[i32; 2]> {
+        let n = self.d_shift;
+        let mut rng = Pcg32::derive(self.seed ^ SHIFT_KEY, step * 4 + pass);
+        let mut offset = || rng.below(2 * n + 1) as i32 - n as i32;
+        (0..rows).map(|_| [offset(), offset()]).collect()
+    }
+
     /// Rows of the G step: the B batch rows, plus B/2 interpolated ones with `int`.
     pub fn g_rows(&self) -> usize {
         if self.int {
@@ -286,6 +305,7 @@ impl Default for GanOptions {
             classifier_twin: false,
             classifier_twin_scale: 1.0,
             classifier_fake: 0.0,
+            d_shift: 0,
             lr_d_scale: 1.0,
             ema: 0.0,
             lr_decay: None,
@@ -355,6 +375,8 @@ enum Pass {
     Wrong,
     Fake,
 }
+/// The G step's pass index for `GanOptions::d_shifts` (after the D step's three).
+const G_STEP_PASS: u64 = 3;
 
 /// Adam state of one network.
 pub struct AdamState {
@@ -406,7 +428,8 @@ struct Scratch {
     d_images_ms: Vec<f32>,
     /// Gradient of the classifier's logits, [B + B/2, Σ classes] (rows past B stay zero).
     d_class: Vec<f32>,
-    /// Gradient of the G step's images with the latent regression's added (when it is on).
+    /// Gradient of the G step's images, shifted back (`d_shift`) and with the latent
+    /// regression's added (when they are on).
     d_images_int: Vec<f32>,
 }
 
@@ -421,6 +444,10 @@ pub const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
 pub const EMA_NOISE_KEY: u64 = 0x656d_615f_7374_6174;
 /// Mixed into the seed for the ε of the conditional-VAE codes (row i of step s: s·NOISE_STRIDE + i).
 pub const VAE_NOISE_KEY: u64 = 0x7661_655f_6e6f_6973;
+/// Mixed into the seed for D's translations (`d_shift`; pass p of step s: stream 4·s + p).
+pub const SHIFT_KEY: u64 = 0x7368_6966_745f_6478;
+/// An image's (channels, height, width).
+const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
 
 impl GanTrainer {
     /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
@@ -454,7 +481,7 @@ impl GanTrainer {
             weights_int: options.g_row_weights(),
             d_images_ms: Vec::new(),
             d_class: Vec::new(),
-            d_images_int: Vec::new(),
+            d_images_int: vec![0.0; bi * IMAGE_LEN],
         };
         let (mode_seeking, ema) = (options.mode_seeking, options.ema);
         let vae = options.vae_weights();
@@ -562,8 +589,6 @@ impl GanTrainer {
         }
         let o = &mut self.options;
         (o.vae, o.vae_kl, o.vae_shape_weight, o.vae_latent) = (w.rebuild, w.kl, w.shape, w.latent);
-        let n = if self.latent_on() { self.g_int.batch() * IMAGE_LEN } else { 0 };
-        self.scratch.d_images_int = vec![0.0; n];
         if w.rebuild > 0.0 && self.posterior.is_none() {
             let (nz, seed) = (self.config.generator.nz, self.options.seed.wrapping_add(2));
             self.posterior = Some(Posterior::new(&self.g, nz, self.options.batch, seed, pool)?);
@@ -678,7 +703,11 @@ impl GanTrainer {
                 Pass::Wrong => batch.wrong,
                 Pass::Fake => &self.scratch.fake[..],
             };
-            self.d_b.input_mut(0).copy_from_slice(images);
+            let input = self.d_b.input_mut(0);
+            match o.d_shift {
+                0 => input.copy_from_slice(images),
+                _ => shift_images(images, IMAGE_DIMS, &o.d_shifts(self.step, pass as u64, b), input),
+            }
             self.d_b.input_mut(1).copy_from_slice(batch.text);
             self.d_b.forward(&self.d.params, &mut self.d.buffers, Mode::Train);
             let logits = self.d_b.output(0);
@@ -739,7 +768,11 @@ impl GanTrainer {
         Self::noise(&mut self.g_int, noise_seed, self.step * NOISE_STRIDE + NOISE_STRIDE / 2, nz);
         self.g_int.input_mut(1).copy_from_slice(text);
         self.g_int.forward(&self.g.params, &mut self.g.buffers, Mode::Train);
-        self.d_int.input_mut(0).copy_from_slice(self.g_int.output(0));
+        let shifts = (self.options.d_shift > 0).then(|| self.options.d_shifts(self.step, G_STEP_PASS, bi));
+        match &shifts {
+            Some(s) => shift_images(self.g_int.output(0), IMAGE_DIMS, s, self.d_int.input_mut(0)),
+            None => self.d_int.input_mut(0).copy_from_slice(self.g_int.output(0)),
+        }
         self.d_int.input_mut(1).copy_from_slice(text);
         self.d_int.forward(&self.d.params, &mut self.d.buffers, Mode::Train);
         let dl = &mut self.scratch.dlogits[..bi];
@@ -770,18 +803,22 @@ impl GanTrainer {
         }
         self.g.zero_grad();
         let latent_on = self.latent_on();
-        let d_images = match self.posterior.as_mut().filter(|_| latent_on) {
-            // The first B rows are the batch's captions with prior codes; the interpolated rows
-            // have no caption of their own and are left to D.
-            Some(post) => {
-                let d = &mut self.scratch.d_images_int;
-                d.copy_from_slice(self.d_int.input_grad(0));
+        let d_images = if latent_on || shifts.is_some() {
+            let d = &mut self.scratch.d_images_int;
+            match &shifts {
+                Some(s) => shift_images_backward(self.d_int.input_grad(0), IMAGE_DIMS, s, d),
+                None => d.copy_from_slice(self.d_int.input_grad(0)),
+            }
+            if let Some(post) = self.posterior.as_mut().filter(|_| latent_on) {
+                // The first B rows are the batch's captions with prior codes; the interpolated
+                // rows have no caption of their own and are left to D.
                 let (images, z) = (&self.g_int.output(0)[..b * IMAGE_LEN], &self.g_int.input(0)[..b * nz]);
                 stats.latent = post.latent_regression(images, z, self.options.vae_latent, &mut d[..b * IMAGE_LEN]);
                 stats.g_loss += self.options.vae_latent * stats.latent;
-                &self.scratch.d_images_int[..]
             }
-            None => self.d_int.input_grad(0),
+            &self.scratch.d_images_int[..]
+        } else {
+            self.d_int.input_grad(0)
         };
         match self.g_ms.as_mut() {
             None => self.g_int.backward(&self.g.params, &mut self.g.grads, d_images),
