@@ -144,6 +144,24 @@ extern "C" __global__ void accumulate_f32(float* __restrict__ dst, const float* 
     GRID_STRIDE(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
 }
 
+// D's translation augmentation (ops::shift::shift_images): image i of x [B, C, H, W] moved by
+// shifts[2i] rows and shifts[2i + 1] columns (floats holding exact integers), zero where nothing
+// lands: out[i, c, y, x] = x[i, c, y − dy, x − dx]. Its backward is the same kernel with the
+// offsets negated (`negate` set). out may not alias x. Exact.
+extern "C" __global__ void shift_images_f32(const float* __restrict__ x, const float* __restrict__ shifts, int batch,
+                                            int channels, int height, int width, int negate,
+                                            float* __restrict__ out) {
+    const long long plane = (long long)height * width;
+    GRID_STRIDE(i, (long long)batch * channels * plane) {
+        const long long b = i / (channels * plane);
+        const int y = (int)((i / width) % height), xx = (int)(i % width);
+        const int sign = negate ? -1 : 1;
+        const int sy = y - sign * (int)shifts[2 * b], sx = xx - sign * (int)shifts[2 * b + 1];
+        const bool inside = sy >= 0 && sy < height && sx >= 0 && sx < width;
+        out[i] = inside ? x[i + (long long)(sy - y) * width + (sx - xx)] : 0.0f;
+    }
+}
+
 // Captions on the device: idx [B, L] holds each position's alphabet index as a float (−1: an
 // all-zero row; model::text::encode_indices) and out [B, A, L] gets the one-hot rows
 // (model::text::encode_into): out[b, a, t] = (idx[b, t] == a). Every output element written.

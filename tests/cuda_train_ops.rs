@@ -35,6 +35,7 @@ use text2img::ops::loss::{
 };
 use text2img::ops::optim::{Adam, RmsProp};
 use text2img::ops::pool::{maxpool1d_backward, maxpool1d_len};
+use text2img::ops::shift::{shift_images, shift_images_backward};
 use text2img::ops::Activation;
 use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
 use text2img::train::net::TrainNet;
@@ -210,6 +211,30 @@ fn bce_with_logits_cuda_vs_cpu() {
         d.bce_with_logits(&ld, &td, wd.as_ref(), n, &mut gd, &mut lossd).expect("bce");
         assert_close(&format!("bce dlogits (weights {})", w.is_some()), &down(&d, &gd), &want, TOL_EXP);
         assert_close("bce loss", &down(&d, &lossd), &[loss], TOL_EXP);
+    }
+}
+
+/// D's translation augmentation and its backward (the negated offsets) against the CPU at the
+/// G step's shape (96 images), offsets inside, at and past the edge: exact copies and zeros,
+/// every element written.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn shift_images_cuda_vs_cpu() {
+    let d = dev();
+    let (rows, dims) = (96, (3, 64, 64));
+    let shifts: Vec<[i32; 2]> = (0..rows as i32).map(|i| [(i * 7) % 41 - 20, 64 - (i * 13) % 131]).collect();
+    let n = rows * 3 * 64 * 64;
+    let x = random(n, 470);
+    let offsets: Vec<f32> = shifts.iter().flatten().map(|&v| v as f32).collect();
+    for back in [false, true] {
+        let mut want = vec![0.0; n];
+        match back {
+            false => shift_images(&x, dims, &shifts, &mut want),
+            true => shift_images_backward(&x, dims, &shifts, &mut want),
+        }
+        let mut got = up(&d, &poisoned(n));
+        d.shift_images(&up(&d, &x), &up(&d, &offsets), (rows, dims), back, &mut got).expect("shift");
+        assert_eq!(down(&d, &got), want, "shift (back: {back}): exact, every element written");
     }
 }
 
@@ -545,11 +570,15 @@ fn gan_step_cuda_vs_cpu() {
     let vae = GanOptions { vae: 10.0, vae_kl: 0.05, vae_shape_weight: 10.0, ..pooled_twin.clone() };
     // D's shape-kind block also taught G's images as no kind (--classifier-fake, session 21).
     let fake = GanOptions { classifier_fake: 1.0, ..pooled_twin.clone() };
+    // D's translation augmentation (--d-shift): the same offsets on both sides, G's gradient
+    // moved back.
+    let shifted = GanOptions { d_shift: 5, ..pooled_twin.clone() };
     let runs = [
         ("plain", plain),
         ("with classifier, mode seeking and average", extras),
         ("with the pooled classifier and its twin", pooled_twin),
         ("with the pooled classifier, its twin and --classifier-fake", fake),
+        ("with the pooled classifier, its twin and --d-shift", shifted),
         ("with the pooled classifier, its twin and the VAE term", vae),
     ];
     for (what, options) in runs {

@@ -209,7 +209,7 @@ pub struct TrainArgs {
     /// Translate every image D sees (real, mismatched and G's) by up to N pixels each way, zero
     /// padded, a fresh offset per image and step (DiffAugment's translation, Zhao et al. 2020;
     /// not in the paper; 0: off, at most 16): D can no longer memorise the real images pixel for
-    /// pixel. New runs and resumes; CPU only so far.
+    /// pixel. New runs and resumes.
     #[arg(long, value_name = "N")]
     pub d_shift: Option<u32>,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;

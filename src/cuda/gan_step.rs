@@ -119,7 +119,46 @@ pub struct CudaGan {
     ms: Option<ModeSeeking>,
     /// The conditional-VAE term (`vae` > 0): E and the rebuild pass.
     post: Option<CudaPosterior>,
+    /// D's translations (`d_shift` > 0): one pass's offsets, and G's image gradient moved back.
+    shift: Option<DeviceShift>,
 }
+
+/// D's translation augmentation on the device (the CPU step's `d_shift`, same offsets).
+struct DeviceShift {
+    offsets: Buf,
+    d_images: Buf,
+}
+
+impl DeviceShift {
+    /// Uploads pass `pass`'s offsets of `rows` images at `step` (`GanOptions::d_shifts`).
+    fn upload(&mut self, dev: &CudaDevice, o: &GanOptions, (step, pass): (u64, u64), rows: usize) -> Result<()> {
+        let flat: Vec<f32> = o.d_shifts(step, pass, rows).iter().flatten().map(|&v| v as f32).collect();
+        dev.stream().memcpy_htod(&flat, &mut self.offsets).map_err(driver_err("upload offsets"))
+    }
+}
+
+/// `images` (`rows` of them) into D's input `dst`: moved by pass `pass`'s offsets with
+/// `d_shift`, else copied.
+fn into_d_input(
+    dev: &CudaDevice,
+    shift: &mut Option<DeviceShift>,
+    (o, step, pass): (&GanOptions, u64, u64),
+    (images, rows): (&Buf, usize),
+    dst: &mut Buf,
+) -> Result<()> {
+    match shift {
+        Some(sh) => {
+            sh.upload(dev, o, (step, pass), rows)?;
+            dev.shift_images(images, &sh.offsets, (rows, IMAGE_DIMS), false, dst)
+        }
+        None => copy(dev, images, dst),
+    }
+}
+
+/// An image's (channels, height, width).
+const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
+/// The G step's pass index for `GanOptions::d_shifts` (after the D step's real, wrong, fake).
+const G_STEP_PASS: u64 = 3;
 
 /// G's pass for the mode-seeking pairs (B rows: the first B/2 texts, then the same again, each
 /// row with its own noise) and the term's buffers.
@@ -151,12 +190,6 @@ impl CudaGan {
         if o.mode_seeking_centred && o.mode_seeking > 0.0 {
             return Err(Error::Device(
                 "the centred mode-seeking term runs on the CPU only so far (train without --device cuda)".into(),
-            ));
-        }
-        if o.d_shift > 0 {
-            return Err(Error::Device(
-                "--d-shift (D's translation augmentation) runs on the CPU only so far (train without --device cuda)"
-                    .into(),
             ));
         }
         if o.vae > 0.0 && o.vae_latent > 0.0 {
@@ -208,6 +241,10 @@ impl CudaGan {
                     dx: zeros(b * img)?,
                     terms: zeros(b / 2)?,
                 }),
+                false => None,
+            },
+            shift: match o.d_shift > 0 {
+                true => Some(DeviceShift { offsets: zeros(2 * bi)?, d_images: zeros(bi * img)? }),
                 false => None,
             },
             g_b,
@@ -274,7 +311,8 @@ impl CudaGan {
                 0 | 1 => &self.images[pass],
                 _ => self.g_b.output_buf(0)?,
             };
-            copy(&dev, images, self.d_b.input_buf_mut(0)?)?;
+            let at = (&o, self.step, pass as u64);
+            into_d_input(&dev, &mut self.shift, at, (images, b), self.d_b.input_buf_mut(0)?)?;
             self.d_b.set_input(1, batch.text)?;
             self.d_b.forward(&self.d.params, &mut self.d.buffers, Mode::Train)?;
             let real = pass == 0;
@@ -346,7 +384,8 @@ impl CudaGan {
         dev.philox_normal_fwd(o.seed ^ NOISE_KEY, first, (self.nz, bi), self.g_int.input_buf_mut(0)?)?;
         self.g_int.set_input(1, &self.text_int)?;
         self.g_int.forward(&self.g.params, &mut self.g.buffers, Mode::Train)?;
-        copy(&dev, self.g_int.output_buf(0)?, self.d_int.input_buf_mut(0)?)?;
+        let (images, at) = (self.g_int.output_buf(0)?, (&o, self.step, G_STEP_PASS));
+        into_d_input(&dev, &mut self.shift, at, (images, bi), self.d_int.input_buf_mut(0)?)?;
         self.d_int.set_input(1, &self.text_int)?;
         self.d_int.forward(&self.d.params, &mut self.d.buffers, Mode::Train)?;
         let weights = (bi > b).then_some(&self.weights[3]);
@@ -386,7 +425,17 @@ impl CudaGan {
         if let Some(ms) = self.ms.as_mut() {
             stats.mode_seeking = mode_seeking_pass(&dev, ms, &mut self.g, batch.text, &o, self.step)?;
         }
-        self.g_int.backward(&self.g.params, &mut self.g.grads, self.d_int.input_grad_buf(0))?;
+        let d_images = match self.shift.as_mut() {
+            // D saw G's images moved: their gradient moves back by the same offsets.
+            Some(sh) => {
+                sh.upload(&dev, &o, (self.step, G_STEP_PASS), bi)?;
+                let dx = self.d_int.input_grad_buf(0);
+                dev.shift_images(dx, &sh.offsets, (bi, IMAGE_DIMS), true, &mut sh.d_images)?;
+                &sh.d_images
+            }
+            None => self.d_int.input_grad_buf(0),
+        };
+        self.g_int.backward(&self.g.params, &mut self.g.grads, d_images)?;
         if let Some(ms) = self.ms.as_mut() {
             ms.session.backward(&self.g.params, &mut self.g.grads, &ms.dx)?;
         }

@@ -54,6 +54,7 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("optim", "rmsprop_step_f32"),
     ("batch_norm", "batch_norm_update_running_f32"),
     ("elementwise", "accumulate_f32"),
+    ("elementwise", "shift_images_f32"),
     ("elementwise", "maxpool1d_bwd_f32"),
     ("optim", "ema_update_f32"),
     ("loss", "softmax_ce_blocks_f32"),

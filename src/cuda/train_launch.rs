@@ -360,6 +360,36 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// out = each [c, h, w] image of x moved by its [dy, dx] of `shifts` ([B, 2] as floats), zero
+    /// padded (ops::shift::shift_images); with `back` by the negated offsets, which is the
+    /// backward pass (ops::shift::shift_images_backward). Every element of out written.
+    pub fn shift_images(
+        &self,
+        x: &Buf,
+        shifts: &Buf,
+        (batch, dims): (usize, (usize, usize, usize)),
+        back: bool,
+        out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "shift_images_f32";
+        let (c, h, w) = dims;
+        nonzero(&[batch, c, h, w], WHAT)?;
+        let n = batch * c * h * w;
+        need(x, n, "shift x")?;
+        need(shifts, 2 * batch, "shift offsets")?;
+        need(out, n, "shift out")?;
+        let [bi, ci, hi, wi] = ints([batch, c, h, w], WHAT)?;
+        let negate = i32::from(back);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(shifts).arg(&bi).arg(&ci).arg(&hi).arg(&wi).arg(&negate).arg(out);
+        // SAFETY: arguments match shift_images_f32 in kernels/elementwise.cu; x and out hold
+        // B·C·H·W elements and are distinct allocations (one &, one &mut), shifts 2·B (checked);
+        // the kernel reads x only at in-range source pixels; grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// The auxiliary classifier's softmax cross-entropy (ops::loss::softmax_cross_entropy_blocks)
     /// over the first `labeled` of `rows` rows of logits [rows, stride] whose Σ sizes blocks
     /// start at column `offset` (0 and Σ sizes for the plain classifier; the twin's halves at 0
