@@ -19,7 +19,7 @@ use crate::ops::loss::check_block_labels;
 use crate::ops::optim::Adam;
 use crate::train::gan::{
     all_right, interpolated_texts, logit_accuracy, pair_texts, AdamState, GanBatch, GanOptions, GanTrainer, StepStats,
-    NOISE_KEY, NOISE_STRIDE,
+    G_STEP_PASS, IMAGE_DIMS, NOISE_KEY, NOISE_STRIDE,
 };
 use crate::train::graph::TrainGraph;
 use crate::train::net::TrainNet;
@@ -154,11 +154,6 @@ fn into_d_input(
         None => copy(dev, images, dst),
     }
 }
-
-/// An image's (channels, height, width).
-const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
-/// The G step's pass index for `GanOptions::d_shifts` (after the D step's real, wrong, fake).
-const G_STEP_PASS: u64 = 3;
 
 /// G's pass for the mode-seeking pairs (B rows: the first B/2 texts, then the same again, each
 /// row with its own noise) and the term's buffers.

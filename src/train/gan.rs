@@ -375,8 +375,8 @@ enum Pass {
     Wrong,
     Fake,
 }
-/// The G step's pass index for `GanOptions::d_shifts` (after the D step's three).
-const G_STEP_PASS: u64 = 3;
+/// The G step's pass index for `GanOptions::d_shifts` (after the D step's real, wrong, fake).
+pub const G_STEP_PASS: u64 = 3;
 
 /// Adam state of one network.
 pub struct AdamState {
@@ -447,7 +447,7 @@ pub const VAE_NOISE_KEY: u64 = 0x7661_655f_6e6f_6973;
 /// Mixed into the seed for D's translations (`d_shift`; pass p of step s: stream 4·s + p).
 pub const SHIFT_KEY: u64 = 0x7368_6966_745f_6478;
 /// An image's (channels, height, width).
-const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
+pub const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
 
 impl GanTrainer {
     /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
