@@ -421,9 +421,9 @@ impl CudaGan {
             stats.mode_seeking = mode_seeking_pass(&dev, ms, &mut self.g, batch.text, &o, self.step)?;
         }
         let d_images = match self.shift.as_mut() {
-            // D saw G's images moved: their gradient moves back by the same offsets.
+            // D saw G's images moved: their gradient moves back by the same offsets, still in
+            // `sh.offsets` from the G pass's `into_d_input` (nothing uploads between).
             Some(sh) => {
-                sh.upload(&dev, &o, (self.step, G_STEP_PASS), bi)?;
                 let dx = self.d_int.input_grad_buf(0);
                 dev.shift_images(dx, &sh.offsets, (bi, IMAGE_DIMS), true, &mut sh.d_images)?;
                 &sh.d_images

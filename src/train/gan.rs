@@ -895,7 +895,7 @@ pub fn all_right(logits: &[f32], sizes: &[usize], labels: &[usize]) -> f32 {
 }
 
 /// Length of one [3, 64, 64] image.
-const IMAGE_LEN: usize = 3 * 64 * 64;
+const IMAGE_LEN: usize = IMAGE_DIMS.0 * IMAGE_DIMS.1 * IMAGE_DIMS.2;
 
 /// Runs G on the mode-seeking pairs, the first B/2 texts twice with noise from `first` (rows i
 /// and B/2 + i make pair i), and fills `d_ms` with the weighted gradient of the mode-seeking
