@@ -162,6 +162,26 @@ extern "C" __global__ void shift_images_f32(const float* __restrict__ x, const f
     }
 }
 
+// D's symmetries (ops::flip::flip_images): image i of x [B, C, H, H] under transform flips[i]
+// (a float holding 0..7: bit 0 mirrors columns, bit 1 rows, bit 2 transposes, read from the
+// output side: out[y][x] = x[sy][sx], (a, b) = (x, y) if transposed else (y, x), sy = H−1−a if
+// bit 1 else a, sx = H−1−b if bit 0 else b). With `inverse` set, each transform's inverse
+// (ops::flip::inverse_flip: a transposed one with its mirror bits swapped), which is the
+// backward pass. Square images only. out may not alias x. Exact.
+extern "C" __global__ void flip_images_f32(const float* __restrict__ x, const float* __restrict__ flips, int batch,
+                                           int channels, int side, int inverse, float* __restrict__ out) {
+    const long long plane = (long long)side * side;
+    GRID_STRIDE(i, (long long)batch * channels * plane) {
+        const long long b = i / (channels * plane);
+        const int y = (int)((i / side) % side), xx = (int)(i % side);
+        int t = (int)flips[b];
+        if (inverse && (t & 4)) t = 4 | ((t & 1) << 1) | ((t & 2) >> 1);
+        const int a = (t & 4) ? xx : y, c = (t & 4) ? y : xx;
+        const int sy = (t & 2) ? side - 1 - a : a, sx = (t & 1) ? side - 1 - c : c;
+        out[i] = x[i + (long long)(sy - y) * side + (sx - xx)];
+    }
+}
+
 // Captions on the device: idx [B, L] holds each position's alphabet index as a float (−1: an
 // all-zero row; model::text::encode_indices) and out [B, A, L] gets the one-hot rows
 // (model::text::encode_into): out[b, a, t] = (idx[b, t] == a). Every output element written.

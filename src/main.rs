@@ -6,10 +6,19 @@ mod cli;
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -17,4 +26,11 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// clap's usage error on one line: its message and any list of values or missing arguments,
+/// without the usage and help hints.
+fn one_line(rendered: &str) -> String {
+    let keep = |l: &&str| !(l.is_empty() || l.starts_with("Usage:") || l.starts_with("For more information"));
+    rendered.lines().map(str::trim).filter(keep).collect::<Vec<_>>().join(" ")
 }

@@ -178,9 +178,20 @@ fn errors_are_one_line_with_exit_codes() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
-    // clap's own usage errors exit 2 too.
-    let (code, _, _) = run(bin().args(["generate", "x", "-b", "0"]));
-    assert_eq!(code, 2);
+    // clap's own usage errors exit 2 too, on one line naming the flag (and the values it takes,
+    // or the arguments missing); help and version still print in full and succeed.
+    for (args, phrase) in [
+        (&["generate", "x", "-b", "0"][..], "'0' for '--batch-count"),
+        (&["generate", "x", "--steps-nope"], "--steps-nope"),
+        (&["generate", "x", "--device", "tpu"], "unknown device 'tpu'"),
+        (&["train", "--steps", "1"], "required arguments were not provided: --data"),
+    ] {
+        let (code, _, err) = run(bin().args(args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(phrase) && err.trim_end().lines().count() == 1, "{args:?}: '{err}' lacks '{phrase}'");
+    }
+    let (code, help, _) = run(bin().args(["generate", "--help"]));
+    assert!(code == 0 && help.lines().count() > 10 && help.contains("Usage:"), "help in full: {help}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ use text2img::ops::batch_norm::{batch_norm_backward_ref, batch_norm_train_ref};
 use text2img::ops::conv2d::{conv2d_backward_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d_backward_ref, ConvTranspose2dGeom};
 use text2img::ops::elementwise::{concat_channels_backward, replicate_spatial_backward};
+use text2img::ops::flip::{flip_images, flip_images_backward};
 use text2img::ops::loss::{
     bce_with_logits, mode_seeking_loss, softmax_cross_entropy_blocks, softmax_cross_entropy_twin,
     softmax_cross_entropy_uniform, ModeSeekingCells,
@@ -236,6 +237,32 @@ fn shift_images_cuda_vs_cpu() {
         d.shift_images(&up(&d, &x), &up(&d, &offsets), (rows, dims), back, &mut got).expect("shift");
         assert_eq!(down(&d, &got), want, "shift (back: {back}): exact, every element written");
     }
+}
+
+/// D's symmetries and their backward (the inverse transforms) against the CPU at the G step's
+/// shape (96 images, all eight transforms): exact copies, every element written.
+#[test]
+#[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
+fn flip_images_cuda_vs_cpu() {
+    let d = dev();
+    let (rows, dims) = (96, (3, 64, 64));
+    let flips: Vec<u8> = (0..rows).map(|i| ((i * 5 + i / 8) % 8) as u8).collect();
+    let n = rows * 3 * 64 * 64;
+    let x = random(n, 471);
+    let transforms: Vec<f32> = flips.iter().map(|&t| f32::from(t)).collect();
+    for back in [false, true] {
+        let mut want = vec![0.0; n];
+        match back {
+            false => flip_images(&x, dims, &flips, &mut want),
+            true => flip_images_backward(&x, dims, &flips, &mut want),
+        }
+        let mut got = up(&d, &poisoned(n));
+        d.flip_images(&up(&d, &x), &up(&d, &transforms), (rows, dims), back, &mut got).expect("flip");
+        assert_eq!(down(&d, &got), want, "flip (back: {back}): exact, every element written");
+    }
+    let mut out = up(&d, &poisoned(n));
+    let err = d.flip_images(&up(&d, &x), &up(&d, &transforms), (rows, (3, 32, 128)), false, &mut out);
+    assert!(err.is_err_and(|e| e.to_string().contains("not square")), "a non-square image refused");
 }
 
 /// The auxiliary classifier's cross-entropy (3 attributes, 12 rows of which 8 labeled, scaled;
@@ -573,12 +600,17 @@ fn gan_step_cuda_vs_cpu() {
     // D's translation augmentation (--d-shift): the same offsets on both sides, G's gradient
     // moved back.
     let shifted = GanOptions { d_shift: 5, ..pooled_twin.clone() };
+    // D's symmetries (--d-flip), alone and before the translations.
+    let flipped = GanOptions { d_flip: true, ..pooled_twin.clone() };
+    let flipped_shifted = GanOptions { d_flip: true, d_shift: 5, ..pooled_twin.clone() };
     let runs = [
         ("plain", plain),
         ("with classifier, mode seeking and average", extras),
         ("with the pooled classifier and its twin", pooled_twin),
         ("with the pooled classifier, its twin and --classifier-fake", fake),
         ("with the pooled classifier, its twin and --d-shift", shifted),
+        ("with the pooled classifier, its twin and --d-flip", flipped),
+        ("with the pooled classifier, its twin, --d-flip and --d-shift", flipped_shifted),
         ("with the pooled classifier, its twin and the VAE term", vae),
     ];
     for (what, options) in runs {

@@ -24,6 +24,7 @@ use text2img::ops::conv_transpose2d::{conv_transpose2d_backward_ref, conv_transp
 use text2img::ops::elementwise::{
     concat_channels, concat_channels_backward, replicate_spatial, replicate_spatial_backward,
 };
+use text2img::ops::flip::{flip_images, flip_images_backward};
 use text2img::ops::linear::{linear_backward_ref, linear_ref};
 use text2img::ops::loss::{
     bce_with_logits, mode_seeking_loss, mse_loss, sje_loss, sje_loss_cosine, softmax_cross_entropy,
@@ -37,6 +38,7 @@ use text2img::ops::rnn::{
 use text2img::ops::shape_mask::ShapeMask;
 use text2img::ops::shift::{shift_images, shift_images_backward};
 use text2img::ops::{Activation, Epilogue};
+use text2img::train::augment::DAugment;
 
 /// Relative tolerance of every check (see the module doc).
 const TOL: f64 = 1e-3;
@@ -482,6 +484,46 @@ fn shift_images_fd() {
         shift_images(x, dims, &shifts, &mut out);
         Some(out.iter().zip(&y).map(|(&o, &y)| f64::from(o) * f64::from(y)).sum())
     });
+}
+
+#[test]
+fn flip_images_fd() {
+    // L = ⟨y, flip(x)⟩: its gradient with respect to x is the inverse transforms of y.
+    let dims = (2, 5, 5);
+    let flips = [0, 1, 2, 3, 4, 5, 6, 7];
+    let n = flips.len() * 2 * 5 * 5;
+    let (x, y) = (random(n, 833), random(n, 834));
+    let mut dx = vec![f32::NAN; n];
+    flip_images_backward(&y, dims, &flips, &mut dx);
+    check("flip_images", &x, &dx, 835, |x| {
+        let mut out = vec![0.0; n];
+        flip_images(x, dims, &flips, &mut out);
+        Some(out.iter().zip(&y).map(|(&o, &y)| f64::from(o) * f64::from(y)).sum())
+    });
+}
+
+#[test]
+fn d_augment_fd() {
+    // D's whole augmentation at the real image shape, each part alone and both (a symmetry, then
+    // a translation): L = ⟨y, augment(x)⟩ against its backward pass.
+    let rows = 8;
+    let flips: Vec<u8> = (0..rows as u8).collect();
+    let shifts: Vec<[i32; 2]> = (0..rows as i32).map(|i| [i * 3 - 10, 7 - i * 2]).collect();
+    let n = rows * 3 * 64 * 64;
+    let (x, y) = (random(n, 836), random(n, 837));
+    for (what, aug) in [
+        ("symmetries", DAugment { flips: Some(flips.clone()), shifts: None }),
+        ("translations", DAugment { flips: None, shifts: Some(shifts.clone()) }),
+        ("both", DAugment { flips: Some(flips.clone()), shifts: Some(shifts.clone()) }),
+    ] {
+        let (mut dx, mut mid) = (vec![f32::NAN; n], Vec::new());
+        aug.backward(&y, &mut dx, &mut mid);
+        check(what, &x, &dx, 838, |x| {
+            let mut out = vec![f32::NAN; n];
+            aug.apply(x, &mut out, &mut Vec::new());
+            Some(out.iter().zip(&y).map(|(&o, &y)| f64::from(o) * f64::from(y)).sum())
+        });
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use text2img::ops::conv2d::{conv2d, conv2d_ref, Conv2dGeom};
 use text2img::ops::conv_transpose2d::{conv_transpose2d, conv_transpose2d_ref, pack_weight, ConvTranspose2dGeom};
 use text2img::ops::conv_winograd::{self, WinogradConv};
 use text2img::ops::deconv_winograd::{self, WinogradDeconv};
+use text2img::ops::flip::{flip_images, flip_images_backward, flip_images_ref, inverse_flip};
 use text2img::ops::gemm::{matmul, matmul_packed, matmul_ref, Mat, Out, PackedA};
 use text2img::ops::linear::{linear, linear_ref};
 use text2img::ops::rnn::{gru, gru_ref, pack_w_hh, rnn_relu, rnn_relu_ref, scratch_len, RnnDims, RnnPacked, RnnParams};
@@ -415,4 +416,43 @@ fn shift_images_cpu_vs_reference() {
     let plane = 3 * 64 * 64;
     assert_eq!(&fast[..plane], &x[..plane], "offset 0 is the identity");
     assert!(fast[3 * plane..5 * plane].iter().all(|&v| v == 0.0), "moved out of the image: zeros");
+}
+
+#[test]
+fn flip_images_cpu_vs_reference() {
+    // All eight symmetries at the real shape (3 × 64 × 64), and the four without a transpose on
+    // a non-square image; every element written (poisoned first), exact copies.
+    for (dims, flips) in [((3, 64, 64), vec![0u8, 1, 2, 3, 4, 5, 6, 7, 5, 0]), ((2, 5, 7), vec![3, 0, 2, 1])] {
+        let n = flips.len() * dims.0 * dims.1 * dims.2;
+        let x = random(n, 850);
+        let (mut fast, mut want) = (poisoned(n), poisoned(n));
+        flip_images(&x, dims, &flips, &mut fast);
+        flip_images_ref(&x, dims, &flips, &mut want);
+        assert!(fast.iter().all(|v| v.is_finite()), "every element written");
+        assert_eq!(fast, want, "{dims:?}: exact copies");
+    }
+}
+
+#[test]
+fn flip_images_are_the_eight_symmetries() {
+    // Eight different images of one picture; each undone by its inverse; a quarter turn (5)
+    // four times, or a mirror twice, is the identity.
+    let dims = (3, 16, 16);
+    let x = random(3 * 16 * 16, 851);
+    let flip = |t: u8, x: &[f32]| {
+        let mut out = poisoned(x.len());
+        flip_images(x, dims, &[t], &mut out);
+        out
+    };
+    let images: Vec<Vec<f32>> = (0..8).map(|t| flip(t, &x)).collect();
+    for (t, a) in images.iter().enumerate() {
+        assert!(images[..t].iter().all(|b| b != a), "transform {t} differs from those before it");
+        let mut back = poisoned(x.len());
+        flip_images_backward(a, dims, &[t as u8], &mut back);
+        assert_eq!(back, x, "transform {t} undone by {}", inverse_flip(t as u8));
+    }
+    let turned = (0..4).fold(x.clone(), |y, _| flip(5, &y));
+    assert_eq!(turned, x, "four quarter turns");
+    assert_eq!(flip(5, &flip(5, &x)), flip(3, &x), "two quarter turns: both mirrors");
+    assert_eq!(flip(1, &flip(1, &x)), x, "a mirror twice");
 }

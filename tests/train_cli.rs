@@ -345,6 +345,15 @@ fn twin_classifier_doubles_the_head_and_logs_both_halves() {
     assert_eq!(checkpoint_options(&ckpt)["d_shift"], 4);
     let far = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "7", "--d-shift", "17"];
     fails_in_one_line(&mut gan(&data, &enc, &out, &far), 2, "--d-shift 17");
+    // D's symmetries likewise, switched on by the bare flag and off by `false`.
+    let flipped = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "7", "--d-flip"];
+    ok(&mut gan(&data, &enc, &out, &flipped));
+    assert_eq!(checkpoint_options(&ckpt)["d_flip"], true);
+    let unflipped = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "8", "--d-flip", "false"];
+    ok(&mut gan(&data, &enc, &out, &unflipped));
+    assert_eq!(checkpoint_options(&ckpt)["d_flip"], false);
+    let odd = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "9", "--d-flip", "maybe"];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &odd), 2, "'maybe' for '--d-flip");
     for row in log_rows(&out) {
         for key in ["d_class", "d_twin", "g_class", "g_twin"] {
             assert!(row[key].as_f64().unwrap_or(0.0) > 0.0, "{key} in {row}");

@@ -18,9 +18,10 @@ use text2img::model::net::image_to_vector;
 use text2img::model::synthetic::synthetic_weights;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::ops::loss::bce_with_logits;
-use text2img::ops::shift::{shift_images, shift_images_backward};
 use text2img::train::checkpoint::{load_gan, save_gan};
-use text2img::train::gan::{interpolated_texts, GanBatch, GanOptions, GanTrainer, VaeWeights, NOISE_KEY, NOISE_STRIDE};
+use text2img::train::gan::{
+    interpolated_texts, GanBatch, GanOptions, GanTrainer, VaeWeights, G_STEP_PASS, NOISE_KEY, NOISE_STRIDE,
+};
 use text2img::train::graph::{TrainBuilder, TrainGraph};
 use text2img::train::net::{smooth_discriminator_graph, smooth_train_graph};
 use text2img::train::posterior::{
@@ -289,17 +290,29 @@ fn gan_step_updates_and_resume_is_exact() {
     assert_ne!(plain, shifted, "D's translations change G");
     let both = gan_resume_with(GanOptions { vae: 10.0, vae_kl: 0.01, vae_latent: 1.0, d_shift: 4, ..resume_options() });
     assert_ne!(latent, both, "D's translations change G with the latent regression on");
+    // So do D's symmetries, alone and before the translations.
+    let flipped = gan_resume_with(GanOptions { d_flip: true, ..resume_options() });
+    assert_ne!(plain, flipped, "D's symmetries change G");
+    let flipped_shifted = gan_resume_with(GanOptions { d_flip: true, d_shift: 4, ..resume_options() });
+    assert_ne!(shifted, flipped_shifted, "D's symmetries change G with the translations on");
 }
 
-/// D's translations in the G step: G's gradient, read from Adam's first moment after one step
-/// ((1 − β1)·g), is the one built here by hand: G's images moved by the G step's offsets, D as
-/// the D step left it and G's loss, D's image gradient moved back, G's backward pass. The same
-/// without moving the gradient back is far from it (the test sees the difference).
+/// D's augmentation in the G step: G's gradient, read from Adam's first moment after one step
+/// ((1 − β1)·g), is the one built here by hand: G's images augmented as the G step draws them,
+/// D as the D step left it and G's loss, D's image gradient taken back, G's backward pass. The
+/// same without taking the gradient back is far from it (the test sees the difference). For
+/// the translations, the symmetries, and both.
 #[test]
-fn d_shift_gradient_reaches_g_shifted_back() {
+fn d_augment_gradient_reaches_g_taken_back() {
+    let base = GanOptions { batch: 4, seed: 13, ..GanOptions::default() };
+    check_augment_gradient(GanOptions { d_shift: 6, ..base.clone() });
+    check_augment_gradient(GanOptions { d_flip: true, ..base.clone() });
+    check_augment_gradient(GanOptions { d_shift: 6, d_flip: true, ..base });
+}
+
+fn check_augment_gradient(o: GanOptions) {
     let cfg = micro_config();
     let pool = thread_pool(2).expect("pool");
-    let o = GanOptions { batch: 4, seed: 13, d_shift: 6, ..GanOptions::default() };
     let mut t = GanTrainer::new(&cfg, o.clone(), Arc::clone(&pool)).expect("trainer");
     let (g0, mut g_buffers) = (t.g.params.clone(), t.g.buffers.clone());
     run_steps(&mut t, &cfg, 0..1);
@@ -313,10 +326,10 @@ fn d_shift_gradient_reaches_g_shifted_back() {
     interpolated_texts(&text, b, e, &mut text_int);
     g.input_mut(1).copy_from_slice(&text_int);
     g.forward(&g0, &mut g_buffers, Mode::Train);
-    let (dims, shifts) = ((3, 64, 64), o.d_shifts(0, 3, bi));
+    let aug = o.d_augment(0, G_STEP_PASS, bi);
     let mut d = TrainSession::new(Arc::clone(&t.d.graph), bi, pool);
     d.set_input_grad(0, true);
-    shift_images(g.output(0), dims, &shifts, d.input_mut(0));
+    aug.apply(g.output(0), d.input_mut(0), &mut Vec::new());
     d.input_mut(1).copy_from_slice(&text_int);
     d.forward(&t.d.params, &mut t.d.buffers.clone(), Mode::Train);
     let mut dlogits = vec![0.0; bi];
@@ -327,11 +340,12 @@ fn d_shift_gradient_reaches_g_shifted_back() {
         g.backward(&g0, &mut grads, d_images);
         grads.iter().map(|v| (1.0 - o.beta1) * v).collect()
     };
-    let mut moved_back = vec![0.0; d.input_grad(0).len()];
-    shift_images_backward(d.input_grad(0), dims, &shifts, &mut moved_back);
-    assert_close("G's gradient through D's translations", &t.g_adam.m, &m_of(&moved_back), 1e-5);
-    let not_moved_back = common::rel_error(&t.g_adam.m, &m_of(d.input_grad(0)));
-    assert!(not_moved_back > 1e-2, "the gradient not moved back differs: {not_moved_back:.2e}");
+    let mut taken_back = vec![0.0; d.input_grad(0).len()];
+    aug.backward(d.input_grad(0), &mut taken_back, &mut Vec::new());
+    let what = format!("G's gradient through D's augmentation {aug:?}");
+    assert_close(&what, &t.g_adam.m, &m_of(&taken_back), 1e-5);
+    let not_taken_back = common::rel_error(&t.g_adam.m, &m_of(d.input_grad(0)));
+    assert!(not_taken_back > 1e-2, "{what}: the gradient not taken back differs: {not_taken_back:.2e}");
 }
 
 /// D's offsets: within [−N, N], the same for the same step and pass, different across passes,
@@ -349,6 +363,27 @@ fn d_shifts_are_reproducible_and_cover_the_range() {
     for v in -3..=3 {
         assert!(all.contains(&v), "offset {v} drawn");
     }
+}
+
+/// D's symmetries: in 0..8, reproducible per step and pass, all eight drawn, independent of the
+/// translations (turning them on leaves the offsets as they were); off: no augmentation.
+#[test]
+fn d_flips_are_reproducible_and_cover_the_group() {
+    let o = GanOptions { d_flip: true, seed: 11, ..GanOptions::default() };
+    let a = o.d_flips(5, 1, 64);
+    assert_eq!(a, o.d_flips(5, 1, 64), "same step and pass");
+    assert_ne!(a, o.d_flips(5, 2, 64), "another pass");
+    assert_ne!(a, o.d_flips(6, 1, 64), "another step");
+    assert_ne!(a, GanOptions { seed: 12, ..o.clone() }.d_flips(5, 1, 64), "another seed");
+    let all: Vec<u8> = (0..4).flat_map(|s| o.d_flips(s, 0, 64)).collect();
+    for t in 0..8 {
+        assert!(all.contains(&t), "transform {t} drawn");
+    }
+    assert!(all.iter().all(|&t| t < 8), "in 0..8");
+    let both = GanOptions { d_shift: 3, ..o.clone() }.d_augment(5, 1, 64);
+    assert_eq!(both.shifts, Some(GanOptions { d_shift: 3, d_flip: false, ..o.clone() }.d_shifts(5, 1, 64)));
+    assert_eq!(both.flips, Some(a), "the symmetries with the translations on");
+    assert!(GanOptions { d_flip: false, ..o }.d_augment(5, 1, 64).is_identity(), "off: none");
 }
 
 /// The latent regression's image gradient against finite differences of mean |μ(E(x)) − z|

@@ -212,6 +212,13 @@ pub struct TrainArgs {
     /// pixel. New runs and resumes.
     #[arg(long, value_name = "N")]
     pub d_shift: Option<u32>,
+    /// Show D every image (real, mismatched and G's) under one of the square's eight symmetries,
+    /// mirrors and quarter turns, a fresh one per image and step, before any --d-shift (not in
+    /// the paper): D cannot memorise the real images, and a centred shape stays centred. The
+    /// shapes are drawn at any rotation, so no label changes; captions that name a position
+    /// become noise for D's matching term. New runs and resumes (`--d-flip false`: off).
+    #[arg(long, value_name = "ON", num_args = 0..=1, default_missing_value = "true")]
+    pub d_flip: Option<bool>,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
     /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
     /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
@@ -792,6 +799,9 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             return Err(fail(EXIT_USAGE, format!("--d-shift {n}: at most {MAX_D_SHIFT} pixels of a 64-pixel image")));
         }
         t.options.d_shift = n;
+    }
+    if let Some(on) = a.d_flip {
+        t.options.d_flip = on;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };

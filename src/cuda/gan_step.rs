@@ -119,37 +119,96 @@ pub struct CudaGan {
     ms: Option<ModeSeeking>,
     /// The conditional-VAE term (`vae` > 0): E and the rebuild pass.
     post: Option<CudaPosterior>,
-    /// D's translations (`d_shift` > 0): one pass's offsets, and G's image gradient moved back.
-    shift: Option<DeviceShift>,
+    /// D's augmentation (`d_flip`, `d_shift` > 0): one pass's draws, G's image gradient taken back.
+    augment: Option<DeviceAugment>,
 }
 
-/// D's translation augmentation on the device (the CPU step's `d_shift`, same offsets).
-struct DeviceShift {
-    offsets: Buf,
+/// D's augmentation on the device (the CPU step's `d_flip` and `d_shift`, the same draws): one
+/// pass's transforms and offsets, the middle images when both are on, and G's image gradient
+/// taken back.
+struct DeviceAugment {
+    flips: Option<Buf>,
+    offsets: Option<Buf>,
+    mid: Option<Buf>,
     d_images: Buf,
 }
 
-impl DeviceShift {
-    /// Uploads pass `pass`'s offsets of `rows` images at `step` (`GanOptions::d_shifts`).
+impl DeviceAugment {
+    /// Buffers for `rows` images of `img` values (None: neither part on).
+    fn new(dev: &CudaDevice, o: &GanOptions, rows: usize, img: usize) -> Result<Option<DeviceAugment>> {
+        let zeros = |on: bool, n: usize| on.then(|| dev.upload(&vec![0.0; n])).transpose();
+        let (flip, shift) = (o.d_flip, o.d_shift > 0);
+        if !(flip || shift) {
+            return Ok(None);
+        }
+        Ok(Some(DeviceAugment {
+            flips: zeros(flip, rows)?,
+            offsets: zeros(shift, 2 * rows)?,
+            mid: zeros(flip && shift, rows * img)?,
+            d_images: dev.upload(&vec![0.0; rows * img])?,
+        }))
+    }
+
+    /// Uploads pass `pass`'s draws for `rows` images at `step` (`GanOptions::d_augment`).
     fn upload(&mut self, dev: &CudaDevice, o: &GanOptions, (step, pass): (u64, u64), rows: usize) -> Result<()> {
-        let flat: Vec<f32> = o.d_shifts(step, pass, rows).iter().flatten().map(|&v| v as f32).collect();
-        dev.stream().memcpy_htod(&flat, &mut self.offsets).map_err(driver_err("upload offsets"))
+        let aug = o.d_augment(step, pass, rows);
+        let stream = dev.stream();
+        if let (Some(f), Some(buf)) = (&aug.flips, self.flips.as_mut()) {
+            let flat: Vec<f32> = f.iter().map(|&t| f32::from(t)).collect();
+            stream.memcpy_htod(&flat, buf).map_err(driver_err("upload transforms"))?;
+        }
+        if let (Some(s), Some(buf)) = (&aug.shifts, self.offsets.as_mut()) {
+            let flat: Vec<f32> = s.iter().flatten().map(|&v| v as f32).collect();
+            stream.memcpy_htod(&flat, buf).map_err(driver_err("upload offsets"))?;
+        }
+        Ok(())
+    }
+
+    /// out = the `rows` images transformed, then moved (the uploaded draws).
+    fn apply(&mut self, dev: &CudaDevice, (images, rows): (&Buf, usize), out: &mut Buf) -> Result<()> {
+        let dims = (rows, IMAGE_DIMS);
+        match (&self.flips, &self.offsets, &mut self.mid) {
+            (Some(f), Some(s), Some(mid)) => {
+                dev.flip_images(images, f, dims, false, mid)?;
+                dev.shift_images(mid, s, dims, false, out)
+            }
+            (Some(f), None, _) => dev.flip_images(images, f, dims, false, out),
+            (None, Some(s), _) => dev.shift_images(images, s, dims, false, out),
+            _ => copy(dev, images, out),
+        }
+    }
+
+    /// The gradient `dy` of the augmented images taken back to G's (moved back, then
+    /// transformed back), in `d_images`.
+    fn backward(&mut self, dev: &CudaDevice, dy: &Buf, rows: usize) -> Result<&Buf> {
+        let dims = (rows, IMAGE_DIMS);
+        let dx = &mut self.d_images;
+        match (&self.flips, &self.offsets, &mut self.mid) {
+            (Some(f), Some(s), Some(mid)) => {
+                dev.shift_images(dy, s, dims, true, mid)?;
+                dev.flip_images(mid, f, dims, true, dx)?;
+            }
+            (Some(f), None, _) => dev.flip_images(dy, f, dims, true, dx)?,
+            (None, Some(s), _) => dev.shift_images(dy, s, dims, true, dx)?,
+            _ => copy(dev, dy, dx)?,
+        }
+        Ok(&self.d_images)
     }
 }
 
-/// `images` (`rows` of them) into D's input `dst`: moved by pass `pass`'s offsets with
-/// `d_shift`, else copied.
+/// `images` (`rows` of them) into D's input `dst`: augmented with pass `pass`'s draws when
+/// `d_flip` or `d_shift` is on, else copied.
 fn into_d_input(
     dev: &CudaDevice,
-    shift: &mut Option<DeviceShift>,
+    augment: &mut Option<DeviceAugment>,
     (o, step, pass): (&GanOptions, u64, u64),
     (images, rows): (&Buf, usize),
     dst: &mut Buf,
 ) -> Result<()> {
-    match shift {
-        Some(sh) => {
-            sh.upload(dev, o, (step, pass), rows)?;
-            dev.shift_images(images, &sh.offsets, (rows, IMAGE_DIMS), false, dst)
+    match augment {
+        Some(a) => {
+            a.upload(dev, o, (step, pass), rows)?;
+            a.apply(dev, (images, rows), dst)
         }
         None => copy(dev, images, dst),
     }
@@ -238,10 +297,7 @@ impl CudaGan {
                 }),
                 false => None,
             },
-            shift: match o.d_shift > 0 {
-                true => Some(DeviceShift { offsets: zeros(2 * bi)?, d_images: zeros(bi * img)? }),
-                false => None,
-            },
+            augment: DeviceAugment::new(&dev, &o, bi, img)?,
             g_b,
             g_int,
             d_b,
@@ -307,7 +363,7 @@ impl CudaGan {
                 _ => self.g_b.output_buf(0)?,
             };
             let at = (&o, self.step, pass as u64);
-            into_d_input(&dev, &mut self.shift, at, (images, b), self.d_b.input_buf_mut(0)?)?;
+            into_d_input(&dev, &mut self.augment, at, (images, b), self.d_b.input_buf_mut(0)?)?;
             self.d_b.set_input(1, batch.text)?;
             self.d_b.forward(&self.d.params, &mut self.d.buffers, Mode::Train)?;
             let real = pass == 0;
@@ -380,7 +436,7 @@ impl CudaGan {
         self.g_int.set_input(1, &self.text_int)?;
         self.g_int.forward(&self.g.params, &mut self.g.buffers, Mode::Train)?;
         let (images, at) = (self.g_int.output_buf(0)?, (&o, self.step, G_STEP_PASS));
-        into_d_input(&dev, &mut self.shift, at, (images, bi), self.d_int.input_buf_mut(0)?)?;
+        into_d_input(&dev, &mut self.augment, at, (images, bi), self.d_int.input_buf_mut(0)?)?;
         self.d_int.set_input(1, &self.text_int)?;
         self.d_int.forward(&self.d.params, &mut self.d.buffers, Mode::Train)?;
         let weights = (bi > b).then_some(&self.weights[3]);
@@ -420,14 +476,10 @@ impl CudaGan {
         if let Some(ms) = self.ms.as_mut() {
             stats.mode_seeking = mode_seeking_pass(&dev, ms, &mut self.g, batch.text, &o, self.step)?;
         }
-        let d_images = match self.shift.as_mut() {
-            // D saw G's images moved: their gradient moves back by the same offsets, still in
-            // `sh.offsets` from the G pass's `into_d_input` (nothing uploads between).
-            Some(sh) => {
-                let dx = self.d_int.input_grad_buf(0);
-                dev.shift_images(dx, &sh.offsets, (bi, IMAGE_DIMS), true, &mut sh.d_images)?;
-                &sh.d_images
-            }
+        let d_images = match self.augment.as_mut() {
+            // D saw G's images augmented: their gradient goes back through the same draws, still
+            // uploaded from the G pass's `into_d_input` (nothing uploads between).
+            Some(a) => a.backward(&dev, self.d_int.input_grad_buf(0), bi)?,
             None => self.d_int.input_grad_buf(0),
         };
         self.g_int.backward(&self.g.params, &mut self.g.grads, d_images)?;

@@ -55,6 +55,7 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("batch_norm", "batch_norm_update_running_f32"),
     ("elementwise", "accumulate_f32"),
     ("elementwise", "shift_images_f32"),
+    ("elementwise", "flip_images_f32"),
     ("elementwise", "maxpool1d_bwd_f32"),
     ("optim", "ema_update_f32"),
     ("loss", "softmax_ce_blocks_f32"),

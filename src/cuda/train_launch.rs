@@ -390,6 +390,39 @@ impl CudaDevice {
         Ok(())
     }
 
+    /// out = each square [c, h, h] image of x under its transform of `flips` ([B] as floats,
+    /// ops::flip); with `back` under its inverse, which is the backward pass
+    /// (ops::flip::flip_images_backward). Every element of out written.
+    pub fn flip_images(
+        &self,
+        x: &Buf,
+        flips: &Buf,
+        (batch, dims): (usize, (usize, usize, usize)),
+        back: bool,
+        out: &mut Buf,
+    ) -> Result<()> {
+        const WHAT: &str = "flip_images_f32";
+        let (c, h, w) = dims;
+        nonzero(&[batch, c, h, w], WHAT)?;
+        if h != w {
+            return Err(Error::Shape(format!("{WHAT}: a {h}×{w} image is not square")));
+        }
+        let n = batch * c * h * w;
+        need(x, n, "flip x")?;
+        need(flips, batch, "flip transforms")?;
+        need(out, n, "flip out")?;
+        let [bi, ci, side] = ints([batch, c, h], WHAT)?;
+        let inverse = i32::from(back);
+        let f = self.function(WHAT)?;
+        let mut l = self.stream().launch_builder(f);
+        l.arg(x).arg(flips).arg(&bi).arg(&ci).arg(&side).arg(&inverse).arg(out);
+        // SAFETY: arguments match flip_images_f32 in kernels/elementwise.cu; x and out hold
+        // B·C·H·H elements and are distinct allocations (one &, one &mut), flips B (checked);
+        // every source index is a pixel of the same plane (a permutation); grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        Ok(())
+    }
+
     /// The auxiliary classifier's softmax cross-entropy (ops::loss::softmax_cross_entropy_blocks)
     /// over the first `labeled` of `rows` rows of logits [rows, stride] whose Σ sizes blocks
     /// start at column `offset` (0 and Σ sizes for the plain classifier; the twin's halves at 0

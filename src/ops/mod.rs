@@ -12,6 +12,7 @@ pub mod conv_transpose2d;
 pub mod conv_winograd;
 pub mod deconv_winograd;
 pub mod elementwise;
+pub mod flip;
 pub mod gemm;
 pub mod linear;
 pub mod loss;

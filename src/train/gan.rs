@@ -11,11 +11,11 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
+pub use super::augment::{DAugment, IMAGE_DIMS, SHIFT_KEY};
 use super::graph::TrainGraph;
 use super::net::{discriminator_graph, TrainNet};
 use super::posterior::{Posterior, PosteriorStats, ReconInputs};
 use super::session::{Mode, ParamStore, TrainSession, BN_MOMENTUM};
-use crate::data::rng::Pcg32;
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::spec::Network;
@@ -25,7 +25,6 @@ use crate::ops::loss::{
 };
 use crate::ops::optim::{linear_decay, lr_halving, Adam};
 use crate::ops::shape_mask::ShapeMask;
-use crate::ops::shift::{shift_images, shift_images_backward};
 use crate::rng::normal_noise;
 
 /// The trainer's settings (saved in checkpoints).
@@ -118,6 +117,13 @@ pub struct GanOptions {
     /// features G's blobs can satisfy.
     #[serde(default)]
     pub d_shift: u32,
+    /// Every image D sees under one of the square's eight symmetries (mirrors and quarter
+    /// turns, `ops::flip`; not in the paper; false: off), drawn like `d_shift`'s offsets and
+    /// applied before them. Unlike a translation it keeps a centred shape centred, so D still
+    /// sees where G puts its shapes (session 22: translations of 8 pixels froze G's placement).
+    /// Captions that name a position become noise for D's matching term.
+    #[serde(default)]
+    pub d_flip: bool,
     /// D's learning rate as a multiple of G's (1 in the paper; the two-time-scale rule of Heusel
     /// et al. 2017 when > 1): D's trunk learns shape kinds slowly at 2e-4 (session 13).
     #[serde(default = "one")]
@@ -237,15 +243,6 @@ impl GanOptions {
         self.ema.min((1.0 + t) / (10.0 + t))
     }
 
-    /// The `d_shift` offsets [dy, dx], each in [−N, N], of the `rows` images of pass `pass` (0
-    /// real, 1 wrong, 2 G's in the D step, 3 the G step) at `step`.
-    pub fn d_shifts(&self, step: u64, pass: u64, rows: usize) -> Vec<[i32; 2]> {
-        let n = self.d_shift;
-        let mut rng = Pcg32::derive(self.seed ^ SHIFT_KEY, step * 4 + pass);
-        let mut offset = || rng.below(2 * n + 1) as i32 - n as i32;
-        (0..rows).map(|_| [offset(), offset()]).collect()
-    }
-
     /// Rows of the G step: the B batch rows, plus B/2 interpolated ones with `int`.
     pub fn g_rows(&self) -> usize {
         if self.int {
@@ -306,6 +303,7 @@ impl Default for GanOptions {
             classifier_twin_scale: 1.0,
             classifier_fake: 0.0,
             d_shift: 0,
+            d_flip: false,
             lr_d_scale: 1.0,
             ema: 0.0,
             lr_decay: None,
@@ -428,9 +426,11 @@ struct Scratch {
     d_images_ms: Vec<f32>,
     /// Gradient of the classifier's logits, [B + B/2, Σ classes] (rows past B stay zero).
     d_class: Vec<f32>,
-    /// Gradient of the G step's images, shifted back (`d_shift`) and with the latent
+    /// Gradient of the G step's images, taken back through D's augmentation and with the latent
     /// regression's added (when they are on).
     d_images_int: Vec<f32>,
+    /// The middle of D's augmentation when both its parts are on (grown on first use).
+    augment_mid: Vec<f32>,
 }
 
 /// Noise indices: image i of step s in the D step uses s·NOISE_STRIDE + i, in the G step
@@ -444,10 +444,6 @@ pub const NOISE_KEY: u64 = 0x6e6f_6973_6573_6565;
 pub const EMA_NOISE_KEY: u64 = 0x656d_615f_7374_6174;
 /// Mixed into the seed for the ε of the conditional-VAE codes (row i of step s: s·NOISE_STRIDE + i).
 pub const VAE_NOISE_KEY: u64 = 0x7661_655f_6e6f_6973;
-/// Mixed into the seed for D's translations (`d_shift`; pass p of step s: stream 4·s + p).
-pub const SHIFT_KEY: u64 = 0x7368_6966_745f_6478;
-/// An image's (channels, height, width).
-pub const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
 
 impl GanTrainer {
     /// A trainer with G and D initialised from `options.seed` (Reed's init rules).
@@ -482,6 +478,7 @@ impl GanTrainer {
             d_images_ms: Vec::new(),
             d_class: Vec::new(),
             d_images_int: vec![0.0; bi * IMAGE_LEN],
+            augment_mid: Vec::new(),
         };
         let (mode_seeking, ema) = (options.mode_seeking, options.ema);
         let vae = options.vae_weights();
@@ -703,11 +700,8 @@ impl GanTrainer {
                 Pass::Wrong => batch.wrong,
                 Pass::Fake => &self.scratch.fake[..],
             };
-            let input = self.d_b.input_mut(0);
-            match o.d_shift {
-                0 => input.copy_from_slice(images),
-                _ => shift_images(images, IMAGE_DIMS, &o.d_shifts(self.step, pass as u64, b), input),
-            }
+            let aug = o.d_augment(self.step, pass as u64, b);
+            aug.apply(images, self.d_b.input_mut(0), &mut self.scratch.augment_mid);
             self.d_b.input_mut(1).copy_from_slice(batch.text);
             self.d_b.forward(&self.d.params, &mut self.d.buffers, Mode::Train);
             let logits = self.d_b.output(0);
@@ -768,11 +762,8 @@ impl GanTrainer {
         Self::noise(&mut self.g_int, noise_seed, self.step * NOISE_STRIDE + NOISE_STRIDE / 2, nz);
         self.g_int.input_mut(1).copy_from_slice(text);
         self.g_int.forward(&self.g.params, &mut self.g.buffers, Mode::Train);
-        let shifts = (self.options.d_shift > 0).then(|| self.options.d_shifts(self.step, G_STEP_PASS, bi));
-        match &shifts {
-            Some(s) => shift_images(self.g_int.output(0), IMAGE_DIMS, s, self.d_int.input_mut(0)),
-            None => self.d_int.input_mut(0).copy_from_slice(self.g_int.output(0)),
-        }
+        let aug = self.options.d_augment(self.step, G_STEP_PASS, bi);
+        aug.apply(self.g_int.output(0), self.d_int.input_mut(0), &mut self.scratch.augment_mid);
         self.d_int.input_mut(1).copy_from_slice(text);
         self.d_int.forward(&self.d.params, &mut self.d.buffers, Mode::Train);
         let dl = &mut self.scratch.dlogits[..bi];
@@ -803,12 +794,9 @@ impl GanTrainer {
         }
         self.g.zero_grad();
         let latent_on = self.latent_on();
-        let d_images = if latent_on || shifts.is_some() {
+        let d_images = if latent_on || !aug.is_identity() {
             let d = &mut self.scratch.d_images_int;
-            match &shifts {
-                Some(s) => shift_images_backward(self.d_int.input_grad(0), IMAGE_DIMS, s, d),
-                None => d.copy_from_slice(self.d_int.input_grad(0)),
-            }
+            aug.backward(self.d_int.input_grad(0), d, &mut self.scratch.augment_mid);
             if let Some(post) = self.posterior.as_mut().filter(|_| latent_on) {
                 // The first B rows are the batch's captions with prior codes; the interpolated
                 // rows have no caption of their own and are left to D.

@@ -2,6 +2,7 @@
 //! (`session`), their parameters, gradients and running statistics (`net`).
 
 pub mod attributes;
+pub mod augment;
 pub mod captions;
 pub mod checkpoint;
 pub mod gan;
