@@ -21,6 +21,7 @@ use text2img::model::discriminator::CLASSIFIER_WEIGHT;
 use text2img::model::encoder::build_encoder;
 use text2img::model::generator::build_generator_for;
 use text2img::model::loader::save_weights;
+use text2img::model::pipeline::IMAGE_LEN;
 use text2img::model::text::encode_into;
 use text2img::model::{ModelConfig, Network, WeightSet};
 use text2img::rng::normal_noise;
@@ -576,7 +577,7 @@ fn sample_grid(
         }
     }
     g.run();
-    let imgs: Vec<&[f32]> = g.output(0).chunks(3 * 64 * 64).collect();
+    let imgs: Vec<&[f32]> = g.output(0).chunks(IMAGE_LEN).collect();
     let tiles: Vec<Rgb8> = imgs.iter().map(|x| Rgb8::from_chw(x, 64, 64)).collect();
     write_png(path, &Rgb8::grid(&tiles, cols, 2), &[("captions".into(), captions.join(" | "))])
         .map_err(|e| io_fail(path, e))?;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::posterior::CudaPosterior;
 use super::{driver_err, Buf, CudaDevice, CudaTrainSession, DeviceSlots};
 use crate::error::{Error, Result};
+use crate::model::pipeline::IMAGE_LEN;
 use crate::ops::loss::check_block_labels;
 use crate::ops::optim::Adam;
 use crate::train::gan::{
@@ -257,7 +258,7 @@ impl CudaGan {
         let (g_b, g_int, d_b) = (session(&t.g, b)?, session(&t.g, bi)?, session(&t.d, b)?);
         let mut d_int = session(&t.d, bi)?;
         d_int.set_input_grad(0, true);
-        let img = 3 * 64 * 64;
+        let img = IMAGE_LEN;
         let zeros = |n: usize| dev.upload(&vec![0.0; n]);
         let g = DeviceNet::upload(&dev, &t.g, &t.g_adam)?;
         let post = match (&t.posterior, o.vae > 0.0) {
@@ -325,7 +326,7 @@ impl CudaGan {
     /// One GAN iteration (D step then G step), as `GanTrainer::step`.
     pub fn step(&mut self, batch: &GanBatch) -> Result<StepStats> {
         let b = self.options.batch;
-        let img = 3 * 64 * 64;
+        let img = IMAGE_LEN;
         let e = self.text_int.len() / self.g_int.batch();
         if batch.real.len() != b * img || batch.wrong.len() != b * img || batch.text.len() != b * e {
             return Err(Error::Input(format!("GAN batch sizes do not match batch {b}")));
@@ -549,7 +550,7 @@ fn mode_seeking_pass(
     ms.session.forward(&g.params, &mut g.buffers, Mode::Train)?;
     let (x, z) = (ms.session.output_buf(0)?, ms.session.input_buf(0)?);
     let k = o.mode_seeking_cell.max(1);
-    let sizes = (p, 3 * 64 * 64, nz);
+    let sizes = (p, IMAGE_LEN, nz);
     let weights = (o.mode_seeking_target, o.mode_seeking);
     dev.mode_seeking((x, z), sizes, (64, 64, k), weights, &mut ms.cells, &mut ms.dx, &mut ms.terms)?;
     let terms = dev.download(&ms.terms)?;

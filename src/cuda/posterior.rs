@@ -12,6 +12,7 @@ use super::gan_step::DeviceNet;
 use super::train_launch::L1_BLOCKS;
 use super::{Buf, CudaDevice, CudaTrainSession};
 use crate::error::Result;
+use crate::model::pipeline::IMAGE_LEN;
 use crate::ops::optim::Adam;
 use crate::train::posterior::{shape_pixel_weights, Posterior, PosteriorStats, ReconInputs};
 use crate::train::session::Mode;
@@ -42,7 +43,7 @@ impl CudaPosterior {
         let mut gs = CudaTrainSession::new(Arc::clone(dev), Arc::clone(&g.graph), b)?;
         gs.set_input_grad(0, true);
         let nz = gs.input_len(0) / b;
-        let image = b * 3 * 64 * 64;
+        let image = b * IMAGE_LEN;
         let zeros = |n: usize| dev.upload(&vec![0.0; n]);
         Ok(CudaPosterior {
             e: DeviceNet::upload(dev, &post.net, &post.adam)?,

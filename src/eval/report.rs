@@ -14,7 +14,7 @@ use crate::data::shapes::{
 };
 
 /// Length of one [3, 64, 64] image.
-pub const IMAGE_LEN: usize = 3 * 64 * 64;
+pub use crate::model::pipeline::IMAGE_LEN;
 
 /// The four judged attributes of one image (palette and `Shape::ALL` indices).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -13,8 +13,9 @@ use crate::ops::shift::{shift_images, shift_images_backward};
 pub const SHIFT_KEY: u64 = 0x7368_6966_745f_6478;
 /// Mixed into the seed for D's symmetries (`d_flip`; pass p of step s: stream 4·s + p).
 pub const FLIP_KEY: u64 = 0x666c_6970_5f64_3468;
-/// An image's (channels, height, width).
+/// An image's (channels, height, width): `model::pipeline::IMAGE_LEN` values.
 pub const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
+const _: () = assert!(IMAGE_DIMS.0 * IMAGE_DIMS.1 * IMAGE_DIMS.2 == crate::model::pipeline::IMAGE_LEN);
 
 /// One pass's augmentation of its rows: a symmetry and/or an offset per image (None: off).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use super::posterior::{Posterior, PosteriorStats, ReconInputs};
 use super::session::{Mode, ParamStore, TrainSession, BN_MOMENTUM};
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
+use crate::model::pipeline::IMAGE_LEN;
 use crate::model::spec::Network;
 use crate::ops::loss::{
     bce_with_logits, check_block_labels, mode_seeking_loss, softmax_cross_entropy_blocks, softmax_cross_entropy_twin,
@@ -470,7 +471,7 @@ impl GanTrainer {
         let e = config.encoder.embed_dim;
         let scratch = Scratch {
             text_int: vec![0.0; bi * e],
-            fake: vec![0.0; b * 3 * 64 * 64],
+            fake: vec![0.0; b * IMAGE_LEN],
             dlogits: vec![0.0; bi],
             targets_one: vec![1.0; bi],
             targets_zero: vec![0.0; bi],
@@ -881,9 +882,6 @@ pub fn all_right(logits: &[f32], sizes: &[usize], labels: &[usize]) -> f32 {
     });
     right.count() as f32 / (labels.len() / sizes.len().max(1)).max(1) as f32
 }
-
-/// Length of one [3, 64, 64] image.
-const IMAGE_LEN: usize = IMAGE_DIMS.0 * IMAGE_DIMS.1 * IMAGE_DIMS.2;
 
 /// Runs G on the mode-seeking pairs, the first B/2 texts twice with noise from `first` (rows i
 /// and B/2 + i make pair i), and fills `d_ms` with the weighted gradient of the mode-seeking

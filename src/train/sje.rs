@@ -27,7 +27,7 @@ use crate::ops::optim::{lr_exponential, RmsProp};
 use crate::tensor::DType;
 
 /// Length of one [3, 64, 64] image.
-const IMAGE_LEN: usize = 3 * 64 * 64;
+use crate::model::pipeline::IMAGE_LEN;
 
 /// Width of the image CNN's first layer.
 pub const IMAGE_NF: usize = 32;
@@ -161,7 +161,7 @@ impl SjeTrainer {
     /// the attribute loss (0 without heads).
     pub fn step(&mut self, images: &[f32], captions: &[String], labels: &[usize]) -> Result<(f32, f32)> {
         let (b, e, l) = (self.options.batch, self.config.encoder.embed_dim, self.config.text.doc_length);
-        if images.len() != b * 3 * 64 * 64 || captions.len() != b {
+        if images.len() != b * IMAGE_LEN || captions.len() != b {
             return Err(Error::Input(format!("encoder batch must hold {b} 64×64 images and captions")));
         }
         for (c, o) in captions.iter().zip(self.text_s.input_mut(0).chunks_mut(ALPHABET_SIZE * l)) {

@@ -27,7 +27,7 @@ use crate::rng::normal_noise;
 /// Width of S's first layer (D's for `shapes`).
 pub const STYLE_NF: usize = 32;
 /// Length of one [3, 64, 64] image.
-const IMAGE_LEN: usize = 3 * 64 * 64;
+use crate::model::pipeline::IMAGE_LEN;
 /// Noise indices: row i of step s uses s·NOISE_STRIDE + i (a resumed run draws the same noise).
 const NOISE_STRIDE: u64 = 1 << 16;
 /// Mixed into the seed so S's noise differs from the GAN trainer's and from weight init.
