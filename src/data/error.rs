@@ -11,13 +11,10 @@ pub type DataResult<T> = std::result::Result<T, DataError>;
 /// Everything that stops a dataset from being made, opened or sampled.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// An I/O error on a named file or folder.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O error on a named file or folder. (The cause is in the message, not a `source`, so
+    /// an error chain printer such as anyhow's `{:#}` does not repeat it.)
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
     /// The dataset folder does not exist or is not a folder.
     #[error("{path}: dataset folder not found")]
     MissingFolder { path: PathBuf },
@@ -55,6 +52,17 @@ pub enum DataError {
 impl DataError {
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io { path: path.into(), reason: source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_name_the_path_and_say_the_cause_once() {
+        let e = DataError::io("/data/x.png", std::io::Error::new(std::io::ErrorKind::NotFound, "gone"));
+        assert_eq!(format!("{:#}", anyhow::Error::new(e)), "/data/x.png: gone", "one line, the cause once");
     }
 }

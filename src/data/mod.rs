@@ -326,7 +326,7 @@ impl Dataset {
 fn bad_image_reason(e: &DataError) -> String {
     match e {
         DataError::BadImage { reason, .. } => reason.clone(),
-        DataError::Io { source, .. } => source.to_string(),
+        DataError::Io { reason, .. } => reason.to_string(),
         other => other.to_string(),
     }
 }
