@@ -12,6 +12,11 @@ pub(crate) fn widen_f16(src: &[half::f16], dst: &mut [f32]) {
         // SAFETY: the CPU has AVX-512F (checked just above).
         return unsafe { widen_f16_avx512(src, dst) };
     }
+    widen_f16_portable(src, dst);
+}
+
+/// The portable widening (`half`'s slice conversion): a CPU without AVX-512F, and the tail.
+fn widen_f16_portable(src: &[half::f16], dst: &mut [f32]) {
     half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, dst);
 }
 
@@ -28,7 +33,7 @@ unsafe fn widen_f16_avx512(src: &[half::f16], dst: &mut [f32]) {
             _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
         }
     }
-    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&src[n..], &mut dst[n..]);
+    widen_f16_portable(&src[n..], &mut dst[n..]);
 }
 
 /// f32 → f16, rounded to nearest even, for a run of values: 16 lanes at a time with AVX-512F's
@@ -41,6 +46,11 @@ pub(crate) fn narrow_f16(src: &[f32], dst: &mut [half::f16]) {
         // SAFETY: the CPU has AVX-512F (checked just above).
         return unsafe { narrow_f16_avx512(src, dst) };
     }
+    narrow_f16_portable(src, dst);
+}
+
+/// The portable narrowing (`half`'s slice conversion): a CPU without AVX-512F, and the tail.
+fn narrow_f16_portable(src: &[f32], dst: &mut [half::f16]) {
     half::slice::HalfFloatSliceExt::convert_from_f32_slice(dst, src);
 }
 
@@ -59,7 +69,7 @@ unsafe fn narrow_f16_avx512(src: &[f32], dst: &mut [half::f16]) {
             _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, h);
         }
     }
-    half::slice::HalfFloatSliceExt::convert_from_f32_slice(&mut dst[n..], &src[n..]);
+    narrow_f16_portable(&src[n..], &mut dst[n..]);
 }
 
 #[cfg(test)]
@@ -84,24 +94,36 @@ mod tests {
         v
     }
 
+    /// The dispatching conversion (AVX-512F where this CPU has it) and the portable one, so a
+    /// machine with AVX-512F tests both branches.
+    const NARROWS: [(&str, fn(&[f32], &mut [f16])); 2] = [("dispatch", narrow_f16), ("portable", narrow_f16_portable)];
+    const WIDENS: [(&str, fn(&[f16], &mut [f32])); 2] = [("dispatch", widen_f16), ("portable", widen_f16_portable)];
+
     #[test]
     fn narrow_f16_rounds_as_half_does_one_value_at_a_time() {
         let src = specials();
-        let mut got = vec![f16::from_bits(0x7E01); src.len()];
-        narrow_f16(&src, &mut got);
-        for (x, g) in src.iter().zip(&got) {
-            let want = f16::from_f32(*x);
-            assert!(g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()), "{x}: {g} against {want}");
+        for (what, narrow) in NARROWS {
+            let mut got = vec![f16::from_bits(0x7E01); src.len()];
+            narrow(&src, &mut got);
+            for (x, g) in src.iter().zip(&got) {
+                let want = f16::from_f32(*x);
+                assert!(
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                    "{what} {x}: {g} against {want}"
+                );
+            }
         }
     }
 
     #[test]
     fn widen_f16_is_exact() {
         let half: Vec<f16> = specials().iter().map(|&x| f16::from_f32(x)).collect();
-        let mut got = vec![f32::NAN; half.len()];
-        widen_f16(&half, &mut got);
-        for (h, g) in half.iter().zip(&got) {
-            assert!(g.to_bits() == h.to_f32().to_bits() || (g.is_nan() && h.is_nan()), "{h}: {g}");
+        for (what, widen) in WIDENS {
+            let mut got = vec![f32::NAN; half.len()];
+            widen(&half, &mut got);
+            for (h, g) in half.iter().zip(&got) {
+                assert!(g.to_bits() == h.to_f32().to_bits() || (g.is_nan() && h.is_nan()), "{what} {h}: {g}");
+            }
         }
     }
 }
