@@ -96,8 +96,10 @@ mod tests {
 
     /// The dispatching conversion (AVX-512F where this CPU has it) and the portable one, so a
     /// machine with AVX-512F tests both branches.
-    const NARROWS: [(&str, fn(&[f32], &mut [f16])); 2] = [("dispatch", narrow_f16), ("portable", narrow_f16_portable)];
-    const WIDENS: [(&str, fn(&[f16], &mut [f32])); 2] = [("dispatch", widen_f16), ("portable", widen_f16_portable)];
+    type Narrow = fn(&[f32], &mut [f16]);
+    type Widen = fn(&[f16], &mut [f32]);
+    const NARROWS: [(&str, Narrow); 2] = [("dispatch", narrow_f16), ("portable", narrow_f16_portable)];
+    const WIDENS: [(&str, Widen); 2] = [("dispatch", widen_f16), ("portable", widen_f16_portable)];
 
     #[test]
     fn narrow_f16_rounds_as_half_does_one_value_at_a_time() {
