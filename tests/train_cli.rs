@@ -354,6 +354,11 @@ fn twin_classifier_doubles_the_head_and_logs_both_halves() {
     assert_eq!(checkpoint_options(&ckpt)["d_flip"], false);
     let odd = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "9", "--d-flip", "maybe"];
     fails_in_one_line(&mut gan(&data, &enc, &out, &odd), 2, "'maybe' for '--d-flip");
+    let half = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "9", "--d-augment-p", "0.5"];
+    ok(&mut gan(&data, &enc, &out, &half));
+    assert_eq!(checkpoint_options(&ckpt)["d_augment_p"], 0.5);
+    let more = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "10", "--d-augment-p", "1.5"];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &more), 2, "--d-augment-p 1.5");
     for row in log_rows(&out) {
         for key in ["d_class", "d_twin", "g_class", "g_twin"] {
             assert!(row[key].as_f64().unwrap_or(0.0) > 0.0, "{key} in {row}");

@@ -295,6 +295,8 @@ fn gan_step_updates_and_resume_is_exact() {
     assert_ne!(plain, flipped, "D's symmetries change G");
     let flipped_shifted = gan_resume_with(GanOptions { d_flip: true, d_shift: 4, ..resume_options() });
     assert_ne!(shifted, flipped_shifted, "D's symmetries change G with the translations on");
+    let half = gan_resume_with(GanOptions { d_flip: true, d_shift: 4, d_augment_p: 0.5, ..resume_options() });
+    assert_ne!(flipped_shifted, half, "augmenting half the images changes G");
 }
 
 /// D's augmentation in the G step: G's gradient, read from Adam's first moment after one step
@@ -384,6 +386,31 @@ fn d_flips_are_reproducible_and_cover_the_group() {
     assert_eq!(both.shifts, Some(GanOptions { d_shift: 3, d_flip: false, ..o.clone() }.d_shifts(5, 1, 64)));
     assert_eq!(both.flips, Some(a), "the symmetries with the translations on");
     assert!(GanOptions { d_flip: false, ..o }.d_augment(5, 1, 64).is_identity(), "off: none");
+}
+
+/// `d_augment_p`: the images left alone get the identity in both parts (the same images), the
+/// others the draws of p = 1; about p of them augmented; p = 0 leaves every image alone.
+#[test]
+fn d_augment_p_leaves_images_alone() {
+    let all = GanOptions { d_flip: true, d_shift: 3, seed: 11, ..GanOptions::default() };
+    let full = all.d_augment(7, 2, 400);
+    let half = GanOptions { d_augment_p: 0.5, ..all.clone() }.d_augment(7, 2, 400);
+    let (flips, shifts) = (half.flips.expect("flips"), half.shifts.expect("shifts"));
+    let on = GanOptions { d_augment_p: 0.5, ..all.clone() }.d_augmented(7, 2, 400).expect("drawn");
+    for (i, &on) in on.iter().enumerate() {
+        match on {
+            true => assert_eq!(
+                (flips[i], shifts[i]),
+                (full.flips.as_ref().expect("f")[i], full.shifts.as_ref().expect("s")[i])
+            ),
+            false => assert_eq!((flips[i], shifts[i]), (0, [0, 0]), "image {i} left alone"),
+        }
+    }
+    let n = on.iter().filter(|&&v| v).count();
+    assert!((160..=240).contains(&n), "{n} of 400 augmented at p = 0.5");
+    assert_eq!(all.d_augmented(7, 2, 400), None, "p = 1: nothing drawn");
+    let none = GanOptions { d_augment_p: 0.0, ..all }.d_augment(7, 2, 50);
+    assert!(none.flips.expect("f").iter().all(|&t| t == 0) && none.shifts.expect("s").iter().all(|&s| s == [0, 0]));
 }
 
 /// The latent regression's image gradient against finite differences of mean |μ(E(x)) − z|

@@ -220,6 +220,10 @@ pub struct TrainArgs {
     /// become noise for D's matching term. New runs and resumes (`--d-flip false`: off).
     #[arg(long, value_name = "ON", num_args = 0..=1, default_missing_value = "true")]
     pub d_flip: Option<bool>,
+    /// The chance that an image D sees is augmented at all by --d-flip and --d-shift (default 1:
+    /// every image; below 1 as ADA's p): the others reach D as they are. New runs and resumes.
+    #[arg(long, value_name = "P")]
+    pub d_augment_p: Option<f32>,
     /// Keep an exponential moving average of G's parameters with this decay (not in the paper;
     /// e.g. 0.999; 0: off) and export it, with batch-norm statistics re-estimated for it; each
     /// export then also writes the raw G as <name>-raw.safetensors (sample grids show the raw
@@ -803,6 +807,12 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     }
     if let Some(on) = a.d_flip {
         t.options.d_flip = on;
+    }
+    if let Some(p) = a.d_augment_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(fail(EXIT_USAGE, format!("--d-augment-p {p}: a chance, in [0, 1]")));
+        }
+        t.options.d_augment_p = p;
     }
     if let Some(w) = a.classifier.filter(|&w| w > 0.0 || c.resume.is_some()) {
         let sizes = if w > 0.0 { IMAGE_LABEL_SIZES.to_vec() } else { Vec::new() };

@@ -13,6 +13,8 @@ use crate::ops::shift::{shift_images, shift_images_backward};
 pub const SHIFT_KEY: u64 = 0x7368_6966_745f_6478;
 /// Mixed into the seed for D's symmetries (`d_flip`; pass p of step s: stream 4·s + p).
 pub const FLIP_KEY: u64 = 0x666c_6970_5f64_3468;
+/// Mixed into the seed for which images are augmented (`d_augment_p` < 1; same streams).
+pub const AUGMENT_P_KEY: u64 = 0x6175_676d_5f70_7072;
 /// An image's (channels, height, width): `model::pipeline::IMAGE_LEN` values.
 pub const IMAGE_DIMS: (usize, usize, usize) = (3, 64, 64);
 const _: () = assert!(IMAGE_DIMS.0 * IMAGE_DIMS.1 * IMAGE_DIMS.2 == crate::model::pipeline::IMAGE_LEN);
@@ -40,11 +42,22 @@ impl GanOptions {
         (0..rows).map(|_| rng.below(FLIPS) as u8).collect()
     }
 
-    /// D's augmentation of pass `pass` at `step` (both parts off: the identity).
+    /// Which of pass `pass`'s `rows` images are augmented (`d_augment_p`; None: all). Drawn
+    /// apart from the augmentation itself, so p = 1 draws what it drew before p existed.
+    pub fn d_augmented(&self, step: u64, pass: u64, rows: usize) -> Option<Vec<bool>> {
+        let p = f64::from(self.d_augment_p);
+        let mut rng = Pcg32::derive(self.seed ^ AUGMENT_P_KEY, step * 4 + pass);
+        (p < 1.0).then(|| (0..rows).map(|_| rng.chance(p)).collect())
+    }
+
+    /// D's augmentation of pass `pass` at `step` (both parts off: the identity); images left
+    /// as they are (`d_augment_p`) get transform 0 and offset 0.
     pub fn d_augment(&self, step: u64, pass: u64, rows: usize) -> DAugment {
+        let on = self.d_augmented(step, pass, rows);
+        let on = on.as_deref();
         DAugment {
-            flips: self.d_flip.then(|| self.d_flips(step, pass, rows)),
-            shifts: (self.d_shift > 0).then(|| self.d_shifts(step, pass, rows)),
+            flips: self.d_flip.then(|| only_on(self.d_flips(step, pass, rows), on, 0)),
+            shifts: (self.d_shift > 0).then(|| only_on(self.d_shifts(step, pass, rows), on, [0, 0])),
         }
     }
 }
@@ -84,6 +97,14 @@ impl DAugment {
             }
         }
     }
+}
+
+/// `draws` with those of the images not augmented (`on` false) replaced by `identity`.
+fn only_on<T: Copy>(mut draws: Vec<T>, on: Option<&[bool]>, identity: T) -> Vec<T> {
+    if let Some(on) = on {
+        draws.iter_mut().zip(on).filter(|(_, &on)| !on).for_each(|(d, _)| *d = identity);
+    }
+    draws
 }
 
 /// The first `n` elements of `tmp`, grown if it is shorter.

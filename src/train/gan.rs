@@ -125,6 +125,11 @@ pub struct GanOptions {
     /// Captions that name a position become noise for D's matching term.
     #[serde(default)]
     pub d_flip: bool,
+    /// Chance that an image D sees is augmented at all (`d_flip`, `d_shift`; 1: every image, as
+    /// DiffAugment; below 1 as ADA's p, Karras et al. 2020): the rest reach D as they are, drawn
+    /// per image like the augmentation.
+    #[serde(default = "one")]
+    pub d_augment_p: f32,
     /// D's learning rate as a multiple of G's (1 in the paper; the two-time-scale rule of Heusel
     /// et al. 2017 when > 1): D's trunk learns shape kinds slowly at 2e-4 (session 13).
     #[serde(default = "one")]
@@ -305,6 +310,7 @@ impl Default for GanOptions {
             classifier_fake: 0.0,
             d_shift: 0,
             d_flip: false,
+            d_augment_p: 1.0,
             lr_d_scale: 1.0,
             ema: 0.0,
             lr_decay: None,
