@@ -169,7 +169,9 @@ extern "C" __global__ void shift_images_f32(const float* __restrict__ x, const f
 // (ops::flip::inverse_flip: a transposed one with its mirror bits swapped), which is the
 // backward pass. Square images only. out may not alias x. Exact.
 extern "C" __global__ void flip_images_f32(const float* __restrict__ x, const float* __restrict__ flips, int batch,
-                                           int channels, int side, int inverse, float* __restrict__ out) {
+                                           int channels, int side, int width, int inverse,
+                                           float* __restrict__ out) {
+    (void)width;  // = side: the signature of shift_images_f32, so one launcher serves both
     const long long plane = (long long)side * side;
     GRID_STRIDE(i, (long long)batch * channels * plane) {
         const long long b = i / (channels * plane);

@@ -371,23 +371,7 @@ impl CudaDevice {
         back: bool,
         out: &mut Buf,
     ) -> Result<()> {
-        const WHAT: &str = "shift_images_f32";
-        let (c, h, w) = dims;
-        nonzero(&[batch, c, h, w], WHAT)?;
-        let n = batch * c * h * w;
-        need(x, n, "shift x")?;
-        need(shifts, 2 * batch, "shift offsets")?;
-        need(out, n, "shift out")?;
-        let [bi, ci, hi, wi] = ints([batch, c, h, w], WHAT)?;
-        let negate = i32::from(back);
-        let f = self.function(WHAT)?;
-        let mut l = self.stream().launch_builder(f);
-        l.arg(x).arg(shifts).arg(&bi).arg(&ci).arg(&hi).arg(&wi).arg(&negate).arg(out);
-        // SAFETY: arguments match shift_images_f32 in kernels/elementwise.cu; x and out hold
-        // B·C·H·W elements and are distinct allocations (one &, one &mut), shifts 2·B (checked);
-        // the kernel reads x only at in-range source pixels; grid-stride loop.
-        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
-        Ok(())
+        self.image_map("shift_images_f32", x, (shifts, 2), (batch, dims), back, out)
     }
 
     /// out = each square [c, h, h] image of x under its transform of `flips` ([B] as floats,
@@ -401,25 +385,40 @@ impl CudaDevice {
         back: bool,
         out: &mut Buf,
     ) -> Result<()> {
-        const WHAT: &str = "flip_images_f32";
-        let (c, h, w) = dims;
-        nonzero(&[batch, c, h, w], WHAT)?;
+        let (_, h, w) = dims;
         if h != w {
-            return Err(Error::Shape(format!("{WHAT}: a {h}×{w} image is not square")));
+            return Err(Error::Shape(format!("flip_images_f32: a {h}×{w} image is not square")));
         }
+        self.image_map("flip_images_f32", x, (flips, 1), (batch, dims), back, out)
+    }
+
+    /// D's augmentation kernels (`what`: shift_images_f32, flip_images_f32), each a gather of
+    /// every output pixel from one pixel of the same image plane (or zero): x and out [B, c, h,
+    /// w], `per` values of `params` per image, `back` the kernel's backward flag.
+    fn image_map(
+        &self,
+        what: &'static str,
+        x: &Buf,
+        (params, per): (&Buf, usize),
+        (batch, (c, h, w)): (usize, (usize, usize, usize)),
+        back: bool,
+        out: &mut Buf,
+    ) -> Result<()> {
+        nonzero(&[batch, c, h, w], what)?;
         let n = batch * c * h * w;
-        need(x, n, "flip x")?;
-        need(flips, batch, "flip transforms")?;
-        need(out, n, "flip out")?;
-        let [bi, ci, side] = ints([batch, c, h], WHAT)?;
-        let inverse = i32::from(back);
-        let f = self.function(WHAT)?;
+        need(x, n, "augment x")?;
+        need(params, per * batch, "augment draws")?;
+        need(out, n, "augment out")?;
+        let [bi, ci, hi, wi] = ints([batch, c, h, w], what)?;
+        let back = i32::from(back);
+        let f = self.function(what)?;
         let mut l = self.stream().launch_builder(f);
-        l.arg(x).arg(flips).arg(&bi).arg(&ci).arg(&side).arg(&inverse).arg(out);
-        // SAFETY: arguments match flip_images_f32 in kernels/elementwise.cu; x and out hold
-        // B·C·H·H elements and are distinct allocations (one &, one &mut), flips B (checked);
-        // every source index is a pixel of the same plane (a permutation); grid-stride loop.
-        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(WHAT))?;
+        l.arg(x).arg(params).arg(&bi).arg(&ci).arg(&hi).arg(&wi).arg(&back).arg(out);
+        // SAFETY: arguments match shift_images_f32 and flip_images_f32 in
+        // kernels/elementwise.cu (same signature); x and out hold B·C·H·W elements and are
+        // distinct allocations (one &, one &mut), params per·B (checked); each kernel reads x
+        // only at pixels of the same plane (flip: H = W, checked by the caller); grid-stride loop.
+        unsafe { l.launch(cfg_1d(n)) }.map_err(driver_err(what))?;
         Ok(())
     }
 
