@@ -100,7 +100,7 @@ done
 # shipped encoder with the shipped recipe's flags (scripts/train_default.sh), and 20 steps on
 # this machine's CPU for the ratio; images/s from each log.
 recipe=(--classifier 1 --classifier-pool --classifier-twin --lr-d-scale 4 --d-act-after-deep --ema 0.999
-  --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25)
+  --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25 --d-shift 4)
 data=/tmp/gpu-check-shapes
 rm -rf /tmp/gpu-check-train-cuda /tmp/gpu-check-train-cpu
 [ -n "$cli" ] && timeout 60 "$cli" data make shapes --out "$data" --images 2000 --seed 0 > "$out/data.log" 2>&1
