@@ -46,8 +46,10 @@ impl GanOptions {
     /// apart from the augmentation itself, so p = 1 draws what it drew before p existed.
     pub fn d_augmented(&self, step: u64, pass: u64, rows: usize) -> Option<Vec<bool>> {
         let p = f64::from(self.d_augment_p);
-        let mut rng = Pcg32::derive(self.seed ^ AUGMENT_P_KEY, step * 4 + pass);
-        (p < 1.0).then(|| (0..rows).map(|_| rng.chance(p)).collect())
+        (p < 1.0).then(|| {
+            let mut rng = Pcg32::derive(self.seed ^ AUGMENT_P_KEY, step * 4 + pass);
+            (0..rows).map(|_| rng.chance(p)).collect()
+        })
     }
 
     /// D's augmentation of pass `pass` at `step` (both parts off: the identity); images left

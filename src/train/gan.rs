@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 use serde::{Deserialize, Serialize};
 
-pub use super::augment::{DAugment, IMAGE_DIMS, SHIFT_KEY};
+pub use super::augment::{IMAGE_DIMS, SHIFT_KEY};
 use super::graph::TrainGraph;
 use super::net::{discriminator_graph, TrainNet};
 use super::posterior::{Posterior, PosteriorStats, ReconInputs};
