@@ -266,7 +266,8 @@ pub struct TrainArgs {
     /// best point of a run with `eval` (0: only model.safetensors at the end).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub export_every: u64,
-    /// Stop the run when D's or G's loss exceeds this (or is not a number): a diverged run then
+    /// Stop the run when D's or G's loss exceeds this (or is not a number; G's without the VAE
+    /// term's KL, whose first steps with a fresh encoder run in the thousands): a diverged run then
     /// writes no checkpoint or export, so its last checkpoint stays the one before the blow-up
     /// (normal runs stay below about 15). 0: never stop.
     #[arg(long, default_value_t = 100.0, value_name = "LOSS")]
@@ -885,7 +886,7 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
             }
         }
         log.write(row)?;
-        if let Some(msg) = divergence(&s, a.max_loss) {
+        if let Some(msg) = divergence(&s, &t.options, a.max_loss) {
             bar.finish_and_clear();
             let kept = format!("the checkpoint {} (step {saved}) and the exports are kept", ckpt.display());
             return Err(fail(EXIT_DIVERGED, format!("step {}: {msg}: the run diverged; {kept}", t.step)));
@@ -911,13 +912,17 @@ pub fn run_gan(a: TrainArgs, v: Verbosity) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Why a step's losses say the run diverged (D's or G's loss above `max_loss`, or not a
-/// number), or None; `max_loss` 0 turns the check off.
-fn divergence(s: &StepStats, max_loss: f32) -> Option<String> {
+/// Why a step's losses say the run diverged (D's loss, or G's without its KL term, above
+/// `max_loss`; or either, or the KL, not a number), or None; `max_loss` 0 turns the check off.
+fn divergence(s: &StepStats, o: &GanOptions, max_loss: f32) -> Option<String> {
     if max_loss <= 0.0 {
         return None;
     }
-    [("D", s.d_loss), ("G", s.g_loss)]
+    if s.kl.is_nan() {
+        return Some("the VAE term's KL is not a number".into());
+    }
+    let g = if o.vae_kl > 0.0 { "G (less its KL term)" } else { "G" };
+    [("D", s.d_loss), (g, s.g_loss_without_kl(o))]
         .into_iter()
         .find(|&(_, l)| l.is_nan() || l > max_loss)
         .map(|(who, l)| format!("{who}'s loss {l} is above --max-loss {max_loss}"))
@@ -1142,4 +1147,35 @@ pub fn run_style(a: TrainStyleArgs, v: Verbosity) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(d: f32, g_gan: f32, kl: f32, o: &GanOptions) -> StepStats {
+        StepStats { d_loss: d, g_loss: g_gan + o.vae_kl * kl, kl, ..StepStats::default() }
+    }
+
+    #[test]
+    fn the_guard_reads_g_without_the_kl_term() {
+        let o = GanOptions { vae: 10.0, vae_kl: 0.05, ..GanOptions::default() };
+        // Session 23's step 7,004: a fresh encoder's KL 2,127, G's loss 114 with it, 8 without.
+        assert_eq!(divergence(&stats(1.3, 8.0, 2127.0, &o), &o, 100.0), None);
+        let g = divergence(&stats(1.3, 150.0, 1.0, &o), &o, 100.0).expect("G past the limit");
+        assert!(g.starts_with("G (less its KL term)'s loss 150"), "{g}");
+        let d = divergence(&stats(101.0, 1.0, 1.0, &o), &o, 100.0).expect("D past the limit");
+        assert!(d.starts_with("D's loss 101"), "{d}");
+        let kl = divergence(&stats(1.0, 1.0, f32::NAN, &o), &o, 100.0).expect("a NaN KL");
+        assert!(kl.contains("KL is not a number"), "{kl}");
+        assert_eq!(divergence(&stats(f32::NAN, f32::NAN, f32::NAN, &o), &o, 0.0), None, "0 turns it off");
+    }
+
+    #[test]
+    fn without_the_vae_term_the_guard_reads_g_whole() {
+        let o = GanOptions::default();
+        let g = divergence(&stats(1.0, f32::NAN, 0.0, &o), &o, 100.0).expect("a NaN G");
+        assert!(g.starts_with("G's loss NaN"), "{g}");
+        assert_eq!(divergence(&stats(99.0, 99.0, 0.0, &o), &o, 100.0), None);
+    }
 }

@@ -360,6 +360,13 @@ impl StepStats {
         (self.recon, self.kl) = (s.recon, s.kl);
         self.g_loss += o.vae * s.recon + o.vae_kl * s.kl;
     }
+
+    /// G's loss without its weighted KL term: what the divergence guard reads. A fresh
+    /// conditional-VAE encoder's first codes lie far from the prior (KL 500–2,100 for a few
+    /// steps, sessions 19 and 23), which is the encoder starting, not the GAN blowing up.
+    pub fn g_loss_without_kl(&self, o: &GanOptions) -> f32 {
+        self.g_loss - o.vae_kl * self.kl
+    }
 }
 
 /// The inputs of one step: B real images, B wrong images, B text vectors, (only with the
