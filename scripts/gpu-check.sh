@@ -20,6 +20,7 @@ late() { [ "$SECONDS" -ge "$budget" ]; }
 cap() { local left=$((budget + 100 - SECONDS)); [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
 skip() { row "$1" skipped "over the ${budget}s budget"; }
 
+. scripts/gpu-unpack.sh
 ls .gpu/bin/test-cuda_* > /dev/null 2>&1 || fail "no .gpu/bin/test-cuda_* here ($(pwd)): run scripts/gpu-bundle.sh first and carry .gpu"
 command -v nvidia-smi > /dev/null 2>&1 || fail "nvidia-smi not found: no NVIDIA driver on this machine, so no GPU to check"
 gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1) \

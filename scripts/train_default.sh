@@ -6,6 +6,10 @@
 #   scripts/train_default.sh [OUT] [ENC_STEPS] [GAN_STEPS] [STYLE_STEPS]
 #                                         (TAIL_STEPS=1000, DECAY_STEPS=1500, DECAY_SPAN=2000,
 #                                          VAE_WARM=500, VAE_WEIGHT=20: see below)
+#   DEVICE=cuda: the GAN stages on the GPU (train --device); ENCODER=FILE: a trained encoder (a
+#   file holding `encoder`, e.g. weights/default.safetensors) instead of the encoder stage;
+#   GAN_ONLY=1: stop after the GAN stages (no judge, style encoder, install or eval).
+#   T2I_BIN=PATH: that binary instead of a native build (scripts/gpu-train-default.sh sets all four).
 #
 # Seeds are fixed, so the same machine gives the same weights (the GEMM's summation order depends
 # on the CPU's vector width, so another machine may differ in the last bits; the thread count and
@@ -32,7 +36,8 @@ bin=${T2I_BIN:-target/native/release/text2img}
 mkdir -p "$out"
 t0=$(date +%s)
 [ -d "$out/shapes" ] || "$bin" data make shapes --out "$out/shapes" --images 12000 --seed 0
-"$bin" train-encoder --config shapes --data "$out/shapes" --out "$out/enc" --steps "$enc_steps" \
+encoder=${ENCODER:-$out/enc/encoder.safetensors}
+[ -n "${ENCODER:-}" ] || "$bin" train-encoder --config shapes --data "$out/shapes" --out "$out/enc" --steps "$enc_steps" \
     --eval-every 1000 --checkpoint-every 500 --seed 0 --attribute-weight 1 \
     ${RESUME_ENC:+--resume "$out/enc/checkpoint.safetensors"}
 t1=$(date +%s)
@@ -58,7 +63,7 @@ decay_steps=${DECAY_STEPS:-1500}
 decay_span=${DECAY_SPAN:-2000}
 vae_warm=${VAE_WARM:-500}
 vae_weight=${VAE_WEIGHT:-20}
-gan=("$bin" train --config shapes --data "$out/shapes" --encoder "$out/enc/encoder.safetensors" --out "$out/gan"
+gan=("$bin" train --device "${DEVICE:-cpu}" --config shapes --data "$out/shapes" --encoder "$encoder" --out "$out/gan"
     --batch 64 --sample-every 500 --checkpoint-every 250 --export-every 500 --seed 0 --export-dtype f16)
 if [ -n "${RESUME_GAN:-}" ]; then
     # a resumed run keeps its networks and options; one already past the steps just exports
@@ -84,6 +89,8 @@ elif [ "$decay_steps" -gt 0 ]; then
     "${gan[@]}" --steps $((tail_end + decay_steps)) --resume "$out/gan/checkpoint.safetensors" "${decay[@]}"
 fi
 t2=$(date +%s)
+echo "times: encoder $((t1 - t0)) s, GAN $((t2 - t1)) s"
+[ -z "${GAN_ONLY:-}" ] || exit 0
 # One epoch: the shipped judge (session 4) was trained so; 6 epochs (the CLI's default since) reads
 # 1-2 points fewer generated images as right, both 100 % on real held-out images (RESULTS, "The judge").
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0 --epochs 1

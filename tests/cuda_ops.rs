@@ -231,7 +231,32 @@ fn check_deconv(batch: usize, g: ConvTranspose2dGeom, act: Activation, bn: bool,
     let depi = Epi { scale: bn.then_some(&sd), shift: bn.then_some(&bd), residual: None, act };
     d.conv_transpose2d_fwd(prec, &xd, &wd, batch, &g, &depi, &mut out).expect("launch");
     let what = format!("conv_transpose2d {} b{batch} {g:?}", prec.name());
-    assert_close(&what, &down(&d, &out), &want, layer_tol(prec));
+    assert_close(
+        &what,
+        &down(&d, &out),
+        &want,
+        layer_tol(prec)
+            * squash(&want, act, || {
+                let plain = Epilogue { act: Activation::None, ..epi };
+                let mut pre = vec![0.0; want.len()];
+                conv_transpose2d_ref(&x, &w, batch, &g, &plain, &mut pre);
+                pre
+            }),
+    );
+}
+
+/// How much a saturating activation shrank the output's scale: max |pre-activation| over
+/// max |output| for tanh, else 1. The tolerance is relative to the largest output, but the
+/// sum's error is relative to the largest sum, and tanh is 1-Lipschitz: it passes an error near
+/// zero whole while capping the largest output at 1. G's last layer (512 terms, sums up to ~30)
+/// in bf16 lands 2.1e-3 of its largest sum from f32 and 4.1e-2 of 1 after tanh (emulated,
+/// 12,288 outputs), so the bound is the pre-activation's scale.
+fn squash(out: &[f32], act: Activation, pre: impl FnOnce() -> Vec<f32>) -> f64 {
+    if act != Activation::Tanh {
+        return 1.0;
+    }
+    let max = |v: &[f32]| v.iter().fold(0.0f64, |m, &x| m.max(x.abs() as f64));
+    max(&pre()) / max(out).max(1e-6)
 }
 
 /// G's five transposed convolutions (reed-cub: nz + nt = 228, ngf = 128).

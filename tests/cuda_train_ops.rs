@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{assert_close, poisoned, random};
+use common::{assert_close, gan_step, poisoned, random};
 use std::sync::Arc;
 
 use text2img::cuda::L1_BLOCKS;
@@ -38,7 +38,7 @@ use text2img::ops::optim::{Adam, RmsProp};
 use text2img::ops::pool::{maxpool1d_backward, maxpool1d_len};
 use text2img::ops::shift::{shift_images, shift_images_backward};
 use text2img::ops::Activation;
-use text2img::train::gan::{GanBatch, GanOptions, GanTrainer};
+use text2img::train::gan::{GanOptions, GanTrainer};
 use text2img::train::net::TrainNet;
 use text2img::train::posterior::{code_gradients, l1_loss, sample_codes, shape_pixel_weights};
 use text2img::train::session::{Mode, TrainSession};
@@ -558,123 +558,31 @@ fn discriminator_passes_as_the_d_step_runs_them() {
 }
 
 /// One GAN-INT-CLS iteration (D step of three passes, G step of B + B/2 rows, both Adam steps)
-/// on the GPU against the CPU trainer from the same state and batch (`shapes`, batch 8): the
-/// paper's terms alone, then with the auxiliary classifier (weight 2), the mode-seeking term
-/// (0.1 on 8×8 cells, target 0.25) and the moving average, then with the shipped recipe's
-/// classifier (max-pooled read-out and its twin, weight 1, G's twin term scaled by 0.5).
-/// Tolerances: the losses 1e-4 relative (sums through two networks and back); the gradients,
-/// seen through Adam's first moments (m = (1 − β1)·g after one step), 1e-4 relative per network;
-/// the updated weights (and the average, which holds 82 % of them after one step): Adam's first
-/// step moves each weight by ±lr·g/(|g| + ε), so a gradient within rounding of zero may flip its
-/// sign; at most 0.1 % of the weights may differ by more than 1 % of lr, and none by more than 2·lr.
+/// on the GPU against the CPU trainer from the same state and batch (`shapes`, batch 8), in every
+/// configuration of common::gan_step::cases (the paper's terms, D frozen, the classifiers, mode
+/// seeking and the average, D's augmentations, the VAE term): losses, each tensor's gradient
+/// through Adam's first moment, running statistics and the weights' steps. The tolerances are
+/// the spread of the CPU's own step under one-ulp nudges (common/gan_step.rs; train_graph.rs
+/// checks that spread stays inside them).
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn gan_step_cuda_vs_cpu() {
     let d = Arc::new(dev());
     let cfg = ModelConfig::builtin("shapes").expect("config");
-    let sizes = text2img::data::shapes::IMAGE_LABEL_SIZES.to_vec();
-    let plain = GanOptions { batch: 8, seed: 3, ..GanOptions::default() };
-    let extras = GanOptions {
-        classifier_sizes: sizes.clone(),
-        classifier_weight: 2.0,
-        ema: 0.999,
-        mode_seeking: 0.1,
-        mode_seeking_cell: 8,
-        mode_seeking_target: 0.25,
-        ..plain.clone()
-    };
-    // The shipped recipe's classifier: max-pooled read-out and its twin (TAC-GAN), G's twin
-    // term at half weight.
-    let pooled_twin = GanOptions {
-        classifier_sizes: sizes.clone(),
-        classifier_weight: 1.0,
-        classifier_pool: true,
-        classifier_twin: true,
-        classifier_twin_scale: 0.5,
-        ..plain.clone()
-    };
-    // The conditional-VAE rebuild with its KL and shape weight (session 18's recipe stage).
-    let vae = GanOptions { vae: 10.0, vae_kl: 0.05, vae_shape_weight: 10.0, ..pooled_twin.clone() };
-    // D's shape-kind block also taught G's images as no kind (--classifier-fake, session 21).
-    let fake = GanOptions { classifier_fake: 1.0, ..pooled_twin.clone() };
-    // D's translation augmentation (--d-shift): the same offsets on both sides, G's gradient
-    // moved back.
-    let shifted = GanOptions { d_shift: 5, ..pooled_twin.clone() };
-    // D's symmetries (--d-flip), alone and before the translations.
-    let flipped = GanOptions { d_flip: true, ..pooled_twin.clone() };
-    let flipped_shifted = GanOptions { d_flip: true, d_shift: 5, ..pooled_twin.clone() };
-    let runs = [
-        ("plain", plain),
-        ("with classifier, mode seeking and average", extras),
-        ("with the pooled classifier and its twin", pooled_twin),
-        ("with the pooled classifier, its twin and --classifier-fake", fake),
-        ("with the pooled classifier, its twin and --d-shift", shifted),
-        ("with the pooled classifier, its twin and --d-flip", flipped),
-        ("with the pooled classifier, its twin, --d-flip and --d-shift", flipped_shifted),
-        ("with the pooled classifier, its twin and the VAE term", vae),
-    ];
-    for (what, options) in runs {
+    let mut failures = Vec::new();
+    let mut check = gan_step::collect(&mut failures);
+    for (what, options) in gan_step::cases() {
         let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
         let (mut cpu, mut mirror) = (trainer(), trainer());
         let mut gpu = CudaGan::from_trainer(Arc::clone(&d), &cpu).expect("GPU trainer");
-        let (g0, d0) = (cpu.g.params.data.clone(), cpu.d.params.data.clone());
-        let (img, e) = (3 * 64 * 64, cfg.encoder.embed_dim);
-        let (real, wrong, text) = (random(8 * img, 900), random(8 * img, 901), random(8 * e, 902));
-        let labels: Vec<usize> = (0..8 * sizes.len()).map(|i| (i * 7 + 3) % sizes[i % sizes.len()]).collect();
-        let labels = if options.classifier_weight > 0.0 { &labels[..] } else { &[] };
-        let geometry: Vec<[f32; 3]> = (0..8).map(|i| [20.0 + 3.0 * i as f32, 30.0, 6.0 + i as f32]).collect();
-        let shapes = if options.vae_shape_weight > 0.0 { &geometry[..] } else { &[] };
-        let batch = GanBatch { real: &real, wrong: &wrong, text: &text, labels, shapes };
-        let want = cpu.step(&batch).expect("CPU step");
-        let got = gpu.step(&batch).expect("GPU step");
-        for (name, g, w) in [
-            ("d_loss", got.d_loss, want.d_loss),
-            ("g_loss", got.g_loss, want.g_loss),
-            ("d_class", got.d_class, want.d_class),
-            ("g_class", got.g_class, want.g_class),
-            ("mode_seeking", got.mode_seeking, want.mode_seeking),
-            ("d_twin", got.d_twin, want.d_twin),
-            ("g_twin", got.g_twin, want.g_twin),
-            ("d_fake_class", got.d_fake_class, want.d_fake_class),
-            ("recon", got.recon, want.recon),
-            ("kl", got.kl, want.kl),
-        ] {
-            assert_close(&format!("{what}: {name}"), &[g], &[w], 1e-4);
-        }
+        let start = gan_step::Start::of(&cpu);
+        let inputs = gan_step::StepInputs::new(&cfg, &options);
+        let want = cpu.step(&inputs.batch()).expect("CPU step");
+        let got = gpu.step(&inputs.batch()).expect("GPU step");
         gpu.write_back(&mut mirror).expect("write back");
         assert_eq!(mirror.step, 1);
-        let lr = options.lr_at(0) as f64;
-        let moved_alike = |name: &str, before: &[f32], cpu_now: &[f32], gpu_now: &[f32]| {
-            let diffs: Vec<f64> = (0..before.len())
-                .map(|i| ((gpu_now[i] - before[i]) as f64 - (cpu_now[i] - before[i]) as f64).abs())
-                .collect();
-            let off = diffs.iter().filter(|&&x| x > 0.01 * lr).count();
-            assert!(off * 1000 <= before.len(), "{what}: {name}: {off} of {} weights moved differently", before.len());
-            assert!(diffs.iter().all(|&x| x <= 2.0 * lr * 1.001), "{what}: {name}: a weight moved 2·lr apart");
-        };
-        for (net, before, cpu_net, gpu_net, cpu_m, gpu_m) in [
-            ("G", &g0, &cpu.g, &mirror.g, &cpu.g_adam.m, &mirror.g_adam.m),
-            ("D", &d0, &cpu.d, &mirror.d, &cpu.d_adam.m, &mirror.d_adam.m),
-        ] {
-            // Per tensor first, so a failure names the layers that differ most.
-            for slot in &cpu_net.graph.params {
-                let r = slot.offset..slot.offset + slot.len;
-                let e = common::rel_error(&gpu_m[r.clone()], &cpu_m[r]);
-                println!("{what}: {net} {}: Adam's m relative error {e:.2e}", slot.name);
-            }
-            assert_close(&format!("{what}: {net} gradients (Adam's m)"), gpu_m, cpu_m, 1e-4);
-            assert_close(&format!("{what}: {net} running statistics"), &gpu_net.buffers, &cpu_net.buffers, TOL_SUMS);
-            moved_alike(net, before, &cpu_net.params.data, &gpu_net.params.data);
-        }
-        if let (Some(c), Some(g)) = (&cpu.g_ema, &mirror.g_ema) {
-            moved_alike("G's average", &g0, c, g);
-        }
-        if let (Some(c), Some(g)) = (&cpu.posterior, &mirror.posterior) {
-            // E's gradients through Adam's first moment, its running statistics and its step.
-            assert_close(&format!("{what}: E gradients (Adam's m)"), &g.adam.m, &c.adam.m, 1e-4);
-            assert_close(&format!("{what}: E running statistics"), &g.net.buffers, &c.net.buffers, TOL_SUMS);
-            let e0 = trainer().posterior.expect("E").net.params.data;
-            moved_alike("E", &e0, &c.net.params.data, &g.net.params.data);
-        }
+        gan_step::compare(what, (&cpu, &start, &want), (&mirror, &start, &got), &mut check);
     }
+    drop(check);
+    assert!(failures.is_empty(), "{} checks failed:\n{}", failures.len(), failures.join("\n"));
 }

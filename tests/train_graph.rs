@@ -7,6 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::gan_step::{self, StepInputs};
 use common::{assert_close, micro_config, random};
 use text2img::eval::shape_net::classifier;
 use text2img::graph::{thread_pool, Backend, Session};
@@ -869,4 +870,38 @@ fn posterior_mean_exports_as_a_style_encoder() {
     let mu: Vec<f32> = mu_logvar.chunks(2 * nz).flat_map(|r| r[..nz].to_vec()).collect();
     assert_close("S(x) = μ(x)", &style, &mu, 1e-6);
     assert!(mu_logvar.chunks(2 * nz).any(|r| r[nz..] != r[..nz]), "log σ² rows are not copied");
+}
+
+/// The CPU's GAN step against itself from inputs and G's and D's weights nudged by one ulp, in
+/// every configuration the GPU step is compared in: it stays within the tolerances the GPU is
+/// held to (common/gan_step.rs), which are set from this spread. The step is not continuous (a
+/// ReLU or max-pool input within rounding of a kink passes its gradient one way or the other),
+/// so these are the differences rounding alone makes; if a change of the CPU step widens them,
+/// this fails here before a GPU run does for no fault of its kernels.
+#[test]
+fn gan_step_nudged_by_one_ulp_stays_within_the_gpu_tolerances() {
+    let cfg = ModelConfig::builtin("shapes").expect("config");
+    let mut failures = Vec::new();
+    let mut check = gan_step::collect(&mut failures);
+    for (what, options) in gan_step::cases() {
+        let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
+        let inputs = StepInputs::new(&cfg, &options);
+        let mut want = trainer();
+        let start = gan_step::Start::of(&want);
+        let stats = want.step(&inputs.batch()).expect("step");
+        for k in 0..4u64 {
+            let mut got = trainer();
+            let seed = 1000 * (k + 1);
+            let g = gan_step::nudge(&got.g.params.data, seed);
+            got.g.params.data_mut().copy_from_slice(&g);
+            let d = gan_step::nudge(&got.d.params.data, seed + 10);
+            got.d.params.data_mut().copy_from_slice(&d);
+            let got_start = gan_step::Start::of(&got);
+            let got_stats = got.step(&inputs.nudged(seed + 20).batch()).expect("nudged step");
+            let label = format!("{what}, nudge {k}");
+            gan_step::compare(&label, (&want, &start, &stats), (&got, &got_start, &got_stats), &mut check);
+        }
+    }
+    drop(check);
+    assert!(failures.is_empty(), "{} checks failed:\n{}", failures.len(), failures.join("\n"));
 }

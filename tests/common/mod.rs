@@ -1,6 +1,8 @@
 //! Shared test helpers: seeded random data, poisoned buffers, relative-error checks.
 #![allow(dead_code)]
 
+pub mod gan_step;
+
 use std::path::{Path, PathBuf};
 
 use text2img::model::config::{DiscriminatorConfig, EncoderConfig, GeneratorConfig, RnnKind, TextConfig, ALPHABET};
