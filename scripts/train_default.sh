@@ -8,7 +8,8 @@
 #                                          VAE_WARM=500, VAE_WEIGHT=20: see below)
 #   DEVICE=cuda: the GAN stages on the GPU (train --device); ENCODER=FILE: a trained encoder (a
 #   file holding `encoder`, e.g. weights/default.safetensors) instead of the encoder stage;
-#   GAN_ONLY=1: stop after the GAN stages (no judge, style encoder, install or eval).
+#   GAN_ONLY=1: stop after the GAN stages (no judge, style encoder, install or eval); GAN_SEED=N:
+#   the GAN stages' seed (0, the shipped run's; another N is a replicate of the recipe).
 #   T2I_BIN=PATH: that binary instead of a native build (scripts/gpu-train-default.sh sets all four).
 #
 # Seeds are fixed, so the same machine gives the same weights (the GEMM's summation order depends
@@ -64,7 +65,7 @@ decay_span=${DECAY_SPAN:-2000}
 vae_warm=${VAE_WARM:-500}
 vae_weight=${VAE_WEIGHT:-20}
 gan=("$bin" train --device "${DEVICE:-cpu}" --config shapes --data "$out/shapes" --encoder "$encoder" --out "$out/gan"
-    --batch 64 --sample-every 500 --checkpoint-every 250 --export-every 500 --seed 0 --export-dtype f16)
+    --batch 64 --sample-every 500 --checkpoint-every 250 --export-every 500 --seed "${GAN_SEED:-0}" --export-dtype f16)
 if [ -n "${RESUME_GAN:-}" ]; then
     # a resumed run keeps its networks and options; one already past the steps just exports
     "${gan[@]}" --steps "$gan_steps" --resume "$out/gan/checkpoint.safetensors"
