@@ -495,8 +495,11 @@ fn check_rnn(gru: bool, batch: usize) {
 #[test]
 #[ignore = "needs a CUDA GPU: run with --include-ignored on the GPU machine"]
 fn gru_fwd_cuda_vs_cpu() {
-    check_rnn(true, 1);
-    check_rnn(true, 64);
+    // 1 and 7: a warp per row of W_hh; from 8 the tile GEMMs (GRU_TILE_MIN_BATCH), 100 with a
+    // partial column tile.
+    for batch in [1, 7, 8, 64, 100] {
+        check_rnn(true, batch);
+    }
 }
 
 #[test]

@@ -38,6 +38,8 @@ pub const SYMBOLS: &[(&str, &str)] = &[
     ("char_cnn_rnn", "conv1d_fwd_bf16"),
     ("char_cnn_rnn", "gru_step_rz_f32"),
     ("char_cnn_rnn", "gru_step_n_f32"),
+    ("char_cnn_rnn", "gru_step_rz_tile_f32"),
+    ("char_cnn_rnn", "gru_step_n_tile_f32"),
     ("char_cnn_rnn", "rnn_relu_step_f32"),
     ("rng", "philox_normal_fwd_f32"),
     // Training (issue 8): backward passes, losses, optimizers.

@@ -19,6 +19,10 @@ pub(super) const BLOCK: u32 = 256;
 const MAX_BLOCKS: usize = 1 << 16;
 /// Threads per block of the per-step recurrence kernels (8 warps, one row of W_hh each).
 const RNN_BLOCK: u32 = 256;
+/// From this batch on, a GRU step's recurrent products run on the tile core (one GEMM each for
+/// r, z and n: gru_step_*_tile_f32) rather than a warp per row of W_hh looping over the samples.
+/// Below it the tile's 64 columns would be mostly empty; 8 is a guess until measured on a GPU.
+const GRU_TILE_MIN_BATCH: usize = 8;
 
 /// The kernel of `prec` among an op's (f32, bf16) pair.
 fn pick(prec: Precision, (f32_kernel, bf16_kernel): (&'static str, &'static str)) -> &'static str {
@@ -592,8 +596,9 @@ impl CudaDevice {
     /// The recurrence over time (ops::rnn::gru_ref or rnn_relu_ref): x [B, C, T] → out
     /// [B, T, H]. `scratch` holds `rnn_scratch_len(d, gru)` elements: proj = W_ih·x for every
     /// step (one batched GEMM), then, for the GRU, r ⊙ h and z between the two launches of a
-    /// step. Each step is launched across the GPU (one warp per row of W_hh), T steps in order on
-    /// the stream. Weights row-major as PyTorch's: w_ih [gH, C], w_hh [gH, H].
+    /// step. Each step is launched across the GPU (one warp per row of W_hh, or from
+    /// GRU_TILE_MIN_BATCH samples on the GRU two tile GEMMs), T steps in order on the stream.
+    /// Weights row-major as PyTorch's: w_ih [gH, C], w_hh [gH, H].
     pub fn rnn_fwd(&self, x: &Buf, p: &RnnBufs, gru: bool, d: RnnDims, scratch: &mut Buf, out: &mut Buf) -> Result<()> {
         let what = if gru { "gru_step_n_f32" } else { "rnn_relu_step_f32" };
         let (c, t, h) = (d.cin, d.t, d.hidden);
@@ -621,8 +626,25 @@ impl CudaDevice {
             block_dim: (RNN_BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
+        let tiles = gru && d.batch >= GRU_TILE_MIN_BATCH;
         for s in 0..t {
             let si = int(s, what)?;
+            if tiles && s > 0 {
+                for (name, rows) in [("gru_step_rz_tile_f32", 2 * h), ("gru_step_n_tile_f32", h)] {
+                    let f = self.function(name)?;
+                    let mut l = self.stream.launch_builder(f);
+                    l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
+                    l.arg(&*out);
+                    // SAFETY: arguments match gru_step_rz_tile_f32 / gru_step_n_tile_f32 in
+                    // kernels/char_cnn_rnn.cu; scratch holds B·T·3H projections then 2·B·H for
+                    // r ⊙ h and z, out B·T·H, the biases 3H and w_hh 3H·H (checked above, offsets
+                    // fit int); the grid covers C [rows, B] in 64×64 tiles, the contract's; the n
+                    // launch reads what the rz launch before it on this stream wrote, and both read
+                    // step s − 1 of out, written by the step before.
+                    unsafe { l.launch(cfg_tiles(rows, d.batch, 1, name)?) }.map_err(driver_err(name))?;
+                }
+                continue;
+            }
             if gru && s > 0 {
                 let f = self.function("gru_step_rz_f32")?;
                 let mut l = self.stream.launch_builder(f);

@@ -6,7 +6,7 @@
 //! Why the tolerances are loose for a comparison of f32 sums: the step is not continuous. A
 //! (leaky) ReLU whose input lies within rounding of zero, or a max-pool whose two largest inputs
 //! do, passes its gradient one way or the other depending on the last bit, and over ~3 M
-//! activations at batch 8 a run meets such a point about half the time. One-ulp nudges of the
+//! activations at batch 8 a step often meets such a point. One-ulp nudges of the
 //! CPU's own inputs and weights (session 25, 18 steps) move its gradients by 7e-7 when no such
 //! point is met and by up to 4.8e-4 (one tensor: 1.4e-3, D's first layer 1.1e-3) when one is,
 //! and then up to 0.23 % of G's weights step differently after Adam's first step (which moves
