@@ -371,6 +371,12 @@ if torch is not None:
             self.deconv3 = nn.ConvTranspose2d(2 * f, f, 4, 2, 1, bias=False)
             self.bn3 = _bn2d(f)
             self.deconv4 = nn.ConvTranspose2d(f, 3, 4, 2, 1, bias=False)
+            # `refine` (train --g-refine): a residual block at 16x16 and at 32x32, middle half as
+            # wide (GeneratorConfig::refine_mid).
+            self.refine = bool(g.get("refine", False))
+            if self.refine:
+                self.res2 = ResBlock(2 * f, (2 * f + 1) // 2, torch.relu)
+                self.res3 = ResBlock(f, (f + 1) // 2, torch.relu)
 
         def forward(self, z, emb):
             t = _lrelu(self.text_proj(emb))
@@ -378,7 +384,11 @@ if torch is not None:
             x = self.res0(self.bn0(self.deconv0(x)))
             x = self.res1(self.bn1(self.deconv1(x)))
             x = torch.relu(self.bn2(self.deconv2(x)))
+            if self.refine:
+                x = self.res2(x)
             x = torch.relu(self.bn3(self.deconv3(x)))
+            if self.refine:
+                x = self.res3(x)
             return torch.tanh(self.deconv4(x))
 
     class Discriminator(nn.Module):

@@ -174,6 +174,35 @@ fn ngf_ndf_and_d_act_after_deep_shape_a_new_run_and_are_refused_on_resume() {
     fails_in_one_line(&mut gan(&data, &enc, &dir.path().join("z"), &["--ngf", "0"]), 2, "generator.ngf = 0");
 }
 
+#[test]
+fn g_refine_adds_two_blocks_that_generate_reads_and_is_refused_on_resume() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data, enc) = setup(dir.path());
+    let out = dir.path().join("refined");
+    ok(&mut gan(&data, &enc, &out, &["--steps", "2", "--g-refine"]));
+    let model = out.join("model.safetensors");
+    let ws = WeightSet::open(&model, LoadMode::Read).expect("weights");
+    assert!(ws.config().generator.refine);
+    let names: Vec<String> = file_tensors(&model).into_iter().map(|(n, _)| n).collect();
+    for block in ["generator.res2", "generator.res3"] {
+        assert!(names.iter().any(|n| n == &format!("{block}.conv3.weight")), "{block} in {names:?}");
+    }
+    // The refined model generates (its config read from the file).
+    let png = dir.path().join("r.png");
+    let mut cmd = bin();
+    cmd.args(["generate", "a red circle", "-m", model.to_str().expect("utf8"), "-o", png.to_str().expect("utf8")]);
+    ok(&mut cmd);
+    assert!(png.exists());
+    let ckpt = out.join("checkpoint.safetensors");
+    let resume = ["--resume", ckpt.to_str().expect("utf8"), "--steps", "3", "--g-refine"];
+    fails_in_one_line(&mut gan(&data, &enc, &out, &resume), 2, "--g-refine");
+    // A file of the original G says nothing of `refine` (its bytes are as before the option).
+    let plain = dir.path().join("plain");
+    ok(&mut gan(&data, &enc, &plain, &["--steps", "1"]));
+    let bytes = std::fs::read(plain.join("model.safetensors")).expect("model");
+    assert!(!String::from_utf8_lossy(&bytes[..4096.min(bytes.len())]).contains("refine"));
+}
+
 /// `train-encoder` with the flags of `setup` plus `extra`, writing into `out`.
 fn encoder_run(data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = bin();

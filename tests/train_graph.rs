@@ -51,7 +51,22 @@ fn inputs(net: Network, cfg: &ModelConfig, batch: usize, seed: u64) -> Vec<Vec<f
 
 #[test]
 fn eval_mode_training_graph_matches_inference_graph() {
-    let cfg = ModelConfig::builtin("shapes").expect("config");
+    eval_mode_matches_inference(&ModelConfig::builtin("shapes").expect("config"));
+}
+
+/// The same with G's refinement blocks at 16×16 and 32×32 (`train --g-refine`).
+#[test]
+fn eval_mode_training_graph_matches_inference_graph_refined_generator() {
+    eval_mode_matches_inference(&refined(ModelConfig::builtin("shapes").expect("config")));
+}
+
+fn refined(mut cfg: ModelConfig) -> ModelConfig {
+    cfg.generator.refine = true;
+    cfg
+}
+
+fn eval_mode_matches_inference(cfg: &ModelConfig) {
+    let cfg = cfg.clone();
     let nets = Network::ALL;
     let ws = WeightSet::from_tensors(cfg.clone(), &nets, synthetic_weights(&cfg, &nets)).expect("weights");
     let pool = thread_pool(2).expect("pool");
@@ -153,6 +168,11 @@ fn slot_name(tn: &TrainNet, i: usize) -> String {
 #[test]
 fn generator_gradients_match_finite_differences() {
     grad_check(Network::Generator, 8);
+}
+
+#[test]
+fn refined_generator_gradients_match_finite_differences() {
+    grad_check_config(&refined(micro_config()), Network::Generator, 2);
 }
 
 #[test]

@@ -124,6 +124,10 @@ pub struct TrainArgs {
     /// built-in configs, have none there: without batch norm those two layers are one linear map).
     #[arg(long)]
     pub d_act_after_deep: bool,
+    /// G with a residual block after its 16×16 and 32×32 transposed convolutions, for a new run
+    /// (the original has layers there only to up-sample).
+    #[arg(long)]
+    pub g_refine: bool,
     /// Real images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -617,7 +621,8 @@ fn gan_message(s: &StepStats) -> String {
 }
 
 /// The model config of a new GAN run: the encoder file's, or --config's G and D around it, with
-/// --ngf and --ndf in place of its widths and --d-act-after-deep switched on where given.
+/// --ngf and --ndf in place of its widths and --d-act-after-deep and --g-refine switched on
+/// where given.
 fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
     let mut cfg = match &a.config {
         None => enc.config().clone(),
@@ -635,6 +640,7 @@ fn gan_config(a: &TrainArgs, enc: &WeightSet) -> Result<ModelConfig, Failure> {
     cfg.generator.ngf = a.ngf.unwrap_or(cfg.generator.ngf);
     cfg.discriminator.ndf = a.ndf.unwrap_or(cfg.discriminator.ndf);
     cfg.discriminator.act_after_deep |= a.d_act_after_deep;
+    cfg.generator.refine |= a.g_refine;
     cfg.validate().map_err(|e| fail(EXIT_USAGE, e))?;
     Ok(cfg)
 }
@@ -675,8 +681,12 @@ fn check_gan_flags(a: &TrainArgs) -> Result<[(&'static str, Option<f32>); 4], Fa
     if let Some(d) = a.ema.filter(|d| !(0.0..1.0).contains(d)) {
         return Err(fail(EXIT_USAGE, format!("--ema must be a decay in [0, 1), got {d}")));
     }
-    let size_flags =
-        [("--ngf", a.ngf.is_some()), ("--ndf", a.ndf.is_some()), ("--d-act-after-deep", a.d_act_after_deep)];
+    let size_flags = [
+        ("--ngf", a.ngf.is_some()),
+        ("--ndf", a.ndf.is_some()),
+        ("--d-act-after-deep", a.d_act_after_deep),
+        ("--g-refine", a.g_refine),
+    ];
     if let (Some(_), Some(flag)) = (&a.common.resume, size_flags.iter().find(|f| f.1)) {
         return Err(fail(EXIT_USAGE, format!("{}: a resumed run keeps its checkpoint's networks", flag.0)));
     }

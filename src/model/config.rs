@@ -54,6 +54,20 @@ pub struct GeneratorConfig {
     pub nz: usize,
     pub nt: usize,
     pub ngf: usize,
+    /// A residual block after the 16×16 and after the 32×32 transposed convolution
+    /// (`generator.res2`, `generator.res3`), where the original G has none: layers at the
+    /// scales where a shape's outline is drawn (`train --g-refine`). Written only when on, so
+    /// files of the original G keep their bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refine: bool,
+}
+
+impl GeneratorConfig {
+    /// The middle width of a refinement block of `c` channels (`refine`): half of it, where
+    /// G's other residual blocks take a quarter (these are narrow already).
+    pub fn refine_mid(c: usize) -> usize {
+        c.div_ceil(2)
+    }
 }
 
 /// Discriminator sizes.
@@ -108,7 +122,7 @@ impl ModelConfig {
             rnn_hidden: 512,
             embed_dim: 1024,
         };
-        let reed_g = GeneratorConfig { nz: 100, nt: 128, ngf: 128 };
+        let reed_g = GeneratorConfig { nz: 100, nt: 128, ngf: 128, refine: false };
         let d = DiscriminatorConfig { ndf: 64, nt: 128, act_after_deep: false, batch_norm: true };
         let cfg = match name {
             "reed-cub" => {
@@ -136,7 +150,7 @@ impl ModelConfig {
                 },
                 // Sized for a 2-core CPU to train in about an hour; D without batch norm is
                 // what makes GAN-INT-CLS learn here (docs/runs/README.md).
-                generator: GeneratorConfig { nz: 100, nt: 128, ngf: 32 },
+                generator: GeneratorConfig { nz: 100, nt: 128, ngf: 32, refine: false },
                 discriminator: DiscriminatorConfig { ndf: 32, batch_norm: false, ..d },
             },
             // For smoke tests and quick experiments: minutes of CPU, not hours.
@@ -144,7 +158,7 @@ impl ModelConfig {
                 name: name.into(),
                 text,
                 encoder: EncoderConfig { conv_channels: [32, 64, 64], rnn_hidden: 64, embed_dim: 64, ..reed_encoder },
-                generator: GeneratorConfig { nz: 32, nt: 32, ngf: 8 },
+                generator: GeneratorConfig { nz: 32, nt: 32, ngf: 8, refine: false },
                 discriminator: DiscriminatorConfig { ndf: 8, nt: 32, act_after_deep: false, batch_norm: true },
             },
             other => {

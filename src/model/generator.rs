@@ -1,8 +1,9 @@
 //! Generator G: text projection + LeakyReLU, concat with z, then transposed convolutions
-//! 1→4→8→16→32→64 with two residual blocks (docs/WEIGHTS.md). Inputs z [nz] and the text
+//! 1→4→8→16→32→64 with two residual blocks (docs/WEIGHTS.md), and with `refine` two more, at
+//! 16×16 and 32×32. Inputs z [nz] and the text
 //! embedding [E]; output the image [3, 64, 64] in [-1, 1].
 
-use super::config::ModelConfig;
+use super::config::{GeneratorConfig, ModelConfig};
 use super::layers::InferenceBuilder;
 use super::loader::WeightSet;
 use super::net::{residual_block, NetBuilder, LRELU};
@@ -28,9 +29,27 @@ pub fn generator<B: NetBuilder>(b: &mut B, cfg: &ModelConfig) -> Result<([ValueI
     let x = b.deconv(x, "generator.deconv1.weight", Some("generator.bn1"), up(8 * f, 4, 4 * f, 2, 1), none)?; // [4f, 8, 8]
     let x = residual_block(b, x, "generator.res1", (4 * f, f, 8), (relu, relu), true)?; // [4f, 8, 8]
     let x = b.deconv(x, "generator.deconv2.weight", Some("generator.bn2"), up(4 * f, 8, 2 * f, 2, 1), relu)?; // [2f, 16, 16]
+    let x = refine(b, x, cfg, "generator.res2", (2 * f, 16))?;
     let x = b.deconv(x, "generator.deconv3.weight", Some("generator.bn3"), up(2 * f, 16, f, 2, 1), relu)?; // [f, 32, 32]
+    let x = refine(b, x, cfg, "generator.res3", (f, 32))?;
     let img = b.deconv(x, "generator.deconv4.weight", None, up(f, 32, 3, 2, 1), Activation::Tanh)?; // [3, 64, 64]
     Ok(([z, emb], img))
+}
+
+/// With `generator.refine`, a residual block of `c` channels at `side` (its middle
+/// `GeneratorConfig::refine_mid` wide); else `x` as it is.
+fn refine<B: NetBuilder>(
+    b: &mut B,
+    x: ValueId,
+    cfg: &ModelConfig,
+    name: &str,
+    (c, side): (usize, usize),
+) -> Result<ValueId> {
+    if !cfg.generator.refine {
+        return Ok(x);
+    }
+    let relu = Activation::Relu;
+    residual_block(b, x, name, (c, GeneratorConfig::refine_mid(c), side), (relu, relu), true)
 }
 
 /// Builds G's inference graph (BN folded). Inputs: z, embedding. Output: image.

@@ -1,7 +1,7 @@
 //! The parameter names and shapes each network expects (docs/WEIGHTS.md), derived from the
 //! config: the single source for validation, synthetic weights and the graph builders' checks.
 
-use super::config::{ModelConfig, RnnKind};
+use super::config::{GeneratorConfig, ModelConfig, RnnKind};
 use super::text::ALPHABET_SIZE;
 
 /// One of the three networks.
@@ -101,8 +101,14 @@ pub fn specs(cfg: &ModelConfig, net: Network) -> Vec<Spec> {
             s.res("res1", 4 * f, f);
             s.add("deconv2.weight", &[4 * f, 2 * f, 4, 4]);
             s.bn("bn2", 2 * f);
+            if g.refine {
+                s.res("res2", 2 * f, GeneratorConfig::refine_mid(2 * f));
+            }
             s.add("deconv3.weight", &[2 * f, f, 4, 4]);
             s.bn("bn3", f);
+            if g.refine {
+                s.res("res3", f, GeneratorConfig::refine_mid(f));
+            }
             s.add("deconv4.weight", &[f, 3, 4, 4]);
         }
         Network::Discriminator => {

@@ -79,7 +79,7 @@ pub fn micro_config() -> ModelConfig {
             rnn_hidden: 8,
             embed_dim: 8,
         },
-        generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2 },
+        generator: GeneratorConfig { nz: 4, nt: 4, ngf: 2, refine: false },
         discriminator: DiscriminatorConfig { ndf: 2, nt: 4, act_after_deep: false, batch_norm: true },
     }
 }
