@@ -8,7 +8,8 @@
 #
 #   OUT=$OUT bash scripts/gpu-train-default.sh [SECONDS]     # in a `run` with carry [".gpu"]
 #
-# SECONDS (default 330) caps the training; what was exported by then still comes back.
+# SECONDS (default 330) caps the training; what was exported by then still comes back. GAN_SEED
+# and NEW_RUN_FLAGS pass through to train_default.sh (a replicate, or a variant of the recipe).
 # GPU_TRAIN_DEVICE=cpu T2I_STEPS=20 TAIL_STEPS=10 DECAY_STEPS=20 VAE_WARM=10 dry-runs it on a
 # machine without a GPU (T2I_STEPS: the first GAN stage's steps).
 set -u

@@ -9,7 +9,9 @@
 #   DEVICE=cuda: the GAN stages on the GPU (train --device); ENCODER=FILE: a trained encoder (a
 #   file holding `encoder`, e.g. weights/default.safetensors) instead of the encoder stage;
 #   GAN_ONLY=1: stop after the GAN stages (no judge, style encoder, install or eval); GAN_SEED=N:
-#   the GAN stages' seed (0, the shipped run's; another N is a replicate of the recipe).
+#   the GAN stages' seed (0, the shipped run's; another N is a replicate of the recipe);
+#   NEW_RUN_FLAGS="…": more flags for the first GAN stage only (a variant of the recipe, e.g.
+#   --g-refine; the later stages resume its checkpoint, which keeps them).
 #   T2I_BIN=PATH: that binary instead of a native build (scripts/gpu-train-default.sh sets all four).
 #
 # Seeds are fixed, so the same machine gives the same weights (the GEMM's summation order depends
@@ -70,9 +72,10 @@ if [ -n "${RESUME_GAN:-}" ]; then
     # a resumed run keeps its networks and options; one already past the steps just exports
     "${gan[@]}" --steps "$gan_steps" --resume "$out/gan/checkpoint.safetensors"
 else
+    # shellcheck disable=SC2086
     "${gan[@]}" --steps "$gan_steps" --classifier 1 --classifier-pool --classifier-twin --lr-d-scale 4 \
         --d-act-after-deep --ema 0.999 --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25 \
-        --d-shift 4
+        --d-shift 4 ${NEW_RUN_FLAGS:-}
 fi
 tail_end=$((gan_steps + tail_steps))
 "${gan[@]}" --steps "$tail_end" --resume "$out/gan/checkpoint.safetensors" --classifier-twin-scale 0.5
