@@ -1,7 +1,7 @@
 //! Generator G: text projection + LeakyReLU, concat with z, then transposed convolutions
 //! 1→4→8→16→32→64 with two residual blocks (docs/WEIGHTS.md), and with `refine` two more, at
-//! 16×16 and 32×32. Inputs z [nz] and the text
-//! embedding [E]; output the image [3, 64, 64] in [-1, 1].
+//! 16×16 and 32×32. Inputs z [nz] and the text embedding [E]; output the image [3, 64, 64] in
+//! [-1, 1].
 
 use super::config::{GeneratorConfig, ModelConfig};
 use super::layers::InferenceBuilder;

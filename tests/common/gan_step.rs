@@ -191,13 +191,16 @@ pub fn compare(
         let e = rel_error(&[g], &[w]);
         check(g.is_finite() && e <= TOL_LOSS, format!("{what}: {name} {g} against {w}: relative error {e:.2e}"));
     }
-    let (lr, tol) = (want.options.lr_at(0) as f64, gradient_tolerance(&want.options));
+    // Each network's first step is ±its own rate (D's is G's times lr_d_scale; 0 when frozen,
+    // kept positive so that "apart" means any difference).
+    let tol = gradient_tolerance(&want.options);
+    let (lr, lr_d) = (want.options.adam_at(0).lr as f64, (want.options.adam_d_at(0).lr as f64).max(f64::MIN_POSITIVE));
     let nets = [
-        ("G", &want.g, &want.g_adam.m, &want_start.g, &got.g, &got.g_adam.m, &got_start.g),
-        ("D", &want.d, &want.d_adam.m, &want_start.d, &got.d, &got.d_adam.m, &got_start.d),
+        ("G", lr, &want.g, &want.g_adam.m, &want_start.g, &got.g, &got.g_adam.m, &got_start.g),
+        ("D", lr_d, &want.d, &want.d_adam.m, &want_start.d, &got.d, &got.d_adam.m, &got_start.d),
     ];
-    for (net, wn, wm, w0, gn, gm, g0) in nets {
-        network(&format!("{what}: {net}"), (wn, wm, w0), (gn, gm, g0), (lr, tol), check);
+    for (net, rate, wn, wm, w0, gn, gm, g0) in nets {
+        network(&format!("{what}: {net}"), (wn, wm, w0), (gn, gm, g0), (rate, tol), check);
     }
     if let (Some(w), Some(g)) = (&want.g_ema, &got.g_ema) {
         check_moves(&format!("{what}: G's average"), (&want_start.g, w), (&got_start.g, g), lr, check);
