@@ -55,7 +55,6 @@ for b in .gpu/bin/bench-cuda*; do
   verdict $? done
   row "$n" "$r" "$((SECONDS - start))s, see $n.log"
 done
-cli=$(ls .gpu/bin/bin-text2img* 2>/dev/null | head -1)
 # The end-to-end benchmark: caption → image replays on the GPU (reed-cub, synthetic weights);
 # batch 1: the latency target (median of 1000 replays), eager and as a CUDA graph; 64 and 256:
 # throughput, fewer replays; each with the convolutions in f32 and on the tensor cores (bf16).

@@ -4,7 +4,8 @@
 # the shipped encoder (session 19's, what the recipe's encoder stage makes), then what a CPU
 # session needs to evaluate it against the CPU-trained model under $OUT (the run tool brings back
 # at most 8 files of 16 MiB): the final model and its style encoder, the exports at 7,000, 7,500
-# and 8,000 (model-007000.safetensors …), and logs.tar.gz (the script's log, log.jsonl, the last sample grid).
+# and 8,000 (model-007000.safetensors …), and train-logs.tar.gz (the script's log, log.jsonl,
+# the last sample grid).
 #
 #   OUT=$OUT bash scripts/gpu-train-default.sh [SECONDS]     # in a `run` with carry [".gpu"]
 #
@@ -17,7 +18,6 @@ out=${OUT:-/tmp/out}
 mkdir -p "$out"
 seconds=${1:-330}
 . scripts/gpu-unpack.sh
-cli=$(ls .gpu/bin/bin-text2img 2>/dev/null)
 [ -n "$cli" ] || { echo "gpu-train-default: no .gpu/bin/bin-text2img: run scripts/gpu-bundle.sh and carry .gpu" >&2; exit 2; }
 run=/tmp/gpu-train-default
 rm -rf "$run"

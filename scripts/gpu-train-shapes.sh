@@ -24,7 +24,6 @@ flags=("$@")
 [ ${#flags[@]} -gt 0 ] || flags=(--classifier 1 --classifier-pool --classifier-twin --lr-d-scale 4 --d-act-after-deep
   --ema 0.999 --mode-seeking 0.1 --mode-seeking-cell 8 --mode-seeking-target 0.25 --d-shift 4)
 . scripts/gpu-unpack.sh
-cli=$(ls .gpu/bin/bin-text2img* 2>/dev/null | head -1)
 [ -n "$cli" ] || { echo "gpu-train-shapes: no .gpu/bin/bin-text2img: run scripts/gpu-bundle.sh and carry .gpu" >&2; exit 2; }
 enc=.gpu/encoder.safetensors
 [ -f "$enc" ] || enc=weights/default.safetensors

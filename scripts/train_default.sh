@@ -93,8 +93,7 @@ elif [ "$decay_steps" -gt 0 ]; then
     "${gan[@]}" --steps $((tail_end + decay_steps)) --resume "$out/gan/checkpoint.safetensors" "${decay[@]}"
 fi
 t2=$(date +%s)
-echo "times: encoder $((t1 - t0)) s, GAN $((t2 - t1)) s"
-[ -z "${GAN_ONLY:-}" ] || exit 0
+[ -z "${GAN_ONLY:-}" ] || { echo "times: encoder $((t1 - t0)) s, GAN $((t2 - t1)) s"; exit 0; }
 # One epoch: the shipped judge (session 4) was trained so; 6 epochs (the CLI's default since) reads
 # 1-2 points fewer generated images as right, both 100 % on real held-out images (RESULTS, "The judge").
 "$bin" train-judge --data "$out/shapes" --out "$out/judge.safetensors" --seed 0 --epochs 1

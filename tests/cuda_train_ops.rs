@@ -569,20 +569,16 @@ fn discriminator_passes_as_the_d_step_runs_them() {
 fn gan_step_cuda_vs_cpu() {
     let d = Arc::new(dev());
     let cfg = ModelConfig::builtin("shapes").expect("config");
-    let mut failures = Vec::new();
-    let mut check = gan_step::collect(&mut failures);
-    for (what, options) in gan_step::cases() {
+    gan_step::run_cases(|what, options, check| {
         let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
         let (mut cpu, mut mirror) = (trainer(), trainer());
         let mut gpu = CudaGan::from_trainer(Arc::clone(&d), &cpu).expect("GPU trainer");
         let start = gan_step::Start::of(&cpu);
-        let inputs = gan_step::StepInputs::new(&cfg, &options);
+        let inputs = gan_step::StepInputs::new(&cfg, options);
         let want = cpu.step(&inputs.batch()).expect("CPU step");
         let got = gpu.step(&inputs.batch()).expect("GPU step");
         gpu.write_back(&mut mirror).expect("write back");
         assert_eq!(mirror.step, 1);
-        gan_step::compare(what, (&cpu, &start, &want), (&mirror, &start, &got), &mut check);
-    }
-    drop(check);
-    assert!(failures.is_empty(), "{} checks failed:\n{}", failures.len(), failures.join("\n"));
+        gan_step::compare(what, (&cpu, &start, &want), (&mirror, &start, &got), check);
+    });
 }

@@ -51,13 +51,13 @@ fn inputs(net: Network, cfg: &ModelConfig, batch: usize, seed: u64) -> Vec<Vec<f
 
 #[test]
 fn eval_mode_training_graph_matches_inference_graph() {
-    eval_mode_matches_inference(&ModelConfig::builtin("shapes").expect("config"));
+    eval_mode_matches_inference(ModelConfig::builtin("shapes").expect("config"));
 }
 
 /// The same with G's refinement blocks at 16×16 and 32×32 (`train --g-refine`).
 #[test]
 fn eval_mode_training_graph_matches_inference_graph_refined_generator() {
-    eval_mode_matches_inference(&refined(ModelConfig::builtin("shapes").expect("config")));
+    eval_mode_matches_inference(refined(ModelConfig::builtin("shapes").expect("config")));
 }
 
 fn refined(mut cfg: ModelConfig) -> ModelConfig {
@@ -65,8 +65,7 @@ fn refined(mut cfg: ModelConfig) -> ModelConfig {
     cfg
 }
 
-fn eval_mode_matches_inference(cfg: &ModelConfig) {
-    let cfg = cfg.clone();
+fn eval_mode_matches_inference(cfg: ModelConfig) {
     let nets = Network::ALL;
     let ws = WeightSet::from_tensors(cfg.clone(), &nets, synthetic_weights(&cfg, &nets)).expect("weights");
     let pool = thread_pool(2).expect("pool");
@@ -901,27 +900,20 @@ fn posterior_mean_exports_as_a_style_encoder() {
 #[test]
 fn gan_step_nudged_by_one_ulp_stays_within_the_gpu_tolerances() {
     let cfg = ModelConfig::builtin("shapes").expect("config");
-    let mut failures = Vec::new();
-    let mut check = gan_step::collect(&mut failures);
-    for (what, options) in gan_step::cases() {
+    gan_step::run_cases(|what, options, check| {
         let trainer = || GanTrainer::new(&cfg, options.clone(), thread_pool(2).expect("pool")).expect("trainer");
-        let inputs = StepInputs::new(&cfg, &options);
+        let inputs = StepInputs::new(&cfg, options);
         let mut want = trainer();
         let start = gan_step::Start::of(&want);
         let stats = want.step(&inputs.batch()).expect("step");
         for k in 0..4u64 {
             let mut got = trainer();
             let seed = 1000 * (k + 1);
-            let g = gan_step::nudge(&got.g.params.data, seed);
-            got.g.params.data_mut().copy_from_slice(&g);
-            let d = gan_step::nudge(&got.d.params.data, seed + 10);
-            got.d.params.data_mut().copy_from_slice(&d);
+            gan_step::nudge_weights(&mut got, seed);
             let got_start = gan_step::Start::of(&got);
             let got_stats = got.step(&inputs.nudged(seed + 20).batch()).expect("nudged step");
             let label = format!("{what}, nudge {k}");
-            gan_step::compare(&label, (&want, &start, &stats), (&got, &got_start, &got_stats), &mut check);
+            gan_step::compare(&label, (&want, &start, &stats), (&got, &got_start, &got_stats), check);
         }
-    }
-    drop(check);
-    assert!(failures.is_empty(), "{} checks failed:\n{}", failures.len(), failures.join("\n"));
+    });
 }

@@ -627,44 +627,29 @@ impl CudaDevice {
             shared_mem_bytes: 0,
         };
         let tiles = gru && d.batch >= GRU_TILE_MIN_BATCH;
+        let tile = |name: &'static str, rows: usize| Ok::<_, Error>((name, cfg_tiles(rows, d.batch, 1, name)?));
         for s in 0..t {
             let si = int(s, what)?;
-            if tiles && s > 0 {
-                for (name, rows) in [("gru_step_rz_tile_f32", 2 * h), ("gru_step_n_tile_f32", h)] {
-                    let f = self.function(name)?;
-                    let mut l = self.stream.launch_builder(f);
-                    l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
-                    l.arg(&*out);
-                    // SAFETY: arguments match gru_step_rz_tile_f32 / gru_step_n_tile_f32 in
-                    // kernels/char_cnn_rnn.cu; scratch holds B·T·3H projections then 2·B·H for
-                    // r ⊙ h and z, out B·T·H, the biases 3H and w_hh 3H·H (checked above, offsets
-                    // fit int); the grid covers C [rows, B] in 64×64 tiles, the contract's; the n
-                    // launch reads what the rz launch before it on this stream wrote, and both read
-                    // step s − 1 of out, written by the step before.
-                    unsafe { l.launch(cfg_tiles(rows, d.batch, 1, name)?) }.map_err(driver_err(name))?;
-                }
-                continue;
-            }
-            if gru && s > 0 {
-                let f = self.function("gru_step_rz_f32")?;
+            // This step's launches in order: r and z (GRU, from step 1), then n (or the ReLU RNN's).
+            let (steps, n) = match (gru && s > 0, tiles) {
+                (false, _) => ([(what, blocks(h)); 2], 1),
+                (true, false) => ([("gru_step_rz_f32", blocks(2 * h)), (what, blocks(h))], 2),
+                (true, true) => ([tile("gru_step_rz_tile_f32", 2 * h)?, tile("gru_step_n_tile_f32", h)?], 2),
+            };
+            for &(name, cfg) in &steps[..n] {
+                let f = self.function(name)?;
                 let mut l = self.stream.launch_builder(f);
                 l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
                 l.arg(&*out);
-                // SAFETY: arguments match gru_step_rz_f32 in kernels/char_cnn_rnn.cu; scratch holds
-                // B·T·3H projections then 2·B·H for r ⊙ h and z (checked, offsets fit int), out
-                // B·T·H with step s − 1 written by the previous launch on this stream, the biases
-                // 3H and w_hh 3H·H; one warp per row of the 2H rows, the contract's grid.
-                unsafe { l.launch(blocks(2 * h)) }.map_err(driver_err("gru_step_rz_f32"))?;
+                // SAFETY: the step kernels of kernels/char_cnn_rnn.cu (gru_step_rz_f32,
+                // gru_step_n_f32, rnn_relu_step_f32, gru_step_rz_tile_f32, gru_step_n_tile_f32)
+                // share these arguments; scratch holds the B·T·gH projections (and, for the GRU,
+                // 2·B·H for r ⊙ h and z after them), out B·T·H, the biases gH and w_hh gH·H
+                // (checked above, offsets fit int); each grid is its kernel's contract (a warp
+                // per row of W_hh, or 64×64 tiles of C [rows, B]). One stream orders the launches:
+                // a step reads step s − 1 of out and the r ⊙ h and z the launch before it wrote.
+                unsafe { l.launch(cfg) }.map_err(driver_err(name))?;
             }
-            let f = self.function(what)?;
-            let mut l = self.stream.launch_builder(f);
-            l.arg(&*scratch).arg(p.b_ih).arg(p.w_hh).arg(p.b_hh).arg(&bi).arg(&ti).arg(&hi).arg(&si);
-            l.arg(&*out);
-            // SAFETY: arguments match gru_step_n_f32 / rnn_relu_step_f32 in
-            // kernels/char_cnn_rnn.cu; scratch, out, the biases and w_hh hold what they index
-            // (checked above); one warp per hidden unit, the contract's grid; the step reads only
-            // step s − 1 of out and (GRU) the scratch the rz launch before it wrote.
-            unsafe { l.launch(blocks(h)) }.map_err(driver_err(what))?;
         }
         Ok(())
     }

@@ -149,6 +149,14 @@ pub fn nudge(v: &[f32], seed: u64) -> Vec<f32> {
     v.iter().zip(&coin).map(|(&x, &c)| if c > 0.0 { f32::from_bits(x.to_bits() + 1) } else { x }).collect()
 }
 
+/// G's and D's weights of `t` with a random half of each one ulp larger in magnitude.
+pub fn nudge_weights(t: &mut GanTrainer, seed: u64) {
+    let g = nudge(&t.g.params.data, seed);
+    t.g.params.data_mut().copy_from_slice(&g);
+    let d = nudge(&t.d.params.data, seed + 10);
+    t.d.params.data_mut().copy_from_slice(&d);
+}
+
 /// The weights a trainer starts from (G, D, and E when the VAE term is on), to measure its step.
 pub struct Start {
     g: Vec<f32>,
@@ -259,12 +267,18 @@ fn check_moves(
     );
 }
 
-/// A `check` that prints every verdict and keeps the failures, so one run shows them all.
-pub fn collect(failures: &mut Vec<String>) -> impl FnMut(bool, String) + '_ {
-    move |ok, msg| {
+/// Runs `each` on every configuration of `cases` with a `check` that prints every verdict and
+/// keeps the failures, so one run shows them all; then fails if any check did.
+pub fn run_cases(mut each: impl FnMut(&str, &GanOptions, &mut dyn FnMut(bool, String))) {
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, msg: String| {
         println!("{} {msg}", if ok { "ok  " } else { "FAIL" });
         if !ok {
             failures.push(msg);
         }
+    };
+    for (what, options) in cases() {
+        each(what, &options, &mut check);
     }
+    assert!(failures.is_empty(), "{} checks failed:\n{}", failures.len(), failures.join("\n"));
 }
